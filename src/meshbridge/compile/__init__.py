@@ -1,0 +1,22 @@
+"""Compile: a validated snapshot of the intents -> every cluster's Kubernetes objects.
+
+No I/O, no clock, no randomness, no environment: everything arrives as arguments. One module per
+output concern (cross-cluster access, load balancing, authorization, ingress, egress, Istio
+install, secrets), each reading the snapshot's indexes.
+"""
+
+from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
+from meshbridge.compile.render import Plan, check, objects, plan
+from meshbridge.compile.vips import VipRecord
+
+__all__ = [
+    "ClusterCA",
+    "Context",
+    "IngressCredential",
+    "Material",
+    "Plan",
+    "VipRecord",
+    "check",
+    "objects",
+    "plan",
+]

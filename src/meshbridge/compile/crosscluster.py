@@ -1,0 +1,113 @@
+"""Cross-cluster access: client-side ServiceEntry + DestinationRule, server-side Gateway,
+ServiceEntry + DestinationRule, as the seed writes them by hand (sleep -> httpbin)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from meshbridge.compile import naming
+from meshbridge.compile.inputs import Context
+from meshbridge.compile.objects import Obj, make, owner_ref
+from meshbridge.compile.snapshot import Exposure, Snapshot
+
+
+def networking(snap: Snapshot) -> str:
+    return f"networking.istio.io/{snap.mesh.spec.istio.api_version}"
+
+
+def port_names(exposures: list[Exposure]) -> dict[int, str]:
+    """Port number -> Istio port name: the protocol, with the number added when ambiguous."""
+    count: dict[str, int] = defaultdict(int)
+    for e in exposures:
+        count[e.port_name] += 1
+    return {e.port: e.port_name if count[e.port_name] == 1 else f"{e.port_name}-{e.port}"
+            for e in exposures}
+
+
+def ports_spec(exposures: list[Exposure]) -> list[dict[str, object]]:
+    names = port_names(exposures)
+    return [
+        {"number": e.port, "protocol": e.protocol, "name": names[e.port]}
+        for e in sorted(exposures, key=lambda e: e.port)
+    ]
+
+
+def mutual_dr(snap: Snapshot, host: str, namespace: str, name: str, owners: list[str],
+              export_local: bool = True) -> Obj:
+    spec: dict[str, object] = {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
+    if export_local:
+        spec["exportTo"] = ["."]
+    return make(networking(snap), "DestinationRule", name, namespace, spec, owners)
+
+
+def _used_exposures(snap: Snapshot, namespace: str, service: str, ports: set[int]) -> list[Exposure]:
+    return [e for e in snap.exposures(namespace, service) if e.port in ports]
+
+
+def _owners(exposures: list[Exposure]) -> list[str]:
+    return [owner_ref("InboundIntent", e.intent.namespace, e.intent.name) for e in exposures]
+
+
+def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
+    yield from _client_side(snap, ctx)
+    yield from _server_side(snap)
+
+
+def _client_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
+    grouped: dict[tuple[str, str, str, str, str], set[int]] = defaultdict(set)
+    for use in snap.remote_uses:
+        key = (use.client_cluster, use.client_ns, use.namespace, use.service, use.server_cluster)
+        grouped[key].add(use.port)
+    for (cluster, client_ns, ns, service, server), ports in sorted(grouped.items()):
+        host = naming.remote_host(service, ns, server)
+        exposures = _used_exposures(snap, ns, service, ports)
+        owners = _owners(exposures)
+        gateway = snap.clusters[server].spec.gateway
+        assert gateway is not None  # validate.gateways guarantees it
+        gw_port = snap.gateway_port(server)
+        names = port_names(exposures)
+        spec = {
+            "hosts": [host],
+            "location": "MESH_INTERNAL",
+            "ports": ports_spec(exposures),
+            "resolution": "DNS",
+            "addresses": [ctx.vips[(cluster, host)]],
+            "endpoints": [
+                {"address": gateway.address, "ports": {names[p]: gw_port for p in sorted(names)}}
+            ],
+            "exportTo": ["."],
+        }
+        yield cluster, make(networking(snap), "ServiceEntry", host, client_ns, spec, owners)
+        yield cluster, mutual_dr(snap, host, client_ns, host, owners)
+
+
+def _server_side(snap: Snapshot) -> Iterator[tuple[str, Obj]]:
+    grouped: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+    for use in snap.remote_uses:
+        grouped[(use.server_cluster, use.namespace, use.service)].add(use.port)
+    for (cluster, ns, service), ports in sorted(grouped.items()):
+        host = naming.remote_host(service, ns, cluster)
+        exposures = _used_exposures(snap, ns, service, ports)
+        owners = _owners(exposures)
+        gateway = {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {
+                    "port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+                    "tls": {"mode": "AUTO_PASSTHROUGH"},
+                    "hosts": [host],
+                }
+            ],
+        }
+        entry = {
+            "hosts": [host],
+            "location": "MESH_INTERNAL",
+            "ports": ports_spec(exposures),
+            "resolution": "DNS",
+            "endpoints": [{"address": naming.local_host(service, ns)}],
+            "exportTo": ["."],
+        }
+        yield cluster, make(networking(snap), "Gateway", host, naming.ISTIO_SYSTEM, gateway, owners)
+        yield cluster, make(networking(snap), "ServiceEntry", host, naming.ISTIO_SYSTEM, entry, owners)
+        yield cluster, mutual_dr(snap, host, naming.ISTIO_SYSTEM, host, owners)

@@ -1,0 +1,45 @@
+"""What a compile needs besides the documents: allocations and certificate material.
+
+Everything here is plain data handed in by the caller (the service layer reads it from the state
+store and the PKI): compile itself never looks anything up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ClusterCA:
+    """The four PEM files Istio's plug-in CA reads from the ``cacerts`` Secret."""
+
+    ca_cert: str
+    ca_key: str
+    root_cert: str
+    cert_chain: str
+
+
+@dataclass(frozen=True)
+class IngressCredential:
+    """A server certificate for an external host; ``ca`` only for MUTUAL (the client CA)."""
+
+    cert: str
+    key: str
+    ca: str | None = None
+
+
+@dataclass(frozen=True)
+class Material:
+    """Certificate material by cluster (``cacerts``) and by external host (ingress)."""
+
+    cacerts: Mapping[str, ClusterCA] = field(default_factory=dict)
+    ingress: Mapping[str, IngressCredential] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Per-run inputs of the generators: VIPs by (cluster, host key) and certificate material."""
+
+    vips: Mapping[tuple[str, str], str]
+    material: Material = field(default_factory=Material)

@@ -1,0 +1,84 @@
+"""Every generated name comes from here, so the scheme is written down once.
+
+Names of generated objects are DNS-1123 subdomains built from DNS-1123 labels joined by ``.``:
+since no label contains a dot, the joined name is unambiguous (``a-b`` + ``c`` never equals
+``a`` + ``b-c``). A name longer than Kubernetes allows is cut and given a hash suffix of the full
+name, so it stays unique and stable.
+
+=====================================  =======================================================
+object                                 name
+=====================================  =======================================================
+remote name of a service               ``<service>.<namespace>.<cluster>``
+client ServiceEntry / DestinationRule  the remote name (in the client's namespace)
+server Gateway / ServiceEntry / DR     the remote name (in istio-system)
+load-balancing VS / DR / ServiceEntry  ``<service>.<namespace>`` (in the client's namespace)
+AuthorizationPolicy                    ``<intent>`` (ALLOW), ``<intent>-deny`` (DENY)
+ingress Gateway / VirtualService       ``<intent>-ingress`` (in the server's namespace)
+ingress credential Secret              ``<host>-credential`` (in istio-system)
+egress ServiceEntry                    ``<ExternalService name>``
+IstioOperator                          ``meshbridge`` (in istio-system)
+CA Secret                              ``cacerts`` (in istio-system)
+=====================================  =======================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_NAME = 253
+MAX_LABEL = 63
+
+
+def _shorten(name: str, limit: int) -> str:
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    head = name[: limit - len(digest) - 1].rstrip(".-")
+    return f"{head}-{digest}"
+
+
+def subdomain(*labels: str) -> str:
+    """Join DNS labels into an object name, hashed to fit 253 characters."""
+    return _shorten(".".join(labels), MAX_NAME)
+
+
+def label_value(text: str) -> str:
+    """A string made safe as a Kubernetes label value (63 characters, hashed when cut)."""
+    return _shorten(text, MAX_LABEL)
+
+
+def remote_host(service: str, namespace: str, cluster: str) -> str:
+    return f"{service}.{namespace}.{cluster}"
+
+
+def local_host(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.cluster.local"
+
+
+def service_key(service: str, namespace: str) -> str:
+    return subdomain(service, namespace)
+
+
+def policy_name(intent: str, action: str) -> str:
+    return intent if action == "ALLOW" else subdomain(f"{intent}-deny")
+
+
+def ingress_name(intent: str) -> str:
+    return _shorten(f"{intent}-ingress", MAX_NAME)
+
+
+def credential_name(host: str) -> str:
+    return _shorten(f"{host}-credential", MAX_NAME)
+
+
+def port_name(protocol: str) -> str:
+    """Istio port name for a protocol: the protocol in lower case (``tcp``, ``http``, ``grpc``)."""
+    return protocol.lower()
+
+
+ISTIO_OPERATOR_NAME = "meshbridge"
+CACERTS_NAME = "cacerts"
+ISTIO_SYSTEM = "istio-system"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "meshbridge"
+OWNERS_ANNOTATION = "meshbridge.dev/owners"

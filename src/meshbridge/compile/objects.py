@@ -1,0 +1,60 @@
+"""Plain-data Kubernetes objects: the envelope every generator uses, and their output order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from meshbridge.compile import naming
+
+Obj = dict[str, Any]
+
+# Apply order: what must exist before what references it. Unlisted kinds go last.
+KIND_ORDER: dict[str, int] = {
+    "Namespace": 0,
+    "Secret": 1,
+    "IstioOperator": 2,
+    "ServiceEntry": 3,
+    "DestinationRule": 4,
+    "Gateway": 5,
+    "VirtualService": 6,
+    "AuthorizationPolicy": 7,
+}
+
+
+def make(
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str,
+    spec: dict[str, Any] | None,
+    owners: Iterable[str],
+    *,
+    body_key: str = "spec",
+) -> Obj:
+    """A Kubernetes object with meshbridge's labels and its owners annotated."""
+    owner_list = sorted(set(owners))
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {naming.MANAGED_BY_LABEL: naming.MANAGED_BY},
+    }
+    if owner_list:
+        metadata["annotations"] = {naming.OWNERS_ANNOTATION: ",".join(owner_list)}
+    obj: Obj = {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+    if spec is not None:
+        obj[body_key] = spec
+    return obj
+
+
+def owner_ref(kind: str, namespace: str, name: str) -> str:
+    return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+
+
+def sort_key(obj: Obj) -> tuple[int, str, str, str]:
+    meta = obj["metadata"]
+    return (KIND_ORDER.get(obj["kind"], 99), obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def ordered(objs: Iterable[Obj]) -> list[Obj]:
+    return sorted(objs, key=sort_key)

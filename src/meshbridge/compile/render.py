@@ -1,0 +1,85 @@
+"""The compile pipeline: intents -> validated snapshot -> VIPs -> every cluster's objects.
+
+Pure: the previous VIP allocations and the certificate material come in as arguments, the new
+allocations go out as a return value; nothing here reads a file, a clock or the environment.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from meshbridge.compile import (
+    authz,
+    crosscluster,
+    egress,
+    ingress,
+    istio_operator,
+    loadbalancing,
+    secrets,
+    snapshot,
+    validate,
+    vips,
+)
+from meshbridge.compile.inputs import Context, Material
+from meshbridge.compile.objects import Obj, ordered
+from meshbridge.compile.snapshot import Snapshot
+from meshbridge.errors import InvalidInput, Problem
+from meshbridge.model import Intents
+
+Generator = Callable[[Snapshot, Context], Iterator[tuple[str, Obj]]]
+
+GENERATORS: tuple[Generator, ...] = (
+    istio_operator.build,
+    secrets.build,
+    crosscluster.build,
+    loadbalancing.build,
+    authz.build,
+    ingress.build,
+    egress.build,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated snapshot and the VIP table it needs (new allocations included)."""
+
+    snapshot: Snapshot
+    vips: list[vips.VipRecord]
+
+
+def check(intents: Intents) -> Snapshot:
+    """The snapshot of valid intents, or :class:`InvalidInput` listing every problem."""
+    snap = snapshot.build(intents)
+    problems = validate.check(intents, snap)
+    if problems:
+        raise InvalidInput(problems)
+    return snap
+
+
+def plan(intents: Intents, previous: Iterable[vips.VipRecord]) -> Plan:
+    """Validate and allocate VIPs against the previous allocation table."""
+    snap = check(intents)
+    needs, reserved = vips.vip_needs(snap)
+    try:
+        records = vips.allocate(snap.mesh.spec.pool, needs, reserved, list(previous))
+    except vips.PoolExhausted as exc:
+        where = intents.meshes[0] if intents.meshes else None
+        problem = Problem(
+            where.source if where else "<defaults>", where.index if where else 1, "Mesh",
+            where.obj.name if where else "default", "spec.vipPool",
+            f"{exc} (released addresses included): use a larger pool",
+        )
+        raise InvalidInput([problem]) from None
+    return Plan(snap, records)
+
+
+def objects(plan_: Plan, material: Material | None = None) -> dict[str, list[Obj]]:
+    """Every cluster's objects, in apply order; every cluster of the mesh has an entry."""
+    ctx = Context(vips=vips.lookup(plan_.vips), material=material or Material())
+    out: dict[str, list[Obj]] = defaultdict(list)
+    for generate in GENERATORS:
+        for cluster, obj in generate(plan_.snapshot, ctx):
+            out[cluster].append(obj)
+    return {c: ordered(out.get(c, [])) for c in plan_.snapshot.clusters}

@@ -1,0 +1,190 @@
+"""The snapshot: every index the generators read, built once, in a stated order.
+
+Order of construction (each step reads only what the steps before it built):
+
+1. ``clusters``   name -> Cluster, sorted by name
+2. ``apps``       (namespace, name) -> App
+3. ``placement``  (namespace, app) -> sorted clusters it runs in (clusters / clusterSelector)
+4. ``services``   (namespace, service) -> the intents exposing that Kubernetes Service
+5. ``routes``     the cross-cluster topology: for every client cluster and namespace, which
+                  remote hosts it needs, and which hosts each server cluster must export
+
+Generators (``crosscluster``, ``loadbalancing``, ...) read these indexes and never search the
+documents themselves. Building a snapshot from invalid intents does not fail: dangling
+references are left out of the indexes, and ``validate`` reports them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from meshbridge.compile import naming
+from meshbridge.model import App, Cluster, InboundIntent, Intents, Mesh
+
+AppKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One port of a service, as an InboundIntent exposes it."""
+
+    intent: InboundIntent
+    port: int
+    protocol: str
+
+    @property
+    def port_name(self) -> str:
+        return naming.port_name(self.protocol)
+
+
+@dataclass(frozen=True, order=True)
+class RemoteUse:
+    """In ``client_cluster``, namespace ``client_ns`` calls ``service.namespace`` in ``server``."""
+
+    client_cluster: str
+    client_ns: str
+    namespace: str
+    service: str
+    server_cluster: str
+    port: int
+
+    @property
+    def host(self) -> str:
+        return naming.remote_host(self.service, self.namespace, self.server_cluster)
+
+
+@dataclass(frozen=True, order=True)
+class BalancedUse:
+    """In ``client_cluster``, namespace ``client_ns`` calls a load-balanced service port."""
+
+    client_cluster: str
+    client_ns: str
+    namespace: str
+    service: str
+    port: int
+
+
+@dataclass
+class Snapshot:
+    intents: Intents
+    mesh: Mesh
+    clusters: dict[str, Cluster]
+    apps: dict[AppKey, App]
+    placement: dict[AppKey, tuple[str, ...]]
+    services: dict[AppKey, tuple[InboundIntent, ...]]
+    remote_uses: tuple[RemoteUse, ...] = field(default=())
+    balanced_uses: tuple[BalancedUse, ...] = field(default=())
+
+    # ------------------------------------------------------------------ derived read-only views
+
+    def gateway_port(self, cluster: str) -> int:
+        spec = self.clusters[cluster].spec
+        if spec.gateway is not None and spec.gateway.port is not None:
+            return spec.gateway.port
+        return self.mesh.spec.istio.gateway_node_port
+
+    def exposures(self, namespace: str, service: str) -> tuple[Exposure, ...]:
+        return tuple(
+            Exposure(i, i.spec.port, i.spec.protocol.value)
+            for i in self.services.get((namespace, service), ())
+        )
+
+    def intent_placement(self, intent: InboundIntent) -> tuple[str, ...]:
+        return self.placement.get((intent.namespace, intent.spec.app), ())
+
+    @cached_property
+    def exposure_by_port(self) -> Mapping[tuple[str, str, int], InboundIntent]:
+        return {
+            (i.namespace, i.service_name, i.spec.port): i
+            for intents in self.services.values()
+            for i in intents
+        }
+
+    @cached_property
+    def remote_hosts_by_cluster(self) -> Mapping[str, tuple[str, ...]]:
+        """Server cluster -> remote names it must export through its gateway."""
+        out: dict[str, set[str]] = defaultdict(set)
+        for use in self.remote_uses:
+            out[use.server_cluster].add(use.host)
+        return {c: tuple(sorted(h)) for c, h in sorted(out.items())}
+
+
+def _placement(app: App, clusters: Mapping[str, Cluster]) -> tuple[str, ...]:
+    if app.spec.clusters is not None:
+        return tuple(sorted(c for c in app.spec.clusters if c in clusters))
+    assert app.spec.cluster_selector is not None
+    wanted = app.spec.cluster_selector.match_labels.items()
+    return tuple(
+        sorted(
+            name
+            for name, cluster in clusters.items()
+            if all(cluster.metadata.labels.get(k) == v for k, v in wanted)
+        )
+    )
+
+
+def build(intents: Intents) -> Snapshot:
+    """Build every index of the snapshot, in the order the module docstring gives."""
+    clusters: dict[str, Cluster] = {}
+    for c in sorted(intents.clusters, key=lambda d: d.obj.name):
+        clusters.setdefault(c.obj.name, c.obj)
+    apps: dict[AppKey, App] = {}
+    for a in intents.apps:
+        apps.setdefault((a.obj.namespace, a.obj.name), a.obj)
+    placement = {key: _placement(app, clusters) for key, app in sorted(apps.items())}
+    services: dict[AppKey, list[InboundIntent]] = defaultdict(list)
+    seen_ports: set[tuple[str, str, int]] = set()
+    for d in sorted(intents.inbound, key=lambda d: (d.obj.namespace, d.obj.name)):
+        i = d.obj
+        if (i.namespace, i.spec.app) not in apps:
+            continue
+        port_key = (i.namespace, i.service_name, i.spec.port)
+        if port_key in seen_ports:
+            continue  # a duplicate exposure; validate reports it
+        seen_ports.add(port_key)
+        services[(i.namespace, i.service_name)].append(i)
+    snap = Snapshot(
+        intents=intents,
+        mesh=intents.mesh,
+        clusters=clusters,
+        apps=apps,
+        placement=placement,
+        services={k: tuple(v) for k, v in sorted(services.items())},
+    )
+    remote, balanced = _routes(snap)
+    snap.remote_uses = remote
+    snap.balanced_uses = balanced
+    return snap
+
+
+def _routes(snap: Snapshot) -> tuple[tuple[RemoteUse, ...], tuple[BalancedUse, ...]]:
+    """The cross-cluster topology, from every intent's clients and their placements."""
+    remote: set[RemoteUse] = set()
+    balanced: set[BalancedUse] = set()
+    for (namespace, service), intents in snap.services.items():
+        for intent in intents:
+            servers = snap.intent_placement(intent)
+            lb = intent.spec.load_balancing
+            weights = {c: w for c, w in lb.weights.items() if w > 0 and c in servers} if lb else {}
+            for client in intent.spec.clients:
+                client_ns = client.namespace or namespace
+                for c_cluster in snap.placement.get((client_ns, client.app), ()):
+                    if lb is not None:
+                        balanced.add(
+                            BalancedUse(c_cluster, client_ns, namespace, service, intent.spec.port)
+                        )
+                        targets = [s for s in weights if s != c_cluster]
+                    elif c_cluster in servers:
+                        targets = []
+                    else:
+                        targets = list(servers)
+                    for s_cluster in targets:
+                        remote.add(
+                            RemoteUse(
+                                c_cluster, client_ns, namespace, service, s_cluster, intent.spec.port
+                            )
+                        )
+    return tuple(sorted(remote)), tuple(sorted(balanced))

@@ -1,0 +1,230 @@
+"""Rules that need the whole set of documents: references, placements, conflicts, capacity.
+
+Each rule is a small function ``(intents, snapshot) -> problems``; :func:`check` runs them all
+and returns every problem at once. Like ``istioctl analyze``, but before anything reaches a
+cluster: a rule here is something that would make the generated mesh wrong or unreachable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from meshbridge.compile.snapshot import Snapshot
+from meshbridge.compile.vips import capacity, vip_needs
+from meshbridge.errors import Problem
+from meshbridge.model import Intents, Located
+
+Rule = Callable[[Intents, Snapshot], Iterator[Problem]]
+
+
+def _problem(doc: Located[Any], path: str, message: str) -> Problem:
+    return Problem(doc.source, doc.index, doc.kind, doc.obj.name, path, message)
+
+
+def duplicate_names(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    seen: dict[tuple[str, str, str], Located[Any]] = {}
+    for doc in intents.documents():
+        key = (doc.kind, doc.obj.namespace, doc.obj.name)
+        first = seen.setdefault(key, doc)
+        if first is not doc:
+            yield _problem(
+                doc, "metadata.name", f"duplicate {doc.kind} {doc.name!r}: first defined in "
+                f"{first.source}#{first.index}"
+            )
+    for extra in intents.meshes[1:]:
+        yield _problem(extra, "", "at most one Mesh document is allowed")
+
+
+def app_placements(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    for doc in intents.apps:
+        app = doc.obj
+        if app.spec.clusters is not None:
+            for i, name in enumerate(app.spec.clusters):
+                if name not in snap.clusters:
+                    yield _problem(doc, f"spec.clusters[{i}]", f"no Cluster named {name!r}")
+        elif not snap.placement.get((app.namespace, app.name)):
+            yield _problem(
+                doc, "spec.clusterSelector.matchLabels", "selects no cluster (check the labels)"
+            )
+
+
+def external_service_clusters(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    for doc in intents.external_services:
+        for i, name in enumerate(doc.obj.spec.clusters or ()):
+            if name not in snap.clusters:
+                yield _problem(doc, f"spec.clusters[{i}]", f"no Cluster named {name!r}")
+
+
+def intent_references(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    for doc in intents.inbound:
+        intent = doc.obj
+        ns = intent.namespace
+        if (ns, intent.spec.app) not in snap.apps:
+            yield _problem(doc, "spec.app", f"no App {intent.spec.app!r} in namespace {ns!r}")
+        seen: set[tuple[str, str]] = set()
+        for i, client in enumerate(intent.spec.clients):
+            key = (client.namespace or ns, client.app)
+            if key not in snap.apps:
+                yield _problem(
+                    doc, f"spec.clients[{i}].app", f"no App {key[1]!r} in namespace {key[0]!r}"
+                )
+            if key in seen:
+                yield _problem(doc, f"spec.clients[{i}]", f"client {key[0]}/{key[1]} listed twice")
+            seen.add(key)
+
+
+def load_balancing(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    for doc in intents.inbound:
+        lb = doc.obj.spec.load_balancing
+        if lb is None or (doc.obj.namespace, doc.obj.spec.app) not in snap.apps:
+            continue
+        placed = snap.intent_placement(doc.obj)
+        if len(placed) < 2:
+            yield _problem(
+                doc, "spec.loadBalancing",
+                f"app {doc.obj.spec.app!r} runs in {len(placed)} cluster(s); load balancing "
+                "needs an app placed in more than one",
+            )
+        for cluster in lb.weights:
+            if cluster not in placed:
+                yield _problem(
+                    doc, f"spec.loadBalancing.weights.{cluster}",
+                    f"app {doc.obj.spec.app!r} does not run in cluster {cluster!r} "
+                    f"(it runs in: {', '.join(placed) or 'none'})",
+                )
+        total = sum(lb.weights.values())
+        if total != 100:
+            yield _problem(doc, "spec.loadBalancing.weights", f"weights sum to {total}, not 100")
+
+
+def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    needed = {use.server_cluster: use for use in reversed(snap.remote_uses)}
+    by_name = {d.obj.name: d for d in intents.clusters}
+    for cluster, use in sorted(needed.items()):
+        if snap.clusters[cluster].spec.gateway is None:
+            yield _problem(
+                by_name[cluster], "spec.gateway",
+                f"cluster {cluster!r} serves {use.service}.{use.namespace} to a client in "
+                f"cluster {use.client_cluster!r}, so it needs a gateway address",
+            )
+
+
+def duplicate_exposures(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    seen: dict[tuple[str, str, int], Located[Any]] = {}
+    for doc in intents.inbound:
+        i = doc.obj
+        key = (i.namespace, i.service_name, i.spec.port)
+        first = seen.setdefault(key, doc)
+        if first is not doc:
+            yield _problem(
+                doc, "spec.port",
+                f"service {i.service_name!r} port {i.spec.port} is already exposed by "
+                f"InboundIntent {first.obj.name!r} ({first.source}#{first.index})",
+            )
+
+
+def access_points(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    for doc in intents.inbound:
+        protocol = doc.obj.spec.protocol
+        if protocol.is_http:
+            continue
+        for i, client in enumerate(doc.obj.spec.clients):
+            for j, ap in enumerate(client.access_points or ()):
+                yield _problem(
+                    doc, f"spec.clients[{i}].accessPoints[{j}]",
+                    f"paths and methods need an HTTP protocol (HTTP, HTTP2, GRPC); this service "
+                    f"is {protocol.value}, so they could never match",
+                )
+
+
+def hosts(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    """A host is defined once per namespace and cluster; remote names are reserved."""
+    reserved = {use.host for use in snap.remote_uses}
+    seen: dict[tuple[str, str, str], Located[Any]] = {}
+    for doc in intents.external_services:
+        es = doc.obj
+        for i, host in enumerate(es.spec.hosts):
+            if host in reserved:
+                yield _problem(
+                    doc, f"spec.hosts[{i}]", f"{host!r} is a remote name meshbridge generates"
+                )
+            for cluster in es.spec.clusters or snap.clusters:
+                first = seen.setdefault((cluster, es.namespace, host), doc)
+                if first is not doc:
+                    yield _problem(
+                        doc, f"spec.hosts[{i}]",
+                        f"host {host!r} is already defined in namespace {es.namespace!r} for "
+                        f"cluster {cluster!r} by ExternalService {first.obj.name!r}",
+                    )
+                    break
+    ingress: dict[str, Located[Any]] = {}
+    for doc in intents.inbound:
+        ext = doc.obj.spec.external
+        if ext is None:
+            continue
+        first = ingress.setdefault(ext.host, doc)
+        if first is not doc:
+            yield _problem(
+                doc, "spec.external.host",
+                f"host {ext.host!r} is already exposed by InboundIntent "
+                f"{first.obj.namespace}/{first.obj.name}",
+            )
+
+
+def addresses(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    seen: dict[tuple[str, str], Located[Any]] = {}
+    for doc in intents.external_services:
+        for i, address in enumerate(doc.obj.spec.addresses or ()):
+            for cluster in doc.obj.spec.clusters or snap.clusters:
+                first = seen.setdefault((cluster, address), doc)
+                if first is not doc:
+                    yield _problem(
+                        doc, f"spec.addresses[{i}]",
+                        f"address {address} is already used in cluster {cluster!r} by "
+                        f"ExternalService {first.obj.namespace}/{first.obj.name}",
+                    )
+                    break
+
+
+def vip_pool(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    pool = snap.mesh.spec.pool
+    room = capacity(pool)
+    needs, reserved = vip_needs(snap)
+    for cluster, keys in sorted(needs.items()):
+        taken = sum(1 for a in reserved.get(cluster, ()) if ipaddress.ip_address(a) in pool)
+        if len(keys) + taken > room:
+            where = intents.meshes[0] if intents.meshes else None
+            message = (
+                f"VIP pool {pool} holds {room} addresses but cluster {cluster!r} needs "
+                f"{len(keys) + taken}"
+            )
+            if where is None:
+                yield Problem("<defaults>", 1, "Mesh", "default", "spec.vipPool", message)
+            else:
+                yield _problem(where, "spec.vipPool", message)
+
+
+RULES: tuple[Rule, ...] = (
+    duplicate_names,
+    app_placements,
+    external_service_clusters,
+    intent_references,
+    duplicate_exposures,
+    load_balancing,
+    access_points,
+    gateways,
+    hosts,
+    addresses,
+    vip_pool,
+)
+
+
+def check(intents: Intents, snap: Snapshot, rules: Iterable[Rule] = RULES) -> list[Problem]:
+    """Every problem every rule finds, sorted by location."""
+    found: list[Problem] = []
+    for rule in rules:
+        found.extend(rule(intents, snap))
+    return sorted(set(found))

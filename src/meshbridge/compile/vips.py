@@ -1,0 +1,180 @@
+"""VIP allocation: a pure function from (needs, previous allocations) to new allocations.
+
+Rules, per cluster:
+
+* a host keeps the address it has as long as it is needed (it never moves because other hosts
+  come or go);
+* a host no longer needed is *released*: its address stays recorded, with a release sequence
+  number, and is not handed to anyone else while never-used addresses remain;
+* a new host first gets back its own released address, if nobody took it; otherwise the lowest
+  never-used address of the pool; only when the pool has none left, the address released
+  longest ago;
+* addresses the user wrote into an ExternalService (``spec.addresses``) are never allocated.
+
+The network and broadcast addresses of the pool are never allocated. Hosts are allocated in
+sorted order, so the same needs from the same state always give the same addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+
+from meshbridge.compile import naming
+from meshbridge.compile.snapshot import Snapshot
+
+
+@dataclass(frozen=True, order=True)
+class VipRecord:
+    """One address recorded for a host key in a cluster; ``released`` orders releases."""
+
+    cluster: str
+    key: str
+    address: str
+    released: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.released is None
+
+
+class PoolExhausted(Exception):  # noqa: N818 - internal signal, turned into a Problem
+    def __init__(self, cluster: str, needed: int) -> None:
+        super().__init__(f"VIP pool exhausted in cluster {cluster!r} ({needed} hosts)")
+        self.cluster = cluster
+
+
+def capacity(pool: ipaddress.IPv4Network) -> int:
+    return max(pool.num_addresses - 2, 0)
+
+
+def external_key(hosts: tuple[str, ...] | list[str]) -> str:
+    """The allocation key of an ExternalService: its hosts, sorted and joined."""
+    return ",".join(sorted(hosts))
+
+
+def vip_needs(snap: Snapshot) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Per cluster: the host keys that need a VIP, and the addresses users reserved."""
+    needs: dict[str, set[str]] = defaultdict(set)
+    reserved: dict[str, set[str]] = defaultdict(set)
+    for use in snap.remote_uses:
+        needs[use.client_cluster].add(use.host)
+    for bal in snap.balanced_uses:
+        if bal.client_cluster not in snap.placement.get(_app_of(snap, bal.namespace, bal.service), ()):
+            needs[bal.client_cluster].add(naming.local_host(bal.service, bal.namespace))
+    for doc in snap.intents.external_services:
+        es = doc.obj
+        for cluster in es.spec.clusters or snap.clusters:
+            if cluster not in snap.clusters:
+                continue
+            if es.spec.needs_vip:
+                needs[cluster].add(external_key(es.spec.hosts))
+            reserved[cluster].update(es.spec.addresses or ())
+    return dict(needs), dict(reserved)
+
+
+def _app_of(snap: Snapshot, namespace: str, service: str) -> tuple[str, str]:
+    intents = snap.services.get((namespace, service), ())
+    return (namespace, intents[0].spec.app) if intents else (namespace, "")
+
+
+def _free_offsets(used: set[int], last: int) -> Iterator[int]:
+    offset = 1
+    for taken in sorted(used):
+        while offset < taken and offset <= last:
+            yield offset
+            offset += 1
+        offset = max(offset, taken + 1)
+    while offset <= last:
+        yield offset
+        offset += 1
+
+
+def allocate(
+    pool: ipaddress.IPv4Network,
+    needs: Mapping[str, set[str]],
+    reserved: Mapping[str, set[str]],
+    previous: list[VipRecord],
+) -> list[VipRecord]:
+    """The new allocation table; raises :class:`PoolExhausted` if a cluster cannot fit."""
+    by_cluster: dict[str, list[VipRecord]] = defaultdict(list)
+    for rec in previous:
+        by_cluster[rec.cluster].append(rec)
+    seq = max((r.released or 0 for r in previous), default=0)
+    out: list[VipRecord] = []
+    for cluster in sorted(set(by_cluster) | set(needs)):
+        records, seq = _allocate_cluster(
+            cluster, pool, needs.get(cluster, set()), reserved.get(cluster, set()),
+            by_cluster.get(cluster, []), seq,
+        )
+        out.extend(records)
+    return sorted(out)
+
+
+def _allocate_cluster(
+    cluster: str,
+    pool: ipaddress.IPv4Network,
+    wanted: set[str],
+    reserved: set[str],
+    previous: list[VipRecord],
+    seq: int,
+) -> tuple[list[VipRecord], int]:
+    base = int(pool.network_address)
+    last = pool.num_addresses - 2
+    blocked = set(reserved)
+    # keep what is still wanted, release the rest
+    kept: dict[str, VipRecord] = {}
+    released: list[VipRecord] = []
+    for rec in sorted(previous, key=lambda r: (r.released or 0, r.key)):
+        in_pool = ipaddress.ip_address(rec.address) in pool
+        if rec.active and rec.key in wanted and rec.address not in blocked and in_pool:
+            kept[rec.key] = rec
+        elif rec.active:
+            seq += 1
+            released.append(replace(rec, released=seq))
+        else:
+            released.append(rec)
+    taken = {r.address for r in kept.values()}
+    ever_used = {
+        int(ipaddress.ip_address(r.address)) - base for r in previous if ipaddress.ip_address(r.address) in pool
+    } | {int(ipaddress.ip_address(a)) - base for a in blocked if ipaddress.ip_address(a) in pool}
+    fresh = _free_offsets(ever_used, last)
+    # released addresses: oldest release first; a host's own released address is its first pick
+    own: dict[str, VipRecord] = {}
+    for rec in released:  # ascending release order: the latest release of a key wins
+        if rec.address not in taken and rec.address not in blocked:
+            own[rec.key] = rec
+    for key in sorted(wanted - kept.keys()):
+        mine = own.get(key)
+        if mine is not None and mine.address not in taken:
+            address = mine.address
+        else:
+            nxt = next(fresh, None)
+            if nxt is not None:
+                address = str(ipaddress.IPv4Address(base + nxt))
+            else:
+                address = _oldest_released(released, taken, blocked, cluster, len(wanted))
+        taken.add(address)
+        kept[key] = VipRecord(cluster, key, address)
+    # a released record whose address is taken again is forgotten: one record per address
+    remaining: dict[str, VipRecord] = {}
+    for rec in released:
+        if rec.address not in taken:
+            remaining[rec.address] = rec
+    return sorted(kept.values()) + sorted(remaining.values()), seq
+
+
+def _oldest_released(
+    released: list[VipRecord], taken: set[str], blocked: set[str], cluster: str, needed: int
+) -> str:
+    for rec in sorted(released, key=lambda r: r.released or 0):
+        if rec.address not in taken and rec.address not in blocked:
+            return rec.address
+    raise PoolExhausted(cluster, needed)
+
+
+def lookup(records: list[VipRecord]) -> dict[tuple[str, str], str]:
+    """(cluster, key) -> address, for the active records."""
+    return {(r.cluster, r.key): r.address for r in records if r.active}

@@ -1,0 +1,97 @@
+"""The meshbridge error tree, in one place so every edge maps errors the same way.
+
+::
+
+    MeshbridgeError                  base; never raised itself
+    ├── InvalidInput                 the user's documents are wrong (CLI exit 2, API 422);
+    │                                carries every Problem found, nothing was written
+    ├── StateError                   the state store cannot be used as asked
+    │   ├── StateLocked              another process holds the store
+    │   └── SealingError             the key-encryption key is missing or wrong
+    ├── PKIError                     certificate material cannot be issued or imported
+    └── OutputError                  the render target cannot be written safely
+
+Edges (CLI, API) catch ``MeshbridgeError`` and print its message; anything else is a bug and
+is reported as one, without leaking internals to API clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "InvalidInput",
+    "MeshbridgeError",
+    "OutputError",
+    "PKIError",
+    "Problem",
+    "SealingError",
+    "StateError",
+    "StateLocked",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as we can.
+
+    ``source`` is the file name (or ``<stdin>``), ``document`` the 1-based index of the YAML
+    document in that file, ``kind``/``name`` identify the document, ``path`` is the field path in
+    the document (``spec.clients[0].app``) and ``message`` says what is wrong.
+    """
+
+    source: str
+    document: int
+    kind: str
+    name: str
+    path: str
+    message: str
+
+    @property
+    def where(self) -> str:
+        ident = f"{self.kind}/{self.name}" if self.kind else "document"
+        return f"{self.source}#{self.document} {ident}"
+
+    def __str__(self) -> str:
+        path = f" {self.path}" if self.path else ""
+        return f"{self.where}{path}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"document": self.where, "path": self.path, "message": self.message}
+
+
+class MeshbridgeError(Exception):
+    """Base of every error meshbridge raises on purpose."""
+
+
+class InvalidInput(MeshbridgeError):
+    """The documents given are not a valid mesh; ``problems`` lists every issue found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
+        count = len(self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the input")
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class StateError(MeshbridgeError):
+    """The state store cannot be opened, read or written."""
+
+
+class StateLocked(StateError):
+    """Another process is writing the same state store."""
+
+
+class SealingError(StateError):
+    """Sealed (encrypted) private keys cannot be opened with the key-encryption key at hand."""
+
+
+class PKIError(MeshbridgeError):
+    """Certificate material cannot be issued, imported or rotated as asked."""
+
+
+class OutputError(MeshbridgeError):
+    """The render output directory cannot be (re)written safely."""

@@ -1,0 +1,71 @@
+"""Typed, frozen models of the documents users write (the contract in spec/intents.md).
+
+No I/O here: the models only say what a valid document looks like field by field. Rules that
+need several documents at once (references, placements, conflicts) live in
+``meshbridge.compile.validate``.
+"""
+
+from meshbridge.model.kinds import (
+    API_VERSION,
+    KINDS,
+    AccessPoint,
+    App,
+    AppSpec,
+    CASettings,
+    Client,
+    Cluster,
+    ClusterSelector,
+    ClusterSpec,
+    Document,
+    Endpoint,
+    ExternalAccess,
+    ExternalService,
+    ExternalServiceSpec,
+    GatewaySpec,
+    InboundIntent,
+    InboundIntentSpec,
+    IntermediateCASettings,
+    IstioSettings,
+    KeyAlgorithm,
+    KubeconfigRef,
+    LoadBalancing,
+    Mesh,
+    MeshSpec,
+    Metadata,
+    Protocol,
+    ServicePort,
+)
+from meshbridge.model.intents import Intents, Located
+
+__all__ = [
+    "API_VERSION",
+    "KINDS",
+    "AccessPoint",
+    "App",
+    "AppSpec",
+    "CASettings",
+    "Client",
+    "Cluster",
+    "ClusterSelector",
+    "ClusterSpec",
+    "Document",
+    "Endpoint",
+    "ExternalAccess",
+    "ExternalService",
+    "ExternalServiceSpec",
+    "GatewaySpec",
+    "InboundIntent",
+    "InboundIntentSpec",
+    "Intents",
+    "IntermediateCASettings",
+    "IstioSettings",
+    "KeyAlgorithm",
+    "KubeconfigRef",
+    "LoadBalancing",
+    "Located",
+    "Mesh",
+    "MeshSpec",
+    "Metadata",
+    "Protocol",
+    "ServicePort",
+]

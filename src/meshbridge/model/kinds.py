@@ -1,0 +1,421 @@
+"""The five document kinds of the contract, as frozen pydantic models.
+
+Every model forbids unknown fields: a typo in a document must be an error, never a silently
+dropped setting. Field names on the wire are camelCase (``serviceAccount``); Python attributes are
+snake_case. Defaults are the ones the contract states.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "meshbridge.dev/v1alpha1"
+
+_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_KEY_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_PORT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not _LABEL_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63 characters)"
+        )
+    return value
+
+
+def _dns_name(value: str) -> str:
+    if not _DNS_NAME_RE.match(value) or any(len(part) > 63 for part in value.split(".")):
+        raise ValueError(f"{value!r} is not a valid DNS name (lower-case, no wildcard)")
+    return value
+
+
+def _label_key(value: str) -> str:
+    prefix, _, name = value.rpartition("/")
+    if prefix:
+        _dns_name(prefix)
+    if not name or len(name) > 63 or not _LABEL_KEY_NAME_RE.match(name):
+        raise ValueError(f"{value!r} is not a valid label key")
+    return value
+
+
+def _label_value(value: str) -> str:
+    if value and (len(value) > 63 or not _LABEL_KEY_NAME_RE.match(value)):
+        raise ValueError(f"{value!r} is not a valid label value")
+    return value
+
+
+def _ip_or_dns(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        try:
+            _dns_name(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
+def _http_path(value: str) -> str:
+    if not value.startswith("/") and value != "*" and not value.startswith("*"):
+        raise ValueError(f"{value!r} is not a path: it must start with '/' (or be '*' / '*suffix')")
+    if "*" in value.strip("*"):
+        raise ValueError(f"{value!r}: '*' is only allowed at the start or end of a path")
+    return value
+
+
+DNSLabel = Annotated[str, AfterValidator(_dns_label)]
+DNSName = Annotated[str, AfterValidator(_dns_name)]
+LabelKey = Annotated[str, AfterValidator(_label_key)]
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+Labels = dict[LabelKey, LabelValue]
+IPAddress = Annotated[str, AfterValidator(_ip)]
+Host = Annotated[str, AfterValidator(_ip_or_dns)]
+PortNumber = Annotated[int, Field(ge=1, le=65535, strict=True)]
+HTTPPath = Annotated[str, AfterValidator(_http_path)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        strict=False,
+        hide_input_in_errors=True,
+    )
+
+
+class KeyAlgorithm(StrEnum):
+    RSA_2048 = "RSA-2048"
+    RSA_3072 = "RSA-3072"
+    RSA_4096 = "RSA-4096"
+    ECDSA_P256 = "ECDSA-P256"
+    ECDSA_P384 = "ECDSA-P384"
+
+
+class Protocol(StrEnum):
+    TCP = "TCP"
+    HTTP = "HTTP"
+    HTTP2 = "HTTP2"
+    GRPC = "GRPC"
+    TLS = "TLS"
+    HTTPS = "HTTPS"
+
+    @property
+    def is_http(self) -> bool:
+        return self in (Protocol.HTTP, Protocol.HTTP2, Protocol.GRPC)
+
+    @property
+    def is_tls(self) -> bool:
+        return self in (Protocol.TLS, Protocol.HTTPS)
+
+
+# ---------------------------------------------------------------------------------------- meta
+
+
+class Metadata(_Model):
+    name: DNSLabel
+    namespace: DNSLabel | None = None
+    labels: Labels = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------- Mesh
+
+
+class CASettings(_Model):
+    common_name: Annotated[str, Field(min_length=1, max_length=64)] = "EMCO Root CA"
+    organization: Annotated[str, Field(min_length=1, max_length=64)] = "project-emco.io"
+    validity_days: Annotated[int, Field(ge=1, le=36500, strict=True)] = 3650
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.RSA_4096
+
+
+class IntermediateCASettings(_Model):
+    common_name: Annotated[str, Field(min_length=1, max_length=64)] = "EMCO Intermediate CA"
+    organization: Annotated[str, Field(min_length=1, max_length=64)] = "project-emco.io"
+    validity_days: Annotated[int, Field(ge=1, le=36500, strict=True)] = 730
+    key_algorithm: KeyAlgorithm | None = None  # None: the root's algorithm
+
+
+class IstioSettings(_Model):
+    profile: Annotated[str, Field(min_length=1)] = "minimal"
+    outbound_traffic_policy: Literal["REGISTRY_ONLY", "ALLOW_ANY"] = "REGISTRY_ONLY"
+    access_log_file: str = "/dev/stdout"
+    dns_capture: bool = True
+    gateway_node_port: Annotated[int, Field(ge=30000, le=32767, strict=True)] = 32001
+    api_version: Literal["v1beta1", "v1"] = "v1beta1"
+
+
+class MeshSpec(_Model):
+    trust_domain: DNSName = "cluster.local"
+    vip_pool: str = "240.0.0.0/4"
+    root_ca: CASettings = Field(default_factory=CASettings, alias="rootCA")
+    intermediate_ca: IntermediateCASettings = Field(
+        default_factory=IntermediateCASettings, alias="intermediateCA"
+    )
+    istio: IstioSettings = Field(default_factory=IstioSettings)
+
+    @field_validator("vip_pool")
+    @classmethod
+    def _pool(cls, value: str) -> str:
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network in CIDR form: {exc}") from None
+        if net.version != 4:
+            raise ValueError("only IPv4 VIP pools are supported")
+        if net.prefixlen > 30:
+            raise ValueError(f"{value!r} is too small to hold any VIP (at most /30)")
+        return value
+
+    @property
+    def pool(self) -> ipaddress.IPv4Network:
+        net = ipaddress.ip_network(self.vip_pool)
+        assert isinstance(net, ipaddress.IPv4Network)
+        return net
+
+
+# ------------------------------------------------------------------------------------- Cluster
+
+
+class GatewaySpec(_Model):
+    address: Host
+    port: PortNumber | None = None
+
+
+class KubeconfigRef(_Model):
+    path: Annotated[str, Field(min_length=1)]
+    context: str | None = None
+
+
+class ClusterSpec(_Model):
+    gateway: GatewaySpec | None = None
+    kubeconfig: KubeconfigRef | None = None
+
+
+# ----------------------------------------------------------------------------------------- App
+
+
+class ClusterSelector(_Model):
+    match_labels: Labels = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ClusterSelector:
+        if not self.match_labels:
+            raise ValueError("matchLabels must name at least one label")
+        return self
+
+
+class AppSpec(_Model):
+    clusters: list[DNSLabel] | None = None
+    cluster_selector: ClusterSelector | None = None
+    service_account: DNSName | None = None
+    selector: Labels | None = None
+
+    @model_validator(mode="after")
+    def _placement(self) -> AppSpec:
+        if (self.clusters is None) == (self.cluster_selector is None):
+            raise ValueError("exactly one of clusters and clusterSelector must be given")
+        if self.clusters is not None:
+            if not self.clusters:
+                raise ValueError("clusters must name at least one cluster")
+            if len(set(self.clusters)) != len(self.clusters):
+                raise ValueError("clusters lists a cluster twice")
+        if self.selector is not None and not self.selector:
+            raise ValueError("selector must not be empty (omit it for {app: <name>})")
+        return self
+
+
+# ------------------------------------------------------------------------------- InboundIntent
+
+
+class AccessPoint(_Model):
+    action: Literal["ALLOW", "DENY"] = "ALLOW"
+    paths: list[HTTPPath] = Field(default_factory=list)
+    methods: list[Annotated[str, Field(pattern=r"^[A-Z]+$")]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something(self) -> AccessPoint:
+        if not self.paths and not self.methods:
+            raise ValueError("an access point names paths, methods or both")
+        return self
+
+
+class Client(_Model):
+    app: DNSLabel
+    namespace: DNSLabel | None = None
+    access_points: list[AccessPoint] | None = None
+
+
+class LoadBalancing(_Model):
+    weights: dict[DNSLabel, Annotated[int, Field(ge=0, le=100, strict=True)]]
+
+
+class ExternalAccess(_Model):
+    host: DNSName
+    tls_mode: Literal["MUTUAL", "SIMPLE"] = "MUTUAL"
+
+
+class InboundIntentSpec(_Model):
+    app: DNSLabel
+    service_name: DNSLabel | None = None
+    port: PortNumber
+    protocol: Protocol = Protocol.TCP
+    clients: list[Client] = Field(default_factory=list)
+    load_balancing: LoadBalancing | None = None
+    external: ExternalAccess | None = None
+
+
+# ----------------------------------------------------------------------------- ExternalService
+
+
+class ServicePort(_Model):
+    number: PortNumber
+    name: Annotated[str, AfterValidator(_dns_label)]
+    protocol: Literal["TCP", "HTTP", "HTTP2", "GRPC", "TLS", "HTTPS", "MONGO"] = "TCP"
+
+
+class Endpoint(_Model):
+    address: Host
+    ports: dict[str, PortNumber] | None = None
+    labels: Labels | None = None
+
+
+class ExternalServiceSpec(_Model):
+    hosts: Annotated[list[DNSName], Field(min_length=1)]
+    addresses: list[IPAddress] | None = None
+    ports: Annotated[list[ServicePort], Field(min_length=1)]
+    resolution: Literal["STATIC", "DNS", "NONE"] | None = None
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    clusters: list[DNSLabel] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExternalServiceSpec:
+        if self.resolution == "STATIC" and not self.endpoints:
+            raise ValueError("resolution STATIC needs endpoints")
+        if self.effective_resolution == "STATIC":
+            for endpoint in self.endpoints:
+                _ip(endpoint.address)
+        names = [p.name for p in self.ports]
+        if len(set(names)) != len(names):
+            raise ValueError("two ports share a name")
+        numbers = [p.number for p in self.ports]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("two ports share a number")
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("hosts lists a host twice")
+        return self
+
+    @property
+    def effective_resolution(self) -> str:
+        if self.resolution is not None:
+            return self.resolution
+        return "STATIC" if self.endpoints else "DNS"
+
+    @property
+    def needs_vip(self) -> bool:
+        """A VIP is allocated when none is given and a port is plain TCP (no SNI or Host)."""
+        return not self.addresses and any(p.protocol in ("TCP", "MONGO") for p in self.ports)
+
+
+# ---------------------------------------------------------------------------------- documents
+
+
+class _Document(_Model):
+    api_version: Literal["meshbridge.dev/v1alpha1"] = Field(alias="apiVersion")
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace or ""
+
+
+class _ClusterScoped(_Document):
+    @model_validator(mode="after")
+    def _no_namespace(self) -> _ClusterScoped:
+        if self.metadata.namespace is not None:
+            raise ValueError(f"{type(self).__name__} is cluster-scoped: metadata.namespace is not allowed")
+        return self
+
+
+class _Namespaced(_Document):
+    @model_validator(mode="after")
+    def _namespace(self) -> _Namespaced:
+        if self.metadata.namespace is None:
+            raise ValueError(f"{type(self).__name__} is namespaced: metadata.namespace is required")
+        return self
+
+
+class Mesh(_ClusterScoped):
+    kind: Literal["Mesh"]
+    spec: MeshSpec = Field(default_factory=MeshSpec)
+
+
+class Cluster(_ClusterScoped):
+    kind: Literal["Cluster"]
+    spec: ClusterSpec = Field(default_factory=ClusterSpec)
+
+
+class App(_Namespaced):
+    kind: Literal["App"]
+    spec: AppSpec
+
+    @property
+    def service_account(self) -> str:
+        return self.spec.service_account or self.name
+
+    @property
+    def pod_selector(self) -> dict[str, str]:
+        return dict(self.spec.selector) if self.spec.selector else {"app": self.name}
+
+
+class InboundIntent(_Namespaced):
+    kind: Literal["InboundIntent"]
+    spec: InboundIntentSpec
+
+    @property
+    def service_name(self) -> str:
+        return self.spec.service_name or self.spec.app
+
+
+class ExternalService(_Namespaced):
+    kind: Literal["ExternalService"]
+    spec: ExternalServiceSpec
+
+
+Document = Mesh | Cluster | App | InboundIntent | ExternalService
+
+KINDS: dict[str, type[Mesh | Cluster | App | InboundIntent | ExternalService]] = {
+    "Mesh": Mesh,
+    "Cluster": Cluster,
+    "App": App,
+    "InboundIntent": InboundIntent,
+    "ExternalService": ExternalService,
+}

@@ -42,9 +42,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -126,7 +124,10 @@ def _check_envelope(raw: Any) -> tuple[str, str, list[tuple[str, str]]]:
     if raw.get("apiVersion") != API_VERSION:
         got = raw.get("apiVersion")
         problems.append(
-            ("apiVersion", f"must be {API_VERSION!r}" + (f", not {got!r}" if got is not None else ""))
+            (
+                "apiVersion",
+                f"must be {API_VERSION!r}" + (f", not {got!r}" if got is not None else ""),
+            )
         )
     if not isinstance(kind, str) or kind not in KINDS:
         close = difflib.get_close_matches(str(kind), list(KINDS), n=1)

@@ -46,9 +46,7 @@ def _rules(snap: Snapshot, intent: InboundIntent, action: str) -> list[dict[str,
             continue
         source = {"source": {"principals": [principal(td, ns, app.service_account)]}}
         points = [ap for ap in client.access_points or () if ap.action == action]
-        if action == "ALLOW" and not any(
-            ap.action == "ALLOW" for ap in client.access_points or ()
-        ):
+        if action == "ALLOW" and not any(ap.action == "ALLOW" for ap in client.access_points or ()):
             rules.append({"from": [source]})
             continue
         rules.extend({"from": [source], "to": [_operation(ap)]} for ap in points)
@@ -60,8 +58,8 @@ def _rules(snap: Snapshot, intent: InboundIntent, action: str) -> list[dict[str,
 
 def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     by_app: dict[tuple[str, str], list[InboundIntent]] = defaultdict(list)
-    for intents in snap.services.values():
-        for intent in intents:
+    for exposed in snap.services.values():
+        for intent in exposed:
             by_app[(intent.namespace, intent.spec.app)].append(intent)
     api = f"security.istio.io/{snap.mesh.spec.istio.api_version}"
     for (ns, app_name), intents in sorted(by_app.items()):

@@ -21,8 +21,10 @@ def port_names(exposures: list[Exposure]) -> dict[int, str]:
     count: dict[str, int] = defaultdict(int)
     for e in exposures:
         count[e.port_name] += 1
-    return {e.port: e.port_name if count[e.port_name] == 1 else f"{e.port_name}-{e.port}"
-            for e in exposures}
+    return {
+        e.port: e.port_name if count[e.port_name] == 1 else f"{e.port_name}-{e.port}"
+        for e in exposures
+    }
 
 
 def ports_spec(exposures: list[Exposure]) -> list[dict[str, object]]:
@@ -33,15 +35,23 @@ def ports_spec(exposures: list[Exposure]) -> list[dict[str, object]]:
     ]
 
 
-def mutual_dr(snap: Snapshot, host: str, namespace: str, name: str, owners: list[str],
-              export_local: bool = True) -> Obj:
+def mutual_dr(
+    snap: Snapshot,
+    host: str,
+    namespace: str,
+    name: str,
+    owners: list[str],
+    export_local: bool = True,
+) -> Obj:
     spec: dict[str, object] = {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
     if export_local:
         spec["exportTo"] = ["."]
     return make(networking(snap), "DestinationRule", name, namespace, spec, owners)
 
 
-def _used_exposures(snap: Snapshot, namespace: str, service: str, ports: set[int]) -> list[Exposure]:
+def _used_exposures(
+    snap: Snapshot, namespace: str, service: str, ports: set[int]
+) -> list[Exposure]:
     return [e for e in snap.exposures(namespace, service) if e.port in ports]
 
 
@@ -109,5 +119,8 @@ def _server_side(snap: Snapshot) -> Iterator[tuple[str, Obj]]:
             "exportTo": ["."],
         }
         yield cluster, make(networking(snap), "Gateway", host, naming.ISTIO_SYSTEM, gateway, owners)
-        yield cluster, make(networking(snap), "ServiceEntry", host, naming.ISTIO_SYSTEM, entry, owners)
+        yield (
+            cluster,
+            make(networking(snap), "ServiceEntry", host, naming.ISTIO_SYSTEM, entry, owners),
+        )
         yield cluster, mutual_dr(snap, host, naming.ISTIO_SYSTEM, host, owners)

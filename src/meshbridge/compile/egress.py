@@ -34,4 +34,7 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
                 spec["endpoints"] = [
                     e.model_dump(by_alias=True, exclude_none=True) for e in es.spec.endpoints
                 ]
-            yield cluster, make(networking(snap), "ServiceEntry", es.name, es.namespace, spec, owners)
+            yield (
+                cluster,
+                make(networking(snap), "ServiceEntry", es.name, es.namespace, spec, owners),
+            )

@@ -30,8 +30,11 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
                 "selector": {"istio": "ingressgateway"},
                 "servers": [
                     {
-                        "port": {"number": 443, "name": "https",
-                                 "protocol": "HTTPS" if http else "TLS"},
+                        "port": {
+                            "number": 443,
+                            "name": "https",
+                            "protocol": "HTTPS" if http else "TLS",
+                        },
                         "tls": {"mode": ext.tls_mode, "credentialName": credential},
                         "hosts": [ext.host],
                     }
@@ -39,12 +42,20 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
             }
             route: dict[str, Any] = {
                 "match": [{"port": 443}],
-                "route": [{"destination": {
-                    "host": naming.local_host(intent.service_name, ns),
-                    "port": {"number": intent.spec.port},
-                }}],
+                "route": [
+                    {
+                        "destination": {
+                            "host": naming.local_host(intent.service_name, ns),
+                            "port": {"number": intent.spec.port},
+                        }
+                    }
+                ],
             }
-            service = {"hosts": [ext.host], "gateways": [name], ("http" if http else "tcp"): [route]}
+            service = {
+                "hosts": [ext.host],
+                "gateways": [name],
+                ("http" if http else "tcp"): [route],
+            }
             material = ctx.material.ingress.get(ext.host)
             for cluster in snap.intent_placement(intent):
                 yield cluster, make(networking(snap), "Gateway", name, ns, gateway, owners)

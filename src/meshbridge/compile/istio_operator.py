@@ -37,8 +37,12 @@ def spec_for(snap: Snapshot, cluster: str) -> dict[str, Any]:
                             "ports": [
                                 {"port": 80, "targetPort": 8080, "name": "http2"},
                                 {"port": 443, "targetPort": 8443, "name": "https"},
-                                {"port": 15443, "targetPort": 15443, "name": "tls",
-                                 "nodePort": snap.gateway_port(cluster)},
+                                {
+                                    "port": 15443,
+                                    "targetPort": 15443,
+                                    "name": "tls",
+                                    "nodePort": snap.gateway_port(cluster),
+                                },
                             ],
                         },
                     },
@@ -51,7 +55,14 @@ def spec_for(snap: Snapshot, cluster: str) -> dict[str, Any]:
 
 def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     for cluster in snap.clusters:
-        yield cluster, make(
-            "install.istio.io/v1alpha1", "IstioOperator", naming.ISTIO_OPERATOR_NAME,
-            naming.ISTIO_SYSTEM, spec_for(snap, cluster), [],
+        yield (
+            cluster,
+            make(
+                "install.istio.io/v1alpha1",
+                "IstioOperator",
+                naming.ISTIO_OPERATOR_NAME,
+                naming.ISTIO_SYSTEM,
+                spec_for(snap, cluster),
+                [],
+            ),
         )

@@ -15,14 +15,18 @@ from meshbridge.compile.objects import Obj, make, owner_ref
 from meshbridge.compile.snapshot import Snapshot
 
 
-def _route(snap: Snapshot, cluster: str, ns: str, service: str, port: int,
-           weights: dict[str, int]) -> list[dict[str, Any]]:
+def _route(
+    snap: Snapshot, cluster: str, ns: str, service: str, port: int, weights: dict[str, int]
+) -> list[dict[str, Any]]:
     out = []
     for target, weight in sorted(weights.items()):
         if weight <= 0:
             continue
-        host = (naming.local_host(service, ns) if target == cluster
-                else naming.remote_host(service, ns, target))
+        host = (
+            naming.local_host(service, ns)
+            if target == cluster
+            else naming.remote_host(service, ns, target)
+        )
         out.append({"destination": {"host": host, "port": {"number": port}}, "weight": weight})
     return out
 

@@ -17,7 +17,11 @@ SECRET_KINDS = frozenset({"Secret"})
 
 def dump(obj: Obj) -> bytes:
     text: str = yaml.dump(
-        obj, Dumper=yaml.CSafeDumper, sort_keys=False, default_flow_style=False, width=4096,
+        obj,
+        Dumper=yaml.CSafeDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=4096,
         allow_unicode=True,
     )
     return text.encode()

@@ -67,8 +67,11 @@ def plan(intents: Intents, previous: Iterable[vips.VipRecord]) -> Plan:
     except vips.PoolExhausted as exc:
         where = intents.meshes[0] if intents.meshes else None
         problem = Problem(
-            where.source if where else "<defaults>", where.index if where else 1, "Mesh",
-            where.obj.name if where else "default", "spec.vipPool",
+            where.source if where else "<defaults>",
+            where.index if where else 1,
+            "Mesh",
+            where.obj.name if where else "default",
+            "spec.vipPool",
             f"{exc} (released addresses included): use a larger pool",
         )
         raise InvalidInput([problem]) from None

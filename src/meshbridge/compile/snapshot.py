@@ -184,7 +184,12 @@ def _routes(snap: Snapshot) -> tuple[tuple[RemoteUse, ...], tuple[BalancedUse, .
                     for s_cluster in targets:
                         remote.add(
                             RemoteUse(
-                                c_cluster, client_ns, namespace, service, s_cluster, intent.spec.port
+                                c_cluster,
+                                client_ns,
+                                namespace,
+                                service,
+                                s_cluster,
+                                intent.spec.port,
                             )
                         )
     return tuple(sorted(remote)), tuple(sorted(balanced))

@@ -8,7 +8,6 @@ cluster: a rule here is something that would make the generated mesh wrong or un
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -31,8 +30,9 @@ def duplicate_names(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
         first = seen.setdefault(key, doc)
         if first is not doc:
             yield _problem(
-                doc, "metadata.name", f"duplicate {doc.kind} {doc.name!r}: first defined in "
-                f"{first.source}#{first.index}"
+                doc,
+                "metadata.name",
+                f"duplicate {doc.kind} {doc.name!r}: first defined in {first.source}#{first.index}",
             )
     for extra in intents.meshes[1:]:
         yield _problem(extra, "", "at most one Mesh document is allowed")
@@ -84,14 +84,16 @@ def load_balancing(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
         placed = snap.intent_placement(doc.obj)
         if len(placed) < 2:
             yield _problem(
-                doc, "spec.loadBalancing",
+                doc,
+                "spec.loadBalancing",
                 f"app {doc.obj.spec.app!r} runs in {len(placed)} cluster(s); load balancing "
                 "needs an app placed in more than one",
             )
         for cluster in lb.weights:
             if cluster not in placed:
                 yield _problem(
-                    doc, f"spec.loadBalancing.weights.{cluster}",
+                    doc,
+                    f"spec.loadBalancing.weights.{cluster}",
                     f"app {doc.obj.spec.app!r} does not run in cluster {cluster!r} "
                     f"(it runs in: {', '.join(placed) or 'none'})",
                 )
@@ -106,7 +108,8 @@ def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
     for cluster, use in sorted(needed.items()):
         if snap.clusters[cluster].spec.gateway is None:
             yield _problem(
-                by_name[cluster], "spec.gateway",
+                by_name[cluster],
+                "spec.gateway",
                 f"cluster {cluster!r} serves {use.service}.{use.namespace} to a client in "
                 f"cluster {use.client_cluster!r}, so it needs a gateway address",
             )
@@ -120,7 +123,8 @@ def duplicate_exposures(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
         first = seen.setdefault(key, doc)
         if first is not doc:
             yield _problem(
-                doc, "spec.port",
+                doc,
+                "spec.port",
                 f"service {i.service_name!r} port {i.spec.port} is already exposed by "
                 f"InboundIntent {first.obj.name!r} ({first.source}#{first.index})",
             )
@@ -132,9 +136,10 @@ def access_points(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
         if protocol.is_http:
             continue
         for i, client in enumerate(doc.obj.spec.clients):
-            for j, ap in enumerate(client.access_points or ()):
+            for j, _ap in enumerate(client.access_points or ()):
                 yield _problem(
-                    doc, f"spec.clients[{i}].accessPoints[{j}]",
+                    doc,
+                    f"spec.clients[{i}].accessPoints[{j}]",
                     f"paths and methods need an HTTP protocol (HTTP, HTTP2, GRPC); this service "
                     f"is {protocol.value}, so they could never match",
                 )
@@ -155,20 +160,22 @@ def hosts(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                 first = seen.setdefault((cluster, es.namespace, host), doc)
                 if first is not doc:
                     yield _problem(
-                        doc, f"spec.hosts[{i}]",
+                        doc,
+                        f"spec.hosts[{i}]",
                         f"host {host!r} is already defined in namespace {es.namespace!r} for "
                         f"cluster {cluster!r} by ExternalService {first.obj.name!r}",
                     )
                     break
     ingress: dict[str, Located[Any]] = {}
-    for doc in intents.inbound:
-        ext = doc.obj.spec.external
+    for intent_doc in intents.inbound:
+        ext = intent_doc.obj.spec.external
         if ext is None:
             continue
-        first = ingress.setdefault(ext.host, doc)
-        if first is not doc:
+        first = ingress.setdefault(ext.host, intent_doc)
+        if first is not intent_doc:
             yield _problem(
-                doc, "spec.external.host",
+                intent_doc,
+                "spec.external.host",
                 f"host {ext.host!r} is already exposed by InboundIntent "
                 f"{first.obj.namespace}/{first.obj.name}",
             )
@@ -182,7 +189,8 @@ def addresses(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                 first = seen.setdefault((cluster, address), doc)
                 if first is not doc:
                     yield _problem(
-                        doc, f"spec.addresses[{i}]",
+                        doc,
+                        f"spec.addresses[{i}]",
                         f"address {address} is already used in cluster {cluster!r} by "
                         f"ExternalService {first.obj.namespace}/{first.obj.name}",
                     )

@@ -40,7 +40,7 @@ class VipRecord:
         return self.released is None
 
 
-class PoolExhausted(Exception):  # noqa: N818 - internal signal, turned into a Problem
+class PoolExhausted(Exception):
     def __init__(self, cluster: str, needed: int) -> None:
         super().__init__(f"VIP pool exhausted in cluster {cluster!r} ({needed} hosts)")
         self.cluster = cluster
@@ -62,7 +62,9 @@ def vip_needs(snap: Snapshot) -> tuple[dict[str, set[str]], dict[str, set[str]]]
     for use in snap.remote_uses:
         needs[use.client_cluster].add(use.host)
     for bal in snap.balanced_uses:
-        if bal.client_cluster not in snap.placement.get(_app_of(snap, bal.namespace, bal.service), ()):
+        if bal.client_cluster not in snap.placement.get(
+            _app_of(snap, bal.namespace, bal.service), ()
+        ):
             needs[bal.client_cluster].add(naming.local_host(bal.service, bal.namespace))
     for doc in snap.intents.external_services:
         es = doc.obj
@@ -106,8 +108,12 @@ def allocate(
     out: list[VipRecord] = []
     for cluster in sorted(set(by_cluster) | set(needs)):
         records, seq = _allocate_cluster(
-            cluster, pool, needs.get(cluster, set()), reserved.get(cluster, set()),
-            by_cluster.get(cluster, []), seq,
+            cluster,
+            pool,
+            needs.get(cluster, set()),
+            reserved.get(cluster, set()),
+            by_cluster.get(cluster, []),
+            seq,
         )
         out.extend(records)
     return sorted(out)
@@ -138,7 +144,9 @@ def _allocate_cluster(
             released.append(rec)
     taken = {r.address for r in kept.values()}
     ever_used = {
-        int(ipaddress.ip_address(r.address)) - base for r in previous if ipaddress.ip_address(r.address) in pool
+        int(ipaddress.ip_address(r.address)) - base
+        for r in previous
+        if ipaddress.ip_address(r.address) in pool
     } | {int(ipaddress.ip_address(a)) - base for a in blocked if ipaddress.ip_address(a) in pool}
     fresh = _free_offsets(ever_used, last)
     # released addresses: oldest release first; a host's own released address is its first pick

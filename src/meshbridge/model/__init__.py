@@ -5,6 +5,7 @@ need several documents at once (references, placements, conflicts) live in
 ``meshbridge.compile.validate``.
 """
 
+from meshbridge.model.intents import Intents, Located
 from meshbridge.model.kinds import (
     API_VERSION,
     KINDS,
@@ -35,7 +36,6 @@ from meshbridge.model.kinds import (
     Protocol,
     ServicePort,
 )
-from meshbridge.model.intents import Intents, Located
 
 __all__ = [
     "API_VERSION",

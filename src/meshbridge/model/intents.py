@@ -7,7 +7,8 @@ from typing import Generic, TypeVar
 
 from meshbridge.model.kinds import App, Cluster, ExternalService, InboundIntent, Mesh
 
-T = TypeVar("T", Mesh, Cluster, App, InboundIntent, ExternalService)
+AnyDoc = Mesh | Cluster | App | InboundIntent | ExternalService
+T = TypeVar("T", bound=AnyDoc)
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,7 @@ class Intents:
     apps: tuple[Located[App], ...] = ()
     inbound: tuple[Located[InboundIntent], ...] = ()
     external_services: tuple[Located[ExternalService], ...] = ()
-    _all: tuple[Located[Mesh | Cluster | App | InboundIntent | ExternalService], ...] = field(
-        default=(), repr=False
-    )
+    _all: tuple[Located[AnyDoc], ...] = field(default=(), repr=False)
 
     @property
     def mesh(self) -> Mesh:
@@ -48,16 +47,18 @@ class Intents:
         if self.meshes:
             return self.meshes[0].obj
         return Mesh.model_validate(
-            {"apiVersion": "meshbridge.dev/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"}}
+            {
+                "apiVersion": "meshbridge.dev/v1alpha1",
+                "kind": "Mesh",
+                "metadata": {"name": "default"},
+            }
         )
 
-    def documents(self) -> tuple[Located[Mesh | Cluster | App | InboundIntent | ExternalService], ...]:
+    def documents(self) -> tuple[Located[AnyDoc], ...]:
         return self._all
 
     @classmethod
-    def of(
-        cls, docs: list[Located[Mesh | Cluster | App | InboundIntent | ExternalService]]
-    ) -> Intents:
+    def of(cls, docs: list[Located[AnyDoc]]) -> Intents:
         def pick(kind: type[T]) -> tuple[Located[T], ...]:
             return tuple(d for d in docs if isinstance(d.obj, kind))  # type: ignore[misc]
 

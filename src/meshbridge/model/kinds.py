@@ -25,7 +25,9 @@ from pydantic.alias_generators import to_camel
 API_VERSION = "meshbridge.dev/v1alpha1"
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_NAME_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 _LABEL_KEY_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _PORT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -361,7 +363,9 @@ class _ClusterScoped(_Document):
     @model_validator(mode="after")
     def _no_namespace(self) -> _ClusterScoped:
         if self.metadata.namespace is not None:
-            raise ValueError(f"{type(self).__name__} is cluster-scoped: metadata.namespace is not allowed")
+            raise ValueError(
+                f"{type(self).__name__} is cluster-scoped: metadata.namespace is not allowed"
+            )
         return self
 
 

@@ -43,19 +43,22 @@ SCHEMA_VERSION = "1"
 
 metadata = MetaData()
 meta_table = Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
 )
 vips_table = Table(
-    "vips", metadata,
+    "vips",
+    metadata,
     Column("cluster", String(63), primary_key=True),
     Column("address", String(45), primary_key=True),
     Column("key", String(1024), nullable=False),
     Column("released", Integer, nullable=True),
 )
 blobs_table = Table(
-    "blobs", metadata,
+    "blobs",
+    metadata,
     Column("kind", String(64), primary_key=True),
     Column("name", String(512), primary_key=True),
     Column("data", LargeBinary, nullable=False),
@@ -90,7 +93,9 @@ class SqlStore:
                     select(meta_table.c.value).where(meta_table.c.key == "schema_version")
                 ).first()
                 if row is None:
-                    conn.execute(insert(meta_table).values(key="schema_version", value=SCHEMA_VERSION))
+                    conn.execute(
+                        insert(meta_table).values(key="schema_version", value=SCHEMA_VERSION)
+                    )
                 elif row[0] != SCHEMA_VERSION:
                     raise StateError(
                         f"state store schema version {row[0]} is not supported by this meshbridge "
@@ -141,8 +146,12 @@ class SqlStore:
                 conn.execute(
                     insert(vips_table),
                     [
-                        {"cluster": r.cluster, "address": r.address, "key": r.key,
-                         "released": r.released}
+                        {
+                            "cluster": r.cluster,
+                            "address": r.address,
+                            "key": r.key,
+                            "released": r.released,
+                        }
                         for r in records
                     ],
                 )

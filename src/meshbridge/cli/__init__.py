@@ -1,0 +1,8 @@
+"""The meshbridge command line: a thin edge that parses, calls the service layer, maps errors.
+
+Exit codes: 0 success, 1 failure (state store, output, an unexpected error), 2 invalid input.
+"""
+
+from meshbridge.cli.main import app, main
+
+__all__ = ["app", "main"]

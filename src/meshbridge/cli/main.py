@@ -1,0 +1,99 @@
+"""The ``meshbridge`` command: validate, render, and the PKI commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshbridge import __version__
+from meshbridge.cli.common import (
+    FilesOption,
+    StateOption,
+    err_console,
+    errors_mapped,
+    out_console,
+    state_path,
+)
+from meshbridge.service import render as render_service
+from meshbridge.service.sources import read_sources
+from meshbridge.store import open_store
+
+app = typer.Typer(
+    name="meshbridge",
+    help="One Istio mesh across many Kubernetes clusters: write intents (which app runs where, "
+    "who may call whom), get every cluster's Istio manifests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"meshbridge {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """One Istio mesh across many Kubernetes clusters."""
+
+
+@app.command()
+def validate(files: FilesOption) -> None:
+    """Check intent documents without writing anything.
+
+    Exit 0 when valid; otherwise exit 2 with one line per problem on stderr, naming the file,
+    the document (kind/name) and the field path.
+    """
+    with errors_mapped():
+        intents = render_service.validate(read_sources(files))
+    count = len(intents.documents())
+    err_console.print(f"valid: {count} document{'s' if count != 1 else ''}", markup=False)
+
+
+@app.command()
+def render(
+    files: FilesOption,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Directory to write, one folder per cluster. It is "
+            "replaced whole: nothing stale is left.",
+            show_default=False,
+        ),
+    ],
+    state: StateOption = None,
+) -> None:
+    """Write every cluster's Istio manifests (GitOps-ready YAML) to a directory.
+
+    VIPs and certificates are kept in the state store, so rendering the same intents again gives
+    the same bytes, and VIPs never move when other intents are added or removed.
+    """
+    with errors_mapped():
+        sources = read_sources(files)
+        store = open_store(state_path(state))
+        try:
+            result = render_service.render(sources, output, store)
+        finally:
+            store.close()
+    for cluster, count in sorted(result.clusters.items()):
+        err_console.print(f"{cluster}: {count} objects", markup=False)
+    err_console.print(
+        f"wrote {result.files} files for {len(result.clusters)} clusters to {output}"
+        + (f" ({result.new_vips} new VIPs)" if result.new_vips else ""),
+        markup=False,
+    )
+
+
+def main() -> None:
+    app()

@@ -22,6 +22,7 @@ FilesOption = Annotated[
     typer.Option(
         "-f",
         "--filename",
+        metavar="FILE|DIR|-",
         help="Intent documents: a YAML file, a directory (every *.yaml / *.yml in it) or - for "
         "standard input. Repeat for more.",
         show_default=False,
@@ -31,8 +32,11 @@ StateOption = Annotated[
     str | None,
     typer.Option(
         "--state",
-        help=f"State store (a SQLite file) keeping VIPs and the PKI between runs. "
-        f"[env: MESHBRIDGE_STATE; default: {DEFAULT_STATE}]",
+        metavar="PATH",
+        envvar="MESHBRIDGE_STATE",
+        show_envvar=True,
+        help=f"State store (a SQLite file) keeping VIPs and the PKI between runs "
+        f"(default: {DEFAULT_STATE}).",
         show_default=False,
     ),
 ]

@@ -67,6 +67,7 @@ def render(
         typer.Option(
             "-o",
             "--output",
+            metavar="DIR",
             help="Directory to write, one folder per cluster. It is "
             "replaced whole: nothing stale is left.",
             show_default=False,
@@ -80,10 +81,10 @@ def render(
     the same bytes, and VIPs never move when other intents are added or removed.
     """
     with errors_mapped():
-        sources = read_sources(files)
+        intents = render_service.validate(read_sources(files))
         store = open_store(state_path(state))
         try:
-            result = render_service.render(sources, output, store)
+            result = render_service.render(intents, output, store)
         finally:
             store.close()
     for cluster, count in sorted(result.clusters.items()):

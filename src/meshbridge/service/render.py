@@ -31,13 +31,12 @@ def validate(sources: list[Source]) -> Intents:
 
 
 def build(
-    sources: list[Source], store: Store, material: MaterialProvider | None = None
+    intents: Intents, store: Store, material: MaterialProvider | None = None
 ) -> tuple[mbcompile.Plan, dict[str, list[dict[str, object]]]]:
     """Plan against the store and compile every cluster's objects; persists new VIPs.
 
     Must run inside ``store.transaction()`` so allocations and certificates land with the output.
     """
-    intents = load(sources)
     previous = store.vip_records()
     plan = mbcompile.plan(intents, previous)
     mat = material(store, plan) if material is not None else mbcompile.Material()
@@ -48,7 +47,7 @@ def build(
 
 
 def render(
-    sources: list[Source],
+    intents: Intents,
     out_dir: Path,
     store: Store,
     material: MaterialProvider | None = None,
@@ -56,7 +55,7 @@ def render(
     """Render every cluster's manifests into ``out_dir`` (replaced whole)."""
     with store.transaction():
         before = {(r.cluster, r.key) for r in store.vip_records() if r.active}
-        plan, objs = build(sources, store, material)
+        plan, objs = build(intents, store, material)
         files = manifest_files(objs)
         write_tree(out_dir, files)
     after = {(r.cluster, r.key) for r in plan.vips if r.active}

@@ -1,0 +1,123 @@
+"""Properties over random valid meshes: VIPs unique per cluster and stable as intents come and go,
+byte-identical re-renders, and every client-side endpoint pointing at the right gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meshbridge import compile as mbcompile
+from meshbridge.compile.output import files
+from meshbridge.compile.vips import lookup
+from meshbridge.loading import Source, load
+
+API = "meshbridge.dev/v1alpha1"
+
+
+@st.composite
+def meshes(draw: st.DrawFn) -> list[dict[str, Any]]:
+    n_clusters = draw(st.integers(2, 5))
+    clusters = [f"k{i}" for i in range(n_clusters)]
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": API, "kind": "Cluster", "metadata": {"name": c},
+         "spec": {"gateway": {"address": f"10.0.{i}.1", "port": 31000 + i}}}
+        for i, c in enumerate(clusters)
+    ]
+    n_apps = draw(st.integers(2, 8))
+    apps = []
+    for i in range(n_apps):
+        placed = draw(st.lists(st.sampled_from(clusters), min_size=1, max_size=3, unique=True))
+        ns = draw(st.sampled_from(["ns-a", "ns-b"]))
+        apps.append((ns, f"app{i}", placed))
+        docs.append({"apiVersion": API, "kind": "App", "metadata": {"name": f"app{i}", "namespace": ns},
+                     "spec": {"clusters": placed}})
+    for ns, name, placed in apps:
+        if not draw(st.booleans()):
+            continue
+        clients = draw(st.lists(st.sampled_from(apps), max_size=3, unique_by=lambda a: a[:2]))
+        spec: dict[str, Any] = {
+            "app": name, "port": draw(st.sampled_from([80, 8000, 9090])),
+            "protocol": draw(st.sampled_from(["TCP", "HTTP", "GRPC", "TLS"])),
+            "clients": [{"app": c[1], "namespace": c[0]} for c in clients],
+        }
+        if len(placed) > 1 and draw(st.booleans()):
+            first = draw(st.integers(0, 100))
+            weights = {placed[0]: first, placed[1]: 100 - first}
+            for extra in placed[2:]:
+                weights[extra] = 0
+            spec["loadBalancing"] = {"weights": weights}
+        docs.append({"apiVersion": API, "kind": "InboundIntent",
+                     "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    return docs
+
+
+def _plan(docs: list[dict[str, Any]], previous: list[mbcompile.VipRecord]) -> mbcompile.Plan:
+    return mbcompile.plan(load([Source("m.yaml", yaml.safe_dump_all(docs))]), previous)
+
+
+def _vips_by_cluster(objs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for cluster, items in objs.items():
+        for o in items:
+            if o["kind"] == "ServiceEntry" and "addresses" in o["spec"]:
+                host = o["spec"]["hosts"][0]
+                out.setdefault(cluster, {})
+                assert out[cluster].get(host, o["spec"]["addresses"][0]) == o["spec"]["addresses"][0]
+                out[cluster][host] = o["spec"]["addresses"][0]
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=meshes())
+def test_vips_unique_and_rerender_identical(docs: list[dict[str, Any]]) -> None:
+    plan = _plan(docs, [])
+    objs = mbcompile.objects(plan)
+    for cluster, hosts in _vips_by_cluster(objs).items():
+        assert len(set(hosts.values())) == len(hosts), f"duplicate VIP in {cluster}"
+    again = _plan(docs, plan.vips)
+    assert again.vips == plan.vips
+    assert files(mbcompile.objects(again)) == files(objs)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=meshes(), data=st.data())
+def test_vips_stable_when_intents_are_removed_and_added(docs: list[dict[str, Any]], data: st.DataObject) -> None:
+    plan = _plan(docs, [])
+    before = lookup(plan.vips)
+    intents = [d for d in docs if d["kind"] == "InboundIntent"]
+    dropped = data.draw(st.lists(st.sampled_from(intents), unique_by=lambda d: id(d))) if intents else []
+    fewer = [d for d in docs if not any(d is x for x in dropped)]
+    smaller = _plan(fewer, plan.vips)
+    for key, address in lookup(smaller.vips).items():
+        assert before.get(key, address) == address, "a kept host's VIP moved on removal"
+    restored = _plan(docs, smaller.vips)
+    for key, address in lookup(restored.vips).items():
+        assert before.get(key) == address, "re-adding intents moved a VIP"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=meshes())
+def test_client_endpoints_point_at_the_server_gateway(docs: list[dict[str, Any]]) -> None:
+    gateways = {d["metadata"]["name"]: d["spec"]["gateway"] for d in docs if d["kind"] == "Cluster"}
+    objs = mbcompile.objects(_plan(docs, []))
+    for cluster, items in objs.items():
+        for o in items:
+            spec = o.get("spec", {})
+            if o["kind"] != "ServiceEntry" or o["metadata"]["namespace"] == "istio-system":
+                continue
+            host = spec["hosts"][0]
+            if host.endswith(".svc.cluster.local"):
+                continue
+            server = host.rsplit(".", 1)[1]
+            assert server != cluster
+            (endpoint,) = spec["endpoints"]
+            assert endpoint["address"] == gateways[server]["address"]
+            assert set(endpoint["ports"].values()) == {gateways[server]["port"]}
+            assert set(endpoint["ports"]) == {p["name"] for p in spec["ports"]}
+            # and the server cluster exports that host through its gateway
+            exported = [g for g in objs[server] if g["kind"] == "Gateway"
+                        and host in g["spec"]["servers"][0]["hosts"]]
+            assert exported and exported[0]["spec"]["servers"][0]["port"]["number"] == 15443

@@ -87,10 +87,10 @@ def render(
             result = render_service.render(intents, output, store)
         finally:
             store.close()
-    for cluster, count in sorted(result.clusters.items()):
-        err_console.print(f"{cluster}: {count} objects", markup=False)
+    for cluster, objs in sorted(result.objects.items()):
+        err_console.print(f"{cluster}: {len(objs)} objects", markup=False)
     err_console.print(
-        f"wrote {result.files} files for {len(result.clusters)} clusters to {output}"
+        f"wrote {len(result.files)} files for {len(result.objects)} clusters to {output}"
         + (f" ({result.new_vips} new VIPs)" if result.new_vips else ""),
         markup=False,
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshbridge import compile as mbcompile
+from meshbridge.compile.objects import Obj
+from meshbridge.compile.output import DumpMemo
 from meshbridge.compile.output import files as manifest_files
 from meshbridge.loading import Source, load
 from meshbridge.model import Intents
@@ -17,9 +19,12 @@ MaterialProvider = Callable[[Store, mbcompile.Plan], mbcompile.Material]
 
 
 @dataclass(frozen=True)
-class RenderResult:
-    clusters: dict[str, int]  # cluster -> object count
-    files: int
+class Rendered:
+    """One render: the plan, every cluster's objects and the manifest files."""
+
+    plan: mbcompile.Plan
+    objects: dict[str, list[Obj]]
+    files: dict[str, tuple[bytes, bool]]
     new_vips: int
 
 
@@ -31,19 +36,26 @@ def validate(sources: list[Source]) -> Intents:
 
 
 def build(
-    intents: Intents, store: Store, material: MaterialProvider | None = None
-) -> tuple[mbcompile.Plan, dict[str, list[dict[str, object]]]]:
-    """Plan against the store and compile every cluster's objects; persists new VIPs.
+    intents: Intents,
+    store: Store,
+    material: MaterialProvider | None = None,
+    memo: DumpMemo | None = None,
+) -> Rendered:
+    """Plan against the store, compile and serialise every cluster's objects; persist new VIPs.
 
-    Must run inside ``store.transaction()`` so allocations and certificates land with the output.
+    Runs in one store transaction, so allocations and certificates land together or not at all.
     """
-    previous = store.vip_records()
-    plan = mbcompile.plan(intents, previous)
-    mat = material(store, plan) if material is not None else mbcompile.Material()
-    objs = mbcompile.objects(plan, mat)
-    if plan.vips != previous:
-        store.replace_vip_records(plan.vips)
-    return plan, objs
+    with store.transaction():
+        previous = store.vip_records()
+        plan = mbcompile.plan(intents, previous)
+        mat = material(store, plan) if material is not None else mbcompile.Material()
+        objs = mbcompile.objects(plan, mat)
+        files = manifest_files(objs, memo)
+        if plan.vips != previous:
+            store.replace_vip_records(plan.vips)
+    before = {(r.cluster, r.key) for r in previous if r.active}
+    after = {(r.cluster, r.key) for r in plan.vips if r.active}
+    return Rendered(plan, objs, files, len(after - before))
 
 
 def render(
@@ -51,16 +63,13 @@ def render(
     out_dir: Path,
     store: Store,
     material: MaterialProvider | None = None,
-) -> RenderResult:
-    """Render every cluster's manifests into ``out_dir`` (replaced whole)."""
+) -> Rendered:
+    """Render every cluster's manifests into ``out_dir`` (replaced whole).
+
+    The directory is written inside the store transaction: if it cannot be written, the new VIPs
+    and certificates are not kept either.
+    """
     with store.transaction():
-        before = {(r.cluster, r.key) for r in store.vip_records() if r.active}
-        plan, objs = build(intents, store, material)
-        files = manifest_files(objs)
-        write_tree(out_dir, files)
-    after = {(r.cluster, r.key) for r in plan.vips if r.active}
-    return RenderResult(
-        clusters={c: len(o) for c, o in objs.items()},
-        files=len(files),
-        new_vips=len(after - before),
-    )
+        result = build(intents, store, material)
+        write_tree(out_dir, result.files)
+    return result

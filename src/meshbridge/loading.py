@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.model import API_VERSION, KINDS, Intents, Located
 
-__all__ = ["Source", "load", "parse_documents"]
+__all__ = ["Source", "load", "load_objects", "parse_documents", "validate_object"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,25 @@ def parse_documents(
         what = getattr(exc, "problem", None) or str(exc)
         problems.append(Problem(source.name, index + 1, "", "", "", f"YAML error{where}: {what}"))
     return docs, problems
+
+
+def validate_object(raw: Any, source: str, index: int) -> tuple[Located[Any] | None, list[Problem]]:
+    """Validate one already-parsed document (a dict, e.g. from a JSON API body)."""
+    return _validate(raw, source, index)
+
+
+def load_objects(items: Iterable[tuple[str, int, Any]]) -> Intents:
+    """Like :func:`load`, for already-parsed documents given as (source, index, document)."""
+    docs: list[Located[Any]] = []
+    problems: list[Problem] = []
+    for source, index, raw in items:
+        located, found = _validate(raw, source, index)
+        problems.extend(found)
+        if located is not None:
+            docs.append(located)
+    if problems:
+        raise InvalidInput(problems)
+    return Intents.of(docs)
 
 
 def _validate(raw: Any, source: str, index: int) -> tuple[Located[Any] | None, list[Problem]]:

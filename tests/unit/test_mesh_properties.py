@@ -121,3 +121,12 @@ def test_client_endpoints_point_at_the_server_gateway(docs: list[dict[str, Any]]
             exported = [g for g in objs[server] if g["kind"] == "Gateway"
                         and host in g["spec"]["servers"][0]["hosts"]]
             assert exported and exported[0]["spec"]["servers"][0]["port"]["number"] == 15443
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=meshes(), data=st.data())
+def test_one_cluster_alone_equals_its_part_of_the_whole(docs: list[dict[str, Any]], data: st.DataObject) -> None:
+    plan = _plan(docs, [])
+    whole = mbcompile.objects(plan)
+    cluster = data.draw(st.sampled_from(sorted(whole)))
+    assert mbcompile.objects(plan, only={cluster}) == {cluster: whole[cluster]}

@@ -64,7 +64,8 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     api = f"security.istio.io/{snap.mesh.spec.istio.api_version}"
     for (ns, app_name), intents in sorted(by_app.items()):
         closed = any(c.access_points for i in intents for c in i.spec.clients)
-        if not closed:
+        clusters = ctx.selected(snap.placement.get((ns, app_name), ()))
+        if not closed or not clusters:
             continue
         app = snap.apps[(ns, app_name)]
         selector = {"matchLabels": dict(sorted(app.pod_selector.items()))}
@@ -76,5 +77,5 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
                     continue
                 spec = {"selector": selector, "action": action, "rules": rules}
                 name = naming.policy_name(intent.name, action)
-                for cluster in snap.placement.get((ns, app_name), ()):
+                for cluster in clusters:
                     yield cluster, make(api, "AuthorizationPolicy", name, ns, spec, owners)

@@ -61,14 +61,15 @@ def _owners(exposures: list[Exposure]) -> list[str]:
 
 def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     yield from _client_side(snap, ctx)
-    yield from _server_side(snap)
+    yield from _server_side(snap, ctx)
 
 
 def _client_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     grouped: dict[tuple[str, str, str, str, str], set[int]] = defaultdict(set)
-    for use in snap.remote_uses:
-        key = (use.client_cluster, use.client_ns, use.namespace, use.service, use.server_cluster)
-        grouped[key].add(use.port)
+    for cluster in ctx.selected(snap.uses_by_client):
+        for use in snap.uses_by_client[cluster]:
+            key = (cluster, use.client_ns, use.namespace, use.service, use.server_cluster)
+            grouped[key].add(use.port)
     for (cluster, client_ns, ns, service, server), ports in sorted(grouped.items()):
         host = naming.remote_host(service, ns, server)
         exposures = _used_exposures(snap, ns, service, ports)
@@ -92,10 +93,11 @@ def _client_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
         yield cluster, mutual_dr(snap, host, client_ns, host, owners)
 
 
-def _server_side(snap: Snapshot) -> Iterator[tuple[str, Obj]]:
+def _server_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     grouped: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-    for use in snap.remote_uses:
-        grouped[(use.server_cluster, use.namespace, use.service)].add(use.port)
+    for cluster in ctx.selected(snap.uses_by_server):
+        for use in snap.uses_by_server[cluster]:
+            grouped[(cluster, use.namespace, use.service)].add(use.port)
     for (cluster, ns, service), ports in sorted(grouped.items()):
         host = naming.remote_host(service, ns, cluster)
         exposures = _used_exposures(snap, ns, service, ports)

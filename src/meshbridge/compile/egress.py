@@ -17,7 +17,7 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     for doc in sorted(snap.intents.external_services, key=lambda d: (d.obj.namespace, d.obj.name)):
         es = doc.obj
         owners = [owner_ref("ExternalService", es.namespace, es.name)]
-        for cluster in sorted(es.spec.clusters or snap.clusters):
+        for cluster in ctx.selected(sorted(es.spec.clusters or snap.clusters)):
             if cluster not in snap.clusters:
                 continue
             spec: dict[str, Any] = {"hosts": list(es.spec.hosts)}

@@ -19,7 +19,8 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     for intents in snap.services.values():
         for intent in intents:
             ext = intent.spec.external
-            if ext is None:
+            clusters = ctx.selected(snap.intent_placement(intent))
+            if ext is None or not clusters:
                 continue
             ns = intent.namespace
             owners = [owner_ref("InboundIntent", ns, intent.name)]
@@ -57,7 +58,7 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
                 ("http" if http else "tcp"): [route],
             }
             material = ctx.material.ingress.get(ext.host)
-            for cluster in snap.intent_placement(intent):
+            for cluster in clusters:
                 yield cluster, make(networking(snap), "Gateway", name, ns, gateway, owners)
                 yield cluster, make(networking(snap), "VirtualService", name, ns, service, owners)
                 if material is not None:

@@ -6,7 +6,7 @@ store and the PKI): compile itself never looks anything up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -43,3 +43,11 @@ class Context:
 
     vips: Mapping[tuple[str, str], str]
     material: Material = field(default_factory=Material)
+    only: frozenset[str] | None = None  # compute only these clusters' objects
+
+    def wants(self, cluster: str) -> bool:
+        return self.only is None or cluster in self.only
+
+    def selected(self, clusters: Iterable[str]) -> list[str]:
+        """The clusters among ``clusters`` this run computes, in order."""
+        return [c for c in clusters if self.wants(c)]

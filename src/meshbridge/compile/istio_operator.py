@@ -54,7 +54,7 @@ def spec_for(snap: Snapshot, cluster: str) -> dict[str, Any]:
 
 
 def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
-    for cluster in snap.clusters:
+    for cluster in ctx.selected(snap.clusters):
         yield (
             cluster,
             make(

@@ -33,8 +33,9 @@ def _route(
 
 def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     grouped: dict[tuple[str, str, str, str], set[int]] = defaultdict(set)
-    for use in snap.balanced_uses:
-        grouped[(use.client_cluster, use.client_ns, use.namespace, use.service)].add(use.port)
+    for cluster in ctx.selected(snap.balanced_by_client):
+        for use in snap.balanced_by_client[cluster]:
+            grouped[(cluster, use.client_ns, use.namespace, use.service)].add(use.port)
     for (cluster, client_ns, ns, service), ports in sorted(grouped.items()):
         local = naming.local_host(service, ns)
         name = naming.service_key(service, ns)

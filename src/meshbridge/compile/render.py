@@ -7,7 +7,7 @@ allocations go out as a return value; nothing here reads a file, a clock or the 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from meshbridge.compile import (
@@ -78,11 +78,18 @@ def plan(intents: Intents, previous: Iterable[vips.VipRecord]) -> Plan:
     return Plan(snap, records)
 
 
-def objects(plan_: Plan, material: Material | None = None) -> dict[str, list[Obj]]:
-    """Every cluster's objects, in apply order; every cluster of the mesh has an entry."""
-    ctx = Context(vips=vips.lookup(plan_.vips), material=material or Material())
+def objects(
+    plan_: Plan, material: Material | None = None, *, only: Collection[str] | None = None
+) -> dict[str, list[Obj]]:
+    """Every cluster's objects, in apply order; every cluster of the mesh has an entry.
+
+    With ``only``, just those clusters are computed (through the snapshot's per-cluster indexes,
+    so the cost follows the size of those clusters, not of the mesh); unknown names are ignored.
+    """
+    selected = None if only is None else frozenset(only)
+    ctx = Context(vips=vips.lookup(plan_.vips), material=material or Material(), only=selected)
     out: dict[str, list[Obj]] = defaultdict(list)
     for generate in GENERATORS:
         for cluster, obj in generate(plan_.snapshot, ctx):
             out[cluster].append(obj)
-    return {c: ordered(out.get(c, [])) for c in plan_.snapshot.clusters}
+    return {c: ordered(out.get(c, [])) for c in ctx.selected(plan_.snapshot.clusters)}

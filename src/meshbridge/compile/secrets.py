@@ -23,7 +23,7 @@ def opaque_secret(name: str, namespace: str, data: Mapping[str, str], owners: li
 
 
 def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
-    for cluster in snap.clusters:
+    for cluster in ctx.selected(snap.clusters):
         ca = ctx.material.cacerts.get(cluster)
         if ca is None:
             continue

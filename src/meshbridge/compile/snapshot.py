@@ -17,9 +17,10 @@ references are left out of the indexes, and ``validate`` reports them.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 from meshbridge.compile import naming
 from meshbridge.model import App, Cluster, InboundIntent, Intents, Mesh
@@ -104,12 +105,34 @@ class Snapshot:
         }
 
     @cached_property
+    def uses_by_client(self) -> Mapping[str, tuple[RemoteUse, ...]]:
+        return _group(self.remote_uses, lambda u: u.client_cluster)
+
+    @cached_property
+    def uses_by_server(self) -> Mapping[str, tuple[RemoteUse, ...]]:
+        return _group(self.remote_uses, lambda u: u.server_cluster)
+
+    @cached_property
+    def balanced_by_client(self) -> Mapping[str, tuple[BalancedUse, ...]]:
+        return _group(self.balanced_uses, lambda u: u.client_cluster)
+
+    @cached_property
     def remote_hosts_by_cluster(self) -> Mapping[str, tuple[str, ...]]:
         """Server cluster -> remote names it must export through its gateway."""
         out: dict[str, set[str]] = defaultdict(set)
         for use in self.remote_uses:
             out[use.server_cluster].add(use.host)
         return {c: tuple(sorted(h)) for c, h in sorted(out.items())}
+
+
+U = TypeVar("U", RemoteUse, BalancedUse)
+
+
+def _group(items: tuple[U, ...], key: Callable[[U], str]) -> dict[str, tuple[U, ...]]:
+    out: dict[str, list[U]] = defaultdict(list)
+    for item in items:
+        out[key(item)].append(item)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _placement(app: App, clusters: Mapping[str, Cluster]) -> tuple[str, ...]:

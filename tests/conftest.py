@@ -1,4 +1,4 @@
-"""Shared fixtures: the CLI run in-process, and paths to the examples."""
+"""Shared fixtures: the CLI run in-process with its state store in the test's tmp_path."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,8 +14,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from meshbridge.cli import app  # noqa: E402
-
-EXAMPLES = ROOT / "examples"
 
 
 @dataclass
@@ -30,8 +27,7 @@ class Run:
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Run ``meshbridge ARGS`` in-process, with the state store under tmp_path by default."""
     monkeypatch.setenv("MESHBRIDGE_STATE", str(tmp_path / "state" / "state.db"))
-    monkeypatch.setenv("MESHBRIDGE_STATE_KEY", "")
-    monkeypatch.delenv("MESHBRIDGE_STATE_KEY")
+    monkeypatch.delenv("MESHBRIDGE_STATE_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str, input: str | None = None) -> Run:
@@ -39,17 +35,3 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return Run(result.exit_code, result.stdout, result.stderr)
 
     return run
-
-
-def write_docs(path: Path, docs: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    return path
-
-
-def read_tree(root: Path) -> dict[str, list[dict]]:
-    """Relative path -> parsed documents, for every YAML file below root."""
-    return {
-        str(p.relative_to(root)): [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
-        for p in sorted(root.rglob("*.yaml"))
-    }

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from conftest import EXAMPLES, read_tree
+from helpers import EXAMPLES, read_tree
 
 HERE = Path(__file__).parent
 CASES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())

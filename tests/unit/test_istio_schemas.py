@@ -10,8 +10,8 @@ import pydantic
 import pytest
 import yaml
 from bench.meshgen import generate
+from helpers import EXAMPLES
 
-from conftest import EXAMPLES
 from meshbridge import compile as mbcompile
 from meshbridge.loading import Source, load
 from meshbridge.service.sources import read_sources

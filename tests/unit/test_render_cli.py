@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 import yaml
-
-from conftest import EXAMPLES, read_tree, write_docs
+from helpers import EXAMPLES, read_tree, write_docs
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import write_docs
+from helpers import write_docs
 
 API = "meshbridge.dev/v1alpha1"
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from meshbridge import __version__
+from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli.common import (
     FilesOption,
     StateOption,
@@ -94,6 +95,11 @@ def render(
         + (f" ({result.new_vips} new VIPs)" if result.new_vips else ""),
         markup=False,
     )
+
+
+app.command()(apply_cmd.apply)
+app.command()(apply_cmd.diff)
+app.command()(apply_cmd.status)
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def _client_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
         exposures = _used_exposures(snap, ns, service, ports)
         owners = _owners(exposures)
         gateway = snap.clusters[server].spec.gateway
-        assert gateway is not None  # validate.gateways guarantees it
+        assert gateway is not None and gateway.address is not None  # see validate.gateways
         gw_port = snap.gateway_port(server)
         names = port_names(exposures)
         spec = {

@@ -106,12 +106,14 @@ def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
     needed = {use.server_cluster: use for use in reversed(snap.remote_uses)}
     by_name = {d.obj.name: d for d in intents.clusters}
     for cluster, use in sorted(needed.items()):
-        if snap.clusters[cluster].spec.gateway is None:
+        gateway = snap.clusters[cluster].spec.gateway
+        if gateway is None or gateway.address is None:
             yield _problem(
                 by_name[cluster],
                 "spec.gateway",
                 f"cluster {cluster!r} serves {use.service}.{use.namespace} to a client in "
-                f"cluster {use.client_cluster!r}, so it needs a gateway address",
+                f"cluster {use.client_cluster!r}, so it needs a gateway address (give "
+                "spec.gateway.address, or spec.kubeconfig and let `meshbridge apply` discover it)",
             )
 
 

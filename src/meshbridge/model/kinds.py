@@ -204,7 +204,7 @@ class MeshSpec(_Model):
 
 
 class GatewaySpec(_Model):
-    address: Host
+    address: Host | None = None  # None: `meshbridge apply` discovers it from the cluster
     port: PortNumber | None = None
 
 

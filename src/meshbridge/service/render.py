@@ -28,6 +28,11 @@ class Rendered:
     new_vips: int
 
 
+def parse(sources: list[Source]) -> Intents:
+    """The documents, checked one by one (schema); cross-document rules run at build time."""
+    return load(sources)
+
+
 def validate(sources: list[Source]) -> Intents:
     """The intents, or InvalidInput listing every problem (schema and cross-document)."""
     intents = load(sources)

@@ -1,0 +1,188 @@
+"""apply, diff and status: the commands that touch live clusters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from meshbridge.cli.common import (
+    FilesOption,
+    StateOption,
+    err_console,
+    errors_mapped,
+    out_console,
+    state_path,
+)
+from meshbridge.kube import ClusterReport, Options
+from meshbridge.service import apply as apply_service
+from meshbridge.service import render as render_service
+from meshbridge.service.sources import read_sources
+from meshbridge.store import open_store
+
+ClusterOption = Annotated[
+    list[str] | None,
+    typer.Option("--cluster", "-c", metavar="NAME",
+                 help="Only this cluster (repeat for more). Default: every cluster."),
+]
+ParallelOption = Annotated[
+    int, typer.Option("--parallel", min=1, max=64, help="Clusters reconciled at the same time.")
+]
+RetriesOption = Annotated[
+    int, typer.Option("--retries", min=1, max=20,
+                      help="Attempts per unreachable cluster, the wait doubling from 0.5 s.")
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=0.5, help="Seconds to wait for each API request.")
+]
+
+
+def _summary(reports: list[ClusterReport], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for col in ("cluster", "state", "created", "updated", "unchanged", "deleted", "conflicts",
+                "failed", "attempts", "error"):
+        table.add_column(col, overflow="fold")
+    colour = {"Applied": "green", "Planned": "cyan", "Failed": "red", "Unreachable": "red"}
+    for r in reports:
+        o = r.outcome
+        table.add_row(
+            r.cluster, f"[{colour[r.state]}]{r.state}[/]", str(o.count("create")),
+            str(o.count("update")), str(o.count("unchanged")), str(o.count("delete")),
+            str(o.count("conflict")), str(o.count("failed")), str(r.attempts), r.error,
+        )
+    return table
+
+
+def _run(files: list[str], state: str | None, options: Options, clusters: list[str] | None,
+         verb: str) -> list[ClusterReport]:
+    with errors_mapped():
+        intents = render_service.parse(read_sources(files))
+        store = open_store(state_path(state))
+        try:
+            total = len(apply_service.targets(intents, clusters))
+            with Progress(TextColumn(f"{verb} clusters"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err_console, transient=True,
+                          disable=total < 2) as bar:
+                task = bar.add_task(verb, total=total)
+                reports, found = apply_service.apply(
+                    intents, store, options, only=clusters,
+                    progress=lambda _r: bar.advance(task),
+                )
+        finally:
+            store.close()
+    for d in found:
+        if d.address is not None:
+            err_console.print(f"{d.cluster}: gateway discovered at {d.address.address}:"
+                              f"{d.address.port} ({d.address.source})", markup=False)
+        else:
+            err_console.print(f"{d.cluster}: gateway discovery failed: {d.error}", style="yellow",
+                              markup=False)
+    return reports
+
+
+def apply(
+    files: FilesOption,
+    state: StateOption = None,
+    cluster: ClusterOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; write nothing.")] = False,
+    force_conflicts: Annotated[bool, typer.Option(
+        "--force-conflicts",
+        help="Take over objects of the same name that meshbridge does not own (they are "
+        "overwritten and from then on managed and pruned by meshbridge).")] = False,
+    parallel: ParallelOption = 4,
+    retries: RetriesOption = 3,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Apply the rendered mesh to live clusters (server-side apply, pruning, drift correction).
+
+    Every object is labelled as managed by meshbridge; objects it no longer wants are deleted;
+    objects it does not own are never touched (a name collision is reported as a conflict).
+    Unchanged objects are not written. Exit 0 when every cluster is applied, 1 when any failed or
+    was unreachable, 2 on invalid input.
+    """
+    options = Options(dry_run=dry_run, force_conflicts=force_conflicts, parallel=parallel,
+                      retries=retries, timeout=timeout)
+    reports = _run(files, state, options, cluster, "planning" if dry_run else "applying")
+    for r in reports:
+        for c in r.outcome.changes:
+            if c.action in ("conflict", "failed"):
+                err_console.print(f"{r.cluster}: {c.action} {c.ref}: {c.reason}", style="red",
+                                  markup=False)
+    out_console.print(_summary(reports, "dry run" if dry_run else "apply"))
+    if any(r.state in ("Failed", "Unreachable") for r in reports):
+        raise typer.Exit(1)
+
+
+def diff(
+    files: FilesOption,
+    state: StateOption = None,
+    cluster: ClusterOption = None,
+    parallel: ParallelOption = 4,
+    retries: RetriesOption = 1,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Show, per cluster, what apply would create, change (with a diff) and delete.
+
+    Exit 0 when nothing would change, 1 when something would, 3 when a cluster could not be
+    read, 2 on invalid input.
+    """
+    options = Options(dry_run=True, with_diff=True, parallel=parallel, retries=retries,
+                      timeout=timeout)
+    reports = _run(files, state, options, cluster, "diffing")
+    signs = {"create": "+", "update": "~", "delete": "-", "conflict": "!", "failed": "!"}
+    changed = False
+    for r in reports:
+        out_console.print(f"== {r.cluster} ({r.state})", markup=False)
+        if r.error:
+            out_console.print(f"   {r.error}", markup=False)
+        for c in r.outcome.changes:
+            if c.action in signs:
+                changed = True
+                reason = f"  ({c.reason})" if c.reason else ""
+                out_console.print(f"{signs[c.action]} {c.action} {c.ref}{reason}", markup=False)
+                if c.diff:
+                    out_console.print(c.diff, markup=False, end="")
+    if any(r.state in ("Failed", "Unreachable") and not r.outcome.changes for r in reports):
+        raise typer.Exit(3)
+    if changed:
+        raise typer.Exit(1)
+
+
+def status(
+    state: StateOption = None,
+    objects: Annotated[bool, typer.Option("--objects", help="List every object's state too.")] = False,
+) -> None:
+    """Show the last apply's result per cluster (and per object), from the state store.
+
+    Exit 1 when a cluster's last apply failed or could not reach it.
+    """
+    with errors_mapped():
+        store = open_store(state_path(state))
+        try:
+            records = apply_service.status(store)
+        finally:
+            store.close()
+    if not records:
+        err_console.print("no apply recorded yet", markup=False)
+        return
+    table = Table(show_edge=False)
+    for col in ("cluster", "state", "objects", "applied", "failed", "pending", "time", "error"):
+        table.add_column(col, overflow="fold")
+    for rec in records:
+        states = [o["state"] for o in rec["objects"]]
+        table.add_row(rec["cluster"], rec["state"], str(len(states)), str(states.count("Applied")),
+                      str(states.count("Failed")), str(states.count("Pending") + states.count("Unreachable")),
+                      rec["time"], rec["error"])
+    out_console.print(table)
+    if objects:
+        detail = Table(show_edge=False)
+        for col in ("cluster", "object", "state", "reason", "time"):
+            detail.add_column(col, overflow="fold")
+        for rec in records:
+            for o in rec["objects"]:
+                detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"], o["time"])
+        out_console.print(detail)
+    if any(rec["state"] in ("Failed", "Unreachable") for rec in records):
+        raise typer.Exit(1)

@@ -1,0 +1,22 @@
+"""The only package that talks to Kubernetes: apply, prune, drift, discovery, in apply order.
+
+Everything else hands it plain objects (dicts) and gets plain reports back; lightkube types and
+errors stay inside.
+"""
+
+from meshbridge.kube.discovery import DiscoveryError, GatewayAddress, discover
+from meshbridge.kube.fleet import ClusterReport, Options, Target, client_for, reconcile_all
+from meshbridge.kube.reconcile import Change, Outcome
+
+__all__ = [
+    "Change",
+    "ClusterReport",
+    "DiscoveryError",
+    "GatewayAddress",
+    "Options",
+    "Outcome",
+    "Target",
+    "client_for",
+    "discover",
+    "reconcile_all",
+]

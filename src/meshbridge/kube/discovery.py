@@ -1,0 +1,58 @@
+"""Gateway discovery: where other clusters reach this cluster's ingress gateway port 15443.
+
+Read from the ``istio-ingressgateway`` Service in ``istio-system``: a LoadBalancer's ingress
+address and port 15443, or else (NodePort) a node's address and the node port of 15443. A node
+address prefers ExternalIP, then InternalIP, of the first node in name order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+
+SERVICE = ("istio-system", "istio-ingressgateway")
+TLS_PORT = 15443
+
+
+@dataclass(frozen=True)
+class GatewayAddress:
+    address: str
+    port: int
+    source: str  # how it was found, for the user
+
+
+class DiscoveryError(Exception):
+    """The gateway's address cannot be read from the cluster."""
+
+
+async def discover(client: AsyncClient) -> GatewayAddress:
+    service_res = create_namespaced_resource("", "v1", "Service", "services")
+    try:
+        svc = dict(await client.get(service_res, SERVICE[1], namespace=SERVICE[0]))
+    except ApiError as exc:
+        raise DiscoveryError(f"service {SERVICE[0]}/{SERVICE[1]}: {exc.status.message}") from exc
+    spec: dict[str, Any] = svc.get("spec") or {}
+    ports = [p for p in spec.get("ports") or [] if p.get("port") == TLS_PORT]
+    if not ports:
+        raise DiscoveryError(f"service {SERVICE[0]}/{SERVICE[1]} has no port {TLS_PORT}")
+    for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+        address = ingress.get("ip") or ingress.get("hostname")
+        if address:
+            return GatewayAddress(address, TLS_PORT, "LoadBalancer ingress")
+    node_port = ports[0].get("nodePort")
+    if not node_port:
+        raise DiscoveryError(f"service {SERVICE[0]}/{SERVICE[1]} has no load balancer address "
+                             f"and no node port for {TLS_PORT}")
+    node_res = create_global_resource("", "v1", "Node", "nodes")
+    nodes = sorted([dict(n) async for n in client.list(node_res)],
+                   key=lambda n: n["metadata"]["name"])
+    for wanted in ("ExternalIP", "InternalIP"):
+        for node in nodes:
+            for addr in (node.get("status") or {}).get("addresses") or []:
+                if addr.get("type") == wanted and addr.get("address"):
+                    return GatewayAddress(addr["address"], int(node_port),
+                                          f"node {node['metadata']['name']} {wanted}, NodePort")
+    raise DiscoveryError("no node with an ExternalIP or InternalIP address")

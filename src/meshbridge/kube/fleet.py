@@ -1,0 +1,134 @@
+"""Reconcile many clusters at once: bounded concurrency, retries with backoff, one report each.
+
+A cluster that cannot be reached is retried (``retries`` attempts, the wait doubling from
+``backoff`` seconds) and then reported Unreachable; a cluster whose objects fail or conflict is
+reported Failed. Neither stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx2
+from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
+
+from meshbridge.kube.reconcile import ClusterReconciler, Outcome, Unreachable
+
+State = Literal["Applied", "Planned", "Failed", "Unreachable"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to reach one cluster."""
+
+    name: str
+    kubeconfig: str | None
+    context: str | None = None
+
+
+@dataclass
+class ClusterReport:
+    cluster: str
+    state: State
+    outcome: Outcome = field(default_factory=Outcome)
+    error: str = ""
+    attempts: int = 0
+    finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class Options:
+    dry_run: bool = False
+    force_conflicts: bool = False
+    with_diff: bool = False
+    parallel: int = 4
+    retries: int = 3
+    backoff: float = 0.5
+    timeout: float = 10.0
+
+
+Progress = Callable[[ClusterReport], None]
+
+
+def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
+    """A lightkube client for a target, or ConfigError naming what is wrong with its kubeconfig."""
+    if not target.kubeconfig:
+        raise ConfigError(f"cluster {target.name!r} has no spec.kubeconfig")
+    path = Path(target.kubeconfig).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"kubeconfig {path} does not exist")
+    config = KubeConfig.from_file(path)
+    single = config.get(target.context) if target.context else config.get()
+    if single is None:
+        raise ConfigError(f"kubeconfig {path} has no context {target.context!r}")
+    return AsyncClient(config=single, timeout=httpx2.Timeout(timeout), field_manager="meshbridge")
+
+
+async def reconcile_one(
+    target: Target, desired: list[dict[str, Any]], mesh: str, options: Options
+) -> ClusterReport:
+    report = ClusterReport(target.name, "Unreachable")
+    delay = options.backoff
+    for attempt in range(1, options.retries + 1):
+        report.attempts = attempt
+        try:
+            client = client_for(target, options.timeout)
+        except (ConfigError, OSError, ValueError, KeyError) as exc:
+            report.state, report.error = "Failed", f"kubeconfig: {exc}"
+            break
+        try:
+            outcome = await ClusterReconciler(
+                client, mesh, dry_run=options.dry_run, force_conflicts=options.force_conflicts,
+                with_diff=options.with_diff,
+            ).run(desired)
+        except (Unreachable, httpx2.TransportError, OSError) as exc:
+            report.state, report.error = "Unreachable", _reason(exc)
+            if attempt < options.retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+            continue
+        except ApiError as exc:
+            report.state, report.error = "Failed", f"{exc.status.code}: {exc.status.message}"
+            break
+        finally:
+            await client.close()
+        report.outcome = outcome
+        report.error = ""
+        if outcome.failed:
+            report.state = "Failed"
+            report.error = f"{outcome.count('conflict')} conflict(s), {outcome.count('failed')} failure(s)"
+        else:
+            report.state = "Planned" if options.dry_run else "Applied"
+        break
+    report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return report
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+async def reconcile_all(
+    targets: list[Target],
+    desired: Mapping[str, list[dict[str, Any]]],
+    mesh: str,
+    options: Options,
+    progress: Progress | None = None,
+) -> list[ClusterReport]:
+    """Every target reconciled, at most ``options.parallel`` at a time; reports in target order."""
+    gate = asyncio.Semaphore(max(1, options.parallel))
+
+    async def one(target: Target) -> ClusterReport:
+        async with gate:
+            report = await reconcile_one(target, desired.get(target.name, []), mesh, options)
+        if progress is not None:
+            progress(report)
+        return report
+
+    return list(await asyncio.gather(*(one(t) for t in targets)))

@@ -1,0 +1,66 @@
+"""The kinds meshbridge writes to clusters, as lightkube generic resources, and their order.
+
+A table, not discovery: meshbridge only ever writes these kinds, and knowing their plural and
+scope up front means no extra round trips before the first write. ``APPLY_ORDER`` is the order
+that works on an empty cluster (Namespaces, then Secrets the Gateways name, then Istio objects);
+deletion runs it backwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def resource(self, version: str) -> Any:
+        return _resource(self, version)
+
+
+@cache
+def _resource(kind: Kind, version: str) -> Any:
+    make = create_namespaced_resource if kind.namespaced else create_global_resource
+    return make(kind.group, version, kind.kind, kind.plural)
+
+
+KINDS: dict[str, Kind] = {
+    k.kind: k
+    for k in (
+        Kind("", "Namespace", "namespaces", namespaced=False),
+        Kind("", "Secret", "secrets"),
+        Kind("install.istio.io", "IstioOperator", "istiooperators"),
+        Kind("networking.istio.io", "ServiceEntry", "serviceentries"),
+        Kind("networking.istio.io", "DestinationRule", "destinationrules"),
+        Kind("networking.istio.io", "Gateway", "gateways"),
+        Kind("networking.istio.io", "VirtualService", "virtualservices"),
+        Kind("security.istio.io", "AuthorizationPolicy", "authorizationpolicies"),
+    )
+}
+
+APPLY_ORDER = list(KINDS)
+
+# Kinds meshbridge may prune. Namespaces are never pruned: deleting one deletes everything in it.
+PRUNABLE = [k for k in APPLY_ORDER if k != "Namespace"]
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def resource_for(obj: dict[str, Any]) -> Any:
+    """The lightkube resource class for a plain object."""
+    kind = KINDS.get(obj["kind"])
+    if kind is None:
+        raise KeyError(f"meshbridge does not apply objects of kind {obj['kind']!r}")
+    _, version = split_api_version(obj["apiVersion"])
+    return kind.resource(version)

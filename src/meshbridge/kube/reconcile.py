@@ -1,0 +1,257 @@
+"""Reconcile one cluster with its desired objects: server-side apply, prune, drift, conflicts.
+
+What meshbridge owns in a cluster is exactly what carries both labels
+``app.kubernetes.io/managed-by: meshbridge`` and ``meshbridge.dev/mesh: <mesh>``. Per run:
+
+1. list the owned objects of every kind meshbridge writes (one list call per kind);
+2. make sure the namespaces the objects go to exist (created when missing, never deleted);
+3. for each desired object, in apply order: unchanged when the live copy carries the same
+   content hash *and* still holds the same content (no write, so its resourceVersion stays);
+   otherwise server-side apply with field manager ``meshbridge``. An object of the same name that
+   meshbridge does not own is a conflict: reported, left untouched, unless ``force_conflicts``;
+4. owned objects no longer desired are deleted, in reverse apply order.
+
+A dry run does the reads and reports what it would do, writing nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx2
+import yaml
+from lightkube import ApiError, AsyncClient
+
+from meshbridge.kube.kinds import APPLY_ORDER, KINDS, PRUNABLE, resource_for
+
+FIELD_MANAGER = "meshbridge"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "meshbridge")
+MESH_LABEL = "meshbridge.dev/mesh"
+HASH_ANNOTATION = "meshbridge.dev/content-hash"
+CREATED_BY_LABEL = "app.kubernetes.io/created-by"
+
+Action = Literal["create", "update", "unchanged", "delete", "conflict", "failed", "skipped"]
+Key = tuple[str, str, str]  # kind, namespace, name
+
+DEFAULT_VERSIONS = {
+    "": "v1",
+    "install.istio.io": "v1alpha1",
+    "networking.istio.io": "v1beta1",
+    "security.istio.io": "v1beta1",
+}
+
+
+class Unreachable(Exception):
+    """The cluster's API server could not be reached (connection, TLS, timeout)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    kind: str
+    namespace: str
+    name: str
+    reason: str = ""
+    diff: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+
+@dataclass
+class Outcome:
+    changes: list[Change] = field(default_factory=list)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for c in self.changes if c.action in ("create", "update", "delete"))
+
+    @property
+    def failed(self) -> bool:
+        return any(c.action in ("conflict", "failed") for c in self.changes)
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    meta = obj["metadata"]
+    return obj["kind"], meta.get("namespace") or "", meta["name"]
+
+
+def prepare(obj: dict[str, Any], mesh: str) -> dict[str, Any]:
+    """The object as applied: the mesh label and the hash of its content added."""
+    out: dict[str, Any] = json.loads(json.dumps(obj))
+    meta = out["metadata"]
+    meta.setdefault("labels", {})[MESH_LABEL] = mesh
+    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
+    meta.setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return out
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+
+
+def in_sync(desired: dict[str, Any], live: dict[str, Any]) -> bool:
+    """True when ``live`` holds everything ``desired`` says (and the same hash)."""
+    want, have = desired["metadata"], live.get("metadata") or {}
+    for part in ("labels", "annotations"):
+        mine = want.get(part) or {}
+        theirs = have.get(part) or {}
+        if any(theirs.get(k) != v for k, v in mine.items()):
+            return False
+    return _content(desired) == _content(live)
+
+
+def drift_diff(desired: dict[str, Any], live: dict[str, Any]) -> str:
+    """A unified diff of what meshbridge manages, live (-) against desired (+)."""
+    def view(obj: dict[str, Any]) -> list[str]:
+        meta = obj.get("metadata") or {}
+        trimmed = {"metadata": {"labels": meta.get("labels") or {},
+                                "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
+                                                if k != HASH_ANNOTATION}},
+                   **_content(obj)}
+        if obj.get("kind") == "Secret":
+            trimmed["data"] = dict.fromkeys(obj.get("data") or {}, "<redacted>")
+        text: str = yaml.safe_dump(trimmed, sort_keys=True)
+        return text.splitlines(keepends=True)
+
+    return "".join(difflib.unified_diff(view(live), view(desired), "live", "desired", n=2))
+
+
+class ClusterReconciler:
+    """Reconciles one cluster through one lightkube client."""
+
+    def __init__(self, client: AsyncClient, mesh: str, *, dry_run: bool = False,
+                 force_conflicts: bool = False, with_diff: bool = False) -> None:
+        self.client = client
+        self.mesh = mesh
+        self.dry_run = dry_run
+        self.force_conflicts = force_conflicts
+        self.with_diff = with_diff
+
+    async def run(self, desired: list[dict[str, Any]]) -> Outcome:
+        prepared = [prepare(o, self.mesh) for o in desired]
+        versions = _versions(prepared)
+        outcome = Outcome()
+        owned, unserved = await self._owned(versions)
+        await self._namespaces(prepared, outcome)
+        for obj in sorted(prepared, key=lambda o: APPLY_ORDER.index(o["kind"])):
+            if obj["kind"] in unserved:
+                outcome.changes.append(_change("skipped", obj, f"{obj['apiVersion']} is not served by this cluster"))
+                continue
+            outcome.changes.append(await self._apply_one(obj, owned.pop(key_of(obj), None)))
+        for key, live in sorted(owned.items(), key=lambda kv: -APPLY_ORDER.index(kv[0][0])):
+            outcome.changes.append(await self._delete(key, live))
+        return outcome
+
+    # ------------------------------------------------------------------------------ reading
+
+    async def _owned(self, versions: dict[str, str]) -> tuple[dict[Key, dict[str, Any]], set[str]]:
+        owned: dict[Key, dict[str, Any]] = {}
+        unserved: set[str] = set()
+        labels: dict[str, Any] = {MANAGED_BY[0]: MANAGED_BY[1], MESH_LABEL: self.mesh}
+        for kind in PRUNABLE:
+            res = KINDS[kind].resource(versions[kind])
+            try:
+                async for item in self.client.list(res, namespace="*", labels=labels):
+                    obj = _as_dict(item)
+                    owned[key_of(obj)] = obj
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    unserved.add(kind)
+                    continue
+                raise
+            except (httpx2.TransportError, OSError) as exc:
+                raise Unreachable(str(exc) or type(exc).__name__) from exc
+        return owned, unserved
+
+    async def _namespaces(self, prepared: list[dict[str, Any]], outcome: Outcome) -> None:
+        res = KINDS["Namespace"].resource("v1")
+        for ns in sorted({o["metadata"]["namespace"] for o in prepared if o["metadata"].get("namespace")}):
+            try:
+                await self.client.get(res, ns)
+                continue
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+            obj = {"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": ns, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}}}
+            if not self.dry_run:
+                await self.client.create(res(obj))
+            outcome.changes.append(_change("create", obj, "namespace did not exist"))
+
+    # ------------------------------------------------------------------------------ writing
+
+    async def _apply_one(self, obj: dict[str, Any], live: dict[str, Any] | None) -> Change:
+        res = resource_for(obj)
+        kind, ns, name = key_of(obj)
+        reason = ""
+        force = True  # on objects meshbridge owns, its fields are its own to take back
+        if live is None:
+            existing = await self._get(res, name, ns)
+            if existing is not None:
+                if not self.force_conflicts:
+                    return _change("conflict", obj, "an object of this name exists and is not "
+                                   "managed by meshbridge (use --force-conflicts to take it over)")
+                reason = "taken over (--force-conflicts)"
+            action: Action = "create" if existing is None else "update"
+            diff = drift_diff(obj, existing) if (existing is not None and self.with_diff) else ""
+        else:
+            if in_sync(obj, live):
+                return _change("unchanged", obj)
+            same_hash = (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION) == \
+                obj["metadata"]["annotations"][HASH_ANNOTATION]
+            action, reason = "update", ("drift: changed outside meshbridge" if same_hash else "intent changed")
+            diff = drift_diff(obj, live) if self.with_diff else ""
+        if not self.dry_run:
+            try:
+                await self.client.apply(res(obj), field_manager=FIELD_MANAGER, force=force)
+            except ApiError as exc:
+                return _change("failed", obj, f"{exc.status.code}: {exc.status.message}")
+        return Change(action, kind, ns, name, reason, diff)
+
+    async def _get(self, res: Any, name: str, ns: str) -> dict[str, Any] | None:
+        try:
+            item = await self.client.get(res, name, namespace=ns or None)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        return _as_dict(item)
+
+    async def _delete(self, key: Key, live: dict[str, Any]) -> Change:
+        kind, ns, name = key
+        if not self.dry_run:
+            res = resource_for(live)
+            try:
+                await self.client.delete(res, name, namespace=ns or None)
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    return Change("failed", kind, ns, name, f"{exc.status.code}: {exc.status.message}")
+        return Change("delete", kind, ns, name, "no longer wanted")
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    data = item.to_dict() if hasattr(item, "to_dict") else dict(item)
+    assert isinstance(data, dict)
+    return data
+
+
+def _change(action: Action, obj: dict[str, Any], reason: str = "") -> Change:
+    kind, ns, name = key_of(obj)
+    return Change(action, kind, ns, name, reason)
+
+
+def _versions(objs: list[dict[str, Any]]) -> dict[str, str]:
+    """API version to list each kind with: the one the desired objects use, else the default."""
+    out = {kind: DEFAULT_VERSIONS[info.group] for kind, info in KINDS.items()}
+    for obj in objs:
+        out[obj["kind"]] = obj["apiVersion"].rpartition("/")[2]
+    return out

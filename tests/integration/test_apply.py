@@ -1,0 +1,248 @@
+"""apply, diff and status against real Kubernetes API servers (scripts/k8s-testenv).
+
+The API servers are shared by the session, so each test works in a mesh of its own (the
+``meshbridge.dev/mesh`` label) and in namespaces of its own, and removes what it applied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import EXAMPLES, write_docs
+
+pytestmark = pytest.mark.k8s
+
+API = "meshbridge.dev/v1alpha1"
+_ids = itertools.count()
+
+
+def _mesh_docs(name: str) -> list[dict[str, Any]]:
+    return [{"apiVersion": API, "kind": "Mesh", "metadata": {"name": name}, "spec": {}}]
+
+
+def _point_at(docs: list[dict[str, Any]], kubeconfigs: dict[str, Path]) -> list[dict[str, Any]]:
+    for d in docs:
+        if d["kind"] == "Cluster":
+            d.setdefault("spec", {})["kubeconfig"] = {"path": str(kubeconfigs[d["metadata"]["name"]])}
+    return docs
+
+
+def _example(name: str, mesh: str, kubeconfigs: dict[str, Path]) -> list[dict[str, Any]]:
+    docs = [d for p in sorted((EXAMPLES / name).glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
+    docs = [d for d in docs if d["kind"] != "Mesh"] + _mesh_docs(mesh)
+    return _point_at(docs, kubeconfigs)
+
+
+def _rvs(cluster, namespaces: list[str], mesh: str) -> dict[str, str]:
+    """resourceVersion of every object of ``mesh`` in the given namespaces (+ istio-system)."""
+    out = {}
+    with cluster.client() as http:
+        for group, plural in (("networking.istio.io/v1beta1", "serviceentries"),
+                              ("networking.istio.io/v1beta1", "destinationrules"),
+                              ("networking.istio.io/v1beta1", "gateways"),
+                              ("networking.istio.io/v1beta1", "virtualservices"),
+                              ("security.istio.io/v1beta1", "authorizationpolicies")):
+            for ns in [*namespaces, "istio-system"]:
+                items = http.get(f"/apis/{group}/namespaces/{ns}/{plural}",
+                                 params={"labelSelector": f"meshbridge.dev/mesh={mesh}"}).json()
+                for it in items.get("items", []):
+                    out[f"{plural}/{ns}/{it['metadata']['name']}"] = it["metadata"]["resourceVersion"]
+    return out
+
+
+@pytest.fixture
+def mesh(testenv, cli, tmp_path: Path):
+    """A unique mesh name and namespace suffix over three clusters; pruned afterwards."""
+    n = next(_ids)
+    name = f"m{n}"
+    clusters = testenv.clusters(3)
+    kubeconfigs = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
+    ctx = {"name": name, "clusters": clusters, "kubeconfigs": kubeconfigs, "tmp": tmp_path}
+    yield ctx
+    # teardown: apply an empty mesh (clusters only) so everything of this mesh is pruned
+    empty = _point_at([*_mesh_docs(name)] + [
+        {"apiVersion": API, "kind": "Cluster", "metadata": {"name": c}, "spec": {}} for c in kubeconfigs
+    ], kubeconfigs)
+    src = write_docs(tmp_path / "teardown.yaml", empty)
+    cli("apply", "-f", str(src))
+
+
+def _apply(cli, tmp: Path, docs: list[dict[str, Any]], *extra: str):
+    src = write_docs(tmp / "intents" / "mesh.yaml", docs)
+    return cli("apply", "-f", str(src), *extra)
+
+
+def test_seed_examples_land_and_reapply_writes_nothing(cli, mesh) -> None:
+    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    result = _apply(cli, mesh["tmp"], docs)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    c1, c2 = mesh["clusters"][0], mesh["clusters"][1]
+    with c1.client() as http:
+        se = http.get("/apis/networking.istio.io/v1beta1/namespaces/foo/serviceentries/httpbin.bar.cluster2").json()
+    assert se["spec"]["endpoints"][0]["address"] == "192.168.121.10"
+    assert se["metadata"]["labels"]["meshbridge.dev/mesh"] == mesh["name"]
+    with c2.client() as http:
+        gw = http.get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/httpbin.bar.cluster2")
+    assert gw.status_code == 200
+    before = {**_rvs(c1, ["foo"], mesh["name"]), **{f"c2:{k}": v for k, v in _rvs(c2, ["bar"], mesh["name"]).items()}}
+    again = _apply(cli, mesh["tmp"], docs)
+    assert again.exit_code == 0
+    after = {**_rvs(c1, ["foo"], mesh["name"]), **{f"c2:{k}": v for k, v in _rvs(c2, ["bar"], mesh["name"]).items()}}
+    assert before == after, "re-applying unchanged intents wrote to the cluster"
+    assert "unchanged" in again.stdout
+
+
+def test_change_one_intent_then_remove_it(cli, mesh) -> None:
+    ns = f"t{mesh['name']}"
+    docs = _mesh_docs(mesh["name"]) + _point_at([
+        {"apiVersion": API, "kind": "Cluster", "metadata": {"name": f"cluster{i}"},
+         "spec": {"gateway": {"address": f"10.9.0.{i}"}}} for i in (1, 2, 3)
+    ], mesh["kubeconfigs"]) + [
+        {"apiVersion": API, "kind": "App", "metadata": {"name": "client", "namespace": ns},
+         "spec": {"clusters": ["cluster1"]}},
+        {"apiVersion": API, "kind": "App", "metadata": {"name": "a", "namespace": ns},
+         "spec": {"clusters": ["cluster2"]}},
+        {"apiVersion": API, "kind": "App", "metadata": {"name": "b", "namespace": ns},
+         "spec": {"clusters": ["cluster3"]}},
+        {"apiVersion": API, "kind": "InboundIntent", "metadata": {"name": "a", "namespace": ns},
+         "spec": {"app": "a", "port": 80, "protocol": "HTTP", "clients": [{"app": "client"}]}},
+        {"apiVersion": API, "kind": "InboundIntent", "metadata": {"name": "b", "namespace": ns},
+         "spec": {"app": "b", "port": 90, "clients": [{"app": "client"}]}},
+    ]
+    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    c1, c2, c3 = mesh["clusters"]
+    rv1, rv2, rv3 = _rvs(c1, [ns], mesh["name"]), _rvs(c2, [ns], mesh["name"]), _rvs(c3, [ns], mesh["name"])
+    assert len(rv1) == 4 and len(rv2) == 3 and len(rv3) == 3
+    # change intent a's port: only a's objects change
+    docs[-2]["spec"]["port"] = 8080
+    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    now1, now2, now3 = _rvs(c1, [ns], mesh["name"]), _rvs(c2, [ns], mesh["name"]), _rvs(c3, [ns], mesh["name"])
+    changed = {k for k in rv1 if now1.get(k) != rv1[k]}
+    assert changed == {f"serviceentries/{ns}/a.{ns}.cluster2"}
+    assert now3 == rv3, "cluster3 objects changed though its intent did not"
+    # remove intent b: its objects are pruned, a's stay
+    del docs[-1]
+    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert set(_rvs(c1, [ns], mesh["name"])) == {f"serviceentries/{ns}/a.{ns}.cluster2", f"destinationrules/{ns}/a.{ns}.cluster2"}
+    assert _rvs(c3, [ns], mesh["name"]) == {}
+    assert _rvs(c2, [ns], mesh["name"]) == now2, "a's server-side objects were touched by removing b"
+
+
+def test_user_object_with_colliding_name_is_left_alone(cli, mesh) -> None:
+    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    c1 = mesh["clusters"][0]
+    theirs = {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+              "metadata": {"name": "httpbin.bar.cluster2", "namespace": "foo"},
+              "spec": {"host": "httpbin.bar.cluster2"}}
+    with c1.client() as http:
+        http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "foo"}})
+        created = http.post("/apis/networking.istio.io/v1beta1/namespaces/foo/destinationrules", json=theirs)
+        assert created.status_code == 201, created.text
+    try:
+        result = _apply(cli, mesh["tmp"], docs)
+        assert result.exit_code == 1
+        assert "conflict DestinationRule/foo/httpbin.bar.cluster2" in result.stderr
+        with c1.client() as http:
+            live = http.get("/apis/networking.istio.io/v1beta1/namespaces/foo/destinationrules/httpbin.bar.cluster2").json()
+        assert live["spec"] == {"host": "httpbin.bar.cluster2"}, "meshbridge overwrote a user's object"
+        assert "app.kubernetes.io/managed-by" not in (live["metadata"].get("labels") or {})
+        status = cli("status", "--objects")
+        assert "Failed" in status.stdout
+    finally:
+        with c1.client() as http:
+            http.delete("/apis/networking.istio.io/v1beta1/namespaces/foo/destinationrules/httpbin.bar.cluster2")
+
+
+def test_dead_cluster_is_reported_and_others_applied(cli, mesh, tmp_path: Path) -> None:
+    dead = tmp_path / "dead.kubeconfig"
+    config = yaml.safe_load(mesh["kubeconfigs"]["cluster1"].read_text())
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens there
+    dead.write_text(yaml.safe_dump(config))
+    docs = _example("sleep-httpbin", mesh["name"], {**mesh["kubeconfigs"], "cluster1": dead})
+    result = _apply(cli, mesh["tmp"], docs, "--retries", "2")
+    assert result.exit_code == 1
+    assert "Unreachable" in result.stdout
+    with mesh["clusters"][1].client() as http:
+        gw = http.get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/httpbin.bar.cluster2")
+    assert gw.status_code == 200, "the reachable cluster was not applied"
+    status = cli("status")
+    assert status.exit_code == 1
+    assert "Unreachable" in status.stdout and "Applied" in status.stdout
+
+
+def test_drift_is_detected_and_corrected(cli, mesh) -> None:
+    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    c1 = mesh["clusters"][0]
+    path = "/apis/networking.istio.io/v1beta1/namespaces/foo/serviceentries/httpbin.bar.cluster2"
+    with c1.client() as http:
+        patch = {"spec": {"endpoints": [{"address": "6.6.6.6", "ports": {"tcp": 1}}]}}
+        r = http.patch(path, content=json.dumps(patch),
+                       headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+    src = write_docs(mesh["tmp"] / "intents" / "mesh.yaml", docs)
+    diff = cli("diff", "-f", str(src))
+    assert diff.exit_code == 1
+    assert "update ServiceEntry/foo/httpbin.bar.cluster2" in diff.stdout
+    assert "drift" in diff.stdout and "6.6.6.6" in diff.stdout
+    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    with c1.client() as http:
+        live = http.get(path).json()
+    assert live["spec"]["endpoints"][0]["address"] == "192.168.121.10"
+    assert cli("diff", "-f", str(src)).exit_code == 0
+
+
+def test_three_cluster_mesh_lands_and_is_valid(cli, mesh) -> None:
+    docs = _example("helloworld-lb", mesh["name"], mesh["kubeconfigs"])
+    docs += _point_at([{"apiVersion": API, "kind": "Cluster", "metadata": {"name": "cluster3"},
+                        "spec": {"gateway": {"address": "10.0.0.3"}}}], mesh["kubeconfigs"])
+    for d in docs:
+        if d["kind"] == "App" and d["metadata"]["name"] == "helloworld":
+            d["spec"]["clusters"] = ["cluster1", "cluster2", "cluster3"]
+        if d["kind"] == "InboundIntent":
+            d["spec"]["loadBalancing"]["weights"] = {"cluster1": 40, "cluster2": 30, "cluster3": 30}
+    result = _apply(cli, mesh["tmp"], docs)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    with mesh["clusters"][0].client() as http:
+        vs = http.get("/apis/networking.istio.io/v1beta1/namespaces/sample/virtualservices/helloworld.sample").json()
+    weights = sorted(r["weight"] for r in vs["spec"]["http"][0]["route"])
+    assert weights == [30, 30, 40]
+
+
+def test_gateway_is_discovered_from_the_ingress_service(cli, mesh) -> None:
+    c2 = mesh["clusters"][1]
+    with c2.client() as http:
+        http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"node-{mesh['name']}"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "172.30.0.7"}]}}
+        r = http.post("/api/v1/nodes", json=node)
+        assert r.status_code == 201, r.text
+        http.patch(f"/api/v1/nodes/{node['metadata']['name']}/status", content=json.dumps({"status": node["status"]}),
+                   headers={"Content-Type": "application/merge-patch+json"})
+        svc = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
+               "spec": {"type": "NodePort", "selector": {"istio": "ingressgateway"},
+                        "ports": [{"name": "tls", "port": 15443, "targetPort": 15443}]}}
+        r = http.post("/api/v1/namespaces/istio-system/services", json=svc)
+        assert r.status_code == 201, r.text
+        node_port = r.json()["spec"]["ports"][0]["nodePort"]
+    try:
+        docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+        for d in docs:
+            if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster2":
+                del d["spec"]["gateway"]
+        result = _apply(cli, mesh["tmp"], docs)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert f"cluster2: gateway discovered at 172.30.0.7:{node_port}" in result.stderr
+        with mesh["clusters"][0].client() as http:
+            se = http.get("/apis/networking.istio.io/v1beta1/namespaces/foo/serviceentries/httpbin.bar.cluster2").json()
+        assert se["spec"]["endpoints"][0] == {"address": "172.30.0.7", "ports": {"tcp": node_port}}
+    finally:
+        with c2.client() as http:
+            http.delete("/api/v1/namespaces/istio-system/services/istio-ingressgateway")
+            http.delete(f"/api/v1/nodes/node-{mesh['name']}")

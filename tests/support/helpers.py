@@ -1,0 +1,26 @@
+"""Helpers shared by the test suites (importable as ``helpers``; tests/conftest.py puts
+tests/support on sys.path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def write_docs(path: Path, docs: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def read_tree(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """Relative path -> parsed documents, for every YAML file below root."""
+    return {
+        str(p.relative_to(root)): [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
+        for p in sorted(root.rglob("*.yaml"))
+    }

@@ -18,6 +18,7 @@ from meshbridge.cli.common import (
 )
 from meshbridge.kube import ClusterReport, Options
 from meshbridge.service import apply as apply_service
+from meshbridge.service import pki as pki_service
 from meshbridge.service import render as render_service
 from meshbridge.service.sources import read_sources
 from meshbridge.store import open_store
@@ -68,6 +69,7 @@ def _run(files: list[str], state: str | None, options: Options, clusters: list[s
                 task = bar.add_task(verb, total=total)
                 reports, found = apply_service.apply(
                     intents, store, options, only=clusters,
+                    material=pki_service.material_provider(state_path(state)),
                     progress=lambda _r: bar.advance(task),
                 )
         finally:

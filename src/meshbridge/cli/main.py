@@ -9,6 +9,7 @@ import typer
 
 from meshbridge import __version__
 from meshbridge.cli import apply as apply_cmd
+from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli.common import (
     FilesOption,
     StateOption,
@@ -17,6 +18,7 @@ from meshbridge.cli.common import (
     out_console,
     state_path,
 )
+from meshbridge.service import pki as pki_service
 from meshbridge.service import render as render_service
 from meshbridge.service.sources import read_sources
 from meshbridge.store import open_store
@@ -85,7 +87,8 @@ def render(
         intents = render_service.validate(read_sources(files))
         store = open_store(state_path(state))
         try:
-            result = render_service.render(intents, output, store)
+            material = pki_service.material_provider(state_path(state))
+            result = render_service.render(intents, output, store, material)
         finally:
             store.close()
     for cluster, objs in sorted(result.objects.items()):
@@ -97,6 +100,7 @@ def render(
     )
 
 
+app.add_typer(pki_cmd.app)
 app.command()(apply_cmd.apply)
 app.command()(apply_cmd.diff)
 app.command()(apply_cmd.status)

@@ -1,0 +1,529 @@
+"""``meshbridge pki``: look at, hand out and rotate the mesh's certificates.
+
+``render`` issues everything on first need; these commands are for the moments a person must
+act: bring an enterprise CA, check expiry, export ``cacerts`` for a cluster managed by hand,
+give an external caller a client certificate, rotate an intermediate or the root. Each command
+is a thin shell over :mod:`meshbridge.service.pki`: parse, open the store, call one use case in
+one transaction, print. Private keys are printed nowhere; only ``export`` and ``issue-client``
+write them, to 0600 files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from meshbridge.cli.common import (
+    StateOption,
+    err_console,
+    errors_mapped,
+    out_console,
+    state_path,
+)
+from meshbridge.loading import load
+from meshbridge.model import ExternalAccess, Intents, Mesh
+from meshbridge.pki import CertSummary, Health, PkiStatus, Sealer
+from meshbridge.service import pki as service
+from meshbridge.service.sources import read_sources
+from meshbridge.store import Store, open_store
+
+app = typer.Typer(
+    name="pki",
+    help="The mesh PKI: one shared root, an intermediate CA per cluster (the cacerts Secret), "
+    "ingress credentials for external hosts. Show, export, issue client certificates, rotate.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+MeshFilesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-f",
+        "--filename",
+        metavar="FILE|DIR|-",
+        help="Intent documents to take the Mesh CA settings (rootCA, intermediateCA) from. "
+        "Without -f: the settings of the last render, else the defaults.",
+        show_default=False,
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace what exists (see the command's help).")
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _intents(files: list[str] | None) -> Intents | None:
+    return load(read_sources(files)) if files else None
+
+
+@contextmanager
+def _session(
+    state: str | None, files: list[str] | None = None, *, sealed: bool = True
+) -> Iterator[tuple[Store, Sealer | None, Mesh]]:
+    """Open the store, the sealer (when keys are needed) and the Mesh; one transaction."""
+    path = state_path(state)
+    intents = _intents(files)
+    store = open_store(path)
+    try:
+        sealer = service.load_sealer(path, store) if sealed else None
+        with store.transaction():
+            yield store, sealer, service.mesh_for(store, intents.mesh if intents else None)
+    finally:
+        store.close()
+
+
+def _need(sealer: Sealer | None) -> Sealer:
+    assert sealer is not None
+    return sealer
+
+
+def _write(path: Path, data: str, mode: int) -> None:
+    """Write ``data`` to ``path`` with exactly ``mode`` (also when the file already existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def _out_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        err_console.print(f"error: cannot create {path}: {exc.strerror}", style="red", markup=False)
+        raise typer.Exit(1) from None
+    return path
+
+
+def _done(message: str) -> None:
+    err_console.print(message, markup=False)
+
+
+def _cert_line(summary: CertSummary) -> str:
+    return (
+        f"{summary.role} {summary.name}: {summary.subject}, SHA-256 {summary.fingerprint[:16]}…, "
+        f"valid until {summary.not_after:%Y-%m-%d}"
+    )
+
+
+# ----------------------------------------------------------------------------------- roots
+
+
+@app.command("init")
+def init_cmd(
+    files: MeshFilesOption = None,
+    state: StateOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Create the mesh root CA from Mesh.spec.rootCA (render does this on first need too).
+
+    Refuses when a root exists. With --force the root is replaced and every cluster's
+    intermediate is re-issued on the next render: clusters distrust each other until all have the
+    new cacerts. To change a root without an outage use 'pki rotate-root'.
+    """
+    with errors_mapped(), _session(state, files) as (store, sealer, mesh):
+        summary = service.init_root(store, _need(sealer), mesh, _now(), force=force)
+    _done(f"created {_cert_line(summary)}")
+
+
+@app.command("import")
+def import_cmd(
+    cert: Annotated[
+        Path, typer.Option("--cert", help="PEM certificate of the CA to sign intermediates with.")
+    ],
+    key: Annotated[Path, typer.Option("--key", help="Its unencrypted PEM private key.")],
+    chain: Annotated[
+        Path | None,
+        typer.Option(
+            "--chain",
+            help="For a CA issued by your enterprise CA: the PEM chain from its issuer up to and "
+            "including the enterprise root. Omit for a self-signed root.",
+        ),
+    ] = None,
+    state: StateOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Bring your own root (cert + key), or an intermediate issued by your enterprise CA.
+
+    The CA is checked before anything is stored: the key matches, it may sign CAs (pathlen),
+    the chain links to a self-signed root, it is within its validity. Refuses when the mesh has a
+    root unless --force (see 'pki init').
+    """
+    with errors_mapped():
+        blobs = _read_files(cert, key, chain)
+        with _session(state) as (store, sealer, _mesh):
+            summary = service.import_root(store, _need(sealer), *blobs, _now(), force=force)
+    _done(f"imported {_cert_line(summary)}")
+
+
+def _read_files(cert: Path, key: Path, chain: Path | None) -> tuple[bytes, bytes, bytes | None]:
+    out: list[bytes] = []
+    for path in (cert, key, *([chain] if chain else [])):
+        try:
+            out.append(path.expanduser().read_bytes())
+        except OSError as exc:
+            _bad_input(f"cannot read {path}: {exc.strerror}")
+    return out[0], out[1], out[2] if chain else None
+
+
+# ---------------------------------------------------------------------------------- status
+
+
+_HEALTH_STYLE = {
+    Health.OK: "green",
+    Health.EXPIRING: "yellow",
+    Health.EXPIRED: "red",
+    Health.NOT_YET_VALID: "yellow",
+}
+
+
+def _table(report: PkiStatus) -> Table:
+    table = Table(title=f"mesh PKI — root rotation: {report.phase_text}", title_justify="left")
+    table.add_column("role", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("expires", no_wrap=True)
+    table.add_column("days", justify="right")
+    table.add_column("health", no_wrap=True)
+    table.add_column("subject, SHA-256, note", overflow="fold", min_width=24)
+    for entry in report.entries:
+        c = entry.cert
+        details = f"{c.subject}\nsha256:{c.fingerprint[:32]}"
+        if entry.note:
+            details += f"\n{entry.note}"
+        table.add_row(
+            c.role,
+            c.name,
+            f"{c.not_after:%Y-%m-%d}",
+            str(c.days_left),
+            f"[{_HEALTH_STYLE[c.health]}]{c.health.value}[/]",
+            escape(details),
+        )
+    return table
+
+
+def _as_json(report: PkiStatus) -> str:
+    body = {
+        "rotationPhase": report.phase,
+        "rotation": report.phase_text,
+        "certificates": [
+            {
+                "role": e.cert.role,
+                "name": e.cert.name,
+                "subject": e.cert.subject,
+                "issuer": e.cert.issuer,
+                "sha256": e.cert.fingerprint,
+                "notBefore": e.cert.not_before.isoformat(),
+                "notAfter": e.cert.not_after.isoformat(),
+                "daysLeft": e.cert.days_left,
+                "health": e.cert.health.value,
+                "deployed": e.deployed,
+                "note": e.note,
+            }
+            for e in report.entries
+        ],
+    }
+    return json.dumps(body, indent=2)
+
+
+def _report(state: str | None, as_json: bool) -> None:
+    path = state_path(state)
+    if "://" not in path and not Path(path).expanduser().exists():
+        _done(f"no state store at {path} yet: nothing has been issued")
+        return
+    with errors_mapped(), _session(state, sealed=False) as (store, _sealer, _mesh):
+        report = service.status(store, _now())
+    if as_json:
+        out_console.print(_as_json(report), markup=False)
+    else:
+        out_console.print(_table(report))
+    for entry in report.entries:
+        c = entry.cert
+        if c.health is Health.EXPIRING:
+            err_console.print(
+                f"warning: {c.role} {c.name} expires in {c.days_left} days",
+                style="yellow",
+                markup=False,
+            )
+        elif c.health is Health.EXPIRED:
+            level, style = ("error", "red") if entry.deployed else ("note", "yellow")
+            err_console.print(f"{level}: {c.role} {c.name} has expired", style=style, markup=False)
+    if report.expired:
+        raise typer.Exit(1)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command("status")
+def status_cmd(state: StateOption = None, as_json: JsonOption = False) -> None:
+    """Every certificate of the mesh: subject, fingerprint, expiry, and the rotation phase.
+
+    Warns about anything expiring within 30 days; exits 1 when a CA or a deployed certificate has
+    expired (an expired client certificate handed out is only noted). Reads only public
+    certificates: it works without the state key.
+    """
+    _report(state, as_json)
+
+
+@app.command("show")
+def show_cmd(
+    state: StateOption = None,
+    as_json: JsonOption = False,
+    root: Annotated[
+        bool,
+        typer.Option("--root", help="Print the trusted root bundle (root-cert.pem) as PEM."),
+    ] = False,
+    ingress_ca: Annotated[
+        bool,
+        typer.Option(
+            "--ingress-ca",
+            help="Print, as PEM, the CA that signs every ingress server certificate: what "
+            "external callers must trust (curl --cacert).",
+        ),
+    ] = False,
+) -> None:
+    """Like 'status'; with --root or --ingress-ca, print that public certificate as PEM."""
+    if not (root or ingress_ca):
+        _report(state, as_json)
+        return
+    with errors_mapped(), _session(state, sealed=False) as (store, _sealer, _mesh):
+        pem = service.root_bundle_pem(store) if root else ""
+        pem += service.ingress_server_ca_pem(store) if ingress_ca else ""
+    out_console.print(pem, markup=False, end="")
+
+
+# -------------------------------------------------------------------------------- hand-outs
+
+
+MAX_CN = 64
+CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
+
+
+@app.command("export")
+def export_cmd(
+    cluster: Annotated[str, typer.Option("--cluster", help="The cluster whose cacerts to write.")],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Directory to write the four files to (mode 0600).")
+    ],
+    files: MeshFilesOption = None,
+    state: StateOption = None,
+) -> None:
+    """Write a cluster's cacerts files (ca-cert, ca-key, root-cert, cert-chain .pem).
+
+    For clusters set up by hand: kubectl create secret generic cacerts -n istio-system
+    --from-file=DIR/ca-cert.pem ... A cluster without an intermediate yet gets one when -f
+    declares it (a Cluster document); otherwise render first.
+    """
+    with errors_mapped():
+        declared = _declared_clusters(files)
+        if declared is not None and cluster not in declared:
+            _bad_input(f"cluster {cluster} is not declared (clusters: {', '.join(declared)})")
+        with _session(state, files) as (store, sealer, mesh):
+            ca = service.export_cacerts(
+                store, _need(sealer), mesh, cluster, _now(), issue=declared is not None
+            )
+            out = _out_dir(directory)
+            contents = (ca.ca_cert, ca.ca_key, ca.root_cert, ca.cert_chain)
+            for name, data in zip(CACERTS_FILES, contents, strict=True):
+                _write(out / name, data, 0o600)
+    args = " ".join(f"--from-file={out / name}" for name in CACERTS_FILES)
+    _done(f"wrote {', '.join(CACERTS_FILES)} to {out} (mode 0600); apply with:")
+    out_console.print(f"kubectl create secret generic cacerts -n istio-system {args}", markup=False)
+
+
+def _declared_clusters(files: list[str] | None) -> list[str] | None:
+    intents = _intents(files)
+    return None if intents is None else sorted(c.obj.name for c in intents.clusters)
+
+
+def _bad_input(message: str) -> NoReturn:
+    err_console.print(f"error: {message}", style="red", markup=False)
+    raise typer.Exit(2)
+
+
+def _check_mutual_host(files: list[str] | None, host: str) -> None:
+    intents = _intents(files)
+    if intents is None:
+        return
+    hosts = {
+        i.obj.spec.external.host: i.obj.spec.external.tls_mode
+        for i in intents.inbound
+        if i.obj.spec.external is not None
+    }
+    if hosts.get(host) != "MUTUAL":
+        found = ", ".join(sorted(h for h, m in hosts.items() if m == "MUTUAL")) or "none"
+        _bad_input(f"{host} is not the host of an external MUTUAL intent (MUTUAL hosts: {found})")
+
+
+def _check_names(host: str, cn: str) -> None:
+    try:
+        ExternalAccess.model_validate({"host": host})
+    except ValidationError:
+        _bad_input(f"--host {host!r} is not a DNS name (lower-case, no wildcard)")
+    if not 1 <= len(cn) <= MAX_CN:
+        _bad_input(f"--cn must be 1 to {MAX_CN} characters long")
+
+
+@app.command("issue-client")
+def issue_client_cmd(
+    host: Annotated[str, typer.Option("--host", help="The external host the caller will reach.")],
+    cn: Annotated[str, typer.Option("--cn", help="The caller's name (certificate CN).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Directory for client.crt, client.key (0600) and ca.crt."),
+    ],
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=3650, help="Validity of the certificate in days.")
+    ] = 365,
+    files: MeshFilesOption = None,
+    state: StateOption = None,
+    force: ForceOption = False,
+) -> None:
+    """A client certificate for an external caller of a MUTUAL host.
+
+    Signed by the host's ingress client CA (the ca.crt of its gateway credential; never the
+    mesh root). Writes client.crt, client.key (mode 0600) and ca.crt, the CA that signs the
+    ingress server certificates, for the caller to verify the server. With -f, HOST must be the
+    host of an external MUTUAL intent. Refuses to overwrite client.key unless --force.
+    """
+    with errors_mapped():
+        _check_names(host, cn)
+        _check_mutual_host(files, host)
+        if (out / "client.key").exists() and not force:
+            err_console.print(
+                f"error: {out / 'client.key'} exists; pass --force to overwrite it",
+                style="red",
+                markup=False,
+            )
+            raise typer.Exit(1)
+        with _session(state, files) as (store, sealer, mesh):
+            bundle = service.issue_client_cert(store, _need(sealer), mesh, host, cn, _now(), days)
+            target = _out_dir(out)
+            _write(target / "client.crt", bundle.cert, 0o644)
+            _write(target / "client.key", bundle.key, 0o600)
+            _write(target / "ca.crt", bundle.server_ca, 0o644)
+    _done(f"issued {_cert_line(bundle.summary)}")
+    _done(f"wrote client.crt, client.key (0600) and ca.crt (ingress server CA) to {target}; try:")
+    out_console.print(
+        f"curl --cacert {target / 'ca.crt'} --cert {target / 'client.crt'} "
+        f"--key {target / 'client.key'} https://{host}/",
+        markup=False,
+    )
+
+
+# -------------------------------------------------------------------------------- rotation
+
+
+@app.command("rotate")
+def rotate_cmd(
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", help="Re-issue this cluster's intermediate CA (same root)."),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Re-issue this external host's ingress server certificate."),
+    ] = None,
+    client_ca: Annotated[
+        bool,
+        typer.Option(
+            "--client-ca",
+            help="With --host: replace the host's ingress client CA instead; every client "
+            "certificate issued for the host stops working.",
+        ),
+    ] = False,
+    files: MeshFilesOption = None,
+    state: StateOption = None,
+) -> None:
+    """Re-issue one cluster's intermediate CA, or one host's ingress certificate.
+
+    The root is unchanged, so other clusters keep trusting the cluster. Render and apply
+    afterwards; istiod picks up the new cacerts on restart. To replace the root, use
+    'pki rotate-root'.
+    """
+    if (cluster is None) == (host is None) or (client_ca and host is None):
+        _bad_input("give exactly one of --cluster and --host (--client-ca goes with --host)")
+    with errors_mapped(), _session(state, files) as (store, sealer, mesh):
+        now = _now()
+        if cluster is not None:
+            summary = service.rotate_intermediate(store, _need(sealer), mesh, cluster, now)
+        elif client_ca:
+            summary = service.rotate_client_ca(store, _need(sealer), mesh, str(host), now)
+        else:
+            summary = service.rotate_server(store, _need(sealer), mesh, str(host), now)
+    _done(f"re-issued {_cert_line(summary)}; render and apply to roll it out")
+
+
+class Phase(StrEnum):
+    BEGIN = "begin"
+    ADVANCE = "advance"
+    FINISH = "finish"
+    ABORT = "abort"
+
+
+_NEXT_STEP = {
+    1: "render and apply every cluster (root-cert.pem now carries both roots), then run "
+    "'pki rotate-root advance'",
+    2: "render and apply every cluster (new intermediates, both roots trusted); once all "
+    "workloads have renewed their certificates, run 'pki rotate-root finish'",
+    0: "render and apply every cluster: root-cert.pem now carries only the new root",
+}
+
+
+@app.command("rotate-root")
+def rotate_root_cmd(
+    phase: Annotated[
+        Phase,
+        typer.Argument(
+            help="begin: new root, trusted beside the old one (phase 1). advance: intermediates "
+            "re-issued under the new root (phase 2). finish: old root dropped (phase 3). "
+            "abort: undo phase 1."
+        ),
+    ],
+    cert: Annotated[
+        Path | None, typer.Option("--cert", help="begin only: import this CA as the new root.")
+    ] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="begin only: its private key.")] = None,
+    chain: Annotated[
+        Path | None, typer.Option("--chain", help="begin only: its chain up to your root.")
+    ] = None,
+    files: MeshFilesOption = None,
+    state: StateOption = None,
+) -> None:
+    """Replace the mesh root in three phases, so no cluster ever distrusts another mid-way.
+
+    Apply every cluster's rendered cacerts after each phase before starting the next one.
+    'pki status' shows the phase.
+    """
+    if (cert is None) != (key is None) or (cert is not None and phase is not Phase.BEGIN):
+        _bad_input("--cert and --key go together, and only with 'begin'")
+    with errors_mapped():
+        imported = _read_files(cert, key, chain) if cert and key else None
+        with _session(state, files) as (store, sealer, mesh):
+            if phase is Phase.BEGIN:
+                trust = service.rotate_root_begin(store, _need(sealer), mesh, _now(), imported)
+            elif phase is Phase.ADVANCE:
+                trust = service.rotate_root_advance(store, _need(sealer), mesh, _now())
+            elif phase is Phase.FINISH:
+                trust = service.rotate_root_finish(store)
+            else:
+                trust = service.rotate_root_abort(store)
+    label = "phase 3 done: old root dropped" if phase is Phase.FINISH else f"phase {trust.phase}"
+    if phase is Phase.ABORT:
+        label = "rotation aborted"
+    _done(f"root rotation: {label}; next: {_NEXT_STEP[trust.phase]}")

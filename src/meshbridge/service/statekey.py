@@ -1,0 +1,128 @@
+"""The state key (KEK): where it comes from, and proof that it opens this store.
+
+Private keys in the state store are sealed under a 32-byte key that never enters the store:
+``MESHBRIDGE_STATE_KEY`` (base64 or hex) or, for a SQLite file store, the 0600 file
+``<state file>.key`` created on first use. A sealed constant row (``pki.kek/check``) tells a wrong
+key from a damaged row, so a wrong or missing key is a clear SealingError — never a fresh key,
+never a silently regenerated CA.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from meshbridge.errors import SealingError
+from meshbridge.pki import Sealer, new_key_text, parse_key_text, row_aad
+from meshbridge.store.base import Store
+
+__all__ = ["STATE_KEY_ENV", "key_file_path", "load_sealer"]
+
+STATE_KEY_ENV = "MESHBRIDGE_STATE_KEY"
+KEY_FILE_SUFFIX = ".key"
+
+# Store rows of the PKI that hold sealed private keys (see meshbridge.service.pki).
+KIND_KEK = "pki.kek"
+KIND_ROOT = "pki.root"
+KIND_INTERMEDIATE = "pki.intermediate"
+KIND_INGRESS_CA = "pki.ingress-ca"
+KIND_SERVER = "pki.server"
+SEALED_KINDS = (KIND_KEK, KIND_ROOT, KIND_INTERMEDIATE, KIND_INGRESS_CA, KIND_SERVER)
+CHECK_NAME = "check"
+CHECK_TEXT = b"meshbridge state key check v1"
+
+
+def key_file_path(state_path: str | None) -> Path | None:
+    """``<state file>.key`` for a SQLite file store; None for database URLs and memory."""
+    if not state_path:
+        return None
+    location = state_path
+    if location.startswith("sqlite:///"):
+        location = location[len("sqlite:///") :]
+    elif "://" in location:
+        return None
+    if not location or location == ":memory:":
+        return None
+    return Path(location + KEY_FILE_SUFFIX).expanduser()
+
+
+def _holds_sealed(store: Store) -> bool:
+    return any(store.list_blobs(kind) for kind in SEALED_KINDS)
+
+
+def _read_key_file(path: Path) -> Sealer:
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SealingError(
+                f"the state key file {path} is accessible by group or others "
+                f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+            )
+        text = path.read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise SealingError(f"the state key file {path} is not base64 or hex text") from None
+    except OSError as exc:
+        raise SealingError(f"cannot read the state key file {path}: {exc.strerror}") from None
+    return Sealer(parse_key_text(text, f"the state key file {path}"), f"key file {path}")
+
+
+def _create_key_file(path: Path) -> Sealer:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    text = new_key_text()
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # another meshbridge created it first: use theirs
+        return _read_key_file(path)
+    except OSError as exc:
+        raise SealingError(f"cannot create the state key file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(text + "\n")
+    return Sealer(parse_key_text(text, str(path)), f"key file {path}")
+
+
+def load_sealer(state_path: str | None, store: Store) -> Sealer:
+    """The KEK sealing this store's private keys.
+
+    ``MESHBRIDGE_STATE_KEY`` (32 bytes as base64 or hex) wins; otherwise the 0600 file
+    ``<state path>.key``, created on first use only while the store holds no sealed key yet.
+    A key that does not open the store, or a missing key file for a store that has sealed keys,
+    is a SealingError: never a new key, never a silently regenerated CA.
+    """
+    path = key_file_path(state_path)
+    env = os.environ.get(STATE_KEY_ENV, "").strip()
+    if env:
+        sealer = Sealer(parse_key_text(env, STATE_KEY_ENV), STATE_KEY_ENV)
+    elif path is None:
+        raise SealingError(
+            f"this state store has no key file beside it: set {STATE_KEY_ENV} to a 32-byte key "
+            "written as base64 or hex (create one with: head -c 32 /dev/urandom | base64)"
+        )
+    elif path.exists():
+        sealer = _read_key_file(path)
+    elif _holds_sealed(store):
+        raise SealingError(
+            f"the state store holds sealed private keys but its key file {path} is missing; "
+            f"restore that file (mode 0600) or set {STATE_KEY_ENV} to the key it held "
+            "(a new key would not open the mesh's CA)"
+        )
+    else:
+        sealer = _create_key_file(path)
+    _verify(sealer, store, path)
+    return sealer
+
+
+def _verify(sealer: Sealer, store: Store, path: Path | None) -> None:
+    check = store.get_blob(KIND_KEK, CHECK_NAME)
+    if check is None:
+        return
+    try:
+        ok = sealer.open(check, row_aad(KIND_KEK, CHECK_NAME)) == CHECK_TEXT
+    except SealingError:
+        ok = False
+    if not ok:
+        where = f", or restore the key file {path}" if path is not None else ""
+        raise SealingError(
+            f"the state key ({sealer.origin}) does not open this store; set {STATE_KEY_ENV} to "
+            f"the key used when the store's PKI was created{where}"
+        )

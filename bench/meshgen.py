@@ -30,7 +30,7 @@ def generate(
     namespaces: int = 50,
     egress: int = 0,
 ) -> list[dict[str, Any]]:
-    docs = [_doc("Mesh", "default", {"vipPool": "240.0.0.0/8"})]
+    docs = [_doc("Mesh", "default", {"vipPool": "240.0.0.0/8", "rootCA": {"keyAlgorithm": "ECDSA-P256"}})]
     names = [f"c{i:03d}" for i in range(clusters)]
     for i, name in enumerate(names):
         docs.append(_doc("Cluster", name, {"gateway": {"address": f"10.{i // 250}.{i % 250}.1"}},

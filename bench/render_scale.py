@@ -5,7 +5,9 @@ render to a bare PyYAML C dump (``CSafeDumper``) of the same output objects, mea
 same run. A render here is everything from intent YAML text to manifest bytes: parse, validate,
 plan VIPs against the state store, compile, serialise. Writing files is timed separately.
 
-Cold: a fresh state store and no memo. Warm: the same process renders the same intents again
+Certificate material is included (the generated Mesh uses ECDSA P-256 keys: RSA-4096, the
+contract's default, would make the cold figure mostly key generation). Cold: a fresh state store
+(so the root and 100 intermediates are issued) and no memo. Warm: the same process renders the same intents again
 (what ``meshbridge serve`` does on every read), so allocations are read back from the store and
 unchanged objects are not serialised again.
 
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.meshgen import generate  # noqa: E402
 from meshbridge.compile.output import DumpMemo  # noqa: E402
 from meshbridge.loading import Source  # noqa: E402
+from meshbridge.service import pki as pki_service  # noqa: E402
 from meshbridge.service import render as render_service  # noqa: E402
 from meshbridge.service.writer import write_tree  # noqa: E402
 from meshbridge.store import open_store  # noqa: E402
@@ -48,11 +51,14 @@ def main() -> None:
     print(f"input: {len(docs)} documents, {len(text) / 1e6:.1f} MB of YAML")
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(str(Path(tmp) / "state.db"))
+        state = str(Path(tmp) / "state.db")
+        store = open_store(state)
         memo = DumpMemo()
+        material = pki_service.material_provider(state)
 
         def render() -> render_service.Rendered:
-            return render_service.build(render_service.validate(sources), store, memo=memo)
+            intents = render_service.validate(sources)
+            return render_service.build(intents, store, material, memo=memo)
 
         gc.collect()
         t0 = time.perf_counter()

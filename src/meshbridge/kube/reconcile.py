@@ -3,9 +3,11 @@
 What meshbridge owns in a cluster is exactly what carries both labels
 ``app.kubernetes.io/managed-by: meshbridge`` and ``meshbridge.dev/mesh: <mesh>``. Per run:
 
-1. list the owned objects of every kind meshbridge writes (one list call per kind);
+1. list the live objects of every kind meshbridge writes (one list call per kind), telling
+   owned ones from foreign ones;
 2. make sure the namespaces the objects go to exist (created when missing, never deleted);
-3. for each desired object, in apply order: unchanged when the live copy carries the same
+3. for each desired object, kind by kind in apply order (objects of one kind concurrently,
+   up to ``concurrency`` requests at a time): unchanged when the live copy carries the same
    content hash *and* still holds the same content (no write, so its resourceVersion stays);
    otherwise server-side apply with field manager ``meshbridge``. An object of the same name that
    meshbridge does not own is a conflict: reported, left untouched, unless ``force_conflicts``;
@@ -16,6 +18,7 @@ A dry run does the reads and reports what it would do, writing nothing.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hashlib
 import json
@@ -33,6 +36,8 @@ MANAGED_BY = ("app.kubernetes.io/managed-by", "meshbridge")
 MESH_LABEL = "meshbridge.dev/mesh"
 HASH_ANNOTATION = "meshbridge.dev/content-hash"
 CREATED_BY_LABEL = "app.kubernetes.io/created-by"
+
+LABELLED_ONLY = frozenset({"Secret"})  # kinds listed by label only (see ClusterReconciler._live)
 
 Action = Literal["create", "update", "unchanged", "delete", "conflict", "failed", "skipped"]
 Key = tuple[str, str, str]  # kind, namespace, name
@@ -129,8 +134,10 @@ class ClusterReconciler:
     """Reconciles one cluster through one lightkube client."""
 
     def __init__(self, client: AsyncClient, mesh: str, *, dry_run: bool = False,
-                 force_conflicts: bool = False, with_diff: bool = False) -> None:
+                 force_conflicts: bool = False, with_diff: bool = False,
+                 concurrency: int = 16) -> None:
         self.client = client
+        self.concurrency = concurrency
         self.mesh = mesh
         self.dry_run = dry_run
         self.force_conflicts = force_conflicts
@@ -138,31 +145,58 @@ class ClusterReconciler:
 
     async def run(self, desired: list[dict[str, Any]]) -> Outcome:
         prepared = [prepare(o, self.mesh) for o in desired]
-        versions = _versions(prepared)
         outcome = Outcome()
-        owned, unserved = await self._owned(versions)
+        owned, foreign, unserved = await self._live(_versions(prepared))
         await self._namespaces(prepared, outcome)
-        for obj in sorted(prepared, key=lambda o: APPLY_ORDER.index(o["kind"])):
-            if obj["kind"] in unserved:
-                outcome.changes.append(_change("skipped", obj, f"{obj['apiVersion']} is not served by this cluster"))
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def apply(obj: dict[str, Any]) -> Change:
+            async with gate:
+                key = key_of(obj)
+                return await self._apply_one(obj, owned.get(key), foreign.get(key))
+
+        async def delete(key: Key) -> Change:
+            async with gate:
+                return await self._delete(key, owned[key])
+
+        for kind in APPLY_ORDER:  # one kind at a time, in order; objects of a kind concurrently
+            batch = [o for o in prepared if o["kind"] == kind]
+            if kind in unserved:
+                outcome.changes.extend(
+                    _change("skipped", o, f"{o['apiVersion']} is not served by this cluster")
+                    for o in batch
+                )
                 continue
-            outcome.changes.append(await self._apply_one(obj, owned.pop(key_of(obj), None)))
-        for key, live in sorted(owned.items(), key=lambda kv: -APPLY_ORDER.index(kv[0][0])):
-            outcome.changes.append(await self._delete(key, live))
+            outcome.changes.extend(await asyncio.gather(*(apply(o) for o in batch)))
+        wanted = {key_of(o) for o in prepared}
+        for kind in reversed(APPLY_ORDER):
+            stale = sorted(k for k in owned if k[0] == kind and k not in wanted)
+            outcome.changes.extend(await asyncio.gather(*(delete(k) for k in stale)))
         return outcome
 
     # ------------------------------------------------------------------------------ reading
 
-    async def _owned(self, versions: dict[str, str]) -> tuple[dict[Key, dict[str, Any]], set[str]]:
+    async def _live(
+        self, versions: dict[str, str]
+    ) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[str, Any]], set[str]]:
+        """Live objects of every kind meshbridge writes: owned by this mesh, and the rest (one
+        list call per kind, instead of a read per object to find name collisions)."""
         owned: dict[Key, dict[str, Any]] = {}
+        foreign: dict[Key, dict[str, Any]] = {}
         unserved: set[str] = set()
-        labels: dict[str, Any] = {MANAGED_BY[0]: MANAGED_BY[1], MESH_LABEL: self.mesh}
         for kind in PRUNABLE:
             res = KINDS[kind].resource(versions[kind])
+            # Secrets: only meshbridge's (a cluster holds many, and they are not ours to read);
+            # a name collision with someone else's is then found by a read of that one name.
+            selector: dict[str, Any] | None = (
+                {MANAGED_BY[0]: MANAGED_BY[1]} if kind in LABELLED_ONLY else None
+            )
             try:
-                async for item in self.client.list(res, namespace="*", labels=labels):
+                async for item in self.client.list(res, namespace="*", labels=selector):
                     obj = _as_dict(item)
-                    owned[key_of(obj)] = obj
+                    labels = (obj.get("metadata") or {}).get("labels") or {}
+                    mine = labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and labels.get(MESH_LABEL) == self.mesh
+                    (owned if mine else foreign)[key_of(obj)] = obj
             except ApiError as exc:
                 if exc.status.code == 404:
                     unserved.add(kind)
@@ -170,7 +204,7 @@ class ClusterReconciler:
                 raise
             except (httpx2.TransportError, OSError) as exc:
                 raise Unreachable(str(exc) or type(exc).__name__) from exc
-        return owned, unserved
+        return owned, foreign, unserved
 
     async def _namespaces(self, prepared: list[dict[str, Any]], outcome: Outcome) -> None:
         res = KINDS["Namespace"].resource("v1")
@@ -189,13 +223,16 @@ class ClusterReconciler:
 
     # ------------------------------------------------------------------------------ writing
 
-    async def _apply_one(self, obj: dict[str, Any], live: dict[str, Any] | None) -> Change:
+    async def _apply_one(
+        self, obj: dict[str, Any], live: dict[str, Any] | None, existing: dict[str, Any] | None
+    ) -> Change:
         res = resource_for(obj)
         kind, ns, name = key_of(obj)
         reason = ""
         force = True  # on objects meshbridge owns, its fields are its own to take back
         if live is None:
-            existing = await self._get(res, name, ns)
+            if existing is None and kind in LABELLED_ONLY:
+                existing = await self._get(res, name, ns)
             if existing is not None:
                 if not self.force_conflicts:
                     return _change("conflict", obj, "an object of this name exists and is not "

@@ -1,0 +1,121 @@
+"""Apply a generated mesh to real API servers and compare with ``kubectl apply --server-side``.
+
+Starts 2 x N clusters with scripts/k8s-testenv (N for meshbridge, N for kubectl, so both write
+into empty clusters), renders a generated mesh of about ``--objects`` objects per cluster, and
+prints, in one run:
+
+- meshbridge first apply (empty clusters; it also creates the namespaces),
+- meshbridge no-op re-apply (nothing changed: reads only),
+- ``kubectl apply --server-side -R -f <cluster dir>`` of the same rendered manifests, one kubectl
+  per cluster, all clusters at once (namespaces created beforehand, untimed),
+
+and the ratios. kubectl is built from the pinned k8s.io/kubernetes module
+(``scripts/k8s-testenv build --kubectl``). IstioOperator files are left out of both: the test API
+servers do not serve that kind (meshbridge reports it as skipped).
+
+    .venv/bin/python bench/apply.py [--clusters 5 --objects 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.meshgen import generate  # noqa: E402
+
+TESTENV = ROOT / "scripts" / "k8s-testenv"
+
+
+def sh(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), check=True, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
+
+
+def meshbridge(*args: str, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "meshbridge"), *args], env=env,
+                          text=True, capture_output=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"meshbridge {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clusters", type=int, default=5)
+    parser.add_argument("--objects", type=int, default=400, help="about this many per cluster")
+    args = parser.parse_args()
+    kubectl = ROOT / ".cache" / "testenv" / "bin" / "kubectl"
+    sh(sys.executable, str(TESTENV), "build", "--kubectl")
+    servers = max(1, args.objects * args.clusters // 7)
+
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        env_dir = tmp / "env"
+        names = [f"mb{i}" for i in range(args.clusters)] + [f"kc{i}" for i in range(args.clusters)]
+        print(f"starting {len(names)} API servers ...", file=sys.stderr)
+        sh(sys.executable, str(TESTENV), "up", "--dir", str(env_dir), *names)
+        try:
+            docs = generate(clusters=args.clusters, servers=servers, clients=2)
+            for d in docs:
+                if d["kind"] == "Mesh":
+                    d["spec"]["rootCA"] = {"keyAlgorithm": "ECDSA-P256"}
+                if d["kind"] == "Cluster":
+                    i = int(d["metadata"]["name"][1:])
+                    d["spec"]["kubeconfig"] = {"path": str(env_dir / f"mb{i}.kubeconfig")}
+            intents = tmp / "mesh.yaml"
+            intents.write_text(yaml.safe_dump_all(docs))
+            env = {**os.environ, "MESHBRIDGE_STATE": str(tmp / "state.db")}
+            out = tmp / "out"
+            meshbridge("render", "-f", str(intents), "-o", str(out), env=env)
+            for path in out.rglob("istiooperator.*.yaml"):
+                path.unlink()
+            counts = {c.name: sum(1 for _ in c.rglob("*.yaml")) for c in sorted(out.iterdir()) if c.is_dir()}
+            total = sum(counts.values())
+            print(f"clusters: {args.clusters}, objects applied: {total} "
+                  f"(per cluster: {min(counts.values())}-{max(counts.values())})")
+
+            first = meshbridge("apply", "-f", str(intents), "--parallel", str(args.clusters), env=env)
+            noop = meshbridge("apply", "-f", str(intents), "--parallel", str(args.clusters), env=env)
+
+            def kubectl_apply(i: int) -> None:
+                cfg = str(env_dir / f"kc{i}.kubeconfig")
+                folder = out / f"c{i:03d}"
+                for ns in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+                    subprocess.run([str(kubectl), "--kubeconfig", cfg, "create", "namespace", ns],
+                                   capture_output=True, check=False)
+            with concurrent.futures.ThreadPoolExecutor(args.clusters) as pool:
+                list(pool.map(kubectl_apply, range(args.clusters)))
+
+            def kubectl_timed(i: int) -> None:
+                cfg = str(env_dir / f"kc{i}.kubeconfig")
+                sh(str(kubectl), "--kubeconfig", cfg, "apply", "--server-side",
+                   "--field-manager", "bench", "-R", "-f", str(out / f"c{i:03d}"))
+            t0 = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(args.clusters) as pool:
+                list(pool.map(kubectl_timed, range(args.clusters)))
+            kubectl_s = time.perf_counter() - t0
+        finally:
+            subprocess.run([sys.executable, str(TESTENV), "down", "--dir", str(env_dir)],
+                           capture_output=True, check=False)
+
+    print(f"meshbridge first apply: {first:.2f} s")
+    print(f"meshbridge no-op re-apply: {noop:.2f} s")
+    print(f"kubectl apply --server-side (same manifests): {kubectl_s:.2f} s")
+    print(f"ratio first apply / kubectl: {first / kubectl_s:.2f} (target <= 1.0)")
+    print(f"ratio no-op re-apply / first apply: {noop / first:.2f} (target < 0.10)")
+
+
+if __name__ == "__main__":
+    main()

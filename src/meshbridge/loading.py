@@ -39,10 +39,14 @@ class _StrictLoader(yaml.CSafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
+        # scalar keys compare by (tag, text), so keys are not constructed twice
+        if isinstance(key_node, yaml.ScalarNode):
+            key, text = (key_node.tag, key_node.value), key_node.value
+        else:
+            key = text = loader.construct_object(key_node, deep=True)
         if key in seen:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {text!r}", mark)
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 

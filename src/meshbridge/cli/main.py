@@ -57,8 +57,8 @@ def validate(files: FilesOption) -> None:
     the document (kind/name) and the field path.
     """
     with errors_mapped():
-        intents = render_service.validate(read_sources(files))
-    count = len(intents.documents())
+        checked = render_service.validate(read_sources(files))
+    count = len(checked.intents.documents())
     err_console.print(f"valid: {count} document{'s' if count != 1 else ''}", markup=False)
 
 
@@ -84,11 +84,11 @@ def render(
     the same bytes, and VIPs never move when other intents are added or removed.
     """
     with errors_mapped():
-        intents = render_service.validate(read_sources(files))
+        checked = render_service.validate(read_sources(files))
         store = open_store(state_path(state))
         try:
             material = pki_service.material_provider(state_path(state))
-            result = render_service.render(intents, output, store, material)
+            result = render_service.render(checked, output, store, material)
         finally:
             store.close()
     for cluster, objs in sorted(result.objects.items()):

@@ -58,9 +58,11 @@ def check(intents: Intents) -> Snapshot:
     return snap
 
 
-def plan(intents: Intents, previous: Iterable[vips.VipRecord]) -> Plan:
-    """Validate and allocate VIPs against the previous allocation table."""
-    snap = check(intents)
+def plan(intents: Intents | Snapshot, previous: Iterable[vips.VipRecord]) -> Plan:
+    """Validate (unless given an already checked snapshot) and allocate VIPs against the
+    previous allocation table."""
+    snap = intents if isinstance(intents, Snapshot) else check(intents)
+    intents = snap.intents
     needs, reserved = vips.vip_needs(snap)
     try:
         records = vips.allocate(snap.mesh.spec.pool, needs, reserved, list(previous))

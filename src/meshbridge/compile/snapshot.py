@@ -88,10 +88,14 @@ class Snapshot:
         return self.mesh.spec.istio.gateway_node_port
 
     def exposures(self, namespace: str, service: str) -> tuple[Exposure, ...]:
-        return tuple(
-            Exposure(i, i.spec.port, i.spec.protocol.value)
-            for i in self.services.get((namespace, service), ())
-        )
+        return self._exposures.get((namespace, service), ())
+
+    @cached_property
+    def _exposures(self) -> Mapping[AppKey, tuple[Exposure, ...]]:
+        return {
+            key: tuple(Exposure(i, i.spec.port, i.spec.protocol.value) for i in intents)
+            for key, intents in self.services.items()
+        }
 
     def intent_placement(self, intent: InboundIntent) -> tuple[str, ...]:
         return self.placement.get((intent.namespace, intent.spec.app), ())

@@ -10,6 +10,7 @@ from meshbridge import compile as mbcompile
 from meshbridge.compile.objects import Obj
 from meshbridge.compile.output import DumpMemo
 from meshbridge.compile.output import files as manifest_files
+from meshbridge.compile.snapshot import Snapshot
 from meshbridge.loading import Source, load
 from meshbridge.model import Intents
 from meshbridge.service.writer import write_tree
@@ -33,15 +34,14 @@ def parse(sources: list[Source]) -> Intents:
     return load(sources)
 
 
-def validate(sources: list[Source]) -> Intents:
-    """The intents, or InvalidInput listing every problem (schema and cross-document)."""
-    intents = load(sources)
-    mbcompile.check(intents)
-    return intents
+def validate(sources: list[Source]) -> Snapshot:
+    """The checked snapshot of the intents (``.intents``), or InvalidInput listing every
+    problem (schema and cross-document). Pass it on to build/render: no second check."""
+    return mbcompile.check(load(sources))
 
 
 def build(
-    intents: Intents,
+    intents: Intents | Snapshot,
     store: Store,
     material: MaterialProvider | None = None,
     memo: DumpMemo | None = None,
@@ -64,7 +64,7 @@ def build(
 
 
 def render(
-    intents: Intents,
+    intents: Intents | Snapshot,
     out_dir: Path,
     store: Store,
     material: MaterialProvider | None = None,

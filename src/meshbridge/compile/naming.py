@@ -29,7 +29,8 @@ MAX_NAME = 253
 MAX_LABEL = 63
 
 
-def _shorten(name: str, limit: int) -> str:
+def shorten(name: str, limit: int) -> str:
+    """``name`` if it fits in ``limit`` characters, else its head and a hash of all of it."""
     if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
@@ -39,12 +40,12 @@ def _shorten(name: str, limit: int) -> str:
 
 def subdomain(*labels: str) -> str:
     """Join DNS labels into an object name, hashed to fit 253 characters."""
-    return _shorten(".".join(labels), MAX_NAME)
+    return shorten(".".join(labels), MAX_NAME)
 
 
 def label_value(text: str) -> str:
     """A string made safe as a Kubernetes label value (63 characters, hashed when cut)."""
-    return _shorten(text, MAX_LABEL)
+    return shorten(text, MAX_LABEL)
 
 
 def remote_host(service: str, namespace: str, cluster: str) -> str:
@@ -64,11 +65,11 @@ def policy_name(intent: str, action: str) -> str:
 
 
 def ingress_name(intent: str) -> str:
-    return _shorten(f"{intent}-ingress", MAX_NAME)
+    return shorten(f"{intent}-ingress", MAX_NAME)
 
 
 def credential_name(host: str) -> str:
-    return _shorten(f"{host}-credential", MAX_NAME)
+    return shorten(f"{host}-credential", MAX_NAME)
 
 
 def port_name(protocol: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import yaml
 
+from meshbridge.compile import naming
 from meshbridge.compile.objects import Obj
 
 SECRET_KINDS = frozenset({"Secret"})
@@ -32,9 +33,15 @@ def dump_all(objs: Iterable[Obj]) -> bytes:
     return b"---\n".join(dump(o) for o in objs)
 
 
+MAX_FILE_NAME = 255  # bytes in one path component, on every common file system
+
+
 def file_name(obj: Obj) -> str:
+    """``<namespace>/<kind>.<name>.yaml``; a name too long for a file name is cut and hashed."""
     meta = obj["metadata"]
-    return f"{meta.get('namespace') or '_cluster'}/{obj['kind'].lower()}.{meta['name']}.yaml"
+    kind = obj["kind"].lower()
+    name = naming.shorten(meta["name"], MAX_FILE_NAME - len(kind) - len("..yaml"))
+    return f"{meta.get('namespace') or '_cluster'}/{kind}.{name}.yaml"
 
 
 class DumpMemo:

@@ -41,10 +41,12 @@ TimeoutOption = Annotated[
 
 
 def _summary(reports: list[ClusterReport], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False)
-    for col in ("cluster", "state", "created", "updated", "unchanged", "deleted", "conflicts",
-                "failed", "attempts", "error"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=title, title_justify="left", show_edge=False,
+                  caption="new: created, upd: updated, same: unchanged, del: deleted (pruned), "
+                  "confl: name conflicts, fail: failed writes", caption_justify="left")
+    for col in ("cluster", "state", "new", "upd", "same", "del", "confl", "fail", "tries"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("error", overflow="fold", ratio=1)
     colour = {"Applied": "green", "Planned": "cyan", "Failed": "red", "Unreachable": "red"}
     for r in reports:
         o = r.outcome
@@ -152,6 +154,10 @@ def diff(
         raise typer.Exit(1)
 
 
+def _short_time(iso: str) -> str:
+    return iso.replace("T", " ").removesuffix("+00:00")
+
+
 def status(
     state: StateOption = None,
     objects: Annotated[bool, typer.Option("--objects", help="List every object's state too.")] = False,
@@ -169,22 +175,24 @@ def status(
     if not records:
         err_console.print("no apply recorded yet", markup=False)
         return
-    table = Table(show_edge=False)
-    for col in ("cluster", "state", "objects", "applied", "failed", "pending", "time", "error"):
-        table.add_column(col, overflow="fold")
+    table = Table(box=None, pad_edge=False)
+    for col in ("CLUSTER", "STATE", "OBJECTS", "APPLIED", "FAILED", "PENDING", "TIME (UTC)"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("ERROR", overflow="fold")
     for rec in records:
         states = [o["state"] for o in rec["objects"]]
         table.add_row(rec["cluster"], rec["state"], str(len(states)), str(states.count("Applied")),
                       str(states.count("Failed")), str(states.count("Pending") + states.count("Unreachable")),
-                      rec["time"], rec["error"])
+                      _short_time(rec["time"]), rec["error"])
     out_console.print(table)
     if objects:
-        detail = Table(show_edge=False)
-        for col in ("cluster", "object", "state", "reason", "time"):
-            detail.add_column(col, overflow="fold")
+        detail = Table(box=None, pad_edge=False)
+        for col in ("CLUSTER", "OBJECT", "STATE"):
+            detail.add_column(col, no_wrap=True)
+        detail.add_column("REASON", overflow="fold")
         for rec in records:
             for o in rec["objects"]:
-                detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"], o["time"])
+                detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"])
         out_console.print(detail)
     if any(rec["state"] in ("Failed", "Unreachable") for rec in records):
         raise typer.Exit(1)

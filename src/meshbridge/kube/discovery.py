@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
-from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.resources.core_v1 import Node, Service
 
 SERVICE = ("istio-system", "istio-ingressgateway")
 TLS_PORT = 15443
@@ -29,9 +29,8 @@ class DiscoveryError(Exception):
 
 
 async def discover(client: AsyncClient) -> GatewayAddress:
-    service_res = create_namespaced_resource("", "v1", "Service", "services")
     try:
-        svc = dict(await client.get(service_res, SERVICE[1], namespace=SERVICE[0]))
+        svc = (await client.get(Service, SERVICE[1], namespace=SERVICE[0])).to_dict()
     except ApiError as exc:
         raise DiscoveryError(f"service {SERVICE[0]}/{SERVICE[1]}: {exc.status.message}") from exc
     spec: dict[str, Any] = svc.get("spec") or {}
@@ -46,8 +45,7 @@ async def discover(client: AsyncClient) -> GatewayAddress:
     if not node_port:
         raise DiscoveryError(f"service {SERVICE[0]}/{SERVICE[1]} has no load balancer address "
                              f"and no node port for {TLS_PORT}")
-    node_res = create_global_resource("", "v1", "Node", "nodes")
-    nodes = sorted([dict(n) async for n in client.list(node_res)],
+    nodes = sorted([n.to_dict() async for n in client.list(Node)],
                    key=lambda n: n["metadata"]["name"])
     for wanted in ("ExternalIP", "InternalIP"):
         for node in nodes:

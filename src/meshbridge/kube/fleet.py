@@ -21,6 +21,10 @@ from meshbridge.kube.reconcile import ClusterReconciler, Outcome, Unreachable
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
 
+# Answers that say "not now" rather than "no": the API server is starting, overloaded or behind
+# a proxy that lost it. The cluster is tried again like an unreachable one.
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
 
 @dataclass(frozen=True)
 class Target:
@@ -92,8 +96,12 @@ async def reconcile_one(
                 await asyncio.sleep(delay)
                 delay *= 2
             continue
-        except ApiError as exc:
-            report.state, report.error = "Failed", f"{exc.status.code}: {exc.status.message}"
+        except httpx2.HTTPStatusError as exc:
+            report.state, report.error = "Failed", _status_text(exc)
+            if exc.response.status_code in RETRYABLE and attempt < options.retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
             break
         finally:
             await client.close()
@@ -107,6 +115,12 @@ async def reconcile_one(
         break
     report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     return report
+
+
+def _status_text(exc: httpx2.HTTPStatusError) -> str:
+    if isinstance(exc, ApiError):
+        return f"{exc.status.code}: {exc.status.message}"
+    return f"{exc.response.status_code}: {exc.request.method} {exc.request.url.path}"
 
 
 def _reason(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.resources import core_v1
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Kind:
 
 @cache
 def _resource(kind: Kind, version: str) -> Any:
+    if not kind.group:  # core kinds: lightkube's own models (a generic twin would clash)
+        return getattr(core_v1, kind.kind)
     make = create_namespaced_resource if kind.namespaced else create_global_resource
     return make(kind.group, version, kind.kind, kind.plural)
 

@@ -19,9 +19,11 @@ A dry run does the reads and reports what it would do, writing nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import difflib
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -192,13 +194,13 @@ class ClusterReconciler:
                 {MANAGED_BY[0]: MANAGED_BY[1]} if kind in LABELLED_ONLY else None
             )
             try:
-                async for item in self.client.list(res, namespace="*", labels=selector):
-                    obj = _as_dict(item)
+                items = await _patient(functools.partial(self._list, res, selector))
+                for obj in items:
                     labels = (obj.get("metadata") or {}).get("labels") or {}
                     mine = labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and labels.get(MESH_LABEL) == self.mesh
                     (owned if mine else foreign)[key_of(obj)] = obj
-            except ApiError as exc:
-                if exc.status.code == 404:
+            except httpx2.HTTPStatusError as exc:  # ApiError, or a bare 404 for an unknown group
+                if exc.response is not None and exc.response.status_code == 404:
                     unserved.add(kind)
                     continue
                 raise
@@ -218,7 +220,7 @@ class ClusterReconciler:
             obj = {"apiVersion": "v1", "kind": "Namespace",
                    "metadata": {"name": ns, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}}}
             if not self.dry_run:
-                await self.client.create(res(obj))
+                await self.client.create(res.from_dict(obj))
             outcome.changes.append(_change("create", obj, "namespace did not exist"))
 
     # ------------------------------------------------------------------------------ writing
@@ -249,14 +251,18 @@ class ClusterReconciler:
             diff = drift_diff(obj, live) if self.with_diff else ""
         if not self.dry_run:
             try:
-                await self.client.apply(res(obj), field_manager=FIELD_MANAGER, force=force)
+                await _patient(lambda: self.client.apply(
+                    res.from_dict(obj), field_manager=FIELD_MANAGER, force=force))
             except ApiError as exc:
                 return _change("failed", obj, f"{exc.status.code}: {exc.status.message}")
         return Change(action, kind, ns, name, reason, diff)
 
+    async def _list(self, res: Any, selector: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return [_as_dict(i) async for i in self.client.list(res, namespace="*", labels=selector)]
+
     async def _get(self, res: Any, name: str, ns: str) -> dict[str, Any] | None:
         try:
-            item = await self.client.get(res, name, namespace=ns or None)
+            item = await _patient(lambda: self.client.get(res, name, namespace=ns or None))
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
@@ -273,6 +279,22 @@ class ClusterReconciler:
                 if exc.status.code != 404:
                     return Change("failed", kind, ns, name, f"{exc.status.code}: {exc.status.message}")
         return Change("delete", kind, ns, name, "no longer wanted")
+
+
+async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 7) -> Any:
+    """``call()``, again after a short wait while the server answers 429 (too many requests, or
+    a resource's storage still initialising on first use: seen for several seconds on fresh API
+    servers); waits 0.2 s doubling, about 12 s in all, then the last answer's error is raised."""
+    delay = 0.2
+    for attempt in range(tries):
+        try:
+            return await call()
+        except ApiError as exc:
+            if exc.status.code != 429 or attempt == tries - 1:
+                raise
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
 
 
 def _as_dict(item: Any) -> dict[str, Any]:

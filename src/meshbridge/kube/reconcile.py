@@ -209,19 +209,27 @@ class ClusterReconciler:
         return owned, foreign, unserved
 
     async def _namespaces(self, prepared: list[dict[str, Any]], outcome: Outcome) -> None:
+        """Create the namespaces the objects need and the cluster lacks (one list, then one
+        create per missing namespace, concurrently)."""
         res = KINDS["Namespace"].resource("v1")
-        for ns in sorted({o["metadata"]["namespace"] for o in prepared if o["metadata"].get("namespace")}):
+        existing = {i["metadata"]["name"] for i in await _patient(functools.partial(self._list, res, None))}
+        wanted = {o["metadata"]["namespace"] for o in prepared if o["metadata"].get("namespace")}
+        missing = [
+            {"apiVersion": "v1", "kind": "Namespace",
+             "metadata": {"name": ns, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}}}
+            for ns in sorted(wanted - existing)
+        ]
+
+        async def create(obj: dict[str, Any]) -> None:
             try:
-                await self.client.get(res, ns)
-                continue
+                await _patient(lambda: self.client.create(res.from_dict(obj)))
             except ApiError as exc:
-                if exc.status.code != 404:
+                if exc.status.code != 409:  # created meanwhile by someone else: fine
                     raise
-            obj = {"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": ns, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}}}
-            if not self.dry_run:
-                await self.client.create(res.from_dict(obj))
-            outcome.changes.append(_change("create", obj, "namespace did not exist"))
+
+        if not self.dry_run:
+            await asyncio.gather(*(create(o) for o in missing))
+        outcome.changes.extend(_change("create", o, "namespace did not exist") for o in missing)
 
     # ------------------------------------------------------------------------------ writing
 
@@ -258,7 +266,11 @@ class ClusterReconciler:
         return Change(action, kind, ns, name, reason, diff)
 
     async def _list(self, res: Any, selector: dict[str, Any] | None) -> list[dict[str, Any]]:
-        return [_as_dict(i) async for i in self.client.list(res, namespace="*", labels=selector)]
+        if KINDS[res._api_info.resource.kind].namespaced:
+            items = self.client.list(res, labels=selector, namespace="*")
+        else:
+            items = self.client.list(res, labels=selector)
+        return [_as_dict(i) async for i in items]
 
     async def _get(self, res: Any, name: str, ns: str) -> dict[str, Any] | None:
         try:

@@ -28,13 +28,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.meshgen import generate  # noqa: E402
-from meshbridge.compile.output import DumpMemo  # noqa: E402
-from meshbridge.loading import Source  # noqa: E402
-from meshbridge.service import pki as pki_service  # noqa: E402
-from meshbridge.service import render as render_service  # noqa: E402
-from meshbridge.service.writer import write_tree  # noqa: E402
-from meshbridge.store import open_store  # noqa: E402
+from bench.meshgen import generate
+from meshbridge.compile.output import DumpMemo
+from meshbridge.loading import Source
+from meshbridge.service import pki as pki_service
+from meshbridge.service import render as render_service
+from meshbridge.service.writer import write_tree
+from meshbridge.store import open_store
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli.common import (
     FilesOption,
     StateOption,
@@ -25,15 +26,24 @@ from meshbridge.store import open_store
 
 ClusterOption = Annotated[
     list[str] | None,
-    typer.Option("--cluster", "-c", metavar="NAME",
-                 help="Only this cluster (repeat for more). Default: every cluster."),
+    typer.Option(
+        "--cluster",
+        "-c",
+        metavar="NAME",
+        help="Only this cluster (repeat for more). Default: every cluster.",
+    ),
 ]
 ParallelOption = Annotated[
     int, typer.Option("--parallel", min=1, max=64, help="Clusters reconciled at the same time.")
 ]
 RetriesOption = Annotated[
-    int, typer.Option("--retries", min=1, max=20,
-                      help="Attempts per unreachable cluster, the wait doubling from 0.5 s.")
+    int,
+    typer.Option(
+        "--retries",
+        min=1,
+        max=20,
+        help="Attempts per unreachable cluster, the wait doubling from 0.5 s.",
+    ),
 ]
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0.5, help="Seconds to wait for each API request.")
@@ -41,9 +51,14 @@ TimeoutOption = Annotated[
 
 
 def _summary(reports: list[ClusterReport], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False,
-                  caption="new: created, upd: updated, same: unchanged, del: deleted (pruned), "
-                  "confl: name conflicts, fail: failed writes", caption_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        show_edge=False,
+        caption="new: created, upd: updated, same: unchanged, del: deleted (pruned), "
+        "confl: name conflicts, fail: failed writes",
+        caption_justify="left",
+    )
     for col in ("cluster", "state", "new", "upd", "same", "del", "confl", "fail", "tries"):
         table.add_column(col, no_wrap=True)
     table.add_column("error", overflow="fold", ratio=1)
@@ -51,26 +66,43 @@ def _summary(reports: list[ClusterReport], title: str) -> Table:
     for r in reports:
         o = r.outcome
         table.add_row(
-            r.cluster, f"[{colour[r.state]}]{r.state}[/]", str(o.count("create")),
-            str(o.count("update")), str(o.count("unchanged")), str(o.count("delete")),
-            str(o.count("conflict")), str(o.count("failed")), str(r.attempts), r.error,
+            r.cluster,
+            f"[{colour[r.state]}]{r.state}[/]",
+            str(o.count("create")),
+            str(o.count("update")),
+            str(o.count("unchanged")),
+            str(o.count("delete")),
+            str(o.count("conflict")),
+            str(o.count("failed")),
+            str(r.attempts),
+            r.error,
         )
     return table
 
 
-def _run(files: list[str], state: str | None, options: Options, clusters: list[str] | None,
-         verb: str) -> list[ClusterReport]:
+def _run(
+    files: list[str], state: str | None, options: Options, clusters: list[str] | None, verb: str
+) -> list[ClusterReport]:
     with errors_mapped():
         intents = render_service.parse(read_sources(files))
         store = open_store(state_path(state))
         try:
             total = len(apply_service.targets(intents, clusters))
-            with Progress(TextColumn(f"{verb} clusters"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err_console, transient=True,
-                          disable=total < 2) as bar:
+            with Progress(
+                TextColumn(f"{verb} clusters"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+                disable=total < 2,
+            ) as bar:
                 task = bar.add_task(verb, total=total)
                 reports, found = apply_service.apply(
-                    intents, store, options, only=clusters,
+                    intents,
+                    store,
+                    options,
+                    only=clusters,
                     material=pki_service.material_provider(state_path(state)),
                     progress=lambda _r: bar.advance(task),
                 )
@@ -78,11 +110,15 @@ def _run(files: list[str], state: str | None, options: Options, clusters: list[s
             store.close()
     for d in found:
         if d.address is not None:
-            err_console.print(f"{d.cluster}: gateway discovered at {d.address.address}:"
-                              f"{d.address.port} ({d.address.source})", markup=False)
+            err_console.print(
+                f"{d.cluster}: gateway discovered at {d.address.address}:"
+                f"{d.address.port} ({d.address.source})",
+                markup=False,
+            )
         else:
-            err_console.print(f"{d.cluster}: gateway discovery failed: {d.error}", style="yellow",
-                              markup=False)
+            err_console.print(
+                f"{d.cluster}: gateway discovery failed: {d.error}", style="yellow", markup=False
+            )
     return reports
 
 
@@ -90,30 +126,50 @@ def apply(
     files: FilesOption,
     state: StateOption = None,
     cluster: ClusterOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; write nothing.")] = False,
-    force_conflicts: Annotated[bool, typer.Option(
-        "--force-conflicts",
-        help="Take over objects of the same name that meshbridge does not own (they are "
-        "overwritten and from then on managed and pruned by meshbridge).")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
+    ] = False,
+    force_conflicts: Annotated[
+        bool,
+        typer.Option(
+            "--force-conflicts",
+            help="Take over objects of the same name that meshbridge does not own (they are "
+            "overwritten and from then on managed and pruned by meshbridge).",
+        ),
+    ] = False,
     parallel: ParallelOption = 4,
     retries: RetriesOption = 3,
     timeout: TimeoutOption = 10.0,
+    server: remote_cmd.ServerOption = None,
+    token: remote_cmd.TokenOption = None,
 ) -> None:
     """Apply the rendered mesh to live clusters (server-side apply, pruning, drift correction).
+
+    With --server, the documents are stored on a meshbridge server instead (all or none), which
+    reconciles the clusters itself.
 
     Every object is labelled as managed by meshbridge; objects it no longer wants are deleted;
     objects it does not own are never touched (a name collision is reported as a conflict).
     Unchanged objects are not written. Exit 0 when every cluster is applied, 1 when any failed or
     was unreachable, 2 on invalid input.
     """
-    options = Options(dry_run=dry_run, force_conflicts=force_conflicts, parallel=parallel,
-                      retries=retries, timeout=timeout)
+    if server:
+        remote_cmd.apply_to_server(files, server, token)
+        return
+    options = Options(
+        dry_run=dry_run,
+        force_conflicts=force_conflicts,
+        parallel=parallel,
+        retries=retries,
+        timeout=timeout,
+    )
     reports = _run(files, state, options, cluster, "planning" if dry_run else "applying")
     for r in reports:
         for c in r.outcome.changes:
             if c.action in ("conflict", "failed"):
-                err_console.print(f"{r.cluster}: {c.action} {c.ref}: {c.reason}", style="red",
-                                  markup=False)
+                err_console.print(
+                    f"{r.cluster}: {c.action} {c.ref}: {c.reason}", style="red", markup=False
+                )
     out_console.print(_summary(reports, "dry run" if dry_run else "apply"))
     if any(r.state in ("Failed", "Unreachable") for r in reports):
         raise typer.Exit(1)
@@ -132,8 +188,9 @@ def diff(
     Exit 0 when nothing would change, 1 when something would, 3 when a cluster could not be
     read, 2 on invalid input.
     """
-    options = Options(dry_run=True, with_diff=True, parallel=parallel, retries=retries,
-                      timeout=timeout)
+    options = Options(
+        dry_run=True, with_diff=True, parallel=parallel, retries=retries, timeout=timeout
+    )
     reports = _run(files, state, options, cluster, "diffing")
     signs = {"create": "+", "update": "~", "delete": "-", "conflict": "!", "failed": "!"}
     changed = False
@@ -160,7 +217,9 @@ def _short_time(iso: str) -> str:
 
 def status(
     state: StateOption = None,
-    objects: Annotated[bool, typer.Option("--objects", help="List every object's state too.")] = False,
+    objects: Annotated[
+        bool, typer.Option("--objects", help="List every object's state too.")
+    ] = False,
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
 
@@ -181,9 +240,16 @@ def status(
     table.add_column("ERROR", overflow="fold")
     for rec in records:
         states = [o["state"] for o in rec["objects"]]
-        table.add_row(rec["cluster"], rec["state"], str(len(states)), str(states.count("Applied")),
-                      str(states.count("Failed")), str(states.count("Pending") + states.count("Unreachable")),
-                      _short_time(rec["time"]), rec["error"])
+        table.add_row(
+            rec["cluster"],
+            rec["state"],
+            str(len(states)),
+            str(states.count("Applied")),
+            str(states.count("Failed")),
+            str(states.count("Pending") + states.count("Unreachable")),
+            _short_time(rec["time"]),
+            rec["error"],
+        )
     out_console.print(table)
     if objects:
         detail = Table(box=None, pad_edge=False)

@@ -10,6 +10,8 @@ import typer
 from meshbridge import __version__
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import pki as pki_cmd
+from meshbridge.cli import remote as remote_cmd
+from meshbridge.cli import server as server_cmd
 from meshbridge.cli.common import (
     FilesOption,
     StateOption,
@@ -64,7 +66,6 @@ def validate(files: FilesOption) -> None:
 
 @app.command()
 def render(
-    files: FilesOption,
     output: Annotated[
         Path,
         typer.Option(
@@ -76,15 +77,31 @@ def render(
             show_default=False,
         ),
     ],
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-f",
+            "--filename",
+            metavar="FILE|DIR|-",
+            show_default=False,
+            help="Intent documents: a YAML file, a directory (every *.yaml / *.yml in it) or - "
+            "for standard input. Repeat for more. Required unless --server is given.",
+        ),
+    ] = None,
     state: StateOption = None,
+    server: remote_cmd.ServerOption = None,
+    token: remote_cmd.TokenOption = None,
 ) -> None:
     """Write every cluster's Istio manifests (GitOps-ready YAML) to a directory.
 
     VIPs and certificates are kept in the state store, so rendering the same intents again gives
     the same bytes, and VIPs never move when other intents are added or removed.
     """
+    if server:
+        remote_cmd.render_remote(server, token, output, files)
+        return
     with errors_mapped():
-        checked = render_service.validate(read_sources(files))
+        checked = render_service.validate(read_sources(files or []))
         store = open_store(state_path(state))
         try:
             material = pki_service.material_provider(state_path(state))
@@ -104,6 +121,11 @@ app.add_typer(pki_cmd.app)
 app.command()(apply_cmd.apply)
 app.command()(apply_cmd.diff)
 app.command()(apply_cmd.status)
+app.command()(remote_cmd.get)
+app.command()(remote_cmd.delete)
+app.command()(server_cmd.serve)
+app.add_typer(server_cmd.db_app)
+app.add_typer(server_cmd.token_app)
 
 
 def main() -> None:

@@ -43,14 +43,20 @@ async def discover(client: AsyncClient) -> GatewayAddress:
             return GatewayAddress(address, TLS_PORT, "LoadBalancer ingress")
     node_port = ports[0].get("nodePort")
     if not node_port:
-        raise DiscoveryError(f"service {SERVICE[0]}/{SERVICE[1]} has no load balancer address "
-                             f"and no node port for {TLS_PORT}")
-    nodes = sorted([n.to_dict() async for n in client.list(Node)],
-                   key=lambda n: n["metadata"]["name"])
+        raise DiscoveryError(
+            f"service {SERVICE[0]}/{SERVICE[1]} has no load balancer address "
+            f"and no node port for {TLS_PORT}"
+        )
+    nodes = sorted(
+        [n.to_dict() async for n in client.list(Node)], key=lambda n: n["metadata"]["name"]
+    )
     for wanted in ("ExternalIP", "InternalIP"):
         for node in nodes:
             for addr in (node.get("status") or {}).get("addresses") or []:
                 if addr.get("type") == wanted and addr.get("address"):
-                    return GatewayAddress(addr["address"], int(node_port),
-                                          f"node {node['metadata']['name']} {wanted}, NodePort")
+                    return GatewayAddress(
+                        addr["address"],
+                        int(node_port),
+                        f"node {node['metadata']['name']} {wanted}, NodePort",
+                    )
     raise DiscoveryError("no node with an ExternalIP or InternalIP address")

@@ -87,7 +87,10 @@ async def reconcile_one(
             break
         try:
             outcome = await ClusterReconciler(
-                client, mesh, dry_run=options.dry_run, force_conflicts=options.force_conflicts,
+                client,
+                mesh,
+                dry_run=options.dry_run,
+                force_conflicts=options.force_conflicts,
                 with_diff=options.with_diff,
             ).run(desired)
         except (Unreachable, httpx2.TransportError, OSError) as exc:
@@ -109,7 +112,9 @@ async def reconcile_one(
         report.error = ""
         if outcome.failed:
             report.state = "Failed"
-            report.error = f"{outcome.count('conflict')} conflict(s), {outcome.count('failed')} failure(s)"
+            report.error = (
+                f"{outcome.count('conflict')} conflict(s), {outcome.count('failed')} failure(s)"
+            )
         else:
             report.state = "Planned" if options.dry_run else "Applied"
         break

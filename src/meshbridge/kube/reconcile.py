@@ -19,8 +19,8 @@ A dry run does the reads and reports what it would do, writing nothing.
 from __future__ import annotations
 
 import asyncio
-import functools
 import difflib
+import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -67,7 +67,11 @@ class Change:
 
     @property
     def ref(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+        return (
+            f"{self.kind}/{self.namespace}/{self.name}"
+            if self.namespace
+            else f"{self.kind}/{self.name}"
+        )
 
 
 @dataclass
@@ -118,12 +122,18 @@ def in_sync(desired: dict[str, Any], live: dict[str, Any]) -> bool:
 
 def drift_diff(desired: dict[str, Any], live: dict[str, Any]) -> str:
     """A unified diff of what meshbridge manages, live (-) against desired (+)."""
+
     def view(obj: dict[str, Any]) -> list[str]:
         meta = obj.get("metadata") or {}
-        trimmed = {"metadata": {"labels": meta.get("labels") or {},
-                                "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
-                                                if k != HASH_ANNOTATION}},
-                   **_content(obj)}
+        trimmed = {
+            "metadata": {
+                "labels": meta.get("labels") or {},
+                "annotations": {
+                    k: v for k, v in (meta.get("annotations") or {}).items() if k != HASH_ANNOTATION
+                },
+            },
+            **_content(obj),
+        }
         if obj.get("kind") == "Secret":
             trimmed["data"] = dict.fromkeys(obj.get("data") or {}, "<redacted>")
         text: str = yaml.safe_dump(trimmed, sort_keys=True)
@@ -135,9 +145,16 @@ def drift_diff(desired: dict[str, Any], live: dict[str, Any]) -> str:
 class ClusterReconciler:
     """Reconciles one cluster through one lightkube client."""
 
-    def __init__(self, client: AsyncClient, mesh: str, *, dry_run: bool = False,
-                 force_conflicts: bool = False, with_diff: bool = False,
-                 concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        mesh: str,
+        *,
+        dry_run: bool = False,
+        force_conflicts: bool = False,
+        with_diff: bool = False,
+        concurrency: int = 16,
+    ) -> None:
         self.client = client
         self.concurrency = concurrency
         self.mesh = mesh
@@ -197,7 +214,10 @@ class ClusterReconciler:
                 items = await _patient(functools.partial(self._list, res, selector))
                 for obj in items:
                     labels = (obj.get("metadata") or {}).get("labels") or {}
-                    mine = labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and labels.get(MESH_LABEL) == self.mesh
+                    mine = (
+                        labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+                        and labels.get(MESH_LABEL) == self.mesh
+                    )
                     (owned if mine else foreign)[key_of(obj)] = obj
             except httpx2.HTTPStatusError as exc:  # ApiError, or a bare 404 for an unknown group
                 if exc.response is not None and exc.response.status_code == 404:
@@ -212,11 +232,16 @@ class ClusterReconciler:
         """Create the namespaces the objects need and the cluster lacks (one list, then one
         create per missing namespace, concurrently)."""
         res = KINDS["Namespace"].resource("v1")
-        existing = {i["metadata"]["name"] for i in await _patient(functools.partial(self._list, res, None))}
+        existing = {
+            i["metadata"]["name"] for i in await _patient(functools.partial(self._list, res, None))
+        }
         wanted = {o["metadata"]["namespace"] for o in prepared if o["metadata"].get("namespace")}
         missing = [
-            {"apiVersion": "v1", "kind": "Namespace",
-             "metadata": {"name": ns, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}}}
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}},
+            }
             for ns in sorted(wanted - existing)
         ]
 
@@ -245,22 +270,33 @@ class ClusterReconciler:
                 existing = await self._get(res, name, ns)
             if existing is not None:
                 if not self.force_conflicts:
-                    return _change("conflict", obj, "an object of this name exists and is not "
-                                   "managed by meshbridge (use --force-conflicts to take it over)")
+                    return _change(
+                        "conflict",
+                        obj,
+                        "an object of this name exists and is not "
+                        "managed by meshbridge (use --force-conflicts to take it over)",
+                    )
                 reason = "taken over (--force-conflicts)"
             action: Action = "create" if existing is None else "update"
             diff = drift_diff(obj, existing) if (existing is not None and self.with_diff) else ""
         else:
             if in_sync(obj, live):
                 return _change("unchanged", obj)
-            same_hash = (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION) == \
-                obj["metadata"]["annotations"][HASH_ANNOTATION]
-            action, reason = "update", ("drift: changed outside meshbridge" if same_hash else "intent changed")
+            same_hash = (live.get("metadata", {}).get("annotations") or {}).get(
+                HASH_ANNOTATION
+            ) == obj["metadata"]["annotations"][HASH_ANNOTATION]
+            action, reason = (
+                "update",
+                ("drift: changed outside meshbridge" if same_hash else "intent changed"),
+            )
             diff = drift_diff(obj, live) if self.with_diff else ""
         if not self.dry_run:
             try:
-                await _patient(lambda: self.client.apply(
-                    res.from_dict(obj), field_manager=FIELD_MANAGER, force=force))
+                await _patient(
+                    lambda: self.client.apply(
+                        res.from_dict(obj), field_manager=FIELD_MANAGER, force=force
+                    )
+                )
             except ApiError as exc:
                 return _change("failed", obj, f"{exc.status.code}: {exc.status.message}")
         return Change(action, kind, ns, name, reason, diff)
@@ -289,7 +325,9 @@ class ClusterReconciler:
                 await self.client.delete(res, name, namespace=ns or None)
             except ApiError as exc:
                 if exc.status.code != 404:
-                    return Change("failed", kind, ns, name, f"{exc.status.code}: {exc.status.message}")
+                    return Change(
+                        "failed", kind, ns, name, f"{exc.status.code}: {exc.status.message}"
+                    )
         return Change("delete", kind, ns, name, "no longer wanted")
 
 

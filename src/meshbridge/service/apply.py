@@ -33,8 +33,13 @@ STATUS_KIND = "status"
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {
-    "create": "Applied", "update": "Applied", "unchanged": "Applied", "delete": "Deleted",
-    "conflict": "Failed", "failed": "Failed", "skipped": "Pending",
+    "create": "Applied",
+    "update": "Applied",
+    "unchanged": "Applied",
+    "delete": "Deleted",
+    "conflict": "Failed",
+    "failed": "Failed",
+    "skipped": "Pending",
 }
 
 
@@ -50,7 +55,9 @@ def targets(intents: Intents, only: list[str] | None = None) -> list[Target]:
     known = {d.obj.name: d for d in intents.clusters}
     unknown = [c for c in only or [] if c not in known]
     if unknown:
-        raise InvalidInput(Problem("--cluster", 0, "", "", "", f"no Cluster named {c!r}") for c in unknown)
+        raise InvalidInput(
+            Problem("--cluster", 0, "", "", "", f"no Cluster named {c!r}") for c in unknown
+        )
     names = sorted(only) if only else sorted(known)
     out = []
     for name in names:
@@ -74,9 +81,12 @@ async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
         finally:
             await client.close()
 
-    wanted = [d for d in intents.clusters
-              if (d.obj.spec.gateway is None or d.obj.spec.gateway.address is None)
-              and d.obj.spec.kubeconfig is not None]
+    wanted = [
+        d
+        for d in intents.clusters
+        if (d.obj.spec.gateway is None or d.obj.spec.gateway.address is None)
+        and d.obj.spec.kubeconfig is not None
+    ]
     return list(await asyncio.gather(*(one(d) for d in wanted)))
 
 
@@ -120,7 +130,9 @@ def apply(
     if not options.dry_run:
         with store.transaction():
             for report in reports:
-                store.put_blob(STATUS_KIND, report.cluster, _status_record(report, rendered.objects))
+                store.put_blob(
+                    STATUS_KIND, report.cluster, _status_record(report, rendered.objects)
+                )
     return reports, found
 
 
@@ -156,8 +168,14 @@ def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]
         else:
             state, reason = OBJECT_STATE[change.action], change.reason or change.action
         entries.append({"object": ref, "state": state, "reason": reason, "time": now})
-    record = {"cluster": report.cluster, "state": report.state, "error": report.error,
-              "time": now, "attempts": report.attempts, "objects": entries}
+    record = {
+        "cluster": report.cluster,
+        "state": report.state,
+        "error": report.error,
+        "time": now,
+        "attempts": report.attempts,
+        "objects": entries,
+    }
     return json.dumps(record, sort_keys=True).encode()
 
 

@@ -1,11 +1,26 @@
-"""State store: VIP allocations and sealed PKI material that must survive between runs.
+"""State store: VIP allocations, sealed PKI material and the API server's documents.
 
-``Store`` is the small interface every use case talks to; ``SqlStore`` implements it with
-SQLAlchemy Core for SQLite (the CLI's default, ``.meshbridge/state.db``) and PostgreSQL (the
-server). The store never sees a private key in clear: the PKI seals keys before they get here.
+``Store`` is the small interface a render talks to; ``ResourceStore`` adds the server's intent
+documents, audit log and tokens. ``SqlStore`` implements both with SQLAlchemy Core for SQLite
+(the CLI's default, ``.meshbridge/state.db``) and PostgreSQL (the server), with the schema kept
+by packaged Alembic migrations. The store never sees a private key in clear: the PKI seals keys
+before they get here.
 """
 
-from meshbridge.store.base import Store
-from meshbridge.store.sql import SqlStore, open_store
+from meshbridge.store.base import ResourceStore, Store
+from meshbridge.store.migrate import HEAD as SCHEMA_HEAD
+from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
+from meshbridge.store.sql import SqlStore, open_store, store_url
 
-__all__ = ["SqlStore", "Store", "open_store"]
+__all__ = [
+    "SCHEMA_HEAD",
+    "AuditEntry",
+    "ResourceRow",
+    "ResourceStore",
+    "Revisions",
+    "SqlStore",
+    "Store",
+    "TokenRecord",
+    "open_store",
+    "store_url",
+]

@@ -1,12 +1,18 @@
-"""The Store protocol: what use cases may ask of the state store."""
+"""The Store protocols: what use cases may ask of the state store.
+
+``Store`` is what a render needs (VIPs, opaque blobs, one transaction); ``ResourceStore`` adds
+what the API server keeps: intent documents with their versions, the audit log, API tokens and
+the change counters its caches are keyed by.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from meshbridge.compile.vips import VipRecord
+from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
 
 
 class Store(Protocol):
@@ -28,6 +34,50 @@ class Store(Protocol):
     def list_blobs(self, kind: str) -> dict[str, bytes]: ...
 
     def close(self) -> None: ...
+
+
+class ResourceStore(Store, Protocol):
+    """A Store that also keeps the API server's documents, audit log and tokens."""
+
+    def reading(self) -> AbstractContextManager[None]: ...
+
+    def lock_writes(self) -> None: ...
+
+    def revisions(self) -> Revisions: ...
+
+    def bump_resources(self) -> int: ...
+
+    def ping(self) -> None: ...
+
+    def update_vip_records(self, before: list[VipRecord], after: list[VipRecord]) -> None: ...
+
+    def list_resources(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> list[ResourceRow]: ...
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRow | None: ...
+
+    def put_resources(self, rows: Sequence[ResourceRow]) -> None: ...
+
+    def delete_resources(self, keys: Sequence[tuple[str, str, str]]) -> None: ...
+
+    def count_resources(self) -> dict[str, int]: ...
+
+    def add_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+
+    def list_audit(
+        self, *, after: int = 0, limit: int = 100, kind: str | None = None, actor: str | None = None
+    ) -> list[AuditEntry]: ...
+
+    def add_token(self, record: TokenRecord) -> None: ...
+
+    def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    def find_token(self, name: str) -> TokenRecord | None: ...
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, name: str, at: str) -> bool: ...
 
 
 def iter_kinds(store: Store, kinds: list[str]) -> Iterator[tuple[str, str, bytes]]:

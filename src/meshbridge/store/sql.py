@@ -1,68 +1,66 @@
 """SQLAlchemy Core implementation of the Store, for SQLite files and PostgreSQL.
 
-Schema (version 1):
+The schema is made by the packaged Alembic migrations (``meshbridge.store.migrations``), run
+when a store is opened; ``meshbridge.store.schema`` describes the tables as the code uses them.
 
-* ``meta(key, value)``                    schema version
-* ``vips(cluster, address, key, released)`` one row per recorded address; ``released`` is NULL
-  while the address is allocated
-* ``blobs(kind, name, data)``             opaque records (sealed PKI material, ...)
+Transactions:
 
-SQLite transactions are ``BEGIN IMMEDIATE``: two meshbridge processes on one state file are
-serialised, and the second waits (up to the busy timeout) instead of losing a write.
+* ``transaction()`` is a write transaction. On SQLite it is ``BEGIN IMMEDIATE``: two meshbridge
+  processes on one file are serialised and the second waits (up to the busy timeout) instead of
+  losing a write. On PostgreSQL (READ COMMITTED) a writer that must see a stable store calls
+  ``lock_writes()`` first, which locks the ``resources`` counter row: writers of intent documents
+  then run one after the other, across every server process on that database.
+* ``reading()`` is a read-only snapshot: a deferred ``BEGIN`` on SQLite (WAL gives readers a
+  snapshot without blocking writers), ``REPEATABLE READ, READ ONLY`` on PostgreSQL.
+
+Transactions are per thread (the API server serves requests from a thread pool); a transaction
+opened inside another one on the same thread joins it.
+
+Every write of VIPs or blobs moves the ``state`` counter; every write of intent documents moves
+the ``resources`` counter (see :class:`Revisions`), which is how a server process notices that
+another one changed the store.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
     Engine,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
     create_engine,
     delete,
     event,
     insert,
     select,
+    text,
+    update,
 )
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from meshbridge.compile.vips import VipRecord
 from meshbridge.errors import StateError, StateLocked
+from meshbridge.store import migrate
+from meshbridge.store.records import Revisions
+from meshbridge.store.rows import RowsMixin
+from meshbridge.store.schema import (
+    RESOURCES,
+    STATE,
+    blobs_table,
+    counters_table,
+    meta_table,
+    vips_table,
+)
 
-SCHEMA_VERSION = "1"
-
-metadata = MetaData()
-meta_table = Table(
-    "meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", String(256), nullable=False),
-)
-vips_table = Table(
-    "vips",
-    metadata,
-    Column("cluster", String(63), primary_key=True),
-    Column("address", String(45), primary_key=True),
-    Column("key", String(1024), nullable=False),
-    Column("released", Integer, nullable=True),
-)
-blobs_table = Table(
-    "blobs",
-    metadata,
-    Column("kind", String(64), primary_key=True),
-    Column("name", String(512), primary_key=True),
-    Column("data", LargeBinary, nullable=False),
-)
+SCHEMA_VERSION = "2"
+_READ_OPTION = "meshbridge_read"
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -71,40 +69,67 @@ def _sqlite_pragmas(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout = 30000")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _retry_locked(lambda: cur.execute("PRAGMA journal_mode = WAL"))
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(_READ_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class SqlStore:
-    """A Store over a SQLAlchemy engine."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._conn: Connection | None = None
+def _retry_locked(statement: Callable[[], object], tries: int = 100) -> None:
+    """Run a statement that SQLite may refuse with "locked" without asking the busy handler
+    (switching a fresh file to WAL while another connection opens it); retry for ~10 s."""
+    for attempt in range(tries):
         try:
-            with self.engine.begin() as conn:
-                metadata.create_all(conn)
-                row = conn.execute(
-                    select(meta_table.c.value).where(meta_table.c.key == "schema_version")
-                ).first()
-                if row is None:
-                    conn.execute(
-                        insert(meta_table).values(key="schema_version", value=SCHEMA_VERSION)
-                    )
-                elif row[0] != SCHEMA_VERSION:
-                    raise StateError(
-                        f"state store schema version {row[0]} is not supported by this meshbridge "
-                        f"(expects {SCHEMA_VERSION})"
-                    )
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.1)
+
+
+class SqlStore(RowsMixin):
+    """A Store over a SQLAlchemy engine; migrates the database to the current schema."""
+
+    def __init__(self, engine: Engine, *, migrate_schema: bool = True) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        try:
+            if migrate_schema:
+                migrate.ensure_current(engine)
+            with self.engine.connect() as conn:
+                found = migrate.current_revision(conn)
+                conn.rollback()
         except OperationalError as exc:
             raise _state_error(exc) from exc
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot use the state store: {getattr(exc, 'orig', exc)}") from exc
+        if found != migrate.HEAD:
+            raise StateError(
+                f"the state store is at schema revision {found or 'none'}, expected "
+                f"{migrate.HEAD}: run `meshbridge db upgrade`"
+            )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     # ------------------------------------------------------------------------- transactions
+
+    @property
+    def _conn(self) -> Connection | None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        return conn
+
+    @_conn.setter
+    def _conn(self, value: Connection | None) -> None:
+        self._local.conn = value
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -122,15 +147,84 @@ class SqlStore:
             raise _state_error(exc) from exc
 
     @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A consistent read-only view of the store (joins an open transaction)."""
+        if self._conn is not None:
+            yield
+            return
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
+                else:
+                    conn.execution_options(**{_READ_OPTION: True})
+                with conn.begin():
+                    self._conn = conn
+                    try:
+                        yield
+                    finally:
+                        self._conn = None
+        except OperationalError as exc:
+            raise _state_error(exc) from exc
+
+    @contextmanager
     def _connection(self) -> Iterator[Connection]:
         if self._conn is not None:
             yield self._conn
             return
         try:
             with self.engine.begin() as conn:
-                yield conn
+                self._conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._conn = None
         except OperationalError as exc:
             raise _state_error(exc) from exc
+
+    def lock_writes(self) -> None:
+        """Inside ``transaction()``: wait for, then exclude, every other writer of documents."""
+        with self._connection() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(
+                    select(counters_table.c.value)
+                    .where(counters_table.c.name == RESOURCES)
+                    .with_for_update()
+                )
+            # SQLite: BEGIN IMMEDIATE already holds the database's write lock.
+
+    def revisions(self) -> Revisions:
+        with self._connection() as conn:
+            rows = dict(conn.execute(select(counters_table.c.name, counters_table.c.value)).all())
+        return Revisions(int(rows.get(RESOURCES, 0)), int(rows.get(STATE, 0)))
+
+    def bump_resources(self) -> int:
+        """Move the documents counter; the new value is the resourceVersion of this write."""
+        return self._bump(RESOURCES)
+
+    def _bump(self, name: str) -> int:
+        with self._connection() as conn:
+            value = conn.execute(
+                update(counters_table)
+                .where(counters_table.c.name == name)
+                .values(value=counters_table.c.value + 1)
+                .returning(counters_table.c.value)
+            ).scalar_one()
+        return int(value)
+
+    def ping(self) -> None:
+        """Raise StateError unless the database answers (a read: takes no write lock)."""
+        with self.reading(), self._connection() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def schema_version(self) -> str:
+        with self._connection() as conn:
+            row = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+            ).first()
+        return "" if row is None else str(row[0])
 
     # ---------------------------------------------------------------------------------- VIPs
 
@@ -143,18 +237,27 @@ class SqlStore:
         with self._connection() as conn:
             conn.execute(delete(vips_table))
             if records:
+                conn.execute(insert(vips_table), [_vip_row(r) for r in records])
+            self._bump(STATE)
+
+    def update_vip_records(self, before: list[VipRecord], after: list[VipRecord]) -> None:
+        """Like ``replace_vip_records(after)`` when the store holds ``before``: writes the diff."""
+        old = {(r.cluster, r.address): r for r in before}
+        new = {(r.cluster, r.address): r for r in after}
+        gone = [k for k, r in old.items() if new.get(k) != r]
+        added = [_vip_row(r) for k, r in new.items() if old.get(k) != r]
+        if not gone and not added:
+            return
+        with self._connection() as conn:
+            for cluster, address in gone:
                 conn.execute(
-                    insert(vips_table),
-                    [
-                        {
-                            "cluster": r.cluster,
-                            "address": r.address,
-                            "key": r.key,
-                            "released": r.released,
-                        }
-                        for r in records
-                    ],
+                    delete(vips_table).where(
+                        vips_table.c.cluster == cluster, vips_table.c.address == address
+                    )
                 )
+            if added:
+                conn.execute(insert(vips_table), added)
+            self._bump(STATE)
 
     # --------------------------------------------------------------------------------- blobs
 
@@ -173,12 +276,15 @@ class SqlStore:
                 delete(blobs_table).where(blobs_table.c.kind == kind, blobs_table.c.name == name)
             )
             conn.execute(insert(blobs_table).values(kind=kind, name=name, data=data))
+            self._bump(STATE)
 
     def delete_blob(self, kind: str, name: str) -> None:
         with self._connection() as conn:
-            conn.execute(
+            result = conn.execute(
                 delete(blobs_table).where(blobs_table.c.kind == kind, blobs_table.c.name == name)
             )
+            if result.rowcount:
+                self._bump(STATE)
 
     def list_blobs(self, kind: str) -> dict[str, bytes]:
         with self._connection() as conn:
@@ -191,33 +297,87 @@ class SqlStore:
         self.engine.dispose()
 
 
+def _vip_row(r: VipRecord) -> dict[str, Any]:
+    return {"cluster": r.cluster, "address": r.address, "key": r.key, "released": r.released}
+
+
 def _state_error(exc: SQLAlchemyError) -> StateError:
-    text = str(getattr(exc, "orig", exc))
-    if "locked" in text or "busy" in text:
-        return StateLocked(f"the state store is busy (another meshbridge is writing it): {text}")
-    return StateError(f"cannot use the state store: {text}")
+    text_ = str(getattr(exc, "orig", exc))
+    if "locked" in text_ or "busy" in text_:
+        return StateLocked(f"the state store is busy (another meshbridge is writing it): {text_}")
+    return StateError(f"cannot use the state store: {text_}")
 
 
-def open_store(location: str) -> SqlStore:
-    """Open (creating if needed) the store at a path or a ``sqlite://``/``postgresql://`` URL."""
+def store_url(location: str) -> str:
+    """The SQLAlchemy URL of a store location: a path, ``sqlite:///...`` or ``postgresql://``."""
+    if location.startswith("postgresql://") or location.startswith("postgres://"):
+        return "postgresql+psycopg://" + location.split("://", 1)[1]
     if "://" in location:
-        url = location
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    else:
-        path = Path(location).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
-        except OSError as exc:
-            raise StateError(f"cannot create the state store {path}: {exc.strerror}") from exc
-        url = f"sqlite:///{path}"
+        return location
+    return f"sqlite:///{Path(location).expanduser()}"
+
+
+def _create_sqlite_file(url: str) -> None:
+    raw = url[len("sqlite:///") :]
+    if not raw or raw == ":memory:" or raw.startswith("file:"):
+        return
+    path = Path(raw).expanduser()
     try:
-        engine = create_engine(url, future=True)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StateError(f"cannot open the state store: {exc}") from exc
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+    except OSError as exc:
+        raise StateError(f"cannot create the state store {path}: {exc.strerror}") from exc
+
+
+def open_store(location: str, *, migrate_schema: bool = True) -> SqlStore:
+    """Open (creating and migrating if needed) the store at a path or a database URL.
+
+    ``location`` is a file path (SQLite), ``sqlite:///path`` or ``postgresql://user@host/db``
+    (served by psycopg 3).
+    """
+    url = store_url(location)
+    if url.startswith("sqlite:///"):
+        _create_sqlite_file(url)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        # no pre-ping (a round trip per checkout): a connection found dead fails one request
+        # with 503 and SQLAlchemy then replaces every pooled connection
+        kwargs = {"pool_size": 10, "max_overflow": 20}
+    try:
+        engine = create_engine(url, **kwargs)
+    except ImportError as exc:
+        raise StateError(
+            f"cannot open the state store: database driver missing ({exc.name})"
+        ) from exc
+    except (SQLAlchemyError, ValueError) as exc:
+        # never echo the URL: it may carry a password
+        raise StateError(
+            "cannot open the state store: not a store location (a file path, sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DB)"
+        ) from exc
     if engine.dialect.name == "sqlite":
         _sqlite_pragmas(engine)
-    return SqlStore(engine)
+    return SqlStore(engine, migrate_schema=migrate_schema)
+
+
+def upgrade_store(location: str) -> migrate.Upgrade:
+    """Run pending migrations on the store at ``location`` (``meshbridge db upgrade``)."""
+    url = store_url(location)
+    if url.startswith("sqlite:///"):
+        _create_sqlite_file(url)
+    try:
+        engine = create_engine(url)
+    except ImportError as exc:
+        raise StateError(
+            f"cannot open the state store: database driver missing ({exc.name})"
+        ) from exc
+    except (SQLAlchemyError, ValueError) as exc:
+        raise StateError("cannot open the state store: not a store location") from exc
+    if engine.dialect.name == "sqlite":
+        _sqlite_pragmas(engine)
+    try:
+        return migrate.upgrade(engine)
+    finally:
+        engine.dispose()

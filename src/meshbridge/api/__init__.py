@@ -1,0 +1,9 @@
+"""The HTTP API of ``meshbridge serve``: a thin edge over the service layer.
+
+Routes parse requests, call use cases (``meshbridge.service``) and map errors to statuses; they
+hold no logic of their own. See ``docs/server.md`` for the resources, roles and error shape.
+"""
+
+from meshbridge.api.app import create_app
+
+__all__ = ["create_app"]

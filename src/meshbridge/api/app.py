@@ -1,0 +1,147 @@
+"""The FastAPI application: routes, error mapping, the edge middleware, OpenAPI.
+
+``create_app(store)`` takes an open store or a store location (``sqlite:///...``,
+``postgresql://...``, a path) and an optional certificate ``material`` provider, which is handed
+to every render (see ``meshbridge.service.render.MaterialProvider``).
+
+The edge middleware, outermost, does three things for every request: refuses bodies over the
+size limit (413), times and counts it for ``/metrics``, and turns any exception that escaped
+the handlers into a bare ``500 internal error`` while the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from meshbridge import __version__
+from meshbridge.api import errors, ops, resources
+from meshbridge.api.context import MiB, Server
+from meshbridge.api.errors import PayloadTooLarge, internal_error
+from meshbridge.api.metrics import Metrics
+from meshbridge.api.schemas import components
+from meshbridge.service.catalog import Catalog
+from meshbridge.service.manifests import Manifests
+from meshbridge.service.render import MaterialProvider
+from meshbridge.service.resources import KINDS
+from meshbridge.store import ResourceStore, open_store
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("meshbridge.api")
+
+
+class EdgeMiddleware:
+    """Body size limit, request metrics and the last-resort 500, in one pass."""
+
+    def __init__(self, app: ASGIApp, server: Server) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        limit = self.server.max_body
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error answering %s %s", scope.get("method"), _route(scope))
+            if not response_started:
+                await internal_error()(scope, receive, send)
+                status = 500
+        finally:
+            self.server.metrics.observe(
+                _route(scope), str(scope.get("method", "")), status, time.perf_counter() - started
+            )
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "<unmatched>"
+
+
+def create_app(
+    store: ResourceStore | str,
+    material: MaterialProvider | None = None,
+    *,
+    max_body: int = 8 * MiB,
+    metrics_public: bool = False,
+    freeze_gc: bool = False,
+) -> FastAPI:
+    """The meshbridge API over ``store`` (opened, and migrated, when given as a location).
+
+    ``freeze_gc`` (what ``meshbridge serve`` sets) moves the document cache out of the cyclic
+    garbage collector's way after each write: see ``meshbridge.service.catalog``.
+    """
+    opened = open_store(store) if isinstance(store, str) else store
+    catalog = Catalog(opened, freeze_gc=freeze_gc)
+    metrics = Metrics(catalog_counts(opened))
+    manifests = Manifests(catalog, material, on_render=metrics.render.observe)
+    server = Server(opened, catalog, manifests, metrics, max_body, metrics_public)
+
+    app = FastAPI(
+        title="meshbridge",
+        version=__version__,
+        description="Istio multi-cluster intents in, every cluster's manifests out.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.server = server
+    errors.install(app)
+    app.include_router(ops.router)
+    app.include_router(resources.router)
+    app.add_middleware(EdgeMiddleware, server=server)
+    _extend_openapi(app)
+    return app
+
+
+def catalog_counts(store: ResourceStore) -> Callable[[], dict[str, int]]:
+    """Documents per kind, every kind present, counted in the store (for ``/metrics``)."""
+
+    def counts() -> dict[str, int]:
+        with store.reading():
+            found = store.count_resources()
+        return {kind: found.get(kind, 0) for kind in KINDS}
+
+    return counts
+
+
+def _extend_openapi(app: FastAPI) -> None:
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = base()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(components())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,103 @@
+"""Error answers: one JSON shape, ``{"errors": [{"document", "path", "message"}]}``, for all.
+
+Every meshbridge error maps to a status here; anything else is a bug, answered with a bare
+500 ``internal error`` while the traceback goes to the server's log. Messages are the errors'
+own user-facing text: no stack trace, no SQL, no secret reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from meshbridge.errors import InvalidInput, MeshbridgeError, Problem, StateError, StateLocked
+from meshbridge.service.errors import BadRequest, Conflict, NotFound
+
+log = logging.getLogger("meshbridge.api")
+
+
+class PayloadTooLarge(Exception):
+    """The request body is larger than the server accepts."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes")
+
+
+def error_body(message: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
+    errors = [p.as_dict() for p in problems]
+    if not errors:
+        errors = [{"document": "", "path": "", "message": message}]
+    return {"errors": errors}
+
+
+def respond(
+    status: int,
+    message: str,
+    problems: tuple[Problem, ...] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(message, problems), status_code=status, headers=headers)
+
+
+def internal_error() -> JSONResponse:
+    return JSONResponse({"errors": [{"message": "internal error"}]}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into the one JSON shape."""
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return respond(422, str(exc), exc.problems)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        body = error_body(str(exc))
+        body["errors"] = [{"document": "", "path": "", "message": str(exc)}] + [
+            p.as_dict() for p in exc.problems
+        ]
+        return JSONResponse(body, status_code=409)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return respond(404, str(exc))
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        return respond(400, str(exc))
+
+    @app.exception_handler(PayloadTooLarge)
+    async def _too_large(_: Request, exc: PayloadTooLarge) -> JSONResponse:
+        return respond(413, str(exc))
+
+    @app.exception_handler(StateError)
+    async def _state(_: Request, exc: StateError) -> JSONResponse:
+        if isinstance(exc, StateLocked):
+            return respond(503, "the store is busy: retry", headers={"Retry-After": "1"})
+        log.error("state store error: %s", exc)
+        return respond(503, "the state store is unavailable")
+
+    @app.exception_handler(MeshbridgeError)
+    async def _meshbridge(_: Request, exc: MeshbridgeError) -> JSONResponse:
+        log.error("%s: %s", type(exc).__name__, exc)
+        return respond(500, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ())]
+            errors.append(
+                {"document": "request", "path": ".".join(loc), "message": str(err.get("msg", ""))}
+            )
+        return JSONResponse({"errors": errors or [{"message": "invalid request"}]}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else {}
+        return respond(exc.status_code, str(exc.detail), headers=headers)

@@ -1,0 +1,235 @@
+"""Commands that talk to a meshbridge server: ``apply``, ``get``, ``delete``, and the helper
+behind ``render --server``.
+
+The server is ``--server URL`` (or ``MESHBRIDGE_SERVER``), the token ``--token`` (or
+``MESHBRIDGE_TOKEN``; prefer the variable: a command line is visible to other users). The same
+files that ``validate`` and ``render`` read can be applied; problems name those files.
+Exit codes as everywhere: 0 success, 1 failure, 2 invalid input or usage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
+from meshbridge.service.errors import BadRequest, Conflict
+from meshbridge.service.remote import Client, RemoteRender, read_documents, render_from_server
+from meshbridge.service.resources import ResourceKind, kind_named
+from meshbridge.service.sources import read_sources
+
+__all__ = [
+    "ServerOption",
+    "TokenOption",
+    "apply",
+    "apply_to_server",
+    "delete",
+    "get",
+    "render_remote",
+]
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        envvar="MESHBRIDGE_SERVER",
+        show_envvar=True,
+        help="A meshbridge server (meshbridge serve), e.g. http://127.0.0.1:8080.",
+        show_default=False,
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        envvar="MESHBRIDGE_TOKEN",
+        show_envvar=True,
+        help="API token for --server (prefer the environment variable).",
+        show_default=False,
+    ),
+]
+NamespaceOption = Annotated[
+    str,
+    typer.Option("-n", "--namespace", metavar="NS", help="Namespace of namespaced kinds."),
+]
+
+
+def _need_server(server: str | None, command: str) -> str:
+    if not server:
+        err_console.print(
+            f"error: `meshbridge {command}` works against a meshbridge server for now: pass "
+            "--server URL (or set MESHBRIDGE_SERVER)",
+            style="red",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    return server
+
+
+def _kind(word: str) -> ResourceKind:
+    try:
+        return kind_named(word)
+    except BadRequest as exc:
+        err_console.print(f"error: {exc}", style="red", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _print_conflict(exc: Conflict) -> None:
+    err_console.print(f"error: {exc}", style="red", markup=False)
+    for problem in exc.problems:
+        err_console.print(str(problem), markup=False)
+
+
+def _describe(kind: str, namespace: str | None, name: str) -> str:
+    return f"{kind.lower()} {namespace + '/' if namespace else ''}{name}"
+
+
+def apply(
+    files: FilesOption,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Also delete every stored document not given.")
+    ] = False,
+) -> None:
+    """Store intent documents on a meshbridge server: all of them or none.
+
+    The whole resulting set of documents is validated by the server; on any problem nothing is
+    stored, every problem is printed (naming your files) and the exit code is 2.
+    """
+    apply_to_server(files, _need_server(server, "apply"), token, prune=prune)
+
+
+def apply_to_server(
+    files: list[str], server: str, token: str | None, *, prune: bool = False
+) -> None:
+    """``apply -f ... --server URL``: what the ``apply`` command does when given a server."""
+    with errors_mapped():
+        docs = read_documents(read_sources(files))
+        try:
+            with Client(server, token) as client:
+                result = client.apply(docs, prune=prune)
+        except Conflict as exc:
+            _print_conflict(exc)
+            raise typer.Exit(1) from None
+    for item in result.get("items", []):
+        what = _describe(item["kind"], item.get("namespace"), item["name"])
+        out_console.print(f"{what} {item['action']}", markup=False)
+
+
+def get(
+    kind: Annotated[str, typer.Argument(help="mesh, cluster, app, inboundintent, externalservice")],
+    name: Annotated[
+        str | None, typer.Argument(help="One object's name; all when left out.")
+    ] = None,
+    namespace: NamespaceOption = "default",
+    all_namespaces: Annotated[
+        bool, typer.Option("-A", "--all-namespaces", help="List in every namespace.")
+    ] = False,
+    selector: Annotated[
+        str | None, typer.Option("-l", "--selector", metavar="K=V,...", help="Label selector.")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", metavar="yaml|json", help="Print documents.")
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Show documents stored on a meshbridge server (a table, or -o yaml|json)."""
+    url = _need_server(server, "get")
+    rk = _kind(kind)
+    if output not in (None, "yaml", "json"):
+        err_console.print("error: -o takes yaml or json", style="red", markup=False)
+        raise typer.Exit(2)
+    with errors_mapped(), Client(url, token) as client:
+        if name is not None:
+            found: dict[str, Any] = client.get(rk, name, namespace if rk.namespaced else "")
+            items = [found]
+        else:
+            found = client.list(rk, None if all_namespaces else namespace, selector)
+            items = found.get("items", [])
+    if output == "json":
+        out_console.print(json.dumps(found, indent=2), markup=False, highlight=False)
+    elif output == "yaml":
+        out_console.print(
+            yaml.safe_dump_all(items, sort_keys=False).rstrip("\n"), markup=False, highlight=False
+        )
+    else:
+        _table(rk, items)
+
+
+def _table(rk: ResourceKind, items: list[dict[str, Any]]) -> None:
+    if not items:
+        err_console.print(f"no {rk.plural} found", markup=False)
+        return
+    rows = [
+        ((it["metadata"].get("namespace", ""),) if rk.namespaced else ())
+        + (
+            it["metadata"]["name"],
+            it["metadata"].get("resourceVersion", ""),
+            it["metadata"].get("creationTimestamp", ""),
+        )
+        for it in items
+    ]
+    header = (("NAMESPACE",) if rk.namespaced else ()) + ("NAME", "VERSION", "CREATED")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        line = "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True))
+        out_console.print(line.rstrip(), markup=False, highlight=False)
+
+
+def delete(
+    kind: Annotated[str, typer.Argument(help="mesh, cluster, app, inboundintent, externalservice")],
+    name: Annotated[str, typer.Argument(help="The object's name.")],
+    namespace: NamespaceOption = "default",
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Delete one document on a meshbridge server.
+
+    Refused (exit 1, nothing deleted) while other documents still refer to it; the problems
+    name them.
+    """
+    url = _need_server(server, "delete")
+    rk = _kind(kind)
+    ns = namespace if rk.namespaced else ""
+    with errors_mapped():
+        try:
+            with Client(url, token) as client:
+                client.delete(rk, name, ns)
+        except Conflict as exc:
+            _print_conflict(exc)
+            raise typer.Exit(1) from None
+    out_console.print(f"{_describe(rk.kind, ns, name)} deleted", markup=False)
+
+
+def render_remote(
+    server: str, token: str | None, output: Path, files: list[str] | None = None
+) -> None:
+    """``render --server URL -o DIR``: the server's stored documents, rendered into DIR.
+
+    ``-f`` is refused with --server: the server renders what it stores (apply files first).
+    """
+    if files:
+        err_console.print(
+            "error: render --server renders the documents the server stores; apply your files "
+            "first (meshbridge apply -f ... --server URL), then render without -f",
+            style="red",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    with errors_mapped():
+        result: RemoteRender = render_from_server(server, token, output)
+    for cluster, count in sorted(result.objects.items()):
+        err_console.print(f"{cluster}: {count} objects", markup=False)
+    err_console.print(
+        f"wrote {len(result.files)} files for {len(result.objects)} clusters to {output} "
+        f"(server revision {result.revision})",
+        markup=False,
+    )

@@ -1,0 +1,203 @@
+"""Commands of the meshbridge server: ``serve``, ``db upgrade``, ``token create|list|revoke``.
+
+The store is ``--db URL`` (or ``MESHBRIDGE_DB``): ``sqlite:///PATH`` or
+``postgresql://USER@HOST:PORT/DB``; by default a SQLite file in the user's data directory
+(``$XDG_DATA_HOME/meshbridge/meshbridge.db``). Prefer the environment variable for a URL with a
+password: a command line is visible to other users. Migrations run on every open, so ``serve``
+and ``token`` work on a fresh database; ``db upgrade`` runs them on their own (e.g. before
+rolling out several server processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshbridge.cli.common import err_console, errors_mapped, out_console
+from meshbridge.service.pki import material_provider
+from meshbridge.service.statekey import load_sealer
+from meshbridge.service.tokens import ROLES, create_token, list_tokens, revoke_token
+from meshbridge.store import open_store, store_url
+from meshbridge.store.sql import upgrade_store
+
+__all__ = ["db_app", "default_db", "serve", "server_app", "token_app"]
+
+
+def default_db() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(base) / 'meshbridge' / 'meshbridge.db'}"
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        envvar="MESHBRIDGE_DB",
+        show_envvar=True,
+        help="The server's store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+        "(default: $XDG_DATA_HOME/meshbridge/meshbridge.db).",
+        show_default=False,
+    ),
+]
+
+
+def _db(option: str | None) -> str:
+    return option or default_db()
+
+
+def _shown(url: str) -> str:
+    """A store URL fit for a log line: the password, if any, is hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(store_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        return "<store>"
+
+
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
+    ] = 8080,
+    public_metrics: Annotated[
+        bool, typer.Option("--public-metrics", help="Serve /metrics without a token.")
+    ] = False,
+    max_body_mib: Annotated[
+        int, typer.Option("--max-body-mib", min=1, max=1024, help="Largest request body.")
+    ] = 8,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+    pki: Annotated[
+        bool,
+        typer.Option(
+            "--pki/--no-pki",
+            help="Render certificate material (cacerts, ingress credentials) like `render` does; "
+            "needs the state key (MESHBRIDGE_STATE_KEY, or <file>.key beside a SQLite store).",
+        ),
+    ] = True,
+) -> None:
+    """Serve the REST API (documents, apply, rendered manifests, audit, metrics).
+
+    Several server processes may share one PostgreSQL database: writes are serialised there,
+    and each process notices the others' writes.
+    """
+    import uvicorn
+
+    from meshbridge.api import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    url = _db(db)
+    material = None
+    with errors_mapped():
+        store = open_store(url)
+        if pki:
+            load_sealer(url, store)  # fail now, not on the first request, without the key
+            material = material_provider(url)
+    app = create_app(
+        store,
+        material,
+        max_body=max_body_mib * 1024 * 1024,
+        metrics_public=public_metrics,
+        freeze_gc=True,
+    )
+    err_console.print(
+        f"meshbridge: store {_shown(url)}; listening on http://{host}:{port}", markup=False
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    finally:
+        store.close()
+
+
+db_app = typer.Typer(name="db", help="The server's database.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Apply every pending schema migration (done on every open as well)."""
+    with errors_mapped():
+        done = upgrade_store(_db(db))
+    if done.before == done.after:
+        out_console.print(f"store already at schema revision {done.after}", markup=False)
+    else:
+        out_console.print(
+            f"store upgraded from schema revision {done.before or 'none'} to {done.after}",
+            markup=False,
+        )
+
+
+token_app = typer.Typer(name="token", help="API tokens of the server.", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what will use it (audit log).")],
+    role: Annotated[str, typer.Option("--role", help=f"One of {', '.join(ROLES)}.")] = "viewer",
+    db: DbOption = None,
+) -> None:
+    """Create a token and print it, once: it is stored only as a hash."""
+    with errors_mapped():
+        store = open_store(_db(db))
+        try:
+            token = create_token(store, name, role, actor="cli")
+        finally:
+            store.close()
+    out_console.print(token, markup=False, highlight=False)
+    err_console.print(f"token {name!r} ({role}) created: it is shown this once", markup=False)
+
+
+@token_app.command("list")
+def token_list(db: DbOption = None) -> None:
+    """List tokens: name, role, created, revoked (never the token)."""
+    with errors_mapped():
+        store = open_store(_db(db))
+        try:
+            tokens = list_tokens(store)
+        finally:
+            store.close()
+    rows = [("NAME", "ROLE", "CREATED", "STATE")] + [
+        (t["name"], t["role"], t["created"], f"revoked {t['revoked']}" if t["revoked"] else "live")
+        for t in tokens
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        line = "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        out_console.print(line, markup=False, highlight=False)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Option("--name", help="The token's name.")],
+    db: DbOption = None,
+) -> None:
+    """Revoke a token: it stops working at once, on every server process."""
+    with errors_mapped():
+        store = open_store(_db(db))
+        try:
+            revoke_token(store, name, actor="cli")
+        finally:
+            store.close()
+    err_console.print(f"token {name!r} revoked", markup=False)
+
+
+server_app = typer.Typer(
+    name="meshbridge-server",
+    help="The meshbridge server's commands (also registered on `meshbridge`).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+server_app.command()(serve)
+server_app.add_typer(db_app)
+server_app.add_typer(token_app)
+
+if __name__ == "__main__":  # `python -m meshbridge.cli.server serve ...`
+    server_app()

@@ -1,0 +1,404 @@
+"""The server process's view of the stored documents: parsed, validated, planned, kept warm.
+
+Parsing and validating thousands of documents, and planning VIPs for them, takes longer than a
+request should. A :class:`Catalog` keeps the validated documents, the VIP table and the last
+:class:`~meshbridge.compile.Plan` in memory and updates them on each write it makes itself. It
+notices writes by other processes through the store's change counters (:class:`Revisions`):
+whenever the ``resources`` counter moved, the documents are read again; whenever the ``state``
+counter moved, the VIP table is.
+
+Every write validates the *whole resulting set* (``compile.plan``: schema, cross-document rules,
+VIP pool) before anything is stored, and stores the documents, their audit entries and the new
+VIP allocations in one transaction that holds the store's write lock. So the stored set is
+always valid, a stale ``resourceVersion`` is always seen (409), and no write is lost.
+
+The catalog's state is replaced only after a transaction commits; a failed write leaves it as
+it was. One ``RLock`` serialises a process's writers and renders; readers of single objects go
+to the store directly.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from meshbridge import compile as mbcompile
+from meshbridge.compile.vips import VipRecord
+from meshbridge.errors import InvalidInput, Problem
+from meshbridge.loading import validate_object
+from meshbridge.model import Intents, Located
+from meshbridge.service.allocation import Needs, replan
+from meshbridge.service.errors import Conflict, NotFound
+from meshbridge.service.resources import KINDS, ObjectKey, source_of, to_object
+from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
+
+__all__ = ["Catalog", "Delete", "Outcome", "Put", "WriteResult", "utc_now"]
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Put:
+    """Create or replace the document ``raw`` (server fields already stripped).
+
+    ``key`` is the object the URL names (None for ``apply``, where the document names itself);
+    ``expect`` a resourceVersion the stored object must have; ``source``/``index`` locate the
+    document in problems.
+    """
+
+    raw: Any
+    source: str
+    index: int
+    expect: str | None = None
+    key: ObjectKey | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: ObjectKey
+    expect: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one document's write did: created, configured, unchanged or deleted."""
+
+    key: ObjectKey
+    action: str
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcomes: list[Outcome]
+    revision: int
+
+
+@dataclass(frozen=True)
+class _Entry:
+    row: ResourceRow
+    raw: dict[str, Any]
+    located: Located[Any]
+
+
+class Catalog:
+    """Validated documents, VIPs and plan of one store, cached for one server process."""
+
+    def __init__(
+        self,
+        store: ResourceStore,
+        clock: Callable[[], str] = utc_now,
+        *,
+        freeze_gc: bool = False,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.freeze_gc = freeze_gc
+        self.lock = threading.RLock()
+        self._revisions: Revisions | None = None
+        self._entries: dict[ObjectKey, _Entry] = {}
+        self._vips: list[VipRecord] = []
+        self._plan: mbcompile.Plan | None = None
+        self._needs: Needs | None = None  # what self._vips was allocated for
+        self._order: list[ObjectKey] = []  # keys of the last _intents(), sorted
+        self._order_keys: set[ObjectKey] = set()
+
+    # ----------------------------------------------------------------------- cache control
+
+    @property
+    def revisions(self) -> Revisions | None:
+        """The counters the cache was last synchronised at (None before the first sync)."""
+        return self._revisions
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """A write transaction holding the process lock and the store's write lock.
+
+        The cache is restored if the transaction does not commit.
+        """
+        with self.lock:
+            saved = (self._revisions, self._entries, self._vips, self._plan, self._needs)
+            try:
+                with self.store.transaction():
+                    self.store.lock_writes()
+                    yield
+            except BaseException:
+                self._revisions, self._entries, self._vips, self._plan, self._needs = saved
+                raise
+            if self.freeze_gc:
+                # The catalog is a large, long-lived object graph; a full collection walks all
+                # of it, doubling a write's time every other write. Frozen objects are still
+                # freed by reference counting when replaced; only cycle detection skips them.
+                gc.freeze()
+
+    def sync(self) -> Revisions:
+        """Catch up with the store (inside a transaction): reload what other writers changed."""
+        revs = self.store.revisions()
+        if self._revisions is None or revs.resources != self._revisions.resources:
+            self._entries = self._load()
+            self._plan = None
+        if self._revisions is None or revs.state != self._revisions.state:
+            vips = self.store.vip_records()
+            if vips != self._vips:
+                self._vips = vips
+                self._plan = None
+                self._needs = None
+        self._revisions = revs
+        return revs
+
+    def plan(self) -> mbcompile.Plan:
+        """The plan of the stored set (inside ``writing()``, after ``sync()``); new VIPs saved."""
+        if self._plan is None:
+            plan, needs = self._plan_for(self._intents(self._entries))
+            if plan.vips != self._vips:
+                self.store.update_vip_records(self._vips, plan.vips)
+                self._vips = plan.vips
+                self._revisions = self.store.revisions()
+            self._needs = needs
+            self._plan = plan
+        return self._plan
+
+    def _load(self) -> dict[ObjectKey, _Entry]:
+        entries: dict[ObjectKey, _Entry] = {}
+        problems: list[Problem] = []
+        for row in self.store.list_resources():
+            key = (row.kind, row.namespace, row.name)
+            raw = json.loads(row.body)
+            located, found = validate_object(raw, source_of(key), 1)
+            problems.extend(found)
+            if located is not None:
+                entries[key] = _Entry(row, raw, located)
+        if problems:  # only if the database was edited behind meshbridge's back
+            raise InvalidInput(problems)
+        return entries
+
+    def _plan_for(self, intents: Intents) -> tuple[mbcompile.Plan, Needs]:
+        """``compile.plan(intents, stored VIPs)``, allocating only for the clusters whose VIP
+        needs changed since the stored table was made (see ``service.allocation``)."""
+        return replan(mbcompile.check(intents), self._vips, self._needs)
+
+    def _intents(self, entries: dict[ObjectKey, _Entry]) -> Intents:
+        """The documents in one fixed order (kind, namespace, name), however they arrived.
+
+        The sorted keys are kept: most writes replace documents, and only a write that adds or
+        removes one needs a new sort.
+        """
+        if self._order_keys != entries.keys():
+            self._order = sorted(entries, key=lambda k: (_KIND_ORDER[k[0]], k[1], k[2]))
+            self._order_keys = set(self._order)
+        return Intents.of([entries[key].located for key in self._order])
+
+    # ------------------------------------------------------------------------------ writes
+
+    def write(
+        self, changes: Sequence[Put | Delete], actor: str, *, prune: bool = False
+    ) -> WriteResult:
+        """Apply every change or none; with ``prune``, also delete every document not named.
+
+        Raises InvalidInput (a document or the resulting set is invalid), Conflict (a stale
+        resourceVersion; a delete that leaves the set invalid), NotFound (deleting nothing).
+        """
+        with self.writing():
+            revs = self.sync()
+            entries = dict(self._entries)
+            now = self.clock()
+            batch = _Batch(entries, now)
+            batch.stage(changes)
+            if prune:
+                batch.prune()
+            if not batch.changes:
+                return WriteResult(batch.outcomes, revs.resources)
+            revision = self.store.bump_resources()
+            rows = batch.finish(revision)
+            try:
+                plan, needs = self._plan_for(self._intents(entries))
+            except InvalidInput as exc:
+                if batch.rows:
+                    raise
+                raise Conflict(
+                    "cannot delete: the documents left would not be valid (fix or delete the "
+                    "documents that still refer to it first)",
+                    exc.problems,
+                ) from None
+            self.store.put_resources(rows)
+            self.store.delete_resources([key for key, _ in batch.deleted])
+            self.store.add_audit(batch.audit(actor, revision))
+            if plan.vips != self._vips:
+                self.store.update_vip_records(self._vips, plan.vips)
+            batch.locate_stored()
+            self._entries = entries
+            self._vips = plan.vips
+            self._needs = needs
+            self._plan = plan
+            self._revisions = self.store.revisions()
+            return WriteResult(batch.outcomes, revision)
+
+
+class _Batch:
+    """The documents of one write, checked against the stored set and staged in ``entries``."""
+
+    def __init__(self, entries: dict[ObjectKey, _Entry], now: str) -> None:
+        self.entries = entries
+        self.now = now
+        self.outcomes: list[Outcome] = []
+        self.rows: list[ResourceRow] = []
+        self.deleted: list[tuple[ObjectKey, _Entry]] = []
+        self._pending: list[tuple[ObjectKey, Any, Located[Any], _Entry | None]] = []
+        self._named: dict[ObjectKey, int] = {}
+
+    def stage(self, changes: Sequence[Put | Delete]) -> None:
+        problems: list[Problem] = []
+        for change in changes:
+            if isinstance(change, Delete):
+                self._delete(change)
+            else:
+                problems.extend(self._put(change))
+        if problems:
+            raise InvalidInput(problems)
+
+    def _delete(self, change: Delete) -> None:
+        current = self.entries.get(change.key)
+        if current is None:
+            kind, namespace, name = change.key
+            where = f" in namespace {namespace}" if namespace else ""
+            raise NotFound(f"{kind} {name!r} not found{where}")
+        _precondition(change.key, change.expect, current)
+        del self.entries[change.key]
+        self.deleted.append((change.key, current))
+        self.outcomes.append(Outcome(change.key, "deleted", to_object(current.row, current.raw)))
+
+    def _put(self, change: Put) -> list[Problem]:
+        raw = _with_url_namespace(change.raw, change.key)
+        located, problems = validate_object(raw, change.source, change.index)
+        if located is None:
+            return problems
+        obj = located.obj
+        key: ObjectKey = (obj.kind, obj.namespace, obj.name)
+        if change.key is not None and key != change.key:
+            return [_mismatch(change, key, located)]
+        if key in self._named:
+            return [
+                _problem(
+                    change,
+                    located,
+                    "",
+                    f"the same document is given twice (also #{self._named[key]})",
+                )
+            ]
+        self._named[key] = change.index
+        current = self.entries.get(key)
+        _precondition(key, change.expect, current)
+        if current is not None and current.raw == raw:
+            self.outcomes.append(Outcome(key, "unchanged", to_object(current.row, current.raw)))
+            return []
+        self._pending.append((key, raw, located, current))
+        self.entries[key] = _Entry(current.row if current else _placeholder(key), raw, located)
+        return []
+
+    @property
+    def changes(self) -> bool:
+        return bool(self._pending or self.deleted)
+
+    def prune(self) -> None:
+        for key in sorted(set(self.entries) - set(self._named)):
+            self._delete(Delete(key))
+
+    def finish(self, revision: int) -> list[ResourceRow]:
+        """Give the staged documents their rows at ``revision``; the outcomes in input order."""
+        for key, raw, located, current in self._pending:
+            row = ResourceRow(
+                kind=key[0],
+                namespace=key[1],
+                name=key[2],
+                uid=current.row.uid if current else str(uuid.uuid4()),
+                resource_version=revision,
+                created=current.row.created if current else self.now,
+                body=json.dumps(raw, separators=(",", ":"), ensure_ascii=False),
+            )
+            self.rows.append(row)
+            self.entries[key] = _Entry(row, raw, located)
+            action = "configured" if current else "created"
+            self.outcomes.append(Outcome(key, action, to_object(row, raw)))
+        return self.rows
+
+    def locate_stored(self) -> None:
+        """Once validated, written documents are reported under their API paths, like every
+        stored document (problems found in this write named the request's documents)."""
+        for key, _, _, _ in self._pending:
+            entry = self.entries[key]
+            self.entries[key] = _Entry(
+                entry.row, entry.raw, Located(entry.located.obj, source_of(key), 1)
+            )
+
+    def audit(self, actor: str, revision: int) -> list[AuditEntry]:
+        out = []
+        for key, _, _, current in self._pending:
+            before = current.row.resource_version if current else None
+            verb = "update" if current else "create"
+            out.append(AuditEntry(0, self.now, actor, verb, *key, before, revision))
+        for key, entry in self.deleted:
+            out.append(
+                AuditEntry(0, self.now, actor, "delete", *key, entry.row.resource_version, None)
+            )
+        return out
+
+
+def _precondition(key: ObjectKey, expect: str | None, current: _Entry | None) -> None:
+    if expect is None:
+        return
+    kind, namespace, name = key
+    ident = f"{kind} {namespace + '/' if namespace else ''}{name}"
+    if current is None:
+        raise Conflict(f"{ident}: resourceVersion {expect} is stale: the object no longer exists")
+    if str(current.row.resource_version) != expect:
+        raise Conflict(
+            f"{ident}: resourceVersion {expect} is stale (stored: "
+            f"{current.row.resource_version}); read it again and retry"
+        )
+
+
+def _with_url_namespace(raw: Any, key: ObjectKey | None) -> Any:
+    """A namespaced document PUT without ``metadata.namespace`` takes the URL's namespace."""
+    if key is None or not key[1] or not isinstance(raw, dict):
+        return raw
+    meta = raw.get("metadata")
+    if isinstance(meta, dict) and "namespace" not in meta:
+        return {**raw, "metadata": {**meta, "namespace": key[1]}}
+    return raw
+
+
+def _problem(change: Put, located: Located[Any], path: str, message: str) -> Problem:
+    return Problem(change.source, change.index, located.kind, located.name, path, message)
+
+
+def _mismatch(change: Put, key: ObjectKey, located: Located[Any]) -> Problem:
+    assert change.key is not None
+    want_kind, want_ns, want_name = change.key
+    kind, namespace, name = key
+    if kind != want_kind:
+        return _problem(change, located, "kind", f"must be {want_kind!r} at this URL, not {kind!r}")
+    if namespace != want_ns:
+        return _problem(
+            change,
+            located,
+            "metadata.namespace",
+            f"must be {want_ns!r} (the URL's), not {namespace!r}",
+        )
+    return _problem(
+        change, located, "metadata.name", f"must be {want_name!r} (the URL's), not {name!r}"
+    )
+
+
+def _placeholder(key: ObjectKey) -> ResourceRow:
+    return ResourceRow(key[0], key[1], key[2], "", 0, "", "")

@@ -1,0 +1,143 @@
+"""One cluster's rendered manifests, served from the stored documents, computed incrementally.
+
+A full render of a large mesh costs seconds; a server answering ``GET .../manifests`` for one
+cluster must not pay that on every request, nor after every write. So:
+
+* the catalog keeps the validated documents and the plan (VIPs) warm, updated on each write;
+* only the asked cluster's objects are computed (``compile.objects(..., only={cluster})``);
+* a :class:`~meshbridge.compile.output.DumpMemo` per cluster keeps the YAML of unchanged
+  objects, so only what a write changed is serialised again;
+* the answer is cached per cluster, keyed by the store's :class:`Revisions`: any write, by this
+  process or another one, makes it stale.
+
+The bytes are exactly what ``meshbridge render`` writes for that cluster, its files' contents
+joined with ``---\\n`` in the render's file order (apply order). Output holding a Secret
+(certificate material) is never cached: key material is kept no longer than the request. The
+material provider is handed the plan narrowed to the one cluster, so it loads (or issues) that
+cluster's CA only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from meshbridge import compile as mbcompile
+from meshbridge.compile.objects import Obj
+from meshbridge.compile.output import DumpMemo
+from meshbridge.compile.output import files as manifest_files
+from meshbridge.service.catalog import Catalog
+from meshbridge.service.errors import NotFound
+from meshbridge.service.render import MaterialProvider
+from meshbridge.store import Revisions
+
+__all__ = ["ClusterManifests", "Manifests", "join_yaml", "split_yaml"]
+
+
+@dataclass(frozen=True)
+class ClusterManifests:
+    """One cluster's output: objects, the render's files (path -> bytes, secret) and both
+    serialisations the API serves."""
+
+    cluster: str
+    revisions: Revisions
+    objects: list[Obj]
+    files: dict[str, tuple[bytes, bool]]
+    yaml: bytes
+    json: bytes
+
+    @property
+    def etag(self) -> str:
+        return f"{self.revisions.resources}.{self.revisions.state}"
+
+
+def join_yaml(documents: list[bytes]) -> bytes:
+    """Documents as one multi-document YAML stream (each document ends with a newline)."""
+    return b"---\n".join(documents)
+
+
+def split_yaml(stream: bytes) -> list[bytes]:
+    """The inverse of :func:`join_yaml` for meshbridge's own output.
+
+    A separator is a line that is exactly ``---``; meshbridge's dumper indents every
+    continuation line of a multi-line scalar, so no document has such a line inside.
+    """
+    if not stream:
+        return []
+    parts = stream.split(b"\n---\n")
+    return [p + b"\n" for p in parts[:-1]] + [parts[-1]]
+
+
+class Manifests:
+    """Per-cluster manifests of a catalog's store, with a material provider for certificates."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        material: MaterialProvider | None = None,
+        on_render: Callable[[float], None] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.material = material
+        self.on_render = on_render
+        self._cache: dict[str, ClusterManifests] = {}
+        self._memos: dict[str, DumpMemo] = {}
+
+    def for_cluster(self, cluster: str) -> ClusterManifests:
+        """The cluster's manifests at the store's current revisions; NotFound for no cluster."""
+        store = self.catalog.store
+        with store.reading():
+            revs = store.revisions()
+        hit = self._cache.get(cluster)
+        if hit is not None and hit.revisions == revs:
+            return hit
+        with self.catalog.lock:
+            hit = self._cache.get(cluster)
+            if hit is not None and hit.revisions == revs:
+                return hit
+            result = self._render(cluster)
+            if any(secret for _, secret in result.files.values()):
+                self._cache.pop(cluster, None)
+            else:
+                self._cache[cluster] = result
+            return result
+
+    def _render(self, cluster: str) -> ClusterManifests:
+        store = self.catalog.store
+        with self.catalog.writing():
+            self.catalog.sync()
+            plan = self.catalog.plan()
+            if cluster not in plan.snapshot.clusters:
+                self._cache.pop(cluster, None)
+                self._memos.pop(cluster, None)
+                raise NotFound(f"Cluster {cluster!r} not found")
+            started = time.perf_counter()
+            material = None
+            if self.material is not None:
+                material = self.material(store, _narrowed(plan, cluster))
+            objs = mbcompile.objects(plan, material, only={cluster}).get(cluster, [])
+            memo = self._memos.setdefault(cluster, DumpMemo())
+            files = manifest_files({cluster: objs}, memo)
+            revs = store.revisions()
+        if self.on_render is not None:
+            self.on_render(time.perf_counter() - started)
+        self._forget_removed(plan)
+        body = json.dumps(objs, separators=(",", ":"), ensure_ascii=False).encode()
+        stream = join_yaml([data for data, _ in files.values()])
+        return ClusterManifests(cluster, revs, objs, files, stream, body)
+
+    def _forget_removed(self, plan: mbcompile.Plan) -> None:
+        for gone in set(self._memos) - set(plan.snapshot.clusters):
+            self._memos.pop(gone, None)
+            self._cache.pop(gone, None)
+
+
+def _narrowed(plan: mbcompile.Plan, cluster: str) -> mbcompile.Plan:
+    """The plan as the material provider should see it for one cluster's output: only that
+    cluster, so certificate material is loaded (or issued) for it alone, not for the mesh."""
+    snap = plan.snapshot
+    only = dataclasses.replace(snap, clusters={cluster: snap.clusters[cluster]})
+    return mbcompile.Plan(only, plan.vips)

@@ -1,0 +1,201 @@
+"""Intent documents as API resources: kinds and URLs, server-set fields, reads, label selectors.
+
+The server stores the documents users write, Kubernetes style. Each stored object carries three
+server-set fields in ``metadata`` — ``resourceVersion`` (the store's resources counter at its
+last write), ``uid`` and ``creationTimestamp`` — which are stripped before a document is
+validated (the models forbid unknown fields) and added back in every answer.
+
+Reads go to the store, not to a process cache, so every server process on one database answers
+the same. Writes go through :mod:`meshbridge.service.catalog`, which validates the whole
+resulting set of documents before anything is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshbridge.model import API_VERSION
+from meshbridge.service.errors import BadRequest, NotFound
+from meshbridge.store import ResourceRow, ResourceStore
+
+__all__ = [
+    "KINDS",
+    "SERVER_FIELDS",
+    "ObjectKey",
+    "ResourceKind",
+    "Selector",
+    "get_object",
+    "kind_named",
+    "list_objects",
+    "parse_selector",
+    "source_of",
+    "strip_server_fields",
+    "to_object",
+]
+
+ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
+SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp")
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    """One document kind as the API serves it."""
+
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str, name: str) -> str:
+        if self.namespaced:
+            return f"/api/v1/namespaces/{namespace}/{self.plural}/{name}"
+        return f"/api/v1/{self.plural}/{name}"
+
+
+KINDS: dict[str, ResourceKind] = {
+    k.kind: k
+    for k in (
+        ResourceKind("Mesh", "meshes", False),
+        ResourceKind("Cluster", "clusters", False),
+        ResourceKind("App", "apps", True),
+        ResourceKind("InboundIntent", "inboundintents", True),
+        ResourceKind("ExternalService", "externalservices", True),
+    )
+}
+_ALIASES: dict[str, str] = {}
+for _k in KINDS.values():
+    for _alias in (_k.kind.lower(), _k.plural):
+        _ALIASES[_alias] = _k.kind
+_ALIASES.update({"mesh": "Mesh", "ii": "InboundIntent", "es": "ExternalService"})
+
+
+def kind_named(word: str) -> ResourceKind:
+    """The kind for ``App``, ``app``, ``apps`` (any case); BadRequest otherwise."""
+    found = _ALIASES.get(word.lower())
+    if found is None:
+        known = ", ".join(k.plural for k in KINDS.values())
+        raise BadRequest(f"unknown kind {word!r} (one of {known})")
+    return KINDS[found]
+
+
+def source_of(key: ObjectKey) -> str:
+    """Where a stored document is reported in problems: its API path."""
+    kind, namespace, name = key
+    return KINDS[kind].path(namespace, name)
+
+
+def strip_server_fields(raw: Any) -> tuple[Any, str | None]:
+    """A copy of ``raw`` without server-set metadata, and the resourceVersion it asked for."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("metadata"), dict):
+        return raw, None
+    meta = dict(raw["metadata"])
+    version = meta.pop("resourceVersion", None)
+    for field in SERVER_FIELDS[1:]:
+        meta.pop(field, None)
+    out = dict(raw)
+    out["metadata"] = meta
+    return out, None if version is None else str(version)
+
+
+def to_object(row: ResourceRow, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The API's view of a stored row: the document with server-set metadata added."""
+    doc = dict(body if body is not None else json.loads(row.body))
+    meta = dict(doc.get("metadata") or {})
+    meta["uid"] = row.uid
+    meta["resourceVersion"] = str(row.resource_version)
+    meta["creationTimestamp"] = row.created
+    doc["metadata"] = meta
+    return doc
+
+
+# ------------------------------------------------------------------------------------- reads
+
+
+def get_object(
+    store: ResourceStore, kind: ResourceKind, namespace: str, name: str
+) -> dict[str, Any]:
+    with store.reading():
+        row = store.get_resource(kind.kind, namespace if kind.namespaced else "", name)
+    if row is None:
+        where = f" in namespace {namespace}" if kind.namespaced else ""
+        raise NotFound(f"{kind.kind} {name!r} not found{where}")
+    return to_object(row)
+
+
+def list_objects(
+    store: ResourceStore,
+    kind: ResourceKind,
+    namespace: str | None = None,
+    selector: Selector | None = None,
+) -> dict[str, Any]:
+    """A Kubernetes-style list: ``{apiVersion, kind: <Kind>List, metadata, items}``."""
+    with store.reading():
+        rows = store.list_resources(kind.kind, namespace if kind.namespaced else None)
+        revision = store.revisions().resources
+    items = []
+    for row in rows:
+        doc = json.loads(row.body)
+        if selector is None or selector.matches(_labels(doc)):
+            items.append(to_object(row, doc))
+    return {
+        "apiVersion": API_VERSION,
+        "kind": f"{kind.kind}List",
+        "metadata": {"resourceVersion": str(revision)},
+        "items": items,
+    }
+
+
+def _labels(doc: Mapping[str, Any]) -> dict[str, str]:
+    meta = doc.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+# --------------------------------------------------------------------------- label selectors
+
+_TERM = re.compile(
+    r"^\s*(!?)\s*([A-Za-z0-9][-A-Za-z0-9_./]*)\s*(?:(==|!=|=)\s*([-A-Za-z0-9_.]*))?\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Equality-based label selector terms: ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``."""
+
+    terms: tuple[tuple[str, str, str], ...]  # (key, op, value); op in = != exists !exists
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for key, op, value in self.terms:
+            if op == "=" and labels.get(key) != value:
+                return False
+            if op == "!=" and labels.get(key) == value:
+                return False
+            if op == "exists" and key not in labels:
+                return False
+            if op == "!exists" and key in labels:
+                return False
+        return True
+
+
+def parse_selector(text: str | None) -> Selector | None:
+    """Parse ``labelSelector``; BadRequest naming the term that cannot be read."""
+    if text is None or not text.strip():
+        return None
+    terms: list[tuple[str, str, str]] = []
+    for part in text.split(","):
+        match = _TERM.match(part)
+        if match is None:
+            raise BadRequest(
+                f"labelSelector: cannot read {part.strip()!r} (use key=value,key2=value2)"
+            )
+        negate, key, op, value = match.groups()
+        if op is None:
+            terms.append((key, "!exists" if negate else "exists", ""))
+        elif negate:
+            raise BadRequest(f"labelSelector: {part.strip()!r}: '!' only goes before a bare key")
+        else:
+            terms.append((key, "!=" if op == "!=" else "=", value))
+    return Selector(tuple(terms))

@@ -1,0 +1,89 @@
+"""The tables, as the current code reads and writes them.
+
+The database schema itself is made by the Alembic migrations in ``migrations/versions``; these
+definitions must describe what the newest migration leaves behind (a unit test compares them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+meta_table = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+vips_table = Table(
+    "vips",
+    metadata,
+    Column("cluster", String(63), primary_key=True),
+    Column("address", String(45), primary_key=True),
+    Column("key", String(1024), nullable=False),
+    Column("released", Integer, nullable=True),
+)
+blobs_table = Table(
+    "blobs",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("name", String(512), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+counters_table = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+resources_table = Table(
+    "resources",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("namespace", String(63), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("uid", String(36), nullable=False, unique=True),
+    Column("resource_version", BigInteger, nullable=False),
+    Column("created", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+)
+audit_table = Table(
+    "audit",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", String(32), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("verb", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("before_version", BigInteger, nullable=True),
+    Column("after_version", BigInteger, nullable=True),
+)
+tokens_table = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created", String(32), nullable=False),
+    Column("revoked", String(32), nullable=True),
+)
+Index("ix_resources_kind_version", resources_table.c.kind, resources_table.c.resource_version)
+
+RESOURCES = "resources"
+STATE = "state"

@@ -11,22 +11,27 @@ the handlers into a bare ``500 internal error`` while the traceback goes to the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshbridge import __version__
-from meshbridge.api import errors, ops, resources
+from meshbridge.api import errors, ops, resources, status
 from meshbridge.api.context import MiB, Server
 from meshbridge.api.errors import PayloadTooLarge, internal_error
 from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
+from meshbridge.kube import Options
 from meshbridge.service.catalog import Catalog
 from meshbridge.service.manifests import Manifests
+from meshbridge.service.reconciler import Reconciler
 from meshbridge.service.render import MaterialProvider
 from meshbridge.service.resources import KINDS
 from meshbridge.store import ResourceStore, open_store
@@ -95,8 +100,13 @@ def create_app(
     max_body: int = 8 * MiB,
     metrics_public: bool = False,
     freeze_gc: bool = False,
+    reconcile_interval: float = 0.0,
+    reconcile_options: Options | None = None,
 ) -> FastAPI:
     """The meshbridge API over ``store`` (opened, and migrated, when given as a location).
+
+    With ``reconcile_interval`` > 0 the app reconciles the stored mesh with its clusters in the
+    background, after every change and at least that often (see ``service.reconciler``).
 
     ``freeze_gc`` (what ``meshbridge serve`` sets) moves the document cache out of the cyclic
     garbage collector's way after each write: see ``meshbridge.service.catalog``.
@@ -105,9 +115,25 @@ def create_app(
     catalog = Catalog(opened, freeze_gc=freeze_gc)
     metrics = Metrics(catalog_counts(opened))
     manifests = Manifests(catalog, material, on_render=metrics.render.observe)
-    server = Server(opened, catalog, manifests, metrics, max_body, metrics_public)
+    reconciler = None
+    if reconcile_interval > 0:
+        reconciler = Reconciler(catalog, material, interval=reconcile_interval,
+                                options=reconcile_options or Options())
+    server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(reconciler.run_forever()) if reconciler else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(
+        lifespan=lifespan,
         title="meshbridge",
         version=__version__,
         description="Istio multi-cluster intents in, every cluster's manifests out.",
@@ -118,6 +144,7 @@ def create_app(
     errors.install(app)
     app.include_router(ops.router)
     app.include_router(resources.router)
+    app.include_router(status.router)
     app.add_middleware(EdgeMiddleware, server=server)
     _extend_openapi(app)
     return app

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from meshbridge.api.metrics import Metrics
 from meshbridge.service.catalog import Catalog
 from meshbridge.service.manifests import Manifests
+from meshbridge.service.reconciler import Reconciler
 from meshbridge.service.tokens import Principal, allows, authenticate
 from meshbridge.store import ResourceStore
 
@@ -32,6 +33,7 @@ class Server:
     metrics: Metrics
     max_body: int = 8 * MiB
     metrics_public: bool = False
+    reconciler: Reconciler | None = None
 
 
 def server_of(request: Request) -> Server:

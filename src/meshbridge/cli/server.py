@@ -81,8 +81,17 @@ def serve(
             "needs the state key (MESHBRIDGE_STATE_KEY, or <file>.key beside a SQLite store).",
         ),
     ] = True,
+    reconcile_interval: Annotated[
+        float,
+        typer.Option(
+            "--reconcile-interval",
+            min=0,
+            help="Reconcile the stored mesh with every cluster that has spec.kubeconfig, after "
+            "each change and at least every this many seconds; 0 turns the reconciler off.",
+        ),
+    ] = 60.0,
 ) -> None:
-    """Serve the REST API (documents, apply, rendered manifests, audit, metrics).
+    """Serve the REST API (documents, apply, rendered manifests, status, audit, metrics).
 
     Several server processes may share one PostgreSQL database: writes are serialised there,
     and each process notices the others' writes.
@@ -107,6 +116,7 @@ def serve(
         max_body=max_body_mib * 1024 * 1024,
         metrics_public=public_metrics,
         freeze_gc=True,
+        reconcile_interval=reconcile_interval,
     )
     err_console.print(
         f"meshbridge: store {_shown(url)}; listening on http://{host}:{port}", markup=False

@@ -128,12 +128,17 @@ def apply(
         reconcile_all(chosen, rendered.objects, intents.mesh.name, options, progress)
     )
     if not options.dry_run:
-        with store.transaction():
-            for report in reports:
-                store.put_blob(
-                    STATUS_KIND, report.cluster, _status_record(report, rendered.objects)
-                )
+        record_status(store, reports, rendered.objects)
     return reports, found
+
+
+def record_status(
+    store: Store, reports: list[ClusterReport], objects: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Keep each cluster's report, per object, for ``status`` (CLI and API)."""
+    with store.transaction():
+        for report in reports:
+            store.put_blob(STATUS_KIND, report.cluster, _status_record(report, objects))
 
 
 class _Rollback(Exception):

@@ -1,0 +1,90 @@
+"""The server's background reconciler: the stored mesh applied to its clusters, after every
+change and every ``interval`` seconds, with per-cluster status kept for the API.
+
+It is the CLI's reconciler (``meshbridge.kube``) fed from the server's catalog instead of files:
+the same plan, VIPs and certificates the manifests endpoint serves. Clusters without
+``spec.kubeconfig`` are left out (their manifests are still served for GitOps). Gateway
+discovery is a CLI feature (``meshbridge apply``); the server needs explicit gateway addresses.
+
+Several server processes on one database would each reconcile; run the reconciler in one of
+them (``serve --reconcile-interval 0`` in the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshbridge import compile as mbcompile
+from meshbridge.kube import ClusterReport, Options, Target, reconcile_all
+from meshbridge.service.apply import record_status, status, targets
+from meshbridge.service.catalog import Catalog
+from meshbridge.service.render import MaterialProvider
+
+log = logging.getLogger("meshbridge.reconciler")
+
+
+@dataclass
+class Reconciler:
+    catalog: Catalog
+    material: MaterialProvider | None = None
+    interval: float = 60.0  # seconds between runs when nothing changes
+    poll: float = 1.0  # seconds between looks at the store's revision counters
+    options: Options = field(default_factory=Options)
+    runs: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def trigger(self) -> None:
+        """Run as soon as possible (e.g. ``POST /api/v1/reconcile``)."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        seen: object = None
+        loop = asyncio.get_running_loop()
+        last = float("-inf")
+        while True:
+            revisions = await asyncio.to_thread(self._revisions)
+            due = loop.time() - last >= self.interval
+            if revisions != seen or due or self._wake.is_set():
+                self._wake.clear()
+                try:
+                    await self.reconcile_once()
+                except Exception:  # a bad run must not end the loop; the next one may work
+                    log.exception("background reconcile failed")
+                seen, last = revisions, loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+
+    def _revisions(self) -> Any:
+        with self.catalog.store.reading():
+            return self.catalog.store.revisions().resources
+
+    def _desired(self) -> tuple[list[Target], str, dict[str, list[dict[str, Any]]]]:
+        """Targets (clusters with a kubeconfig), mesh name, objects; no work without targets."""
+        with self.catalog.writing():
+            self.catalog.sync()
+            plan = self.catalog.plan()
+            intents = plan.snapshot.intents
+            chosen = [t for t in targets(intents) if t.kubeconfig]
+            if not chosen:
+                return [], intents.mesh.name, {}
+            material = self.material(self.catalog.store, plan) if self.material else None
+            return chosen, intents.mesh.name, mbcompile.objects(plan, material)
+
+    async def reconcile_once(self) -> list[ClusterReport]:
+        chosen, mesh, objects = await asyncio.to_thread(self._desired)
+        if not chosen:
+            return []
+        reports = await reconcile_all(chosen, objects, mesh, self.options)
+        await asyncio.to_thread(record_status, self.catalog.store, reports, objects)
+        self.runs += 1
+        for r in reports:
+            if r.state != "Applied":
+                log.warning("cluster %s: %s %s", r.cluster, r.state, r.error)
+        return reports
+
+    def status(self) -> list[dict[str, Any]]:
+        return status(self.catalog.store)

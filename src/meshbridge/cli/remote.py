@@ -18,7 +18,6 @@ import yaml
 
 from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
 from meshbridge.service.errors import BadRequest, Conflict
-from meshbridge.service.remote import Client, RemoteRender, read_documents, render_from_server
 from meshbridge.service.resources import ResourceKind, kind_named
 from meshbridge.service.sources import read_sources
 
@@ -110,6 +109,8 @@ def apply_to_server(
     files: list[str], server: str, token: str | None, *, prune: bool = False
 ) -> None:
     """``apply -f ... --server URL``: what the ``apply`` command does when given a server."""
+    from meshbridge.service.remote import Client, read_documents  # httpx: only when needed
+
     with errors_mapped():
         docs = read_documents(read_sources(files))
         try:
@@ -143,6 +144,7 @@ def get(
 ) -> None:
     """Show documents stored on a meshbridge server (a table, or -o yaml|json)."""
     url = _need_server(server, "get")
+    from meshbridge.service.remote import Client
     rk = _kind(kind)
     if output not in (None, "yaml", "json"):
         err_console.print("error: -o takes yaml or json", style="red", markup=False)
@@ -197,6 +199,7 @@ def delete(
     name them.
     """
     url = _need_server(server, "delete")
+    from meshbridge.service.remote import Client
     rk = _kind(kind)
     ns = namespace if rk.namespaced else ""
     with errors_mapped():
@@ -225,7 +228,9 @@ def render_remote(
         )
         raise typer.Exit(2)
     with errors_mapped():
-        result: RemoteRender = render_from_server(server, token, output)
+        from meshbridge.service.remote import render_from_server
+
+        result = render_from_server(server, token, output)
     for cluster, count in sorted(result.objects.items()):
         err_console.print(f"{cluster}: {count} objects", markup=False)
     err_console.print(

@@ -97,11 +97,11 @@ def key_of(obj: dict[str, Any]) -> Key:
 
 def prepare(obj: dict[str, Any], mesh: str) -> dict[str, Any]:
     """The object as applied: the mesh label and the hash of its content added."""
-    out: dict[str, Any] = json.loads(json.dumps(obj))
-    meta = out["metadata"]
-    meta.setdefault("labels", {})[MESH_LABEL] = mesh
+    meta = dict(obj["metadata"])  # copies of what changes; the rest is shared, never mutated
+    meta["labels"] = {**meta.get("labels", {}), MESH_LABEL: mesh}
+    out = {**obj, "metadata": meta}
     digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
-    meta.setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    meta["annotations"] = {**meta.get("annotations", {}), HASH_ANNOTATION: digest}
     return out
 
 
@@ -165,8 +165,9 @@ class ClusterReconciler:
     async def run(self, desired: list[dict[str, Any]]) -> Outcome:
         prepared = [prepare(o, self.mesh) for o in desired]
         outcome = Outcome()
-        owned, foreign, unserved = await self._live(_versions(prepared))
-        await self._namespaces(prepared, outcome)
+        (owned, foreign, unserved), _ = await asyncio.gather(
+            self._live(_versions(prepared)), self._namespaces(prepared, outcome)
+        )
         gate = asyncio.Semaphore(self.concurrency)
 
         async def apply(obj: dict[str, Any]) -> Change:
@@ -199,34 +200,44 @@ class ClusterReconciler:
         self, versions: dict[str, str]
     ) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[str, Any]], set[str]]:
         """Live objects of every kind meshbridge writes: owned by this mesh, and the rest (one
-        list call per kind, instead of a read per object to find name collisions)."""
+        list call per kind, all kinds at once, instead of a read per object to find name
+        collisions). A kind the cluster does not serve is reported in the third value."""
+        lists = await asyncio.gather(*(self._list_kind(kind, versions[kind]) for kind in PRUNABLE))
         owned: dict[Key, dict[str, Any]] = {}
         foreign: dict[Key, dict[str, Any]] = {}
         unserved: set[str] = set()
-        for kind in PRUNABLE:
-            res = KINDS[kind].resource(versions[kind])
-            # Secrets: only meshbridge's (a cluster holds many, and they are not ours to read);
-            # a name collision with someone else's is then found by a read of that one name.
-            selector: dict[str, Any] | None = (
-                {MANAGED_BY[0]: MANAGED_BY[1]} if kind in LABELLED_ONLY else None
-            )
-            try:
-                items = await _patient(functools.partial(self._list, res, selector))
-                for obj in items:
-                    labels = (obj.get("metadata") or {}).get("labels") or {}
-                    mine = (
-                        labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
-                        and labels.get(MESH_LABEL) == self.mesh
-                    )
-                    (owned if mine else foreign)[key_of(obj)] = obj
-            except httpx2.HTTPStatusError as exc:  # ApiError, or a bare 404 for an unknown group
-                if exc.response is not None and exc.response.status_code == 404:
-                    unserved.add(kind)
-                    continue
-                raise
-            except (httpx2.TransportError, OSError) as exc:
-                raise Unreachable(str(exc) or type(exc).__name__) from exc
+        for kind, items in zip(PRUNABLE, lists, strict=True):
+            if items is None:
+                unserved.add(kind)
+                continue
+            for obj in items:
+                labels = (obj.get("metadata") or {}).get("labels") or {}
+                mine = (
+                    labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+                    and labels.get(MESH_LABEL) == self.mesh
+                )
+                (owned if mine else foreign)[key_of(obj)] = obj
         return owned, foreign, unserved
+
+    async def _list_kind(self, kind: str, version: str) -> list[dict[str, Any]] | None:
+        """Every object of a kind, or None when the cluster does not serve it."""
+        res = KINDS[kind].resource(version)
+        # Secrets: only meshbridge's (a cluster holds many, and they are not ours to read);
+        # a name collision with someone else's is then found by a read of that one name.
+        selector: dict[str, Any] | None = (
+            {MANAGED_BY[0]: MANAGED_BY[1]} if kind in LABELLED_ONLY else None
+        )
+        try:
+            items: list[dict[str, Any]] = await _patient(
+                functools.partial(self._list, res, selector)
+            )
+        except httpx2.HTTPStatusError as exc:  # ApiError, or a bare 404 for an unknown group
+            if exc.response is not None and exc.response.status_code == 404:
+                return None
+            raise
+        except (httpx2.TransportError, OSError) as exc:
+            raise Unreachable(str(exc) or type(exc).__name__) from exc
+        return items
 
     async def _namespaces(self, prepared: list[dict[str, Any]], outcome: Outcome) -> None:
         """Create the namespaces the objects need and the cluster lacks (one list, then one
@@ -331,11 +342,12 @@ class ClusterReconciler:
         return Change("delete", kind, ns, name, "no longer wanted")
 
 
-async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 7) -> Any:
+async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 16) -> Any:
     """``call()``, again after a short wait while the server answers 429 (too many requests, or
-    a resource's storage still initialising on first use: seen for several seconds on fresh API
-    servers); waits 0.2 s doubling, about 12 s in all, then the last answer's error is raised."""
-    delay = 0.2
+    a resource's storage still initialising on first use: seen for a second or more on fresh
+    API servers); waits from 0.1 s doubling up to 1 s, about 12 s in all, then the last
+    answer's error is raised."""
+    delay = 0.1
     for attempt in range(tries):
         try:
             return await call()
@@ -343,7 +355,7 @@ async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 7) -> Any:
             if exc.status.code != 429 or attempt == tries - 1:
                 raise
             await asyncio.sleep(delay)
-            delay *= 2
+            delay = min(delay * 2, 1.0)
     raise AssertionError("unreachable")
 
 

@@ -123,7 +123,7 @@ def apply(
     if options.dry_run:
         rendered = _render_without_keeping(intents, store, material)
     else:
-        rendered = build(intents, store, material)
+        rendered = build(intents, store, material, serialise=False)
     reports = asyncio.run(
         reconcile_all(chosen, rendered.objects, intents.mesh.name, options, progress)
     )
@@ -151,7 +151,7 @@ def _render_without_keeping(
     kept: list[Rendered] = []
     try:
         with store.transaction():
-            kept.append(build(intents, store, material))
+            kept.append(build(intents, store, material, serialise=False))
             raise _Rollback
     except _Rollback:
         pass

@@ -45,17 +45,20 @@ def build(
     store: Store,
     material: MaterialProvider | None = None,
     memo: DumpMemo | None = None,
+    *,
+    serialise: bool = True,
 ) -> Rendered:
     """Plan against the store, compile and serialise every cluster's objects; persist new VIPs.
 
     Runs in one store transaction, so allocations and certificates land together or not at all.
+    ``serialise=False`` (apply: objects go to clusters, not files) leaves ``files`` empty.
     """
     with store.transaction():
         previous = store.vip_records()
         plan = mbcompile.plan(intents, previous)
         mat = material(store, plan) if material is not None else mbcompile.Material()
         objs = mbcompile.objects(plan, mat)
-        files = manifest_files(objs, memo)
+        files = manifest_files(objs, memo) if serialise else {}
         if plan.vips != previous:
             store.replace_vip_records(plan.vips)
     before = {(r.cluster, r.key) for r in previous if r.active}

@@ -38,12 +38,15 @@ from meshbridge.service.tokens import create_token  # noqa: E402
 from meshbridge.store import open_store  # noqa: E402
 
 
+EXTRA_SERVE_ARGS: list[str] = []
+
+
 def _start(db: str, log: Path, pki: bool) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     out = log.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshbridge.cli.server", "serve", "--port", str(port),
-         "--log-level", "warning", "--pki" if pki else "--no-pki"],
+         "--log-level", "warning", "--pki" if pki else "--no-pki", *EXTRA_SERVE_ARGS],
         env={**os.environ, "MESHBRIDGE_DB": db}, stdout=out, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -158,7 +161,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=10, help="PUT -> manifests measurements")
+    parser.add_argument("--reconcile-interval", type=float, default=60.0,
+                        help="the server's background reconciler (0: off); the generated "
+                        "clusters have no kubeconfig, so it only plans")
     args = parser.parse_args()
+    EXTRA_SERVE_ARGS[:] = ["--reconcile-interval", str(args.reconcile_interval)]
 
     if args.postgres:
         import pgcluster

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from meshbridge.compile import naming
 from meshbridge.model import App, Cluster, InboundIntent, Intents, Mesh
@@ -41,9 +41,10 @@ class Exposure:
         return naming.port_name(self.protocol)
 
 
-@dataclass(frozen=True, order=True)
-class RemoteUse:
-    """In ``client_cluster``, namespace ``client_ns`` calls ``service.namespace`` in ``server``."""
+class RemoteUse(NamedTuple):
+    """In ``client_cluster``, namespace ``client_ns`` calls ``service.namespace`` in ``server``.
+
+    (Named tuples: a large mesh makes tens of thousands of these per snapshot.)"""
 
     client_cluster: str
     client_ns: str
@@ -57,8 +58,7 @@ class RemoteUse:
         return naming.remote_host(self.service, self.namespace, self.server_cluster)
 
 
-@dataclass(frozen=True, order=True)
-class BalancedUse:
+class BalancedUse(NamedTuple):
     """In ``client_cluster``, namespace ``client_ns`` calls a load-balanced service port."""
 
     client_cluster: str
@@ -78,6 +78,8 @@ class Snapshot:
     services: dict[AppKey, tuple[InboundIntent, ...]]
     remote_uses: tuple[RemoteUse, ...] = field(default=())
     balanced_uses: tuple[BalancedUse, ...] = field(default=())
+    # results derived from the indexes by other compile modules, computed once per snapshot
+    derived: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ derived read-only views
 

@@ -24,9 +24,10 @@ def _problem(doc: Located[Any], path: str, message: str) -> Problem:
 
 
 def duplicate_names(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
-    seen: dict[tuple[str, str, str], Located[Any]] = {}
+    seen: dict[tuple[str, str | None, str], Located[Any]] = {}
     for doc in intents.documents():
-        key = (doc.kind, doc.obj.namespace, doc.obj.name)
+        meta = doc.obj.metadata
+        key = (doc.obj.kind, meta.namespace, meta.name)
         first = seen.setdefault(key, doc)
         if first is not doc:
             yield _problem(

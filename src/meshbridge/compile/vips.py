@@ -56,7 +56,16 @@ def external_key(hosts: tuple[str, ...] | list[str]) -> str:
 
 
 def vip_needs(snap: Snapshot) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """Per cluster: the host keys that need a VIP, and the addresses users reserved."""
+    """Per cluster: the host keys that need a VIP, and the addresses users reserved (computed
+    once per snapshot: validation and planning both ask)."""
+    cached = snap.derived.get("vip_needs")
+    if cached is None:
+        cached = snap.derived["vip_needs"] = _vip_needs(snap)
+    result: tuple[dict[str, set[str]], dict[str, set[str]]] = cached
+    return result
+
+
+def _vip_needs(snap: Snapshot) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     needs: dict[str, set[str]] = defaultdict(set)
     reserved: dict[str, set[str]] = defaultdict(set)
     for use in snap.remote_uses:

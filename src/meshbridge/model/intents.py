@@ -30,6 +30,9 @@ class Located(Generic[T]):
         return self.obj.metadata.name
 
 
+_KIND_NAMES = ("Mesh", "Cluster", "App", "InboundIntent", "ExternalService")
+
+
 @dataclass(frozen=True)
 class Intents:
     """Every document of a run, by kind, in the order they were read."""
@@ -59,14 +62,14 @@ class Intents:
 
     @classmethod
     def of(cls, docs: list[Located[AnyDoc]]) -> Intents:
-        def pick(kind: type[T]) -> tuple[Located[T], ...]:
-            return tuple(d for d in docs if isinstance(d.obj, kind))  # type: ignore[misc]
-
+        by_kind: dict[str, list[Located[AnyDoc]]] = {k: [] for k in _KIND_NAMES}
+        for d in docs:  # one pass: a server re-plans the whole set on every write
+            by_kind[d.obj.kind].append(d)
         return cls(
-            meshes=pick(Mesh),
-            clusters=pick(Cluster),
-            apps=pick(App),
-            inbound=pick(InboundIntent),
-            external_services=pick(ExternalService),
+            meshes=tuple(by_kind["Mesh"]),  # type: ignore[arg-type]
+            clusters=tuple(by_kind["Cluster"]),  # type: ignore[arg-type]
+            apps=tuple(by_kind["App"]),  # type: ignore[arg-type]
+            inbound=tuple(by_kind["InboundIntent"]),  # type: ignore[arg-type]
+            external_services=tuple(by_kind["ExternalService"]),  # type: ignore[arg-type]
             _all=tuple(docs),
         )

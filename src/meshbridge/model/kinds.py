@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -350,11 +351,13 @@ class _Document(_Model):
     api_version: Literal["meshbridge.dev/v1alpha1"] = Field(alias="apiVersion")
     metadata: Metadata
 
-    @property
+    # cached: snapshots read these tens of thousands of times per build, and documents are frozen
+    # (a model_copy that changes metadata must not start from an instance that cached them)
+    @cached_property
     def name(self) -> str:
         return self.metadata.name
 
-    @property
+    @cached_property
     def namespace(self) -> str:
         return self.metadata.namespace or ""
 

@@ -37,7 +37,6 @@ from meshbridge.service import render as render_service  # noqa: E402
 from meshbridge.service.tokens import create_token  # noqa: E402
 from meshbridge.store import open_store  # noqa: E402
 
-
 EXTRA_SERVE_ARGS: list[str] = []
 
 

@@ -43,11 +43,6 @@ def subdomain(*labels: str) -> str:
     return shorten(".".join(labels), MAX_NAME)
 
 
-def label_value(text: str) -> str:
-    """A string made safe as a Kubernetes label value (63 characters, hashed when cut)."""
-    return shorten(text, MAX_LABEL)
-
-
 def remote_host(service: str, namespace: str, cluster: str) -> str:
     return f"{service}.{namespace}.{cluster}"
 

@@ -103,14 +103,6 @@ class Snapshot:
         return self.placement.get((intent.namespace, intent.spec.app), ())
 
     @cached_property
-    def exposure_by_port(self) -> Mapping[tuple[str, str, int], InboundIntent]:
-        return {
-            (i.namespace, i.service_name, i.spec.port): i
-            for intents in self.services.values()
-            for i in intents
-        }
-
-    @cached_property
     def uses_by_client(self) -> Mapping[str, tuple[RemoteUse, ...]]:
         return _group(self.remote_uses, lambda u: u.client_cluster)
 
@@ -121,14 +113,6 @@ class Snapshot:
     @cached_property
     def balanced_by_client(self) -> Mapping[str, tuple[BalancedUse, ...]]:
         return _group(self.balanced_uses, lambda u: u.client_cluster)
-
-    @cached_property
-    def remote_hosts_by_cluster(self) -> Mapping[str, tuple[str, ...]]:
-        """Server cluster -> remote names it must export through its gateway."""
-        out: dict[str, set[str]] = defaultdict(set)
-        for use in self.remote_uses:
-            out[use.server_cluster].add(use.host)
-        return {c: tuple(sorted(h)) for c, h in sorted(out.items())}
 
 
 U = TypeVar("U", RemoteUse, BalancedUse)

@@ -7,7 +7,7 @@ the change counters its caches are keyed by.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -78,9 +78,3 @@ class ResourceStore(Store, Protocol):
     def list_tokens(self) -> list[TokenRecord]: ...
 
     def revoke_token(self, name: str, at: str) -> bool: ...
-
-
-def iter_kinds(store: Store, kinds: list[str]) -> Iterator[tuple[str, str, bytes]]:
-    for kind in kinds:
-        for name, data in sorted(store.list_blobs(kind).items()):
-            yield kind, name, data

@@ -8,8 +8,10 @@ records per-cluster, per-object status in the store for ``status``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -124,9 +126,10 @@ def apply(
         rendered = _render_without_keeping(intents, store, material)
     else:
         rendered = build(intents, store, material, serialise=False)
-    reports = asyncio.run(
-        reconcile_all(chosen, rendered.objects, intents.mesh.name, options, progress)
-    )
+    with _quiet_gc():
+        reports = asyncio.run(
+            reconcile_all(chosen, rendered.objects, intents.mesh.name, options, progress)
+        )
     if not options.dry_run:
         record_status(store, reports, rendered.objects)
     return reports, found
@@ -139,6 +142,25 @@ def record_status(
     with store.transaction():
         for report in reports:
             store.put_blob(STATUS_KIND, report.cluster, _status_record(report, objects))
+
+
+@contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector off the rendered mesh while requests run.
+
+    The render leaves a large, long-lived object graph; every collection of the oldest
+    generation would walk all of it, thousands of times over a big apply (measured: about 10 %
+    of the client's CPU, which on a small machine the API servers then miss). Reference counting
+    still frees everything as usual.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 50)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 class _Rollback(Exception):

@@ -9,7 +9,9 @@
     │   ├── StateLocked              another process holds the store
     │   └── SealingError             the key-encryption key is missing or wrong
     ├── PKIError                     certificate material cannot be issued or imported
-    └── OutputError                  the render target cannot be written safely
+    ├── OutputError                  the render target cannot be written safely
+    └── (server use cases)           NotFound, Conflict, BadRequest, ServerError: drawn in
+                                     meshbridge.service.errors (API 404 / 409 / 400)
 
 Edges (CLI, API) catch ``MeshbridgeError`` and print its message; anything else is a bug and
 is reported as one, without leaking internals to API clients.

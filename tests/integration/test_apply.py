@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, write_docs
+from helpers import EXAMPLES, remove_mesh, write_docs
 
 pytestmark = pytest.mark.k8s
 
@@ -64,28 +64,7 @@ def mesh(testenv, cli, tmp_path: Path):
     kubeconfigs = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
     ctx = {"name": name, "clusters": clusters, "kubeconfigs": kubeconfigs, "tmp": tmp_path}
     yield ctx
-    _remove_mesh(clusters, name)
-
-
-KINDS_TO_CLEAN = [
-    ("api/v1", "secrets"),
-    ("apis/networking.istio.io/v1beta1", "serviceentries"),
-    ("apis/networking.istio.io/v1beta1", "destinationrules"),
-    ("apis/networking.istio.io/v1beta1", "gateways"),
-    ("apis/networking.istio.io/v1beta1", "virtualservices"),
-    ("apis/security.istio.io/v1beta1", "authorizationpolicies"),
-]
-
-
-def _remove_mesh(clusters, mesh: str) -> None:
-    """Delete every object of ``mesh`` (the clusters are shared with the next test)."""
-    for cluster in clusters:
-        with cluster.client() as http:
-            for prefix, plural in KINDS_TO_CLEAN:
-                items = http.get(f"/{prefix}/{plural}", params={"labelSelector": f"meshbridge.dev/mesh={mesh}"})
-                for it in items.json().get("items", []):
-                    meta = it["metadata"]
-                    http.delete(f"/{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}")
+    remove_mesh(clusters, name)
 
 
 def _apply(cli, tmp: Path, docs: list[dict[str, Any]], *extra: str):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from helpers import EXAMPLES
+from helpers import EXAMPLES, remove_mesh
 
 from meshbridge.api import create_app
 from meshbridge.kube import Options
@@ -74,14 +74,5 @@ def test_background_reconcile_applies_changes_and_reports_status(testenv, tmp_pa
             assert http.post("/api/v1/reconcile", headers=headers).status_code == 202
             assert http.get("/api/v1/clusters/nowhere/status", headers=headers).status_code == 404
     finally:
-        for cluster in (c1, c2):  # leave the shared clusters clean for other tests
-            with cluster.client() as k:
-                for prefix, plural in (("api/v1", "secrets"),
-                                       ("apis/networking.istio.io/v1beta1", "serviceentries"),
-                                       ("apis/networking.istio.io/v1beta1", "destinationrules"),
-                                       ("apis/networking.istio.io/v1beta1", "gateways")):
-                    items = k.get(f"/{prefix}/{plural}", params={"labelSelector": "meshbridge.dev/mesh=served"}).json()
-                    for it in items.get("items", []):
-                        m = it["metadata"]
-                        k.delete(f"/{prefix}/namespaces/{m['namespace']}/{plural}/{m['name']}")
+        remove_mesh((c1, c2), "served")
         store.close()

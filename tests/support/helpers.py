@@ -24,3 +24,24 @@ def read_tree(root: Path) -> dict[str, list[dict[str, Any]]]:
         str(p.relative_to(root)): [d for d in yaml.safe_load_all(p.read_text()) if d is not None]
         for p in sorted(root.rglob("*.yaml"))
     }
+
+
+MESH_KINDS = [
+    ("api/v1", "secrets"),
+    ("apis/networking.istio.io/v1beta1", "serviceentries"),
+    ("apis/networking.istio.io/v1beta1", "destinationrules"),
+    ("apis/networking.istio.io/v1beta1", "gateways"),
+    ("apis/networking.istio.io/v1beta1", "virtualservices"),
+    ("apis/security.istio.io/v1beta1", "authorizationpolicies"),
+]
+
+
+def remove_mesh(clusters: Any, mesh: str) -> None:
+    """Delete every object of ``mesh`` from test clusters (they are shared with other tests)."""
+    for cluster in clusters:
+        with cluster.client() as http:
+            for prefix, plural in MESH_KINDS:
+                found = http.get(f"/{prefix}/{plural}", params={"labelSelector": f"meshbridge.dev/mesh={mesh}"})
+                for item in found.json().get("items", []):
+                    meta = item["metadata"]
+                    http.delete(f"/{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}")

@@ -18,6 +18,7 @@ import httpx2
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge.kube.reconcile import ClusterReconciler, Outcome, Unreachable
+from meshbridge.kube.wire import transport_for
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
 
@@ -70,7 +71,12 @@ def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
     single = config.get(target.context) if target.context else config.get()
     if single is None:
         raise ConfigError(f"kubeconfig {path} has no context {target.context!r}")
-    return AsyncClient(config=single, timeout=httpx2.Timeout(timeout), field_manager="meshbridge")
+    return AsyncClient(
+        config=single,
+        timeout=httpx2.Timeout(timeout),
+        field_manager="meshbridge",
+        transport=transport_for(single),
+    )
 
 
 async def reconcile_one(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Annotated
 
@@ -129,4 +130,8 @@ app.add_typer(server_cmd.token_app)
 
 
 def main() -> None:
+    # Everything imported so far lives until the process ends: keep the cyclic garbage
+    # collector from walking it again on every full collection (measured: about half of the
+    # render time of a no-op `apply` of a large mesh went to such collections).
+    gc.freeze()
     app()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
+import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge.kube.reconcile import ClusterReconciler, Outcome, Unreachable
@@ -67,7 +68,11 @@ def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
     path = Path(target.kubeconfig).expanduser()
     if not path.is_file():
         raise ConfigError(f"kubeconfig {path} does not exist")
-    config = KubeConfig.from_file(path)
+    try:
+        with path.open("rb") as f:  # the C loader: lightkube's own reading uses the Python one
+            config = KubeConfig.from_dict(yaml.load(f, Loader=yaml.CSafeLoader), fname=path)
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"kubeconfig {path} is not a valid kubeconfig: {exc}") from None
     single = config.get(target.context) if target.context else config.get()
     if single is None:
         raise ConfigError(f"kubeconfig {path} has no context {target.context!r}")

@@ -54,16 +54,3 @@ APPLY_ORDER = list(KINDS)
 # Kinds meshbridge may prune. Namespaces are never pruned: deleting one deletes everything in it.
 PRUNABLE = [k for k in APPLY_ORDER if k != "Namespace"]
 
-
-def split_api_version(api_version: str) -> tuple[str, str]:
-    group, _, version = api_version.rpartition("/")
-    return group, version
-
-
-def resource_for(obj: dict[str, Any]) -> Any:
-    """The lightkube resource class for a plain object."""
-    kind = KINDS.get(obj["kind"])
-    if kind is None:
-        raise KeyError(f"meshbridge does not apply objects of kind {obj['kind']!r}")
-    _, version = split_api_version(obj["apiVersion"])
-    return kind.resource(version)

@@ -4,7 +4,10 @@ What meshbridge owns in a cluster is exactly what carries both labels
 ``app.kubernetes.io/managed-by: meshbridge`` and ``meshbridge.dev/mesh: <mesh>``. Per run:
 
 1. list the live objects of every kind meshbridge writes (one list call per kind), telling
-   owned ones from foreign ones;
+   owned ones from foreign ones. Lists are decoded into ``Live`` records: the metadata
+   meshbridge reads (not ``managedFields``) and the content left as undecoded JSON, which is
+   compared byte for byte with the desired content's canonical JSON and decoded only when the
+   bytes differ;
 2. make sure the namespaces the objects go to exist (created when missing, never deleted);
 3. for each desired object, kind by kind in apply order (objects of one kind concurrently,
    up to ``concurrency`` requests at a time): unchanged when the live copy carries the same
@@ -28,10 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx2
+import msgspec
 import yaml
 from lightkube import ApiError, AsyncClient
+from lightkube.core import resource as lk_resource
+from lightkube.types import PatchType
 
-from meshbridge.kube.kinds import APPLY_ORDER, KINDS, PRUNABLE, resource_for
+from meshbridge.kube.kinds import APPLY_ORDER, KINDS, PRUNABLE
 
 FIELD_MANAGER = "meshbridge"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "meshbridge")
@@ -105,25 +111,92 @@ def prepare(obj: dict[str, Any], mesh: str) -> dict[str, Any]:
     return out
 
 
-def _content(obj: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+# The top-level fields that hold an object's content, for every kind meshbridge writes (Istio's
+# kinds and Namespaces: spec; Secrets: the rest). ``status`` is the cluster's, not content.
+CONTENT_KEYS = ("spec", "data", "stringData", "type", "immutable")
 
 
-def in_sync(desired: dict[str, Any], live: dict[str, Any]) -> bool:
+class LiveMeta(msgspec.Struct, frozen=True):
+    """The part of a live object's metadata meshbridge reads."""
+
+    name: str = ""
+    namespace: str = ""
+    resourceVersion: str = ""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+
+class Live(msgspec.Struct):
+    """A live object as read for comparison. Decoding a list into these skips everything else
+    (``managedFields`` is about as large as the content) and leaves the content undecoded."""
+
+    metadata: LiveMeta = msgspec.field(default_factory=LiveMeta)
+    spec: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    stringData: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    type: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    immutable: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+    def as_dict(self) -> dict[str, Any]:
+        """Labels, annotations and content as plain data (for diffs)."""
+        meta = self.metadata
+        out: dict[str, Any] = {
+            "metadata": {"labels": dict(meta.labels), "annotations": dict(meta.annotations)}
+        }
+        for key in CONTENT_KEYS:
+            raw = getattr(self, key)
+            if raw is not msgspec.UNSET:
+                out[key] = msgspec.json.decode(raw)
+        return out
+
+
+@functools.cache
+def live_resource(kind: str, version: str) -> type[Live]:
+    """A lightkube resource class whose reads, lists and server-side applies of ``kind`` are
+    decoded into ``Live`` records."""
+    info = KINDS[kind]
+    scope = lk_resource.NamespacedResourceG if info.namespaced else lk_resource.GlobalResource
+    api_info = lk_resource.ApiInfo(
+        resource=lk_resource.ResourceDef(info.group, version, kind),
+        plural=info.plural,
+        verbs=["get", "list", "global_list", "patch"],
+    )
+    made: type[Live] = type(f"Live{kind}", (Live, scope), {"_api_info": api_info})
+    return made
+
+
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+
+
+def in_sync(desired: dict[str, Any], live: Live) -> bool:
     """True when ``live`` holds everything ``desired`` says (and the same hash)."""
-    want, have = desired["metadata"], live.get("metadata") or {}
-    for part in ("labels", "annotations"):
-        mine = want.get(part) or {}
-        theirs = have.get(part) or {}
+    want, have = desired["metadata"], live.metadata
+    for mine, theirs in (
+        (want.get("labels") or {}, have.labels),
+        (want.get("annotations") or {}, have.annotations),
+    ):
         if any(theirs.get(k) != v for k, v in mine.items()):
             return False
-    return _content(desired) == _content(live)
+    for key in CONTENT_KEYS:
+        raw = getattr(live, key)
+        if raw is msgspec.UNSET or key not in desired:
+            if (raw is msgspec.UNSET) != (key not in desired):
+                return False
+            continue
+        # The same canonical bytes are the same data; other bytes may still be (the API server
+        # writes JSON as Go does: sorted keys, but its own escaping and number forms).
+        if bytes(raw) != _encode_sorted(desired[key]) and msgspec.json.decode(raw) != desired[key]:
+            return False
+    return True
 
 
-def drift_diff(desired: dict[str, Any], live: dict[str, Any]) -> str:
-    """A unified diff of what meshbridge manages, live (-) against desired (+)."""
+def drift_diff(desired: dict[str, Any], live: Live | None) -> str:
+    """A unified diff of what meshbridge manages, live (-) against desired (+). Secret values
+    are never shown: a value that differs is marked as changed."""
+    current = live.as_dict() if live is not None else None
+    live_data = (current or {}).get("data") or {}
 
-    def view(obj: dict[str, Any]) -> list[str]:
+    def view(obj: dict[str, Any], side: str) -> list[str]:
         meta = obj.get("metadata") or {}
         trimmed = {
             "metadata": {
@@ -132,14 +205,20 @@ def drift_diff(desired: dict[str, Any], live: dict[str, Any]) -> str:
                     k: v for k, v in (meta.get("annotations") or {}).items() if k != HASH_ANNOTATION
                 },
             },
-            **_content(obj),
+            **{k: obj[k] for k in CONTENT_KEYS if k in obj},
         }
-        if obj.get("kind") == "Secret":
-            trimmed["data"] = dict.fromkeys(obj.get("data") or {}, "<redacted>")
+        if desired["kind"] == "Secret":
+            trimmed["data"] = {
+                k: "<redacted>"
+                if side == "live" or live_data.get(k) == v
+                else "<redacted, changed>"
+                for k, v in (obj.get("data") or {}).items()
+            }
         text: str = yaml.safe_dump(trimmed, sort_keys=True)
         return text.splitlines(keepends=True)
 
-    return "".join(difflib.unified_diff(view(live), view(desired), "live", "desired", n=2))
+    before = view(current, "live") if current is not None else []
+    return "".join(difflib.unified_diff(before, view(desired, "desired"), "live", "desired", n=2))
 
 
 class ClusterReconciler:
@@ -163,21 +242,21 @@ class ClusterReconciler:
         self.with_diff = with_diff
 
     async def run(self, desired: list[dict[str, Any]]) -> Outcome:
-        prepared = [prepare(o, self.mesh) for o in desired]
         outcome = Outcome()
-        (owned, foreign, unserved), _ = await asyncio.gather(
-            self._live(_versions(prepared)), self._namespaces(prepared, outcome)
-        )
+        versions = _versions(desired)
+        reads = asyncio.gather(self._live(versions), self._namespaces(desired, outcome))
+        await asyncio.sleep(0)  # the reads go out; the objects are prepared meanwhile
+        prepared = [prepare(o, self.mesh) for o in desired]
+        (owned, foreign, unserved), _ = await reads
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def apply(obj: dict[str, Any]) -> Change:
+        async def apply(obj: dict[str, Any], live: Live | None, existing: Live | None) -> Change:
             async with gate:
-                key = key_of(obj)
-                return await self._apply_one(obj, owned.get(key), foreign.get(key))
+                return await self._apply_one(obj, live, existing)
 
         async def delete(key: Key) -> Change:
             async with gate:
-                return await self._delete(key, owned[key])
+                return await self._delete(key, versions[key[0]])
 
         for kind in APPLY_ORDER:  # one kind at a time, in order; objects of a kind concurrently
             batch = [o for o in prepared if o["kind"] == kind]
@@ -187,7 +266,20 @@ class ClusterReconciler:
                     for o in batch
                 )
                 continue
-            outcome.changes.extend(await asyncio.gather(*(apply(o) for o in batch)))
+            changes: list[Change] = []
+            todo: list[tuple[int, dict[str, Any], Live | None, Live | None]] = []
+            for obj in batch:
+                key = key_of(obj)
+                live = owned.get(key)
+                if live is not None and in_sync(obj, live):
+                    changes.append(_change("unchanged", obj))  # nothing to send
+                else:
+                    todo.append((len(changes), obj, live, foreign.get(key)))
+                    changes.append(_change("failed", obj, "not attempted"))  # replaced below
+            done = await asyncio.gather(*(apply(obj, live, ex) for _, obj, live, ex in todo))
+            for (index, *_), change in zip(todo, done, strict=True):
+                changes[index] = change
+            outcome.changes.extend(changes)
         wanted = {key_of(o) for o in prepared}
         for kind in reversed(APPLY_ORDER):
             stale = sorted(k for k in owned if k[0] == kind and k not in wanted)
@@ -198,38 +290,37 @@ class ClusterReconciler:
 
     async def _live(
         self, versions: dict[str, str]
-    ) -> tuple[dict[Key, dict[str, Any]], dict[Key, dict[str, Any]], set[str]]:
+    ) -> tuple[dict[Key, Live], dict[Key, Live], set[str]]:
         """Live objects of every kind meshbridge writes: owned by this mesh, and the rest (one
         list call per kind, all kinds at once, instead of a read per object to find name
         collisions). A kind the cluster does not serve is reported in the third value."""
         lists = await asyncio.gather(*(self._list_kind(kind, versions[kind]) for kind in PRUNABLE))
-        owned: dict[Key, dict[str, Any]] = {}
-        foreign: dict[Key, dict[str, Any]] = {}
+        owned: dict[Key, Live] = {}
+        foreign: dict[Key, Live] = {}
         unserved: set[str] = set()
         for kind, items in zip(PRUNABLE, lists, strict=True):
             if items is None:
                 unserved.add(kind)
                 continue
             for obj in items:
-                labels = (obj.get("metadata") or {}).get("labels") or {}
+                meta = obj.metadata
                 mine = (
-                    labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
-                    and labels.get(MESH_LABEL) == self.mesh
+                    meta.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+                    and meta.labels.get(MESH_LABEL) == self.mesh
                 )
-                (owned if mine else foreign)[key_of(obj)] = obj
+                (owned if mine else foreign)[(kind, meta.namespace, meta.name)] = obj
         return owned, foreign, unserved
 
-    async def _list_kind(self, kind: str, version: str) -> list[dict[str, Any]] | None:
+    async def _list_kind(self, kind: str, version: str) -> list[Live] | None:
         """Every object of a kind, or None when the cluster does not serve it."""
-        res = KINDS[kind].resource(version)
         # Secrets: only meshbridge's (a cluster holds many, and they are not ours to read);
         # a name collision with someone else's is then found by a read of that one name.
         selector: dict[str, Any] | None = (
             {MANAGED_BY[0]: MANAGED_BY[1]} if kind in LABELLED_ONLY else None
         )
         try:
-            items: list[dict[str, Any]] = await _patient(
-                functools.partial(self._list, res, selector)
+            items: list[Live] = await _patient(
+                functools.partial(self._list, kind, version, selector)
             )
         except httpx2.HTTPStatusError as exc:  # ApiError, or a bare 404 for an unknown group
             if exc.response is not None and exc.response.status_code == 404:
@@ -239,14 +330,13 @@ class ClusterReconciler:
             raise Unreachable(str(exc) or type(exc).__name__) from exc
         return items
 
-    async def _namespaces(self, prepared: list[dict[str, Any]], outcome: Outcome) -> None:
+    async def _namespaces(self, desired: list[dict[str, Any]], outcome: Outcome) -> None:
         """Create the namespaces the objects need and the cluster lacks (one list, then one
         create per missing namespace, concurrently)."""
         res = KINDS["Namespace"].resource("v1")
-        existing = {
-            i["metadata"]["name"] for i in await _patient(functools.partial(self._list, res, None))
-        }
-        wanted = {o["metadata"]["namespace"] for o in prepared if o["metadata"].get("namespace")}
+        listed = await _patient(functools.partial(self._list, "Namespace", "v1", None))
+        existing = {i.metadata.name for i in listed}
+        wanted = {o["metadata"]["namespace"] for o in desired if o["metadata"].get("namespace")}
         missing = [
             {
                 "apiVersion": "v1",
@@ -270,15 +360,15 @@ class ClusterReconciler:
     # ------------------------------------------------------------------------------ writing
 
     async def _apply_one(
-        self, obj: dict[str, Any], live: dict[str, Any] | None, existing: dict[str, Any] | None
+        self, obj: dict[str, Any], live: Live | None, existing: Live | None
     ) -> Change:
-        res = resource_for(obj)
         kind, ns, name = key_of(obj)
+        version = obj["apiVersion"].rpartition("/")[2]
         reason = ""
         force = True  # on objects meshbridge owns, its fields are its own to take back
         if live is None:
             if existing is None and kind in LABELLED_ONLY:
-                existing = await self._get(res, name, ns)
+                existing = await self._get(kind, version, name, ns)
             if existing is not None:
                 if not self.force_conflicts:
                     return _change(
@@ -290,48 +380,56 @@ class ClusterReconciler:
                 reason = "taken over (--force-conflicts)"
             action: Action = "create" if existing is None else "update"
             diff = drift_diff(obj, existing) if (existing is not None and self.with_diff) else ""
-        else:
-            if in_sync(obj, live):
-                return _change("unchanged", obj)
-            same_hash = (live.get("metadata", {}).get("annotations") or {}).get(
-                HASH_ANNOTATION
-            ) == obj["metadata"]["annotations"][HASH_ANNOTATION]
+        else:  # owned, and not in sync (the caller checked)
+            same_hash = (
+                live.metadata.annotations.get(HASH_ANNOTATION)
+                == obj["metadata"]["annotations"][HASH_ANNOTATION]
+            )
             action, reason = (
                 "update",
                 ("drift: changed outside meshbridge" if same_hash else "intent changed"),
             )
             diff = drift_diff(obj, live) if self.with_diff else ""
         if not self.dry_run:
+            res: Any = live_resource(kind, version)  # the answer is decoded as a Live record
             try:
                 await _patient(
-                    lambda: self.client.apply(
-                        res.from_dict(obj), field_manager=FIELD_MANAGER, force=force
+                    lambda: self.client.patch(
+                        res,
+                        name,
+                        obj,
+                        namespace=ns or None,
+                        patch_type=PatchType.APPLY,
+                        field_manager=FIELD_MANAGER,
+                        force=force,
                     )
                 )
             except ApiError as exc:
                 return _change("failed", obj, f"{exc.status.code}: {exc.status.message}")
         return Change(action, kind, ns, name, reason, diff)
 
-    async def _list(self, res: Any, selector: dict[str, Any] | None) -> list[dict[str, Any]]:
-        if KINDS[res._api_info.resource.kind].namespaced:
+    async def _list(self, kind: str, version: str, selector: dict[str, Any] | None) -> list[Live]:
+        res: Any = live_resource(kind, version)  # lightkube's signatures name its own types
+        if KINDS[kind].namespaced:
             items = self.client.list(res, labels=selector, namespace="*")
         else:
             items = self.client.list(res, labels=selector)
-        return [_as_dict(i) async for i in items]
+        return [i async for i in items]
 
-    async def _get(self, res: Any, name: str, ns: str) -> dict[str, Any] | None:
+    async def _get(self, kind: str, version: str, name: str, ns: str) -> Live | None:
+        res: Any = live_resource(kind, version)
         try:
-            item = await _patient(lambda: self.client.get(res, name, namespace=ns or None))
+            item: Live = await _patient(lambda: self.client.get(res, name, namespace=ns or None))
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
             raise
-        return _as_dict(item)
+        return item
 
-    async def _delete(self, key: Key, live: dict[str, Any]) -> Change:
+    async def _delete(self, key: Key, version: str) -> Change:
         kind, ns, name = key
         if not self.dry_run:
-            res = resource_for(live)
+            res = KINDS[kind].resource(version)
             try:
                 await self.client.delete(res, name, namespace=ns or None)
             except ApiError as exc:
@@ -357,12 +455,6 @@ async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 16) -> Any:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
     raise AssertionError("unreachable")
-
-
-def _as_dict(item: Any) -> dict[str, Any]:
-    data = item.to_dict() if hasattr(item, "to_dict") else dict(item)
-    assert isinstance(data, dict)
-    return data
 
 
 def _change(action: Action, obj: dict[str, Any], reason: str = "") -> Change:

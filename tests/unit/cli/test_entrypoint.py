@@ -1,0 +1,76 @@
+"""The console entry point as installed: a real process, its exit code and its output.
+
+``main()`` ends the process with ``os._exit`` after the command; these tests hold it to what
+the interpreter's own exit gives: every byte written reaches a pipe, exit codes are the
+command's, and an unexpected error still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.helpers import EXAMPLES
+
+ENTRY = "import sys; from meshbridge.cli import main; sys.argv[0] = 'meshbridge'; main()"
+
+
+def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", ENTRY, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_output_written_before_the_fast_exit_reaches_a_pipe(tmp_path: Path) -> None:
+    done = run("--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("╯")  # the whole help box, bottom line included
+    assert "render" in done.stdout and "apply" in done.stdout
+
+
+def test_exit_codes_are_the_commands(tmp_path: Path) -> None:
+    good = run("validate", "-f", str(EXAMPLES / "sleep-httpbin"), cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    bad = run("validate", "-f", "-", cwd=tmp_path, stdin="kind: Nope\n")
+    assert bad.returncode == 2
+    assert "nothing was written" in bad.stderr or "problem" in bad.stderr
+    usage = run("render", "--no-such-option", cwd=tmp_path)
+    assert usage.returncode == 2
+    assert "No such option" in usage.stderr
+
+
+def test_a_rendered_tree_is_complete_when_the_process_ends(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run(
+        "render",
+        "-f",
+        str(EXAMPLES / "sleep-httpbin"),
+        "-o",
+        str(out),
+        "--state",
+        str(tmp_path / "state.db"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml"))
+    assert files and all((out / f).stat().st_size > 0 for f in files)
+    again = run(
+        "render",
+        "-f",
+        str(EXAMPLES / "sleep-httpbin"),
+        "-o",
+        str(tmp_path / "again"),
+        "--state",
+        str(tmp_path / "state.db"),
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    for f in files:  # the store was committed and closed: same VIPs, same certificates
+        assert (out / f).read_bytes() == (tmp_path / "again" / f).read_bytes()

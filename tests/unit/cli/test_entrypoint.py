@@ -1,8 +1,8 @@
 """The console entry point as installed: a real process, its exit code and its output.
 
 ``main()`` ends the process with ``os._exit`` after the command; these tests hold it to what
-the interpreter's own exit gives: every byte written reaches a pipe, exit codes are the
-command's, and an unexpected error still shows its traceback.
+the interpreter's own exit gives: the output reaches a pipe whole, exit codes are the
+command's, and what the command wrote (files, the state store) is complete.
 """
 
 from __future__ import annotations

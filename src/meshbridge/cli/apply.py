@@ -83,7 +83,7 @@ def _summary(reports: list[ClusterReport], title: str) -> Table:
 def _run(
     files: list[str], state: str | None, options: Options, clusters: list[str] | None, verb: str
 ) -> list[ClusterReport]:
-    with errors_mapped():
+    with errors_mapped(), apply_service.quiet_gc():
         intents = render_service.parse(read_sources(files))
         store = open_store(state_path(state))
         try:

@@ -240,6 +240,9 @@ class ClusterReconciler:
         self.dry_run = dry_run
         self.force_conflicts = force_conflicts
         self.with_diff = with_diff
+        # The lists go two at a time (over two connections): measured on 5 local API servers,
+        # a few lists in sequence cost them less than a TLS handshake each, and finish sooner.
+        self._reads = asyncio.Semaphore(2)
 
     async def run(self, desired: list[dict[str, Any]]) -> Outcome:
         outcome = Outcome()
@@ -410,11 +413,12 @@ class ClusterReconciler:
 
     async def _list(self, kind: str, version: str, selector: dict[str, Any] | None) -> list[Live]:
         res: Any = live_resource(kind, version)  # lightkube's signatures name its own types
-        if KINDS[kind].namespaced:
-            items = self.client.list(res, labels=selector, namespace="*")
-        else:
-            items = self.client.list(res, labels=selector)
-        return [i async for i in items]
+        async with self._reads:
+            if KINDS[kind].namespaced:
+                items = self.client.list(res, labels=selector, namespace="*")
+            else:
+                items = self.client.list(res, labels=selector)
+            return [i async for i in items]
 
     async def _get(self, kind: str, version: str, name: str, ns: str) -> Live | None:
         res: Any = live_resource(kind, version)

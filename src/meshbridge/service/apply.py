@@ -122,7 +122,7 @@ def apply(
     chosen = targets(intents, only)
     found = asyncio.run(_discover_all(intents, options.timeout))
     intents = with_discovered_gateways(intents, found)
-    with _quiet_gc():
+    with quiet_gc():
         if options.dry_run:
             rendered = _render_without_keeping(intents, store, material)
         else:
@@ -144,22 +144,34 @@ def record_status(
             store.put_blob(STATUS_KIND, report.cluster, _status_record(report, objects))
 
 
+_quiet_depth = 0
+
+
 @contextmanager
-def _quiet_gc() -> Iterator[None]:
+def quiet_gc() -> Iterator[None]:
     """Keep the cyclic garbage collector off the intents and the rendered mesh while they are
-    built and while requests run.
+    parsed and built and while requests run (nested uses: the outermost one counts).
 
     Both are large, long-lived object graphs; every collection of the oldest generation would
     walk all of them, thousands of times over a big apply (measured: about 10 % of the client's
     CPU, which on a small machine the API servers then miss, and half of the render time of a
     no-op apply). Reference counting still frees everything as usual.
     """
+    global _quiet_depth
+    _quiet_depth += 1
+    if _quiet_depth > 1:
+        try:
+            yield
+        finally:
+            _quiet_depth -= 1
+        return
     threshold = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(50_000, 50, 50)
     try:
         yield
     finally:
+        _quiet_depth -= 1
         gc.set_threshold(*threshold)
         gc.unfreeze()
 

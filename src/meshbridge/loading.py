@@ -12,7 +12,6 @@ import difflib
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -20,16 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.model import API_VERSION, KINDS, Intents, Located
+from meshbridge.source import Source
 
 __all__ = ["Source", "load", "load_objects", "parse_documents", "validate_object"]
-
-
-@dataclass(frozen=True)
-class Source:
-    """Text to load and the name to report problems under."""
-
-    name: str
-    text: str
 
 
 class _StrictLoader(yaml.CSafeLoader):

@@ -8,7 +8,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshbridge.compile.vips import VipRecord, allocate, lookup
+from meshbridge.compile.viprecord import VipRecord
+from meshbridge.compile.vips import allocate, lookup
 
 POOL = ipaddress.ip_network("240.0.0.0/24")
 HOSTS = st.sets(st.sampled_from([f"h{i}" for i in range(40)]), max_size=30)

@@ -3,11 +3,32 @@
 No I/O, no clock, no randomness, no environment: everything arrives as arguments. One module per
 output concern (cross-cluster access, load balancing, authorization, ingress, egress, Istio
 install, secrets), each reading the snapshot's indexes.
+
+The names below load on first use: a store needs ``compile.viprecord`` alone, and importing the
+package must not import the models for it.
 """
 
-from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
-from meshbridge.compile.render import Plan, check, objects, plan
-from meshbridge.compile.vips import VipRecord
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
+    from meshbridge.compile.render import Plan, check, objects, plan
+    from meshbridge.compile.viprecord import VipRecord
+
+_HOMES = {
+    "ClusterCA": "meshbridge.compile.inputs",
+    "Context": "meshbridge.compile.inputs",
+    "IngressCredential": "meshbridge.compile.inputs",
+    "Material": "meshbridge.compile.inputs",
+    "Plan": "meshbridge.compile.render",
+    "check": "meshbridge.compile.render",
+    "objects": "meshbridge.compile.render",
+    "plan": "meshbridge.compile.render",
+    "VipRecord": "meshbridge.compile.viprecord",
+}
 
 __all__ = [
     "ClusterCA",
@@ -20,3 +41,12 @@ __all__ = [
     "objects",
     "plan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from meshbridge.compile import naming
+from meshbridge.compile.envelope import Obj, make, owner_ref
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.objects import Obj, make, owner_ref
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.model import AccessPoint, InboundIntent
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from meshbridge.compile import naming
+from meshbridge.compile.envelope import Obj, make, owner_ref
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.objects import Obj, make, owner_ref
 from meshbridge.compile.snapshot import Exposure, Snapshot
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from meshbridge.compile.crosscluster import networking
+from meshbridge.compile.envelope import Obj, make, owner_ref
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.objects import Obj, make, owner_ref
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.compile.vips import external_key
 

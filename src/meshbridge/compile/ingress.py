@@ -9,8 +9,8 @@ from typing import Any
 
 from meshbridge.compile import naming
 from meshbridge.compile.crosscluster import networking
+from meshbridge.compile.envelope import Obj, make, owner_ref
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.objects import Obj, make, owner_ref
 from meshbridge.compile.secrets import opaque_secret
 from meshbridge.compile.snapshot import Snapshot
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from meshbridge.compile import naming
+from meshbridge.compile.envelope import Obj, make
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.objects import Obj, make
 from meshbridge.compile.snapshot import Snapshot
 
 

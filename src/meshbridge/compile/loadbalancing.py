@@ -10,8 +10,8 @@ from typing import Any
 
 from meshbridge.compile import naming
 from meshbridge.compile.crosscluster import mutual_dr, networking, ports_spec
+from meshbridge.compile.envelope import Obj, make, owner_ref
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.objects import Obj, make, owner_ref
 from meshbridge.compile.snapshot import Snapshot
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import yaml
 
 from meshbridge.compile import naming
-from meshbridge.compile.objects import Obj
+from meshbridge.compile.envelope import Obj
 
 SECRET_KINDS = frozenset({"Secret"})
 

@@ -22,8 +22,8 @@ from meshbridge.compile import (
     validate,
     vips,
 )
+from meshbridge.compile.envelope import Obj, ordered
 from meshbridge.compile.inputs import Context, Material
-from meshbridge.compile.objects import Obj, ordered
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.model import Intents

@@ -10,8 +10,8 @@ import base64
 from collections.abc import Iterator, Mapping
 
 from meshbridge.compile import naming
+from meshbridge.compile.envelope import Obj, make
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.objects import Obj, make
 from meshbridge.compile.snapshot import Snapshot
 
 

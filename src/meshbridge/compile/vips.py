@@ -20,24 +20,11 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from meshbridge.compile import naming
 from meshbridge.compile.snapshot import Snapshot
-
-
-@dataclass(frozen=True, order=True)
-class VipRecord:
-    """One address recorded for a host key in a cluster; ``released`` orders releases."""
-
-    cluster: str
-    key: str
-    address: str
-    released: int | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.released is None
+from meshbridge.compile.viprecord import VipRecord as VipRecord  # re-exported
 
 
 class PoolExhausted(Exception):

@@ -22,16 +22,11 @@ from meshbridge.errors import StateError
 from meshbridge.pki.certs import Issued
 from meshbridge.pki.chain import anchor_of, load_cert, load_certs, pem_of
 from meshbridge.pki.keys import key_pem, load_key_pem
-from meshbridge.pki.sealing import Sealer
+from meshbridge.pki.sealing import Sealer, row_aad
 
 __all__ = ["RECORD_VERSION", "CertRecord", "row_aad"]
 
 RECORD_VERSION = 1
-
-
-def row_aad(kind: str, name: str) -> bytes:
-    """Associated data binding a sealed key to the store row it lives in."""
-    return f"meshbridge/{kind}/{name}".encode()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from meshbridge.errors import SealingError
 
-__all__ = ["KEY_BYTES", "Sealer", "new_key_text", "parse_key_text"]
+__all__ = ["KEY_BYTES", "Sealer", "new_key_text", "parse_key_text", "row_aad"]
 
 KEY_BYTES = 32
 _MAGIC = b"MBK1"
@@ -64,6 +64,11 @@ def parse_key_text(text: str, origin: str) -> bytes:
         f"{origin} is not a state key: it must be {KEY_BYTES} bytes written as base64 "
         f"(44 characters) or hex ({2 * KEY_BYTES} digits)"
     )
+
+
+def row_aad(kind: str, name: str) -> bytes:
+    """Associated data binding a sealed value to the store row it lives in."""
+    return f"meshbridge/{kind}/{name}".encode()
 
 
 class Sealer:

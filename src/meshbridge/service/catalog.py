@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshbridge import compile as mbcompile
-from meshbridge.compile.vips import VipRecord
+from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located

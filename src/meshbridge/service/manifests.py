@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshbridge import compile as mbcompile
-from meshbridge.compile.objects import Obj
+from meshbridge.compile.envelope import Obj
 from meshbridge.compile.output import DumpMemo
 from meshbridge.compile.output import files as manifest_files
 from meshbridge.service.catalog import Catalog

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshbridge import compile as mbcompile
-from meshbridge.compile.objects import Obj
+from meshbridge.compile.envelope import Obj
 from meshbridge.compile.output import DumpMemo
 from meshbridge.compile.output import files as manifest_files
 from meshbridge.compile.snapshot import Snapshot

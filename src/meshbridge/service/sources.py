@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TextIO
 
 from meshbridge.errors import InvalidInput, Problem
-from meshbridge.loading import Source
+from meshbridge.source import Source
 
 STDIN = "-"
 

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from meshbridge.errors import SealingError
-from meshbridge.pki import Sealer, new_key_text, parse_key_text, row_aad
+from meshbridge.pki.sealing import Sealer, new_key_text, parse_key_text, row_aad
 from meshbridge.store.base import Store
 
 __all__ = ["STATE_KEY_ENV", "key_file_path", "load_sealer"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from meshbridge.compile.vips import VipRecord
+from meshbridge.compile.viprecord import VipRecord
 from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
 
 

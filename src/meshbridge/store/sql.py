@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from meshbridge.compile.vips import VipRecord
+from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import StateError, StateLocked
 from meshbridge.store import migrate
 from meshbridge.store.records import Revisions

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from meshbridge.compile.vips import VipRecord
+from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import StateError
 from meshbridge.store import SCHEMA_HEAD, open_store
 from meshbridge.store.schema import metadata

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshbridge.compile.vips import VipRecord
+from meshbridge.compile.viprecord import VipRecord
 from meshbridge.store import AuditEntry, ResourceRow, SqlStore, TokenRecord, open_store
 
 

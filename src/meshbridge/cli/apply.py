@@ -19,10 +19,8 @@ from meshbridge.cli.common import (
 )
 from meshbridge.kube import ClusterReport, Options
 from meshbridge.service import apply as apply_service
-from meshbridge.service import pki as pki_service
-from meshbridge.service import render as render_service
 from meshbridge.service.sources import read_sources
-from meshbridge.store import open_store
+from meshbridge.store import open_store, store_exists
 
 ClusterOption = Annotated[
     list[str] | None,
@@ -84,10 +82,19 @@ def _run(
     files: list[str], state: str | None, options: Options, clusters: list[str] | None, verb: str
 ) -> list[ClusterReport]:
     with errors_mapped(), apply_service.quiet_gc():
-        intents = render_service.parse(read_sources(files))
-        store = open_store(state_path(state))
+        sources = read_sources(files)
+        location = state_path(state)
+        intents = None
+        if not store_exists(location):  # nothing kept yet; bad input must not create the store
+            from meshbridge.service.render import parse
+
+            intents = parse(sources)
+        store = open_store(location)
         try:
-            total = len(apply_service.targets(intents, clusters))
+            prepared = apply_service.prepare(
+                sources, store, location, options, clusters, intents=intents
+            )
+            total = len(prepared.targets)
             with Progress(
                 TextColumn(f"{verb} clusters"),
                 BarColumn(),
@@ -98,17 +105,14 @@ def _run(
                 disable=total < 2,
             ) as bar:
                 task = bar.add_task(verb, total=total)
-                reports, found = apply_service.apply(
-                    intents,
-                    store,
-                    options,
-                    only=clusters,
-                    material=pki_service.material_provider(state_path(state)),
-                    progress=lambda _r: bar.advance(task),
+                reports = apply_service.reconcile(
+                    prepared, options, progress=lambda _r: bar.advance(task)
                 )
+            if not options.dry_run:
+                apply_service.finish(store, prepared, reports)
         finally:
             store.close()
-    for d in found:
+    for d in prepared.found:
         if d.address is not None:
             err_console.print(
                 f"{d.cluster}: gateway discovered at {d.address.address}:"

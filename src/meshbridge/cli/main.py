@@ -23,8 +23,6 @@ from meshbridge.cli.common import (
     out_console,
     state_path,
 )
-from meshbridge.service import pki as pki_service
-from meshbridge.service import render as render_service
 from meshbridge.service.sources import read_sources
 from meshbridge.store import open_store
 
@@ -62,6 +60,8 @@ def validate(files: FilesOption) -> None:
     the document (kind/name) and the field path.
     """
     with errors_mapped():
+        from meshbridge.service import render as render_service
+
         checked = render_service.validate(read_sources(files))
     count = len(checked.intents.documents())
     err_console.print(f"valid: {count} document{'s' if count != 1 else ''}", markup=False)
@@ -104,6 +104,9 @@ def render(
         remote_cmd.render_remote(server, token, output, files)
         return
     with errors_mapped():
+        from meshbridge.service import pki as pki_service
+        from meshbridge.service import render as render_service
+
         checked = render_service.validate(read_sources(files or []))
         store = open_store(state_path(state))
         try:

@@ -17,10 +17,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -28,15 +27,19 @@ from meshbridge.cli.common import (
     StateOption,
     err_console,
     errors_mapped,
+    lazy_module,
     out_console,
     state_path,
 )
-from meshbridge.loading import load
-from meshbridge.model import ExternalAccess, Intents, Mesh
-from meshbridge.pki import CertSummary, Health, PkiStatus, Sealer
-from meshbridge.service import pki as service
 from meshbridge.service.sources import read_sources
 from meshbridge.store import Store, open_store
+
+if TYPE_CHECKING:
+    from meshbridge.model import Intents, Mesh
+    from meshbridge.pki import CertSummary, PkiStatus, Sealer
+    from meshbridge.service import pki as service
+else:  # loaded when a pki command runs, not whenever the CLI starts
+    service = lazy_module("meshbridge.service.pki")
 
 app = typer.Typer(
     name="pki",
@@ -67,6 +70,8 @@ def _now() -> datetime:
 
 
 def _intents(files: list[str] | None) -> Intents | None:
+    from meshbridge.loading import load
+
     return load(read_sources(files)) if files else None
 
 
@@ -184,11 +189,11 @@ def _read_files(cert: Path, key: Path, chain: Path | None) -> tuple[bytes, bytes
 # ---------------------------------------------------------------------------------- status
 
 
-_HEALTH_STYLE = {
-    Health.OK: "green",
-    Health.EXPIRING: "yellow",
-    Health.EXPIRED: "red",
-    Health.NOT_YET_VALID: "yellow",
+_HEALTH_STYLE = {  # by Health value
+    "ok": "green",
+    "expiring": "yellow",
+    "expired": "red",
+    "not yet valid": "yellow",
 }
 
 
@@ -210,7 +215,7 @@ def _table(report: PkiStatus) -> Table:
             c.name,
             f"{c.not_after:%Y-%m-%d}",
             str(c.days_left),
-            f"[{_HEALTH_STYLE[c.health]}]{c.health.value}[/]",
+            f"[{_HEALTH_STYLE[c.health.value]}]{c.health.value}[/]",
             escape(details),
         )
     return table
@@ -253,13 +258,13 @@ def _report(state: str | None, as_json: bool) -> None:
         out_console.print(_table(report))
     for entry in report.entries:
         c = entry.cert
-        if c.health is Health.EXPIRING:
+        if c.health.value == "expiring":
             err_console.print(
                 f"warning: {c.role} {c.name} expires in {c.days_left} days",
                 style="yellow",
                 markup=False,
             )
-        elif c.health is Health.EXPIRED:
+        elif c.health.value == "expired":
             level, style = ("error", "red") if entry.deployed else ("note", "yellow")
             err_console.print(f"{level}: {c.role} {c.name} has expired", style=style, markup=False)
     if report.expired:
@@ -371,6 +376,10 @@ def _check_mutual_host(files: list[str] | None, host: str) -> None:
 
 
 def _check_names(host: str, cn: str) -> None:
+    from pydantic import ValidationError
+
+    from meshbridge.model import ExternalAccess
+
     try:
         ExternalAccess.model_validate({"host": host})
     except ValidationError:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 
 from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
 from meshbridge.service.errors import BadRequest, Conflict
-from meshbridge.service.resources import ResourceKind, kind_named
 from meshbridge.service.sources import read_sources
+
+if TYPE_CHECKING:
+    from meshbridge.service.resources import ResourceKind
 
 __all__ = [
     "ServerOption",
@@ -72,6 +74,8 @@ def _need_server(server: str | None, command: str) -> str:
 
 
 def _kind(word: str) -> ResourceKind:
+    from meshbridge.service.resources import kind_named
+
     try:
         return kind_named(word)
     except BadRequest as exc:

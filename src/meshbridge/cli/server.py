@@ -18,7 +18,6 @@ from typing import Annotated
 import typer
 
 from meshbridge.cli.common import err_console, errors_mapped, out_console
-from meshbridge.service.pki import material_provider
 from meshbridge.service.statekey import load_sealer
 from meshbridge.service.tokens import ROLES, create_token, list_tokens, revoke_token
 from meshbridge.store import open_store, store_url
@@ -109,6 +108,8 @@ def serve(
         store = open_store(url)
         if pki:
             load_sealer(url, store)  # fail now, not on the first request, without the key
+            from meshbridge.service.pki import material_provider
+
             material = material_provider(url)
     app = create_app(
         store,

@@ -1,22 +1,36 @@
 """apply, diff and status: the rendered desired state reconciled with live clusters.
 
-``apply`` renders exactly as ``render`` does (same VIPs, same certificates, kept in the same
-store), discovers gateway addresses a Cluster leaves out, reconciles every selected cluster and
-records per-cluster, per-object status in the store for ``status``.
+An apply runs in three steps. ``prepare`` renders exactly as ``render`` does (same VIPs, same
+certificates, kept in the same store) and discovers gateway addresses a Cluster leaves out;
+``reconcile`` brings every selected cluster to that state; ``finish`` records per-cluster,
+per-object status in the store for ``status``.
+
+The render an apply made is kept in the store, sealed with the state key (it holds the
+clusters' CA keys), under a digest of everything it was made from: the intent files as read,
+meshbridge's version, and every VIP, certificate and key in the store. When the next apply
+reads the same files against the same store, ``prepare`` takes the kept render instead of
+parsing and rendering again, which is most of the work of an apply that changes nothing. A
+render that needed gateway discovery (whose answer may change) or a dry run is never kept.
+
+The models and the compiler are imported only when a render is made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshbridge.errors import InvalidInput, Problem
+import msgspec
+
+from meshbridge import __version__
+from meshbridge.errors import InvalidInput, Problem, SealingError
 from meshbridge.kube import (
     ClusterReport,
     DiscoveryError,
@@ -27,11 +41,21 @@ from meshbridge.kube import (
     discover,
     reconcile_all,
 )
-from meshbridge.model import Cluster, GatewaySpec, Intents, Located
-from meshbridge.service.render import MaterialProvider, Rendered, build
+from meshbridge.pki.sealing import row_aad
+from meshbridge.service.statekey import load_sealer
+from meshbridge.source import Source
 from meshbridge.store import Store
 
+if TYPE_CHECKING:
+    from meshbridge.model import Cluster, Intents, Located
+    from meshbridge.service.render import MaterialProvider, Rendered
+
 STATUS_KIND = "status"
+KEPT_KIND = "apply-render"  # the kept render (one per store)
+KEPT_NAME = "last"
+KEPT_FORMAT = 1
+# Blobs an apply writes that are not render inputs: left out of the store's digest.
+VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND})
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {
@@ -54,18 +78,21 @@ class Discovered:
 
 def targets(intents: Intents, only: list[str] | None = None) -> list[Target]:
     """Clusters to reconcile; unknown names in ``only`` are bad input."""
-    known = {d.obj.name: d for d in intents.clusters}
+    every = []
+    for doc in sorted(intents.clusters, key=lambda d: d.obj.name):
+        ref = doc.obj.spec.kubeconfig
+        every.append(Target(doc.obj.name, ref.path if ref else None, ref.context if ref else None))
+    return _choose(every, only)
+
+
+def _choose(every: list[Target], only: list[str] | None) -> list[Target]:
+    known = {t.name: t for t in every}
     unknown = [c for c in only or [] if c not in known]
     if unknown:
         raise InvalidInput(
             Problem("--cluster", 0, "", "", "", f"no Cluster named {c!r}") for c in unknown
         )
-    names = sorted(only) if only else sorted(known)
-    out = []
-    for name in names:
-        ref = known[name].obj.spec.kubeconfig
-        out.append(Target(name, ref.path if ref else None, ref.context if ref else None))
-    return out
+    return [known[name] for name in sorted(only)] if only else list(every)
 
 
 async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
@@ -94,6 +121,8 @@ async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
 
 def with_discovered_gateways(intents: Intents, found: list[Discovered]) -> Intents:
     """The intents with discovered gateway addresses filled in (an explicit port wins)."""
+    from meshbridge.model import Cluster, GatewaySpec, Intents, Located
+
     by_name = {d.cluster: d.address for d in found if d.address is not None}
     docs: list[Located[Any]] = []
     for doc in intents.documents():
@@ -109,30 +138,110 @@ def with_discovered_gateways(intents: Intents, found: list[Discovered]) -> Inten
     return Intents.of(docs)
 
 
-def apply(
-    intents: Intents,
+@dataclass
+class Prepared:
+    """What an apply reconciles: the chosen clusters, the mesh and every cluster's objects."""
+
+    mesh: str
+    targets: list[Target]
+    objects: dict[str, list[dict[str, Any]]]
+    found: list[Discovered]
+    kept: bool  # taken from the kept render
+    keep: Callable[[], None] | None = None  # keeps this render for the next apply
+
+
+def prepare(
+    sources: list[Source],
     store: Store,
+    state_path: str | None,
     options: Options,
-    *,
     only: list[str] | None = None,
-    material: MaterialProvider | None = None,
-    progress: Callable[[ClusterReport], None] | None = None,
-) -> tuple[list[ClusterReport], list[Discovered]]:
-    """Render, then reconcile the selected clusters; status is recorded unless dry-running."""
+    *,
+    intents: Intents | None = None,
+) -> Prepared:
+    """The kept render when ``sources`` and the store are what it was made from; otherwise
+    parse (unless ``intents``, parsed from ``sources``, is given), discover gateways and render
+    (kept unless dry-running or discovery was needed)."""
+    if intents is None:
+        kept = _load_kept(store, state_path, _render_key(sources, store))
+        if kept is not None:
+            every = [Target(name, path, context) for name, path, context in kept.clusters]
+            return Prepared(kept.mesh, _choose(every, only), kept.objects, [], kept=True)
+
+    from meshbridge.service import pki as pki_service
+    from meshbridge.service.render import build, parse
+
+    if intents is None:
+        intents = parse(sources)
     chosen = targets(intents, only)
     found = asyncio.run(_discover_all(intents, options.timeout))
     intents = with_discovered_gateways(intents, found)
+    material = pki_service.material_provider(state_path)
+    if options.dry_run:
+        rendered = _render_without_keeping(intents, store, material)
+        return Prepared(intents.mesh.name, chosen, rendered.objects, found, kept=False)
+    rendered = build(intents, store, material, serialise=False)
+    prepared = Prepared(intents.mesh.name, chosen, rendered.objects, found, kept=False)
+    if not found:  # discovered addresses are inputs the digest does not cover
+        clusters = [(t.name, t.kubeconfig, t.context) for t in targets(intents)]
+        record = _Kept(_render_key(sources, store), prepared.mesh, clusters, prepared.objects)
+        prepared.keep = lambda: _save_kept(store, state_path, record)
+    return prepared
+
+
+def reconcile(
+    prepared: Prepared,
+    options: Options,
+    progress: Callable[[ClusterReport], None] | None = None,
+) -> list[ClusterReport]:
+    """Every chosen cluster reconciled with its objects."""
     with quiet_gc():
-        if options.dry_run:
-            rendered = _render_without_keeping(intents, store, material)
-        else:
-            rendered = build(intents, store, material, serialise=False)
-        reports = asyncio.run(
-            reconcile_all(chosen, rendered.objects, intents.mesh.name, options, progress)
+        return asyncio.run(
+            reconcile_all(prepared.targets, prepared.objects, prepared.mesh, options, progress)
         )
-    if not options.dry_run:
-        record_status(store, reports, rendered.objects)
-    return reports, found
+
+
+def finish(store: Store, prepared: Prepared, reports: list[ClusterReport]) -> None:
+    """Status recorded and the render kept (not for a dry run: call it only for an apply)."""
+    with store.transaction():
+        record_status(store, reports, prepared.objects)
+        if prepared.keep is not None:
+            prepared.keep()
+
+
+class _Kept(msgspec.Struct, array_like=True):
+    key: str
+    mesh: str
+    clusters: list[tuple[str, str | None, str | None]]
+    objects: dict[str, list[dict[str, Any]]]
+
+
+def _render_key(sources: list[Source], store: Store) -> str:
+    digest = hashlib.sha256(f"meshbridge {__version__} render {KEPT_FORMAT}".encode())
+    for source in sources:
+        for part in (source.name.encode(), source.text.encode()):
+            digest.update(b"%d:" % len(part))
+            digest.update(part)
+    digest.update(store.fingerprint(VOLATILE_KINDS).encode())
+    return digest.hexdigest()
+
+
+def _load_kept(store: Store, state_path: str | None, key: str) -> _Kept | None:
+    sealed = store.get_blob(KEPT_KIND, KEPT_NAME)
+    if sealed is None:
+        return None  # and no state key is looked for (or created) yet
+    try:
+        data = load_sealer(state_path, store).open(sealed, row_aad(KEPT_KIND, KEPT_NAME))
+        kept = msgspec.json.decode(data, type=_Kept)
+    except (SealingError, msgspec.DecodeError):
+        return None  # not readable with this key or format: render again (and say why then)
+    return kept if kept.key == key else None
+
+
+def _save_kept(store: Store, state_path: str | None, record: _Kept) -> None:
+    data = msgspec.json.encode(record)
+    sealed = load_sealer(state_path, store).seal(data, row_aad(KEPT_KIND, KEPT_NAME))
+    store.put_blob(KEPT_KIND, KEPT_NAME, sealed)
 
 
 def record_status(
@@ -183,6 +292,8 @@ class _Rollback(Exception):
 def _render_without_keeping(
     intents: Intents, store: Store, material: MaterialProvider | None
 ) -> Rendered:
+    from meshbridge.service.render import build
+
     kept: list[Rendered] = []
     try:
         with store.transaction():

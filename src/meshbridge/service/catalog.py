@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from meshbridge import compile as mbcompile
@@ -37,15 +36,12 @@ from meshbridge.model import Intents, Located
 from meshbridge.service.allocation import Needs, replan
 from meshbridge.service.errors import Conflict, NotFound
 from meshbridge.service.resources import KINDS, ObjectKey, source_of, to_object
+from meshbridge.service.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
 
 __all__ = ["Catalog", "Delete", "Outcome", "Put", "WriteResult", "utc_now"]
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

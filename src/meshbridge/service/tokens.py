@@ -17,12 +17,17 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from meshbridge.errors import InvalidInput, Problem
-from meshbridge.service.catalog import utc_now
 from meshbridge.service.errors import Conflict, NotFound
 from meshbridge.store import AuditEntry, ResourceStore, TokenRecord
+
+
+def utc_now() -> str:
+    """The time now, as the API and the audit log write it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 __all__ = [
     "ROLES",

@@ -10,7 +10,7 @@ before they get here.
 from meshbridge.store.base import ResourceStore, Store
 from meshbridge.store.migrate import HEAD as SCHEMA_HEAD
 from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
-from meshbridge.store.sql import SqlStore, open_store, store_url
+from meshbridge.store.sql import SqlStore, open_store, store_exists, store_url
 
 __all__ = [
     "SCHEMA_HEAD",
@@ -22,5 +22,6 @@ __all__ = [
     "Store",
     "TokenRecord",
     "open_store",
+    "store_exists",
     "store_url",
 ]

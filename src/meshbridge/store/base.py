@@ -7,7 +7,7 @@ the change counters its caches are keyed by.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -32,6 +32,8 @@ class Store(Protocol):
     def delete_blob(self, kind: str, name: str) -> None: ...
 
     def list_blobs(self, kind: str) -> dict[str, bytes]: ...
+
+    def fingerprint(self, skip_kinds: Collection[str] = ()) -> str: ...
 
     def close(self) -> None: ...
 

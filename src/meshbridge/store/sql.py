@@ -23,11 +23,12 @@ another one changed the store.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,32 @@ class SqlStore(RowsMixin):
             ).all()
         return {r.name: bytes(r.data) for r in rows}
 
+    def fingerprint(self, skip_kinds: Collection[str] = ()) -> str:
+        """A digest of every VIP and every blob but those of ``skip_kinds``: two equal digests
+        mean the store holds the same render inputs (VIPs, certificates, keys)."""
+        digest = hashlib.sha256()
+
+        def add(*parts: object) -> None:
+            for part in parts:
+                data = part if isinstance(part, bytes) else str(part).encode()
+                digest.update(b"%d:" % len(data))
+                digest.update(data)
+
+        with self._connection() as conn:
+            vips = conn.execute(
+                select(vips_table).order_by(vips_table.c.cluster, vips_table.c.address)
+            )
+            for v in vips:
+                add(b"vip", v.cluster, v.address, v.key, v.released)
+            blobs = conn.execute(
+                select(blobs_table)
+                .where(blobs_table.c.kind.not_in(list(skip_kinds)))
+                .order_by(blobs_table.c.kind, blobs_table.c.name)
+            )
+            for b in blobs:
+                add(b"blob", b.kind, b.name, bytes(b.data))
+        return digest.hexdigest()
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -329,6 +356,17 @@ def _create_sqlite_file(url: str) -> None:
             os.close(fd)
     except OSError as exc:
         raise StateError(f"cannot create the state store {path}: {exc.strerror}") from exc
+
+
+def store_exists(location: str) -> bool:
+    """Whether a store is already there: a SQLite file that exists, or any database server."""
+    url = store_url(location)
+    if not url.startswith("sqlite:///"):
+        return True
+    raw = url[len("sqlite:///") :]
+    if not raw or raw == ":memory:" or raw.startswith("file:"):
+        return False
+    return Path(raw).expanduser().is_file()
 
 
 def open_store(location: str, *, migrate_schema: bool = True) -> SqlStore:

@@ -10,8 +10,9 @@ package must not import the models for it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshbridge.lazy import attributes
 
 if TYPE_CHECKING:
     from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
@@ -43,10 +44,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = attributes(__name__, _HOMES)

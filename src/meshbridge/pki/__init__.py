@@ -11,8 +11,9 @@ the X.509 machinery.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshbridge.lazy import attributes
 
 if TYPE_CHECKING:
     from meshbridge.pki.certs import (
@@ -164,10 +165,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = attributes(__name__, _HOMES)

@@ -245,12 +245,12 @@ class ClusterReconciler:
         self._reads = asyncio.Semaphore(2)
 
     async def run(self, desired: list[dict[str, Any]]) -> Outcome:
-        outcome = Outcome()
-        versions = _versions(desired)
-        reads = asyncio.gather(self._live(versions), self._namespaces(desired, outcome))
-        await asyncio.sleep(0)  # the reads go out; the objects are prepared meanwhile
         prepared = [prepare(o, self.mesh) for o in desired]
-        (owned, foreign, unserved), _ = await reads
+        outcome = Outcome()
+        versions = _versions(prepared)
+        (owned, foreign, unserved), _ = await asyncio.gather(
+            self._live(versions), self._namespaces(prepared, outcome)
+        )
         gate = asyncio.Semaphore(self.concurrency)
 
         async def apply(obj: dict[str, Any], live: Live | None, existing: Live | None) -> Change:
@@ -269,20 +269,17 @@ class ClusterReconciler:
                     for o in batch
                 )
                 continue
-            changes: list[Change] = []
-            todo: list[tuple[int, dict[str, Any], Live | None, Live | None]] = []
+            settled: list[Change | None] = []  # None: to be written
+            todo = []
             for obj in batch:
                 key = key_of(obj)
                 live = owned.get(key)
-                if live is not None and in_sync(obj, live):
-                    changes.append(_change("unchanged", obj))  # nothing to send
-                else:
-                    todo.append((len(changes), obj, live, foreign.get(key)))
-                    changes.append(_change("failed", obj, "not attempted"))  # replaced below
-            done = await asyncio.gather(*(apply(obj, live, ex) for _, obj, live, ex in todo))
-            for (index, *_), change in zip(todo, done, strict=True):
-                changes[index] = change
-            outcome.changes.extend(changes)
+                in_place = live is not None and in_sync(obj, live)
+                settled.append(_change("unchanged", obj) if in_place else None)
+                if not in_place:
+                    todo.append(apply(obj, live, foreign.get(key)))
+            written = iter(await asyncio.gather(*todo))
+            outcome.changes.extend(c if c is not None else next(written) for c in settled)
         wanted = {key_of(o) for o in prepared}
         for kind in reversed(APPLY_ORDER):
             stale = sorted(k for k in owned if k[0] == kind and k not in wanted)
@@ -333,13 +330,13 @@ class ClusterReconciler:
             raise Unreachable(str(exc) or type(exc).__name__) from exc
         return items
 
-    async def _namespaces(self, desired: list[dict[str, Any]], outcome: Outcome) -> None:
+    async def _namespaces(self, prepared: list[dict[str, Any]], outcome: Outcome) -> None:
         """Create the namespaces the objects need and the cluster lacks (one list, then one
         create per missing namespace, concurrently)."""
         res = KINDS["Namespace"].resource("v1")
         listed = await _patient(functools.partial(self._list, "Namespace", "v1", None))
         existing = {i.metadata.name for i in listed}
-        wanted = {o["metadata"]["namespace"] for o in desired if o["metadata"].get("namespace")}
+        wanted = {o["metadata"]["namespace"] for o in prepared if o["metadata"].get("namespace")}
         missing = [
             {
                 "apiVersion": "v1",

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+from lightkube.config.client_adapter import verify_cluster
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_HEAD = 64 * 1024
@@ -281,7 +282,5 @@ async def _read_chunked(reader: asyncio.StreamReader, request: httpx2.Request) -
 def transport_for(config: Any) -> LeanTransport:
     """The transport for a lightkube ``SingleConfig``: TLS set up the way lightkube would
     (cluster CA or system trust, ``insecure-skip-tls-verify``, client certificate)."""
-    from lightkube.config.client_adapter import verify_cluster
-
     context = verify_cluster(config.cluster, config.user, config.abs_file)
     return LeanTransport(context)

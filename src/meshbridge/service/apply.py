@@ -163,7 +163,7 @@ def prepare(
     parse (unless ``intents``, parsed from ``sources``, is given), discover gateways and render
     (kept unless dry-running or discovery was needed)."""
     if intents is None:
-        kept = _load_kept(store, state_path, _render_key(sources, store))
+        kept = _load_kept(store, state_path, sources)
         if kept is not None:
             every = [Target(name, path, context) for name, path, context in kept.clusters]
             return Prepared(kept.mesh, _choose(every, only), kept.objects, [], kept=True)
@@ -226,16 +226,16 @@ def _render_key(sources: list[Source], store: Store) -> str:
     return digest.hexdigest()
 
 
-def _load_kept(store: Store, state_path: str | None, key: str) -> _Kept | None:
+def _load_kept(store: Store, state_path: str | None, sources: list[Source]) -> _Kept | None:
     sealed = store.get_blob(KEPT_KIND, KEPT_NAME)
     if sealed is None:
-        return None  # and no state key is looked for (or created) yet
+        return None  # and no state key is looked for (or created), no digest made
     try:
         data = load_sealer(state_path, store).open(sealed, row_aad(KEPT_KIND, KEPT_NAME))
         kept = msgspec.json.decode(data, type=_Kept)
     except (SealingError, msgspec.DecodeError):
         return None  # not readable with this key or format: render again (and say why then)
-    return kept if kept.key == key else None
+    return kept if kept.key == _render_key(sources, store) else None
 
 
 def _save_kept(store: Store, state_path: str | None, record: _Kept) -> None:

@@ -12,6 +12,9 @@ from meshbridge.compile.inputs import Context
 from meshbridge.compile.snapshot import Exposure, Snapshot
 
 
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+
+
 def networking(snap: Snapshot) -> str:
     return f"networking.istio.io/{snap.mesh.spec.istio.api_version}"
 
@@ -117,10 +120,19 @@ def _server_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
             "location": "MESH_INTERNAL",
             "ports": ports_spec(exposures),
             "resolution": "DNS",
-            "endpoints": [{"address": naming.local_host(service, ns)}],
+            # A VIP of its own in this cluster: Istio wants an address on a TCP ServiceEntry
+            # (IST0134), and the host then has one VIP here as everywhere.
+            "addresses": [ctx.vips[(cluster, host)]],
+            # The label tells istiod the endpoint speaks Istio mTLS: without it the endpoint is
+            # dropped from the gateway's AUTO_PASSTHROUGH (SNI-DNAT) cluster, and every request
+            # arriving through the gateway is reset.
+            "endpoints": [
+                {"address": naming.local_host(service, ns), "labels": {TLS_MODE_LABEL: "istio"}}
+            ],
             "exportTo": ["."],
         }
-        yield cluster, make(networking(snap), "Gateway", host, naming.ISTIO_SYSTEM, gateway, owners)
+        name = naming.server_gateway_name(service, ns, cluster)
+        yield cluster, make(networking(snap), "Gateway", name, naming.ISTIO_SYSTEM, gateway, owners)
         yield (
             cluster,
             make(networking(snap), "ServiceEntry", host, naming.ISTIO_SYSTEM, entry, owners),

@@ -5,15 +5,26 @@ since no label contains a dot, the joined name is unambiguous (``a-b`` + ``c`` n
 ``a`` + ``b-c``). A name longer than Kubernetes allows is cut and given a hash suffix of the full
 name, so it stays unique and stable.
 
+Gateways are the exception: Istio requires a Gateway's name to be a DNS-1123 *label* (no dots,
+at most 63 characters), because routes refer to it as ``<namespace>/<name>``; its webhook and
+``istioctl analyze`` (IST0106) reject anything else, though the CRD schema accepts it. A Gateway
+name joins its parts with ``-`` instead (:func:`label`): ``httpbin-bar-cluster2``. Joined that way,
+``a-b`` + ``c`` *would* equal ``a`` + ``b-c``, so when any part holds a ``-`` the name also gets a
+hash of the parts (``my-svc-bar-cluster2-<hash>``); a name without it has exactly one ``-`` fewer
+than it has parts, a name with it has more, so the two forms never meet. A label longer than 63
+characters is cut and hashed like any name.
+
 =====================================  =======================================================
 object                                 name
 =====================================  =======================================================
 remote name of a service               ``<service>.<namespace>.<cluster>``
 client ServiceEntry / DestinationRule  the remote name (in the client's namespace)
-server Gateway / ServiceEntry / DR     the remote name (in istio-system)
+server Gateway                         ``<service>-<namespace>-<cluster>`` (a label, see above;
+                                       in istio-system)
+server ServiceEntry / DR               the remote name (in istio-system)
 load-balancing VS / DR / ServiceEntry  ``<service>.<namespace>`` (in the client's namespace)
 AuthorizationPolicy                    ``<intent>`` (ALLOW), ``<intent>-deny`` (DENY)
-ingress Gateway / VirtualService       ``<intent>-ingress`` (in the server's namespace)
+ingress Gateway / VirtualService       ``<intent>-ingress`` (a label; in the server's namespace)
 ingress credential Secret              ``<host>-credential`` (in istio-system)
 egress ServiceEntry                    ``<ExternalService name>``
 IstioOperator                          ``meshbridge`` (in istio-system)
@@ -43,6 +54,20 @@ def subdomain(*labels: str) -> str:
     return shorten(".".join(labels), MAX_NAME)
 
 
+def label(*parts: str) -> str:
+    """Join DNS labels into one label (a Gateway name), unambiguously; see the module docstring."""
+    joined = "-".join(parts)
+    if any("-" in part for part in parts):
+        digest = hashlib.sha256(".".join(parts).encode()).hexdigest()[:10]
+        joined = f"{joined}-{digest}"
+    return shorten(joined, MAX_LABEL)
+
+
+def server_gateway_name(service: str, namespace: str, cluster: str) -> str:
+    """The AUTO_PASSTHROUGH Gateway exporting ``remote_host(service, namespace, cluster)``."""
+    return label(service, namespace, cluster)
+
+
 def remote_host(service: str, namespace: str, cluster: str) -> str:
     return f"{service}.{namespace}.{cluster}"
 
@@ -60,7 +85,8 @@ def policy_name(intent: str, action: str) -> str:
 
 
 def ingress_name(intent: str) -> str:
-    return shorten(f"{intent}-ingress", MAX_NAME)
+    """The ingress Gateway and VirtualService of an intent: a label, as Gateways need."""
+    return shorten(f"{intent}-ingress", MAX_LABEL)
 
 
 def credential_name(host: str) -> str:

@@ -57,6 +57,7 @@ def _vip_needs(snap: Snapshot) -> tuple[dict[str, set[str]], dict[str, set[str]]
     reserved: dict[str, set[str]] = defaultdict(set)
     for use in snap.remote_uses:
         needs[use.client_cluster].add(use.host)
+        needs[use.server_cluster].add(use.host)  # the server side's ServiceEntry
     for bal in snap.balanced_uses:
         if bal.client_cluster not in snap.placement.get(
             _app_of(snap, bal.namespace, bal.service), ()

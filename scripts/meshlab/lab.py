@@ -173,6 +173,11 @@ class Lab:
             raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
                            f"change its intents, or `mesh-lab down` first")
         self.dir.mkdir(parents=True, exist_ok=True)
+        blocked = untraversable(self.dir)
+        if blocked:
+            raise LabError(f"the proxies run as uid {istio.SIDECAR_UID} and must reach {self.dir}"
+                           f", but {blocked} lets no other user through (chmod o+x it, or pick "
+                           f"another --dir)")
         meshbridge("validate", *[a for f in files for a in ("-f", f)])
         plan = build(files)
         t0 = time.monotonic()
@@ -659,7 +664,7 @@ class Lab:
                                    f"{testenv.log_tail(proc['log'], 30)}")
                 url = f"http://{rec['address']}:{istio.STATUS_PORT}/healthz/ready"
                 try:
-                    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+                    with urllib.request.urlopen(url, timeout=2) as resp:
                         if resp.status != 200:
                             return f"{key}: /healthz/ready answered {resp.status}"
                 except (OSError, urllib.error.URLError) as e:
@@ -833,7 +838,7 @@ class Lab:
                 recs.append((f"{key} {name}", proc))
         if self.state.get("dns"):
             recs.append(("dns", self.state["dns"]))
-        for label, proc in recs:
+        for _, proc in recs:  # SIGKILL at once: the whole lab goes, nothing needs draining
             if testenv.is_ours(proc):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc["pid"], signal.SIGKILL)
@@ -856,6 +861,15 @@ class Lab:
         self.state_path.unlink(missing_ok=True)
         if not quiet:
             log(f"down: every process stopped, every network namespace deleted ({self.dir})")
+
+
+def untraversable(path: Path) -> Path | None:
+    """The first folder on the way to ``path`` that a user other than its owner cannot enter."""
+    for folder in [*reversed(path.parents), path]:
+        st = folder.stat()
+        if st.st_uid != istio.SIDECAR_UID and not st.st_mode & 0o001:
+            return folder
+    return None
 
 
 def injected_labels(inst: Instance) -> dict[str, str]:

@@ -1,0 +1,169 @@
+"""Fixtures for the mesh lab: ``scripts/mesh-lab`` run exactly as a developer runs it.
+
+``mesh_lab`` gives a test a :class:`LabRun` in a fresh folder; ``up`` starts the lab for the given
+intents (real API servers, istiod with its webhook, Envoy sidecars and gateways in network
+namespaces) and every request goes through ``scripts/mesh-lab request|external``. Whatever
+happens in the test, the lab is taken down at the end, and the teardown fails the test if
+anything was left behind: a process the lab recorded, a process in one of its network
+namespaces, or a namespace.
+
+The lab needs root (network namespaces, iptables). Missing root or tools is an error, never a
+skip: a lab test that does not run must not look like one that passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MESH_LAB = REPO / "scripts" / "mesh-lab"
+EXAMPLES = REPO / "examples"
+MESHES = Path(__file__).parent / "meshes"
+UP_TIMEOUT = 600
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab: runs intents for real in scripts/mesh-lab")
+
+
+def mesh_lab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(MESH_LAB), *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class LabRun:
+    """One lab, in its own folder."""
+
+    dir: Path
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def up(self, *files: Path, service_protocols: tuple[str, ...] = ()) -> None:
+        args = ["up", "--dir", str(self.dir)]
+        for f in files:
+            args += ["-f", str(f)]
+        for sp in service_protocols:
+            args += ["--service-protocol", sp]
+        proc = mesh_lab(*args, timeout=UP_TIMEOUT)
+        assert proc.returncode == 0, f"mesh-lab up failed:\n{proc.stderr[-6000:]}"
+        self.state = json.loads((self.dir / "lab.json").read_text())
+
+    def apply(self, *files: Path) -> None:
+        args = ["apply", "--dir", str(self.dir)]
+        for f in files:
+            args += ["-f", str(f)]
+        proc = mesh_lab(*args, timeout=UP_TIMEOUT)
+        assert proc.returncode == 0, f"mesh-lab apply failed:\n{proc.stderr[-6000:]}"
+        self.state = json.loads((self.dir / "lab.json").read_text())
+
+    def _answers(self, proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        assert lines, f"no answer printed:\n{proc.stderr[-3000:]}"
+        return lines
+
+    def request(self, source: str, url: str, *, count: int = 1, method: str = "GET",
+                timeout: float = 5) -> list[dict[str, Any]]:
+        """Requests as ``source`` (APP.NAMESPACE@CLUSTER, or ``outside``) sends them."""
+        proc = mesh_lab("request", "--dir", str(self.dir), "--from", source, "--count",
+                        str(count), "--method", method, "--timeout", str(timeout), url,
+                        timeout=60 + count * timeout)
+        answers = self._answers(proc)
+        assert len(answers) == count, proc.stderr
+        return answers
+
+    def external(self, cluster: str, url: str, *, cert: Path | None = None,
+                 key: Path | None = None) -> dict[str, Any]:
+        args = ["external", "--dir", str(self.dir), "--cluster", cluster, "--timeout", "5"]
+        if cert is not None and key is not None:
+            args += ["--cert", str(cert), "--key", str(key)]
+        return self._answers(mesh_lab(*args, url))[0]
+
+    def meshbridge(self, *args: str) -> subprocess.CompletedProcess[str]:
+        exe = Path(sys.executable).with_name("meshbridge")
+        return subprocess.run([str(exe), *args, "--state", str(self.dir / "state.db")],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              check=False)
+
+    def leftovers(self) -> list[str]:
+        """What a lab that was taken down left behind (empty when nothing)."""
+        left = []
+        lab_id = self.state.get("id")
+        if lab_id:
+            netns = Path("/run/netns")
+            if netns.is_dir():
+                left += [f"network namespace {p.name}" for p in netns.iterdir()
+                         if p.name.startswith(f"ml{lab_id}-")]
+        for key, rec in self.state.get("pods", {}).items():
+            for name, proc in rec.get("procs", {}).items():
+                if _alive(proc):
+                    left.append(f"{key} {name} (pid {proc['pid']})")
+        if _alive(self.state.get("dns") or {}):
+            left.append("dns stand-in")
+        record = self.dir / "testenv" / "k8s-testenv.json"
+        if record.is_file():
+            for name, rec in json.loads(record.read_text()).get("clusters", {}).items():
+                for kind in ("etcd", "apiserver", "istiod"):
+                    if _alive(rec.get(kind) or {}):
+                        left.append(f"{name} {kind}")
+        return left
+
+
+def _alive(proc: dict[str, Any]) -> bool:
+    pid = proc.get("pid")
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[0] not in ("Z", "X") and fields[19] == proc.get("start_time")
+
+
+@pytest.fixture(scope="session")
+def lab_tools(pytestconfig: pytest.Config) -> None:
+    """Build or reuse everything the lab needs; a failure fails the tests."""
+    if os.geteuid() != 0:
+        pytest.fail("the mesh lab needs root (network namespaces, iptables)", pytrace=False)
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+    assert capman is not None
+    with capman.global_and_fixture_disabled():
+        sys.stderr.write("\nmesh-lab: building or reusing its tools (cold: ~15 min)\n")
+        proc = subprocess.run([str(MESH_LAB), "build"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        pytest.fail("scripts/mesh-lab build failed; see its output above", pytrace=False)
+
+
+@pytest.fixture
+def mesh_lab_run(lab_tools: None) -> Iterator[LabRun]:
+    # Not under pytest's tmp_path: its folders are 0700, and the proxies run as uid 1337.
+    folder = Path(tempfile.mkdtemp(prefix="mesh-lab-"))
+    folder.chmod(0o755)
+    run = LabRun(folder / "lab")
+    try:
+        yield run
+    finally:
+        if (run.dir / "lab.json").exists():
+            proc = mesh_lab("down", "--dir", str(run.dir), timeout=180)
+            assert proc.returncode == 0, f"mesh-lab down failed:\n{proc.stderr}"
+        left = run.leftovers()
+        assert not left, f"the lab left things behind: {left}"
+        shutil.rmtree(folder, ignore_errors=True)

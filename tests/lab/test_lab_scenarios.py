@@ -1,0 +1,144 @@
+"""Every seed scenario, run for real in the mesh lab: real API servers with Istio's webhook, real
+istiod per cluster, real Envoy sidecars and gateways, requests through them.
+
+A scenario passes only when the traffic does what its intent says: the request crosses clusters
+and arrives with the caller's identity, the split is the declared split, the ingress wants a
+client certificate, undeclared callers and paths get 403, and REGISTRY_ONLY keeps undeclared
+hosts out. Tolerances for random splits are stated where they are used.
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import EXAMPLES, MESHES, LabRun
+
+pytestmark = pytest.mark.lab
+
+SLEEP = "spiffe://cluster.local/ns/{ns}/sa/sleep"
+# 100 requests split 50/50 (or 30/70): a binomial with sd 5 (4.6). Accepting +-20 around the
+# expected count is over 4 sd: a correct split fails it less than once in 10,000 runs, while a
+# route that ignores a cluster (0) or the weights entirely (100 or 0) never passes.
+N = 100
+TOLERANCE = 20
+
+
+def clusters_of(answers: list[dict]) -> collections.Counter[str]:
+    assert all(a.get("status") == 200 for a in answers), answers
+    return collections.Counter(a["cluster"] for a in answers)
+
+
+def test_sleep_calls_httpbin_in_the_other_cluster(mesh_lab_run: LabRun) -> None:
+    # httpbin's own Service declares its port http, as the seed's sample manifest does.
+    mesh_lab_run.up(EXAMPLES / "sleep-httpbin", service_protocols=("bar/httpbin:8000=HTTP",))
+    (answer,) = mesh_lab_run.request("sleep.foo@cluster1", "http://httpbin.bar.cluster2:8000/headers")
+    assert answer["status"] == 200
+    assert (answer["cluster"], answer["namespace"], answer["app"]) == ("cluster2", "bar", "httpbin")
+    assert answer["path"] == "/headers"
+    # mTLS end to end through cluster2's gateway: httpbin's sidecar saw sleep's certificate.
+    assert answer["peer"] == SLEEP.format(ns="foo")
+
+
+def test_helloworld_is_split_between_clusters_and_follows_a_changed_intent(
+    mesh_lab_run: LabRun, tmp_path: Path
+) -> None:
+    mesh_lab_run.up(EXAMPLES / "helloworld-lb")
+    url = "http://helloworld.sample.svc.cluster.local:5000/hello"
+    answers = mesh_lab_run.request("sleep.sample@cluster1", url, count=N)
+    split = clusters_of(answers)
+    assert set(split) == {"cluster1", "cluster2"}, split
+    assert abs(split["cluster1"] - N / 2) <= TOLERANCE, split
+    assert all(a["peer"] == SLEEP.format(ns="sample") for a in answers)
+
+    # The same mesh with every request kept at home: `mesh-lab apply` waits for the ACKs.
+    docs = list(yaml.safe_load_all((EXAMPLES / "helloworld-lb" / "mesh.yaml").read_text()))
+    for doc in docs:
+        if doc["kind"] == "InboundIntent":
+            doc["spec"]["loadBalancing"]["weights"] = {"cluster1": 100, "cluster2": 0}
+    changed = tmp_path / "helloworld-local.yaml"
+    changed.write_text(yaml.safe_dump_all(docs))
+    mesh_lab_run.apply(changed)
+    assert clusters_of(mesh_lab_run.request("sleep.sample@cluster1", url, count=20)) == {
+        "cluster1": 20
+    }
+
+
+def test_external_mtls_and_authorization(mesh_lab_run: LabRun, tmp_path: Path) -> None:
+    mesh_lab_run.up(EXAMPLES / "external-mtls", MESHES / "intruder.yaml")
+    client = tmp_path / "client"
+    issued = mesh_lab_run.meshbridge(
+        "pki", "issue-client", "--host", "httpbin.example.com", "--cn", "lab-caller",
+        "--out", str(client),
+    )
+    assert issued.returncode == 0, issued.stderr
+    url = "https://httpbin.example.com/status/418"
+
+    with_cert = mesh_lab_run.external("cluster1", url, cert=client / "client.crt",
+                                      key=client / "client.key")
+    assert with_cert["status"] == 418
+    assert (with_cert["cluster"], with_cert["app"], with_cert["host"]) == (
+        "cluster1", "httpbin", "httpbin.example.com")
+    without = mesh_lab_run.external("cluster1", url)
+    assert "error" in without and "status" not in without, without
+
+    svc = "http://httpbin.default.svc.cluster.local:8000"
+    allowed = [("GET", "/headers"), ("GET", "/status/200")]
+    for method, path in allowed:
+        (answer,) = mesh_lab_run.request("sleep.default@cluster1", svc + path, method=method)
+        assert answer["status"] == 200, (method, path, answer)
+        assert answer["peer"] == SLEEP.format(ns="default")
+    for method, path in [("GET", "/ip"), ("POST", "/headers")]:
+        (answer,) = mesh_lab_run.request("sleep.default@cluster1", svc + path, method=method)
+        assert answer == {"status": 403}, (method, path, answer)
+    (intruder,) = mesh_lab_run.request("intruder.default@cluster1", svc + "/headers")
+    assert intruder == {"status": 403}
+
+
+def test_egress_under_registry_only(mesh_lab_run: LabRun) -> None:
+    mesh_lab_run.up(EXAMPLES / "egress", MESHES / "egress-clients.yaml")
+    c1, c2 = "sleep.default@cluster1", "sleep.default@cluster2"
+
+    (mysql,) = mesh_lab_run.request(c1, "tcp://mysql.db.example:3306")
+    assert (mysql["cluster"], mysql["app"]) == ("external", "mysql"), mysql
+    # The MySQL ServiceEntry is for cluster1 only: cluster2's sidecar lets nothing through.
+    (refused,) = mesh_lab_run.request(c2, "tcp://mysql.db.example:3306")
+    assert "error" in refused, refused
+
+    for client in (c1, c2):
+        (nginx,) = mesh_lab_run.request(client, "http://nginx.example/")
+        assert (nginx["status"], nginx["app"], nginx["host"]) == (200, "nginx-ext", "nginx.example")
+        (https,) = mesh_lab_run.request(client, "https://www.google.com/")
+        assert (https["status"], https["app"]) == (200, "google"), https
+
+    # A host no ExternalService declares: reachable from outside the mesh, refused from inside.
+    (outside,) = mesh_lab_run.request("outside", "http://outside.mesh-lab/")
+    assert outside["status"] == 200
+    (blocked,) = mesh_lab_run.request(c1, "http://outside.mesh-lab/")
+    assert blocked == {"status": 502}, blocked  # Envoy's BlackHoleCluster
+    (blocked_tls,) = mesh_lab_run.request(c1, "https://outside.mesh-lab/")
+    assert "error" in blocked_tls, blocked_tls
+
+
+def test_three_clusters_server_in_two_others(mesh_lab_run: LabRun) -> None:
+    mesh_lab_run.up(MESHES / "three-clusters.yaml")
+    web = "web.shop@c1"
+    for cluster in ("c2", "c3"):
+        (answer,) = mesh_lab_run.request(web, f"http://api.shop.{cluster}:8080/orders")
+        assert (answer["status"], answer["cluster"], answer["app"]) == (200, cluster, "api")
+        assert answer["peer"] == "spiffe://cluster.local/ns/shop/sa/web"
+
+    (db,) = mesh_lab_run.request(web, "tcp://db.data.c3:5432")
+    assert (db["cluster"], db["namespace"], db["app"]) == ("c3", "data", "db"), db
+
+    split = clusters_of(mesh_lab_run.request(web, "http://search.shop.svc.cluster.local:9000/",
+                                             count=N))
+    assert set(split) == {"c2", "c3"}, split
+    assert abs(split["c2"] - 0.3 * N) <= TOLERANCE, split
+
+    # Undeclared: web has no intent for api in c1 (none runs there), nor for db from api.
+    (nothing,) = mesh_lab_run.request("api.shop@c2", "tcp://db.data.c3:5432")
+    assert "error" in nothing, nothing

@@ -2,10 +2,12 @@
 
 meshbridge writes Istio config to live clusters, so tests that exercise that
 path talk to a real kube-apiserver with Istio's real CRDs (server-side apply,
-schema validation and discovery are the API server's, not ours). The servers
-come from ``scripts/k8s-testenv``: kube-apiserver built from the pinned
-upstream ``k8s.io/kubernetes`` module, Debian's etcd, one etcd + API server +
-CA per cluster on free 127.0.0.1 ports.
+schema validation and discovery are the API server's, not ours) and a real
+istiod whose validating webhook the API server calls (Istio's own admission:
+what a real cluster rejects, these reject). The servers come from
+``scripts/k8s-testenv``: kube-apiserver, etcd and istiod built from their
+pinned upstream Go modules, one etcd + API server + istiod + CA per cluster on
+free 127.0.0.1 ports.
 
 Usage::
 
@@ -130,7 +132,9 @@ class TestEnv:
         """The first n session clusters (c1..cn), starting the missing ones in one ``up``."""
         missing = [f"c{i}" for i in range(len(self._names) + 1, n + 1)]
         if missing:
-            proc = run_testenv("up", "--dir", str(self.dir), *missing, timeout=900)
+            # Every cluster runs istiod with its validating webhook: the API server admits
+            # Istio objects only as a real Istio cluster does.
+            proc = run_testenv("up", "--istiod", "--dir", str(self.dir), *missing, timeout=900)
             if proc.returncode != 0:
                 pytest.fail(
                     f"k8s-testenv up {' '.join(missing)} failed (exit {proc.returncode}):\n"
@@ -173,12 +177,12 @@ def testenv_binaries(pytestconfig: pytest.Config) -> None:
     """Build (or reuse) kube-apiserver and fetch Istio's CRDs: never skip."""
     with _show_output(pytestconfig):
         sys.stderr.write(
-            "\nk8s-testenv: ensuring kube-apiserver, etcd and Istio CRDs "
-            "(a cold build takes ~6-9 min on 2 cores)\n"
+            "\nk8s-testenv: ensuring kube-apiserver, etcd, istiod and Istio CRDs "
+            "(a cold build takes ~15 min on 2 cores)\n"
         )
         sys.stderr.flush()
         proc = subprocess.run(
-            [sys.executable, str(TESTENV_SCRIPT), "build"],
+            [sys.executable, str(TESTENV_SCRIPT), "build", "--istio"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             check=False,

@@ -6,8 +6,10 @@ The API servers are shared by the session, so each test works in a mesh of its o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,7 @@ def test_seed_examples_land_and_reapply_writes_nothing(cli, mesh) -> None:
     assert se["spec"]["endpoints"][0]["address"] == "192.168.121.10"
     assert se["metadata"]["labels"]["meshbridge.dev/mesh"] == mesh["name"]
     with c2.client() as http:
-        gw = http.get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/httpbin.bar.cluster2")
+        gw = http.get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/httpbin-bar-cluster2")
     assert gw.status_code == 200
     before = {**_rvs(c1, ["foo"], mesh["name"]), **{f"c2:{k}": v for k, v in _rvs(c2, ["bar"], mesh["name"]).items()}}
     again = _apply(cli, mesh["tmp"], docs)
@@ -163,7 +165,7 @@ def test_dead_cluster_is_reported_and_others_applied(cli, mesh, tmp_path: Path) 
     assert result.exit_code == 1
     assert "Unreachable" in result.stdout
     with mesh["clusters"][1].client() as http:
-        gw = http.get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/httpbin.bar.cluster2")
+        gw = http.get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/httpbin-bar-cluster2")
     assert gw.status_code == 200, "the reachable cluster was not applied"
     status = cli("status")
     assert status.exit_code == 1
@@ -241,3 +243,62 @@ def test_gateway_is_discovered_from_the_ingress_service(cli, mesh) -> None:
         with c2.client() as http:
             http.delete("/api/v1/namespaces/istio-system/services/istio-ingressgateway")
             http.delete(f"/api/v1/nodes/node-{mesh['name']}")
+
+
+WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+GATEWAYS = "/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways"
+
+
+@contextlib.contextmanager
+def _istio_webhook_away(cluster):
+    """Istio's validating webhook unregistered for a moment (as on a cluster where the objects
+    were written before Istio's webhook was installed), and back, enforced, afterwards."""
+    with cluster.client() as http:
+        hooks = [h for h in http.get(WEBHOOKS).json()["items"]
+                 if any(w["name"] == "validation.istio.io" for w in h["webhooks"])]
+        assert hooks, "the test cluster runs no Istio webhook"
+        for h in hooks:
+            assert http.delete(f"{WEBHOOKS}/{h['metadata']['name']}").status_code == 200
+        try:
+            yield http
+        finally:
+            for h in hooks:
+                meta = h["metadata"]
+                h["metadata"] = {"name": meta["name"]}
+                assert http.post(WEBHOOKS, json=h).status_code == 201
+            probe = {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+                     "metadata": {"name": "webhook.probe", "namespace": "istio-system"},
+                     "spec": {"servers": [{"port": {"number": 80, "name": "http",
+                                                    "protocol": "HTTP"}, "hosts": ["*"]}]}}
+            deadline = time.monotonic() + 30
+            while http.post(GATEWAYS, params={"dryRun": "All"}, json=probe).status_code == 201:
+                assert time.monotonic() < deadline, "Istio's webhook is not enforced again"
+                time.sleep(0.2)
+
+
+def test_upgrade_replaces_dotted_gateway_names_in_one_apply(cli, mesh) -> None:
+    """A cluster that got its cross-cluster Gateway from meshbridge before Gateway names became
+    DNS labels (``httpbin.bar.cluster2``, which Istio rejects and never serves) gets the new
+    ``httpbin-bar-cluster2`` and loses the old one in a single apply, through Istio's webhook."""
+    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    c2 = mesh["clusters"][1]
+    legacy = {
+        "apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+        "metadata": {"name": "httpbin.bar.cluster2", "namespace": "istio-system",
+                     "labels": {"app.kubernetes.io/managed-by": "meshbridge",
+                                "meshbridge.dev/mesh": mesh["name"]},
+                     "annotations": {"meshbridge.dev/owners": "InboundIntent/bar/httpbin"}},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+            {"port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+             "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": ["httpbin.bar.cluster2"]}]},
+    }
+    with _istio_webhook_away(c2) as http:
+        created = http.post(GATEWAYS, json=legacy)
+        assert created.status_code == 201, created.text
+
+    result = _apply(cli, mesh["tmp"], docs)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    with c2.client() as http:
+        found = http.get(GATEWAYS, params={"labelSelector": f"meshbridge.dev/mesh={mesh['name']}"})
+        names = sorted(g["metadata"]["name"] for g in found.json()["items"])
+    assert names == ["httpbin-bar-cluster2"]

@@ -201,12 +201,13 @@ def test_down_leaves_no_process_or_listening_port(
     testenv_binaries: None, tmp_path: Path
 ) -> None:
     d = tmp_path / "env"
-    up = run_testenv("up", "--dir", str(d), "solo", timeout=900)
+    up = run_testenv("up", "--istiod", "--dir", str(d), "solo", timeout=900)
     assert up.returncode == 0, up.stderr
     assert (d / "solo.kubeconfig").is_file()
     record = TestEnv(d).state()["clusters"]["solo"]
-    pids = [record["apiserver"]["pid"], record["etcd"]["pid"]]
-    ports = [record["api_port"], record["etcd_port"], record["peer_port"]]
+    pids = [record["apiserver"]["pid"], record["etcd"]["pid"], record["istiod"]["pid"]]
+    istiod_ports = [p for k, p in record["istiod_ports"].items() if k != "address"]
+    ports = [record["api_port"], record["etcd_port"], record["peer_port"], *istiod_ports]
     assert all(process_exists(p) for p in pids)
     assert set(ports) <= listening_ports()
     assert all(connectable(p) for p in ports)
@@ -226,6 +227,30 @@ def test_down_leaves_no_process_or_listening_port(
 
     # A second down is a harmless no-op.
     assert run_testenv("down", "--purge", "--dir", str(d), timeout=60).returncode == 0
+
+
+def test_istio_webhook_admits_like_a_real_cluster(k8s_clusters: list[Cluster]) -> None:
+    """The CRD schema accepts a Gateway named with dots; Istio's webhook, as on a real cluster,
+    does not. A valid Gateway still goes through."""
+    gateway = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "", "namespace": "default"},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+            {"port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+             "tls": {"mode": "AUTO_PASSTHROUGH"}, "hosts": ["httpbin.bar.cluster2"]}]},
+    }
+    url = "/apis/networking.istio.io/v1/namespaces/default/gateways"
+    for cluster in k8s_clusters:
+        with cluster.client() as http:
+            gateway["metadata"]["name"] = "httpbin.bar.cluster2"
+            denied = http.post(url, params={"dryRun": "All"}, json=gateway)
+            assert denied.status_code in (400, 403), denied.text
+            assert 'admission webhook "validation.istio.io" denied' in denied.json()["message"]
+            assert "invalid gateway name" in denied.json()["message"]
+            gateway["metadata"]["name"] = "httpbin-bar-cluster2"
+            admitted = http.post(url, params={"dryRun": "All"}, json=gateway)
+            assert admitted.status_code == 201, admitted.text
 
 
 def test_cli_errors_are_clear(tmp_path: Path) -> None:

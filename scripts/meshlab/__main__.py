@@ -81,6 +81,7 @@ def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
+    p.add_argument("--timing", action="store_true", help='add "ms": how long each request took')
     p.add_argument("url", metavar="URL", help="http://, https:// or tcp://HOST:PORT")
 
 
@@ -88,6 +89,8 @@ def _client_args(args: argparse.Namespace) -> list[str]:
     out = ["--method", args.method, "--count", str(args.count), "--timeout", str(args.timeout)]
     for header in args.header:
         out += ["--header", header]
+    if args.timing:
+        out.append("--timing")
     return out
 
 

@@ -27,6 +27,7 @@ import json
 import socket
 import ssl
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert", help="PEM client certificate chain to present")
     parser.add_argument("--key", help="PEM private key of --cert")
     parser.add_argument("--insecure", action="store_true", help="do not verify the server")
+    parser.add_argument(
+        "--timing", action="store_true", help='add "ms": the time each request took'
+    )
     return parser
 
 
@@ -265,7 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     request = Request(target, args.method.upper(), tuple(args.header), args.timeout, tls)
     answered = True
     for _ in range(args.count):
+        started = time.perf_counter()
         result = {"error": setup_error} if setup_error else send(request)
+        if args.timing:
+            result["ms"] = round((time.perf_counter() - started) * 1000, 3)
         answered = answered and "status" in result
         print(json.dumps(result), flush=True)
     return 0 if answered else 1

@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     answered = True
     for _ in range(args.count):
         started = time.perf_counter()
-        result = {"error": setup_error} if setup_error else send(request)
+        result: dict[str, Any] = {"error": setup_error} if setup_error else send(request)
         if args.timing:
             result["ms"] = round((time.perf_counter() - started) * 1000, 3)
         answered = answered and "status" in result

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.request
 from dataclasses import dataclass
@@ -177,8 +178,6 @@ def prepare_pod_dir(root: Path, *, token: str, root_cert: bytes, template: Path,
     (root / "resolv.conf").write_text(resolv)
     for path in [root, *root.rglob("*")]:
         if path.name not in ("hosts", "resolv.conf"):
-            import os
-
             os.chown(path, SIDECAR_UID, SIDECAR_UID)
     (root / "var/run/secrets/tokens/istio-token").chmod(0o600)
 
@@ -225,8 +224,3 @@ def sync_problems(entries: list[dict[str, Any]], expected: set[str]) -> list[str
             elif res.get("sent") != res.get("acked"):
                 problems.append(f"{proxy}: {short} sent but not ACKed yet")
     return problems
-
-
-def nacks(entries: list[dict[str, Any]]) -> list[str]:
-    return [p for p in sync_problems(entries, {e.get("proxy", "") for e in entries})
-            if ": NACK of " in p]

@@ -69,13 +69,6 @@ class Kube:
         assert res.status is not None
         return str(res.status.token)
 
-    def get(self, kind: str, api_version: str, name: str, namespace: str | None) -> Any:
-        res = codecs.from_dict(
-            {"apiVersion": api_version, "kind": kind,
-             "metadata": {"name": name, "namespace": namespace}}
-        )
-        return self.client.get(type(res), name, namespace=namespace)
-
     def list_istio(self) -> dict[tuple[str, str, str], str]:
         """(kind, namespace, name) -> resourceVersion of every Istio config object."""
         from lightkube.generic_resource import get_generic_resource

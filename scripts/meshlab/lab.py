@@ -38,7 +38,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 
 from . import istio, kube, net, pki
-from .plan import Instance, Plan, build
+from .plan import TLS_PROTOCOLS, Instance, Plan, build
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
@@ -538,7 +538,7 @@ class Lab:
                "--namespace", rec["namespace"], "--app", rec["app"]]
         tls = False
         for number, protocol, _ in rec.get("ports", []):
-            if protocol in ("TLS", "HTTPS"):
+            if protocol in TLS_PROTOCOLS:
                 cmd += ["--tls-port", str(number)]
                 tls = True
             else:
@@ -551,7 +551,7 @@ class Lab:
     def _start_stub(self, key: str, rec: dict[str, Any]) -> None:
         if not rec.get("ports"):
             return  # a pure client: nothing listens
-        if any(p[1] in ("TLS", "HTTPS") for p in rec["ports"]) and "tls" not in rec:
+        if any(p[1] in TLS_PROTOCOLS for p in rec["ports"]) and "tls" not in rec:
             names = sorted(set(rec.get("tls_names") or []) | {rec["name"]})
             rec["tls"] = [str(p) for p in pki.stub_certificate(
                 self.path("lab-ca"), self.path("pods", key.replace("@", "_") + "-tls"), names)]
@@ -933,7 +933,3 @@ def parse_service_protocols(values: list[str]) -> dict[str, str]:
                            f" with PROTOCOL one of TCP, HTTP, HTTP2, GRPC, TLS, HTTPS", status=2)
         out[f"{ns_svc}:{int(port)}"] = protocol
     return out
-
-
-def iter_app_keys(state: dict[str, Any]) -> Iterable[str]:
-    return (k for k, r in sorted(state.get("pods", {}).items()) if r["kind"] == "app")

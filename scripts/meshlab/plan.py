@@ -30,9 +30,6 @@ from meshbridge.service.sources import read_sources
 
 from . import net
 
-SIDECAR_UID = 1337
-GATEWAY_NAMESPACE = "istio-system"
-GATEWAY_APP = "istio-ingressgateway"
 TLS_PROTOCOLS = ("TLS", "HTTPS")
 
 
@@ -41,10 +38,6 @@ class Port:
     number: int
     protocol: str  # TCP | HTTP | HTTP2 | GRPC | TLS | HTTPS (| MONGO for external services)
     service: str  # the Kubernetes Service (or ExternalService) that declares it
-
-    @property
-    def tls(self) -> bool:
-        return self.protocol in TLS_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -110,10 +103,7 @@ def build(paths: list[str]) -> Plan:
     snap = snapshot.build(load(sources))
     clusters = {}
     for name, cluster in snap.clusters.items():
-        gateway = cluster.spec.gateway
-        port = None
-        if gateway is not None:
-            port = snap.gateway_port(name)
+        port = snap.gateway_port(name) if cluster.spec.gateway is not None else None
         clusters[name] = ClusterPlan(name, port, dict(cluster.metadata.labels))
     if len(clusters) > net.MAX_CLUSTERS:
         raise ValueError(f"the lab runs at most {net.MAX_CLUSTERS} clusters")
@@ -130,9 +120,9 @@ def build(paths: list[str]) -> Plan:
             key=lambda p: p.number,
         )
         labels = dict(app.spec.selector) if app.spec.selector else {"app": app_name}
-        for cluster in placed:
+        for where in placed:
             inst = Instance(
-                cluster,
+                where,
                 namespace,
                 app_name,
                 app.spec.service_account or app_name,

@@ -81,7 +81,10 @@ def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
-    p.add_argument("--timing", action="store_true", help='add "ms": how long each request took')
+    p.add_argument("--timing", action="store_true", help='add "ms": how long each request took, '
+                   'and "t": seconds since the first began')
+    p.add_argument("--interval", type=float, default=0.0,
+                   help="seconds between request starts (default: back to back)")
     p.add_argument("url", metavar="URL", help="http://, https:// or tcp://HOST:PORT")
 
 
@@ -91,6 +94,8 @@ def _client_args(args: argparse.Namespace) -> list[str]:
         out += ["--header", header]
     if args.timing:
         out.append("--timing")
+    if args.interval:
+        out += ["--interval", str(args.interval)]
     return out
 
 

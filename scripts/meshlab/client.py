@@ -241,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", help="PEM private key of --cert")
     parser.add_argument("--insecure", action="store_true", help="do not verify the server")
     parser.add_argument(
-        "--timing", action="store_true", help='add "ms": the time each request took'
+        "--timing",
+        action="store_true",
+        help='add "ms": the time each request took, and "t": seconds since the first began',
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.0, help="seconds between request starts (default 0)"
     )
     return parser
 
@@ -253,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--count must be at least 1")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.interval < 0:
+        parser.error("--interval must not be negative")
     if bool(args.cert) != bool(args.key):
         parser.error("--cert and --key go together")
     try:
@@ -268,11 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_error = f"cannot load TLS files: {exc}"
     request = Request(target, args.method.upper(), tuple(args.header), args.timeout, tls)
     answered = True
-    for _ in range(args.count):
+    first = time.perf_counter()
+    for i in range(args.count):
+        if args.interval:
+            pause = first + i * args.interval - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
         started = time.perf_counter()
         result: dict[str, Any] = {"error": setup_error} if setup_error else send(request)
         if args.timing:
             result["ms"] = round((time.perf_counter() - started) * 1000, 3)
+            result["t"] = round(started - first, 3)
         answered = answered and "status" in result
         print(json.dumps(result), flush=True)
     return 0 if answered else 1
@@ -283,3 +296,6 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say
+        sys.stderr.close()
+        sys.exit(1)

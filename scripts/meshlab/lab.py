@@ -595,19 +595,24 @@ class Lab:
                     svc["ports"][port.number] = declared.get(
                         f"{inst.namespace}/{port.service}:{port.number}", port.protocol)
                     svc["pods"][rec["name"]] = rec["address"]
-            if not services:
+            published = set(self.state.get("services", {}).get(cluster, []))
+            gone = published - {f"{ns}/{name}" for ns, name in services}
+            if not services and not gone:
                 continue
             k = kube.Kube(self.kubeconfig(cluster))
             try:
                 for (ns, name), svc in sorted(services.items()):
                     ports = [service_port(n, p) for n, p in sorted(svc["ports"].items())]
                     k.apply([kube.service(name, ns, svc["selector"], ports)])
-                    slice_ports = [{"name": p["name"], "port": p["port"], "protocol": "TCP",
-                                    **({"appProtocol": p["appProtocol"]}
-                                       if "appProtocol" in p else {})} for p in ports]
+                    slice_ports = [{"name": p["name"], "port": p["port"], "protocol": "TCP"}
+                                   for p in ports]
                     k.apply([kube.endpoint_slice(name, ns, slice_ports,
                                                  [(pod, addr, "lab-node")
                                                   for pod, addr in svc["pods"].items()])])
+                for ns_name in sorted(gone):  # no instance left: the Service goes with its pods
+                    ns, name = ns_name.split("/")
+                    k.delete([kube.endpoint_slice(name, ns, [], []),
+                              kube.service(name, ns, {}, [])])
             finally:
                 k.close()
         self.state["services"] = {

@@ -79,11 +79,15 @@ class LabRun:
         return lines
 
     def request(self, source: str, url: str, *, count: int = 1, method: str = "GET",
-                timeout: float = 5) -> list[dict[str, Any]]:
+                timeout: float = 5, interval: float = 0, timing: bool = False
+                ) -> list[dict[str, Any]]:
         """Requests as ``source`` (APP.NAMESPACE@CLUSTER, or ``outside``) sends them."""
+        extra = ["--interval", str(interval)] if interval else []
+        if timing:
+            extra.append("--timing")
         proc = mesh_lab("request", "--dir", str(self.dir), "--from", source, "--count",
-                        str(count), "--method", method, "--timeout", str(timeout), url,
-                        timeout=60 + count * timeout)
+                        str(count), "--method", method, "--timeout", str(timeout), *extra, url,
+                        timeout=60 + count * (timeout + interval))
         answers = self._answers(proc)
         assert len(answers) == count, proc.stderr
         return answers
@@ -94,6 +98,14 @@ class LabRun:
         if cert is not None and key is not None:
             args += ["--cert", str(cert), "--key", str(key)]
         return self._answers(mesh_lab(*args, url))[0]
+
+    def stop(self, instance: str) -> None:
+        proc = mesh_lab("stop", "--dir", str(self.dir), instance)
+        assert proc.returncode == 0, proc.stderr
+
+    def start(self, instance: str) -> None:
+        proc = mesh_lab("start", "--dir", str(self.dir), instance)
+        assert proc.returncode == 0, proc.stderr
 
     def meshbridge(self, *args: str) -> subprocess.CompletedProcess[str]:
         exe = Path(sys.executable).with_name("meshbridge")

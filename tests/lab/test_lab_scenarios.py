@@ -123,7 +123,7 @@ def test_egress_under_registry_only(mesh_lab_run: LabRun) -> None:
     assert "error" in blocked_tls, blocked_tls
 
 
-def test_three_clusters_server_in_two_others(mesh_lab_run: LabRun) -> None:
+def test_three_clusters_server_in_two_others(mesh_lab_run: LabRun, tmp_path: Path) -> None:
     mesh_lab_run.up(MESHES / "three-clusters.yaml")
     web = "web.shop@c1"
     for cluster in ("c2", "c3"):
@@ -139,6 +139,20 @@ def test_three_clusters_server_in_two_others(mesh_lab_run: LabRun) -> None:
     assert set(split) == {"c2", "c3"}, split
     assert abs(split["c2"] - 0.3 * N) <= TOLERANCE, split
 
-    # Undeclared: web has no intent for api in c1 (none runs there), nor for db from api.
+    # Undeclared: api is no client of db.
     (nothing,) = mesh_lab_run.request("api.shop@c2", "tcp://db.data.c3:5432")
     assert "error" in nothing, nothing
+
+    # api leaves c3: its pod goes, and so does every route to it there; c2's stays.
+    docs = list(yaml.safe_load_all((MESHES / "three-clusters.yaml").read_text()))
+    for doc in docs:
+        if doc["kind"] == "App" and doc["metadata"]["name"] == "api":
+            doc["spec"]["clusters"] = ["c2"]
+    moved = tmp_path / "three-clusters-api-in-c2.yaml"
+    moved.write_text(yaml.safe_dump_all(docs))
+    mesh_lab_run.apply(moved)
+    assert "api.shop@c3" not in mesh_lab_run.state["pods"]
+    (gone,) = mesh_lab_run.request(web, "http://api.shop.c3:8080/orders")
+    assert "error" in gone, gone
+    (still,) = mesh_lab_run.request(web, "http://api.shop.c2:8080/orders")
+    assert (still["status"], still["cluster"]) == (200, "c2")

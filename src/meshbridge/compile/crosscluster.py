@@ -11,7 +11,6 @@ from meshbridge.compile.envelope import Obj, make, owner_ref
 from meshbridge.compile.inputs import Context
 from meshbridge.compile.snapshot import Exposure, Snapshot
 
-
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 
 
@@ -131,7 +130,7 @@ def _server_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
             ],
             "exportTo": ["."],
         }
-        name = naming.server_gateway_name(service, ns, cluster)
+        name = naming.gateway_name(host)
         yield cluster, make(networking(snap), "Gateway", name, naming.ISTIO_SYSTEM, gateway, owners)
         yield (
             cluster,

@@ -1,6 +1,7 @@
 """Cross-cluster load balancing: in each client cluster, a VirtualService on the ordinary name
 that splits traffic by the intent's weights, the local DestinationRule, and a ServiceEntry with a
-VIP where no local instance runs (so the ordinary name resolves there)."""
+VIP where no local instance runs (so the ordinary name resolves there). A port with ``failover``
+is routed whole to the service's mesh-internal name instead (see ``failover``)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
         tls: list[dict[str, Any]] = []
         for e in sorted(exposures, key=lambda e: e.port):
             lb = e.intent.spec.load_balancing
-            assert lb is not None
-            route = _route(snap, cluster, ns, service, e.port, dict(lb.weights))
+            if e.intent.spec.failover is not None:  # every request to the mesh-internal name
+                route = [{"destination": {"host": naming.mesh_host(service, ns),
+                                          "port": {"number": e.port}}}]
+            else:
+                assert lb is not None
+                route = _route(snap, cluster, ns, service, e.port, dict(lb.weights))
             protocol = e.intent.spec.protocol
             if protocol.is_http:
                 http.append({"match": [{"port": e.port}], "route": route})

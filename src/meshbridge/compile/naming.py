@@ -19,8 +19,11 @@ object                                 name
 =====================================  =======================================================
 remote name of a service               ``<service>.<namespace>.<cluster>``
 client ServiceEntry / DestinationRule  the remote name (in the client's namespace)
-server Gateway                         ``<service>-<namespace>-<cluster>`` (a label, see above;
-                                       in istio-system)
+server Gateway                         the exported host's labels joined by ``-`` (a label, see
+                                       above; in istio-system): ``<service>-<namespace>-<cluster>``
+mesh-internal name (failover)          ``<service>.<namespace>.mesh.internal``
+failover ServiceEntry / DR             the mesh-internal name (client's namespace; istio-system
+                                       in the server clusters)
 server ServiceEntry / DR               the remote name (in istio-system)
 load-balancing VS / DR / ServiceEntry  ``<service>.<namespace>`` (in the client's namespace)
 AuthorizationPolicy                    ``<intent>`` (ALLOW), ``<intent>-deny`` (DENY)
@@ -63,9 +66,16 @@ def label(*parts: str) -> str:
     return shorten(joined, MAX_LABEL)
 
 
-def server_gateway_name(service: str, namespace: str, cluster: str) -> str:
-    """The AUTO_PASSTHROUGH Gateway exporting ``remote_host(service, namespace, cluster)``."""
-    return label(service, namespace, cluster)
+def gateway_name(host: str) -> str:
+    """The AUTO_PASSTHROUGH Gateway exporting ``host`` (a remote or mesh-internal name)."""
+    return label(*host.split("."))
+
+
+def mesh_host(service: str, namespace: str) -> str:
+    """A service's mesh-internal name: every cluster that runs it, for failover. Four labels,
+    so it never equals a remote name (three); ``.internal`` is the top-level domain reserved
+    for private use."""
+    return f"{service}.{namespace}.mesh.internal"
 
 
 def remote_host(service: str, namespace: str, cluster: str) -> str:

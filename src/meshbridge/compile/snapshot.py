@@ -59,7 +59,8 @@ class RemoteUse(NamedTuple):
 
 
 class BalancedUse(NamedTuple):
-    """In ``client_cluster``, namespace ``client_ns`` calls a load-balanced service port."""
+    """In ``client_cluster``, namespace ``client_ns`` calls a load-balanced (or failover) service
+    port by its ordinary name."""
 
     client_cluster: str
     client_ns: str
@@ -185,11 +186,14 @@ def _routes(snap: Snapshot) -> tuple[tuple[RemoteUse, ...], tuple[BalancedUse, .
             for client in intent.spec.clients:
                 client_ns = client.namespace or namespace
                 for c_cluster in snap.placement.get((client_ns, client.app), ()):
-                    if lb is not None:
+                    if lb is not None or intent.spec.failover is not None:
                         balanced.add(
                             BalancedUse(c_cluster, client_ns, namespace, service, intent.spec.port)
                         )
-                        targets = [s for s in weights if s != c_cluster]
+                        # failover reaches every cluster under one name (see compile.failover)
+                        targets = [] if intent.spec.failover else [
+                            s for s in weights if s != c_cluster
+                        ]
                     elif c_cluster in servers:
                         targets = []
                     else:

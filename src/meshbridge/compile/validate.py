@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from meshbridge.compile.snapshot import Snapshot
+from meshbridge.compile.snapshot import RemoteUse, Snapshot
 from meshbridge.compile.vips import capacity, vip_needs
 from meshbridge.errors import Problem
 from meshbridge.model import Intents, Located
@@ -103,8 +103,68 @@ def load_balancing(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
             yield _problem(doc, "spec.loadBalancing.weights", f"weights sum to {total}, not 100")
 
 
+def failover(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    first: dict[tuple[str, str], Located[Any]] = {}
+    for doc in intents.inbound:
+        intent = doc.obj
+        fo = intent.spec.failover
+        if fo is None or (intent.namespace, intent.spec.app) not in snap.apps:
+            continue
+        placed = snap.intent_placement(intent)
+        if len(placed) < 2:
+            yield _problem(
+                doc,
+                "spec.failover",
+                f"app {intent.spec.app!r} runs in {len(placed)} cluster(s) "
+                f"({', '.join(placed) or 'none'}); failover needs an app placed in more than one",
+            )
+        if not intent.spec.protocol.is_http:
+            yield _problem(
+                doc,
+                "spec.failover",
+                f"failover needs an HTTP, HTTP2 or GRPC port, not {intent.spec.protocol.value}: "
+                "outlier detection counts failed requests, and a connection through another "
+                "cluster's gateway does not fail when the instance behind it is gone",
+            )
+        for i, cluster in enumerate(fo.priority or ()):
+            if cluster not in placed:
+                yield _problem(
+                    doc,
+                    f"spec.failover.priority[{i}]",
+                    f"app {intent.spec.app!r} does not run in cluster {cluster!r} "
+                    f"(it runs in: {', '.join(placed) or 'none'})",
+                )
+        if fo.priority is not None and intent.spec.load_balancing is not None:
+            yield _problem(
+                doc,
+                "spec.failover.priority",
+                "priority orders clusters for failover without weights; with "
+                "loadBalancing.weights, traffic is split by the weights instead: give one of them",
+            )
+        key = (intent.namespace, intent.service_name)
+        other = first.setdefault(key, doc)
+        if other is not doc and (
+            other.obj.spec.failover != fo or other.obj.spec.load_balancing != intent.spec.load_balancing
+        ):
+            yield _problem(
+                doc,
+                "spec.failover",
+                f"service {intent.service_name}.{intent.namespace} has one mesh-internal name for "
+                f"failover: its failover and loadBalancing must be those of InboundIntent "
+                f"{other.obj.name!r}",
+            )
+
+
 def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
     needed = {use.server_cluster: use for use in reversed(snap.remote_uses)}
+    for b in snap.balanced_uses:  # failover reaches every other cluster through its gateway
+        for e in snap.exposures(b.namespace, b.service):
+            if e.port == b.port and e.intent.spec.failover is not None:
+                lb = e.intent.spec.load_balancing
+                for target in snap.intent_placement(e.intent):
+                    if target != b.client_cluster and (lb is None or lb.weights.get(target)):
+                        needed.setdefault(target, RemoteUse(
+                            b.client_cluster, b.client_ns, b.namespace, b.service, target, b.port))
     by_name = {d.obj.name: d for d in intents.clusters}
     for cluster, use in sorted(needed.items()):
         gateway = snap.clusters[cluster].spec.gateway
@@ -225,6 +285,7 @@ RULES: tuple[Rule, ...] = (
     intent_references,
     duplicate_exposures,
     load_balancing,
+    failover,
     access_points,
     gateways,
     hosts,

@@ -277,6 +277,53 @@ class LoadBalancing(_Model):
     weights: dict[DNSLabel, Annotated[int, Field(ge=0, le=100, strict=True)]]
 
 
+def _duration(value: str) -> str:
+    """An Istio duration as users write it: a whole number and a unit (``500ms``, ``5s``, ``2m``)."""
+    m = re.fullmatch(r"([0-9]{1,9})(ms|s|m|h)", value)
+    if m is None:
+        raise ValueError(f"{value!r} is not a duration such as 500ms, 5s or 2m")
+    if int(m.group(1)) == 0:
+        raise ValueError("a duration must be longer than 0")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class OutlierDetection(_Model):
+    """When a client's proxy stops sending to one cluster's instances (Istio's knobs)."""
+
+    consecutive_5xx_errors: Annotated[int, Field(ge=0, le=1000, strict=True)] = Field(
+        default=5, alias="consecutive5xxErrors"
+    )
+    consecutive_gateway_errors: Annotated[int, Field(ge=0, le=1000, strict=True)] = 0
+    interval: Duration = "5s"
+    base_ejection_time: Duration = "30s"
+    max_ejection_percent: Annotated[int, Field(ge=0, le=100, strict=True)] = 100
+
+    @model_validator(mode="after")
+    def _detects(self) -> OutlierDetection:
+        if self.consecutive_5xx_errors == 0 and self.consecutive_gateway_errors == 0:
+            raise ValueError("consecutive5xxErrors and consecutiveGatewayErrors are both 0: "
+                             "no failure would ever be detected")
+        return self
+
+
+class Failover(_Model):
+    outlier_detection: OutlierDetection = Field(default_factory=OutlierDetection)
+    priority: list[DNSLabel] | None = None
+
+    @model_validator(mode="after")
+    def _priority(self) -> Failover:
+        if self.priority is not None:
+            if not self.priority:
+                raise ValueError("priority must name at least one cluster (omit it for the "
+                                 "locality order)")
+            if len(set(self.priority)) != len(self.priority):
+                raise ValueError("priority lists a cluster twice")
+        return self
+
+
 class ExternalAccess(_Model):
     host: DNSName
     tls_mode: Literal["MUTUAL", "SIMPLE"] = "MUTUAL"
@@ -289,6 +336,7 @@ class InboundIntentSpec(_Model):
     protocol: Protocol = Protocol.TCP
     clients: list[Client] = Field(default_factory=list)
     load_balancing: LoadBalancing | None = None
+    failover: Failover | None = None
     external: ExternalAccess | None = None
 
 

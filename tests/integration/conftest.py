@@ -28,9 +28,7 @@ silent skip.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -40,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import build_test_tools
 
 REPO = Path(__file__).resolve().parents[2]
 TESTENV_SCRIPT = REPO / "scripts" / "k8s-testenv"
@@ -161,38 +160,10 @@ class TestEnv:
         return run_testenv("down", "--purge", "--dir", str(self.dir), timeout=300)
 
 
-@contextlib.contextmanager
-def _show_output(config: pytest.Config) -> Iterator[None]:
-    """Let a (possibly long, cold) build print its progress through pytest's capture."""
-    capman = config.pluginmanager.getplugin("capturemanager")
-    if capman is None:
-        yield
-        return
-    with capman.global_and_fixture_disabled():
-        yield
-
-
 @pytest.fixture(scope="session")
 def testenv_binaries(pytestconfig: pytest.Config) -> None:
-    """Build (or reuse) kube-apiserver and fetch Istio's CRDs: never skip."""
-    with _show_output(pytestconfig):
-        sys.stderr.write(
-            "\nk8s-testenv: ensuring kube-apiserver, etcd, istiod and Istio CRDs "
-            "(a cold build takes ~15 min on 2 cores)\n"
-        )
-        sys.stderr.flush()
-        proc = subprocess.run(
-            [sys.executable, str(TESTENV_SCRIPT), "build", "--istio"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            check=False,
-            env=os.environ.copy(),
-        )
-    if proc.returncode != 0:
-        pytest.fail(
-            f"scripts/k8s-testenv build failed (exit {proc.returncode}); see its output above",
-            pytrace=False,
-        )
+    """Build (or reuse) kube-apiserver, etcd and istiod, fetch Istio's CRDs: never skip."""
+    build_test_tools(pytestconfig)
 
 
 @pytest.fixture(scope="session")

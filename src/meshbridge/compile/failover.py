@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from meshbridge.compile import naming
+from meshbridge.compile import crosscluster, naming
 from meshbridge.compile.crosscluster import (
     TLS_MODE_LABEL,
     networking,
@@ -164,39 +164,6 @@ def _client_objects(
     yield make(networking(snap), "DestinationRule", host, client_ns, rule, owners)
 
 
-def _server_objects(snap: Snapshot, exposures: list[Exposure]) -> Iterator[Obj]:
-    """The mesh-internal name exported through this cluster's gateway (as a remote name is)."""
-    intent = exposures[0].intent
-    service, ns = intent.service_name, intent.namespace
-    host = naming.mesh_host(service, ns)
-    owners = [owner_ref("InboundIntent", e.intent.namespace, e.intent.name) for e in exposures]
-    gateway = {
-        "selector": {"istio": "ingressgateway"},
-        "servers": [
-            {
-                "port": {"number": 15443, "name": "tls", "protocol": "TLS"},
-                "tls": {"mode": "AUTO_PASSTHROUGH"},
-                "hosts": [host],
-            }
-        ],
-    }
-    entry = {
-        "hosts": [host],
-        "location": "MESH_INTERNAL",
-        "ports": ports_spec(exposures),
-        "resolution": "DNS",
-        "endpoints": [
-            {"address": naming.local_host(service, ns), "labels": {TLS_MODE_LABEL: "istio"}}
-        ],
-        "exportTo": ["."],
-    }
-    rule = {"host": host, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}, "exportTo": ["."]}
-    api = networking(snap)
-    yield make(api, "Gateway", naming.gateway_name(host), naming.ISTIO_SYSTEM, gateway, owners)
-    yield make(api, "ServiceEntry", host, naming.ISTIO_SYSTEM, entry, owners)
-    yield make(api, "DestinationRule", host, naming.ISTIO_SYSTEM, rule, owners)
-
-
 def _failover_exposures(snap: Snapshot, ns: str, service: str, ports: set[int]) -> list[Exposure]:
     return sorted(
         (e for e in snap.exposures(ns, service)
@@ -223,5 +190,7 @@ def build(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
                 exports[(target, ns, service)].update(e.port for e in exposures)
     for (cluster, ns, service), ports in sorted(exports.items()):
         if ctx.wants(cluster):
-            for obj in _server_objects(snap, _failover_exposures(snap, ns, service, ports)):
+            host = naming.mesh_host(service, ns)
+            exposures = _failover_exposures(snap, ns, service, ports)
+            for obj in crosscluster.exported(snap, host, exposures, None):
                 yield cluster, obj

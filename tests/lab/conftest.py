@@ -114,6 +114,38 @@ class LabRun:
                               capture_output=True, text=True, stdin=subprocess.DEVNULL,
                               check=False)
 
+    def down(self) -> None:
+        proc = mesh_lab("down", "--dir", str(self.dir), timeout=180)
+        assert proc.returncode == 0, f"mesh-lab down failed:\n{proc.stderr}"
+
+    def processes(self) -> dict[int, str]:
+        """Every process inside one of the lab's network namespaces: pid -> command line."""
+        inodes = set(self.state.get("netns", {}).values())
+        out = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if (entry / "ns" / "net").stat().st_ino in inodes:
+                    out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ")\
+                        .decode(errors="replace")
+            except OSError:
+                continue
+        return out
+
+    @staticmethod
+    def still_running(processes: dict[int, str]) -> dict[int, str]:
+        """Those of ``processes`` that still run (not exited, not a zombie)."""
+        out = {}
+        for pid, cmd in processes.items():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            if stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X"):
+                out[pid] = cmd
+        return out
+
     def leftovers(self) -> list[str]:
         """What a lab that was taken down left behind (empty when nothing)."""
         left = []
@@ -169,8 +201,7 @@ def mesh_lab_run(lab_tools: None) -> Iterator[LabRun]:
         yield run
     finally:
         if (run.dir / "lab.json").exists():
-            proc = mesh_lab("down", "--dir", str(run.dir), timeout=180)
-            assert proc.returncode == 0, f"mesh-lab down failed:\n{proc.stderr}"
+            run.down()
         left = run.leftovers()
         assert not left, f"the lab left things behind: {left}"
         shutil.rmtree(folder, ignore_errors=True)

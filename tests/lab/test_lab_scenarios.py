@@ -42,6 +42,16 @@ def test_sleep_calls_httpbin_in_the_other_cluster(mesh_lab_run: LabRun) -> None:
     # mTLS end to end through cluster2's gateway: httpbin's sidecar saw sleep's certificate.
     assert answer["peer"] == SLEEP.format(ns="foo")
 
+    # `down` leaves nothing: no process of the lab (Envoys its agents started included), no
+    # network namespace, hence no listening port.
+    running = mesh_lab_run.processes()
+    kinds = {"kube-apiserver", "etcd", "pilot-discovery", "pilot-agent", "envoy", "meshlab.stub",
+             "meshlab.dns"}
+    assert kinds <= {k for cmd in running.values() for k in kinds if k in cmd}, running
+    mesh_lab_run.down()
+    assert mesh_lab_run.still_running(running) == {}
+    assert mesh_lab_run.leftovers() == []
+
 
 def test_helloworld_is_split_between_clusters_and_follows_a_changed_intent(
     mesh_lab_run: LabRun, tmp_path: Path

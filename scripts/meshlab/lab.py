@@ -306,12 +306,12 @@ class Lab:
                      "--istiod-address", f"{cluster}={info['istiod']}"]
         args += list(plan.clusters)
         log(f"starting {len(plan.clusters)} control planes (etcd, kube-apiserver, istiod)")
+        self.state["testenv"] = str(self.path("testenv"))  # recorded first: `down` stops them
+        self.save()
         proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, check=False)
         if proc.returncode != 0:
             raise LabError(f"k8s-testenv up failed:\n{proc.stderr[-4000:]}")
-        self.state["testenv"] = str(self.path("testenv"))
-        self.save()
 
     def _start_dns(self) -> None:
         self._write_zones()

@@ -209,9 +209,14 @@ def access_points(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
 
 
 def hosts(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
-    """A host is defined once per namespace and cluster; remote names are reserved."""
+    """A host is declared by one ExternalService per cluster; remote names are reserved.
+
+    An ExternalService's ServiceEntry is exported to every namespace, so two of them declaring
+    one host in one cluster — in the same namespace or not — are both visible to every sidecar
+    there, and Istio merges or picks between their ports and endpoints.
+    """
     reserved = {use.host for use in snap.remote_uses}
-    seen: dict[tuple[str, str, str], Located[Any]] = {}
+    seen: dict[tuple[str, str], Located[Any]] = {}
     for doc in intents.external_services:
         es = doc.obj
         for i, host in enumerate(es.spec.hosts):
@@ -220,13 +225,15 @@ def hosts(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                     doc, f"spec.hosts[{i}]", f"{host!r} is a remote name meshbridge generates"
                 )
             for cluster in es.spec.clusters or snap.clusters:
-                first = seen.setdefault((cluster, es.namespace, host), doc)
+                first = seen.setdefault((cluster, host), doc)
                 if first is not doc:
                     yield _problem(
                         doc,
                         f"spec.hosts[{i}]",
-                        f"host {host!r} is already defined in namespace {es.namespace!r} for "
-                        f"cluster {cluster!r} by ExternalService {first.obj.name!r}",
+                        f"host {host!r} is already declared for cluster {cluster!r} by "
+                        f"ExternalService {first.obj.namespace}/{first.obj.name} "
+                        f"({first.source}#{first.index}); an ExternalService is visible in "
+                        "every namespace, so a host is declared once per cluster",
                     )
                     break
     ingress: dict[str, Located[Any]] = {}

@@ -158,3 +158,33 @@ def test_an_address_already_another_hosts_vip_is_refused_and_nothing_moves(
     applied = cli("apply", "-f", str(src))
     assert applied.exit_code == 2 and f"spec.addresses[1]: address {held}" in applied.stderr
     assert _stored_vips(state) == before_vips
+
+
+def test_a_passthrough_host_gets_routes_by_sni_and_no_credential(cli, tmp_path: Path) -> None:
+    """PASSTHROUGH: the service presents its own certificate, so the mesh issues, stores and
+    writes none for its host (the SIMPLE host beside it keeps its credential)."""
+    out, state = tmp_path / "o", tmp_path / "state" / "state.db"
+    result = cli("render", "-f", str(EXAMPLES / "external-passthrough"), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    tree = read_tree(out)
+    (gateway,) = tree["cluster1/shop/gateway.ledger-ingress.yaml"]
+    assert gateway["spec"]["servers"] == [{
+        "port": {"number": 443, "name": "tls", "protocol": "TLS"},
+        "tls": {"mode": "PASSTHROUGH"}, "hosts": ["ledger.example.com"]}]
+    (service,) = tree["cluster1/shop/virtualservice.ledger-ingress.yaml"]
+    assert service["spec"]["tls"] == [{
+        "match": [{"port": 443, "sniHosts": ["ledger.example.com"]}],
+        "route": [{"destination": {"host": "ledger.shop.svc.cluster.local",
+                                   "port": {"number": 8443}}}]}]
+    secrets = sorted(p for p in tree if "/secret." in p)
+    assert secrets == ["cluster1/istio-system/secret.cacerts.yaml",
+                       "cluster1/istio-system/secret.web.example.com-credential.yaml"]
+    store = open_store(str(state))
+    try:
+        assert store.get_blob("pki.server", "web.example.com") is not None
+        assert store.get_blob("pki.server", "ledger.example.com") is None
+    finally:
+        store.close()
+    status = cli("pki", "status")
+    assert "web.example.com" in status.stdout + status.stderr
+    assert "ledger.example.com" not in status.stdout + status.stderr

@@ -184,6 +184,31 @@ def test_duplicate_external_ingress_hosts(cli, tmp_path: Path) -> None:
                     "InboundIntent/web spec.external.host: host 'a.example.com' is already exposed")
 
 
+@pytest.mark.parametrize(("protocol", "external", "message"), [
+    ("HTTPS", {"tlsMode": "SIMPLE"},
+     "this service is HTTPS: it speaks TLS itself, so SIMPLE would end TLS at the gateway and "
+     "send plain bytes to its TLS port; write tlsMode: PASSTHROUGH"),
+    ("TLS", {"tlsMode": "MUTUAL"}, "this service is TLS: it speaks TLS itself, so MUTUAL would"),
+    ("HTTPS", {}, "this service is HTTPS: it speaks TLS itself, so MUTUAL (the default) would "
+              "end TLS at the gateway"),
+])
+def test_external_tls_service_must_be_passthrough(cli, tmp_path: Path, protocol: str,
+                                                  external: dict[str, str], message: str) -> None:
+    docs = [*base(), intent(protocol=protocol, external={"host": "a.example.com", **external})]
+    stderr = assert_rejected(cli, tmp_path, docs,
+                             f"#5 InboundIntent/httpbin spec.external.tlsMode: {message}")
+    assert "1 problem found" in stderr
+    assert cli("validate", "-f", str(tmp_path / "in" / "mesh.yaml")).exit_code == 2
+
+
+def test_passthrough_needs_a_tls_service(cli, tmp_path: Path) -> None:
+    docs = [*base(), intent(protocol="HTTP",
+                            external={"host": "a.example.com", "tlsMode": "PASSTHROUGH"})]
+    assert_rejected(cli, tmp_path, docs,
+                    "InboundIntent/httpbin spec.external.tlsMode: PASSTHROUGH hands the caller's "
+                    "TLS to the service untouched, but this service is HTTP, not TLS or HTTPS")
+
+
 def test_duplicate_names(cli, tmp_path: Path) -> None:
     docs = [*base(), doc("App", "sleep", {"clusters": ["c2"]}, "foo")]
     assert_rejected(cli, tmp_path, docs, "#5 App/sleep metadata.name: duplicate App 'foo/sleep'")

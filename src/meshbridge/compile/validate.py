@@ -208,6 +208,35 @@ def access_points(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                 )
 
 
+def external_tls(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    """A TLS or HTTPS service is reached from outside by PASSTHROUGH, and only it is: the
+    gateway cannot terminate TLS and hand plain bytes to a port that expects TLS, nor pass a
+    caller's TLS through to a port that does not speak it."""
+    for doc in intents.inbound:
+        ext = doc.obj.spec.external
+        if ext is None:
+            continue
+        protocol = doc.obj.spec.protocol
+        if protocol.is_tls and ext.terminated:
+            given = "" if "tls_mode" in ext.model_fields_set else " (the default)"
+            yield _problem(
+                doc,
+                "spec.external.tlsMode",
+                f"this service is {protocol.value}: it speaks TLS itself, so {ext.tls_mode}"
+                f"{given} would end TLS at the gateway and send plain bytes to its TLS port; "
+                "write tlsMode: PASSTHROUGH (the gateway routes the caller's TLS by SNI to the "
+                "service, which presents its own certificate)",
+            )
+        elif not protocol.is_tls and not ext.terminated:
+            yield _problem(
+                doc,
+                "spec.external.tlsMode",
+                f"PASSTHROUGH hands the caller's TLS to the service untouched, but this service "
+                f"is {protocol.value}, not TLS or HTTPS; use SIMPLE or MUTUAL to end TLS at the "
+                "gateway",
+            )
+
+
 def hosts(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
     """A host is declared by one ExternalService per cluster; remote names are reserved.
 
@@ -295,6 +324,7 @@ RULES: tuple[Rule, ...] = (
     failover,
     access_points,
     gateways,
+    external_tls,
     hosts,
     addresses,
     vip_pool,

@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     ext.add_argument("--cert", help="client certificate (PEM), e.g. from `meshbridge pki "
                      "issue-client`")
     ext.add_argument("--key", help="its private key")
-    ext.add_argument("--cacert", help="CA that verifies the gateway (default: the mesh's "
-                     "ingress server CA)")
+    ext.add_argument("--cacert", help="CA that verifies the server (default: the mesh's "
+                     "ingress server CA, for a gateway that ends TLS; for a PASSTHROUGH host the "
+                     "app answers itself: DIR/lab-ca/ca.pem)")
     _client_options(ext)
     for name, text in (("stop", "stop one app instance's stub (its sidecar stays)"),
                        ("start", "start it again")):

@@ -489,6 +489,7 @@ class Lab:
                     rec = self._new_pod(inst.key, "app", cluster, inst.namespace, inst.app,
                                         self._pod_address(cluster))
                     rec["ports"] = [[p.number, p.protocol, p.service] for p in inst.ports]
+                    rec["tls_names"] = list(inst.external_hosts)
                     rec["service_account"] = inst.service_account
                     rec["labels"] = inst.labels
                 k.apply([kube.namespace(inst.namespace),

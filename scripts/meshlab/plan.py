@@ -5,7 +5,9 @@ the placement meshbridge compiles), and derives:
 
 * one Kubernetes cluster per Cluster document, with an ingress gateway;
 * one pod per App placement (cluster, namespace, app): a stub workload behind a sidecar,
-  answering on every port of the app's InboundIntents;
+  answering on every port of the app's InboundIntents (on TLS and HTTPS ports with a lab
+  certificate for the pod's name and the external hosts of its intents: a PASSTHROUGH caller
+  reaches the stub itself and verifies that name);
 * one stand-in host per ExternalService, answering on its ports.
 
 The rewritten intents (``DIR/intents.yaml``) differ from the input only where the input names
@@ -50,6 +52,7 @@ class Instance:
     service_account: str
     labels: dict[str, str]
     ports: tuple[Port, ...]
+    external_hosts: tuple[str, ...] = ()  # `external.host` of the app's intents
 
     @property
     def key(self) -> str:
@@ -119,6 +122,14 @@ def build(paths: list[str]) -> Plan:
             },
             key=lambda p: p.number,
         )
+        external_hosts = sorted(
+            {
+                i.spec.external.host
+                for intents in snap.services.values()
+                for i in intents
+                if i.namespace == namespace and i.spec.app == app_name and i.spec.external
+            }
+        )
         labels = dict(app.spec.selector) if app.spec.selector else {"app": app_name}
         for where in placed:
             inst = Instance(
@@ -128,6 +139,7 @@ def build(paths: list[str]) -> Plan:
                 app.spec.service_account or app_name,
                 labels,
                 tuple(ports),
+                tuple(external_hosts),
             )
             instances[inst.key] = inst
     externals: dict[str, External] = {}

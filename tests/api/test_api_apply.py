@@ -101,3 +101,27 @@ def test_oversized_bodies_are_413(api: Api) -> None:
     streamed = api.http.post("/api/v1/apply", content=chunks(),
                              headers={**api.as_("editor"), "Content-Type": "application/yaml"})
     assert streamed.status_code == 413
+
+
+def test_an_address_already_another_hosts_vip_is_422_and_nothing_moves(api: Api, store) -> None:
+    """The server plans like the CLI: an ExternalService address that is already the VIP of
+    another host in that cluster is refused (PUT and apply alike), nothing stored, no VIP moved."""
+    assert api.apply(example_yaml("sleep-httpbin")).status_code == 200
+    vips = store.vip_records()
+    (held,) = [r.address for r in vips
+               if r.active and (r.cluster, r.key) == ("cluster1", "httpbin.bar.cluster2")]
+    pinned = doc("ExternalService", "pinned",
+                 {"hosts": ["legacy.example"], "addresses": [held],
+                  "ports": [{"number": 3306, "name": "mysql"}],
+                  "endpoints": [{"address": "172.16.0.8"}], "clusters": ["cluster1"]}, "foo")
+    put = api.put("/api/v1/namespaces/foo/externalservices/pinned", pinned)
+    applied = api.apply(yaml.safe_dump_all([pinned]))
+    for r in (put, applied):
+        assert r.status_code == 422, r.text
+        (err,) = r.json()["errors"]
+        assert err["document"].startswith("<body>#1 ExternalService/pinned")
+        assert err["path"] == "spec.addresses[0]"
+        assert (f"address {held} is already the VIP of host httpbin.bar.cluster2 in cluster "
+                "'cluster1'") in err["message"]
+    assert api.get("/api/v1/namespaces/foo/externalservices/pinned").status_code == 404
+    assert store.vip_records() == vips

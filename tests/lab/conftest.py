@@ -94,10 +94,14 @@ class LabRun:
         return answers
 
     def external(self, cluster: str, url: str, *, cert: Path | None = None,
-                 key: Path | None = None) -> dict[str, Any]:
+                 key: Path | None = None, cacert: Path | None = None) -> dict[str, Any]:
+        """A request from outside the mesh to ``cluster``'s ingress gateway, verifying the
+        server against ``cacert`` (default: the mesh's ingress server CA)."""
         args = ["external", "--dir", str(self.dir), "--cluster", cluster, "--timeout", "5"]
         if cert is not None and key is not None:
             args += ["--cert", str(cert), "--key", str(key)]
+        if cacert is not None:
+            args += ["--cacert", str(cacert)]
         return self._answers(mesh_lab(*args, url))[0]
 
     def stop(self, instance: str) -> None:

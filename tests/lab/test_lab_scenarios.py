@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLES, MESHES, LabRun
+from conftest import EXAMPLES, MESHES, LabRun, mesh_lab
 
 pytestmark = pytest.mark.lab
 
@@ -106,6 +106,47 @@ def test_external_mtls_and_authorization(mesh_lab_run: LabRun, tmp_path: Path) -
         assert answer == {"status": 403}, (method, path, answer)
     (intruder,) = mesh_lab_run.request("intruder.default@cluster1", svc + "/headers")
     assert intruder == {"status": 403}
+
+
+def test_external_passthrough_answers_with_the_services_own_certificate(
+    mesh_lab_run: LabRun, tmp_path: Path
+) -> None:
+    """ledger speaks HTTPS itself: its external access passes the caller's TLS through the
+    gateway by SNI, and ledger's own certificate (the lab CA's, for ledger.example.com) answers.
+    web beside it on the same gateway port is SIMPLE: the gateway ends TLS with the mesh's
+    ingress certificate. SIMPLE for ledger is refused before anything reaches the lab."""
+    mesh_lab_run.up(EXAMPLES / "external-passthrough")
+    lab_ca = mesh_lab_run.dir / "lab-ca" / "ca.pem"
+    ledger = "https://ledger.example.com/accounts"
+
+    answer = mesh_lab_run.external("cluster1", ledger, cacert=lab_ca)
+    assert answer.get("status") == 200, answer
+    assert (answer["cluster"], answer["namespace"], answer["app"], answer["host"],
+            answer["path"]) == ("cluster1", "shop", "ledger", "ledger.example.com", "/accounts")
+    # The certificate is the service's, not the mesh's: the ingress CA does not verify it.
+    mesh_ca = mesh_lab_run.external("cluster1", ledger)
+    assert "certificate verification failed" in mesh_ca.get("error", ""), mesh_ca
+
+    web = mesh_lab_run.external("cluster1", "https://web.example.com/status/200")
+    assert (web.get("status"), web.get("app"), web.get("host")) == (
+        200, "web", "web.example.com"), web
+    web_lab_ca = mesh_lab_run.external("cluster1", "https://web.example.com/", cacert=lab_ca)
+    assert "certificate verification failed" in web_lab_ca.get("error", ""), web_lab_ca
+
+    # The same intent with SIMPLE: exit 2 at validation, nothing applied, ledger still answers.
+    docs = list(yaml.safe_load_all((EXAMPLES / "external-passthrough" / "mesh.yaml").read_text()))
+    (intent,) = [d for d in docs if d["kind"] == "InboundIntent"
+                 and d["metadata"]["name"] == "ledger"]
+    intent["spec"]["external"]["tlsMode"] = "SIMPLE"
+    simple = tmp_path / "simple.yaml"
+    simple.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    refused = mesh_lab("apply", "--dir", str(mesh_lab_run.dir), "-f", str(simple))
+    assert refused.returncode == 2, refused.stderr
+    assert (f"{simple}#5 InboundIntent/ledger spec.external.tlsMode: this service is "
+            "HTTPS") in refused.stderr, refused.stderr
+    assert "write tlsMode: PASSTHROUGH" in refused.stderr
+    again = mesh_lab_run.external("cluster1", ledger, cacert=lab_ca)
+    assert (again.get("status"), again.get("app")) == (200, "ledger"), again
 
 
 def test_egress_under_registry_only(mesh_lab_run: LabRun) -> None:

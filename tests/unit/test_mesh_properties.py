@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from meshbridge import compile as mbcompile
 from meshbridge.compile.output import files
 from meshbridge.compile.vips import lookup
+from meshbridge.errors import InvalidInput
 from meshbridge.loading import Source, load
 
 API = "meshbridge.dev/v1alpha1"
@@ -130,3 +131,29 @@ def test_one_cluster_alone_equals_its_part_of_the_whole(docs: list[dict[str, Any
     whole = mbcompile.objects(plan)
     cluster = data.draw(st.sampled_from(sorted(whole)))
     assert mbcompile.objects(plan, only={cluster}) == {cluster: whole[cluster]}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(docs=meshes(), data=st.data())
+def test_an_explicit_address_never_moves_an_allocated_vip(docs: list[dict[str, Any]], data: st.DataObject) -> None:
+    plan = _plan(docs, [])
+    before = lookup(plan.vips)
+    clusters = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Cluster")
+    cluster = data.draw(st.sampled_from(clusters))
+    held = sorted(a for (c, _), a in before.items() if c == cluster)
+    address = data.draw(st.sampled_from([*held, "240.0.0.250"]))
+    pinned = {"apiVersion": API, "kind": "ExternalService",
+              "metadata": {"name": "pinned", "namespace": "ns-a"},
+              "spec": {"hosts": ["pinned.example"], "addresses": [address],
+                       "ports": [{"number": 3306, "name": "tcp"}],
+                       "endpoints": [{"address": "172.16.0.1"}], "clusters": [cluster]}}
+    try:
+        after = _plan([*docs, pinned], plan.vips)
+    except InvalidInput as exc:
+        assert address in held
+        (problem,) = exc.problems
+        assert (problem.name, problem.path) == ("pinned", "spec.addresses[0]")
+        return
+    assert address not in held
+    now = lookup(after.vips)
+    assert {k: now[k] for k in before} == before, "an explicit address moved a VIP"

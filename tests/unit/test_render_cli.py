@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 from helpers import EXAMPLES, read_tree, write_docs
 
+from meshbridge.store import open_store
+
 
 def _digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -104,3 +106,85 @@ def test_secret_free_manifests_are_world_readable_only_if_not_secret(cli, tmp_pa
         secret = yaml.safe_load(path.read_text())["kind"] == "Secret"
         mode = os.stat(path).st_mode & 0o777
         assert mode == (0o600 if secret else 0o644), path
+
+
+def _stored_vips(state: Path) -> list:
+    store = open_store(str(state))
+    try:
+        return store.vip_records()
+    finally:
+        store.close()
+
+
+def test_an_address_already_another_hosts_vip_is_refused_and_nothing_moves(
+    cli, tmp_path: Path
+) -> None:
+    """An ExternalService writing, as its own address, the VIP a remote name and another
+    ExternalService already hold in that cluster: exit 2 naming both, nothing written or stored."""
+    state = tmp_path / "state" / "state.db"
+    base = list(yaml.safe_load_all((EXAMPLES / "sleep-httpbin" / "mesh.yaml").read_text()))
+    base += list(yaml.safe_load_all((EXAMPLES / "sleep-httpbin" / "apps.yaml").read_text()))
+    pg = {"apiVersion": "meshbridge.dev/v1alpha1", "kind": "ExternalService",
+          "metadata": {"name": "pg", "namespace": "foo"},
+          "spec": {"hosts": ["pg.example"], "ports": [{"number": 5432, "name": "pg"}],
+                   "endpoints": [{"address": "172.16.0.9"}], "clusters": ["cluster1"]}}
+    src = write_docs(tmp_path / "in" / "mesh.yaml", [*base, pg])
+    out = tmp_path / "o"
+    assert cli("render", "-f", str(src), "-o", str(out)).exit_code == 0
+    remote = yaml.safe_load(
+        (out / "cluster1" / "foo" / "serviceentry.httpbin.bar.cluster2.yaml").read_text())
+    held = remote["spec"]["addresses"][0]
+    pg_vip = yaml.safe_load(
+        (out / "cluster1" / "foo" / "serviceentry.pg.yaml").read_text())["spec"]["addresses"][0]
+    before_files, before_vips = _digest(out), _stored_vips(state)
+
+    pinned = {"apiVersion": "meshbridge.dev/v1alpha1", "kind": "ExternalService",
+              "metadata": {"name": "pinned", "namespace": "bar"},
+              "spec": {"hosts": ["legacy.example"], "addresses": ["240.0.0.200", held, pg_vip],
+                       "ports": [{"number": 3306, "name": "mysql"}],
+                       "endpoints": [{"address": "172.16.0.8"}], "clusters": ["cluster1"]}}
+    write_docs(src, [*base, pg, pinned])
+    result = cli("render", "-f", str(src), "-o", str(out))
+    assert result.exit_code == 2, result.stderr
+    assert (f"{src}#8 ExternalService/pinned spec.addresses[1]: address {held} is already the "
+            f"VIP of host httpbin.bar.cluster2 in cluster 'cluster1'") in result.stderr
+    assert (f"{src}#8 ExternalService/pinned spec.addresses[2]: address {pg_vip} is already the "
+            f"VIP of ExternalService foo/pg ({src}#7, hosts pg.example) in cluster 'cluster1'"
+            ) in result.stderr
+    assert "2 problems found" in result.stderr
+    assert _digest(out) == before_files, "render rewrote the output of a refused run"
+    assert _stored_vips(state) == before_vips, "a refused run changed the stored VIPs"
+    # apply plans the same way: refused before any cluster is contacted
+    applied = cli("apply", "-f", str(src))
+    assert applied.exit_code == 2 and f"spec.addresses[1]: address {held}" in applied.stderr
+    assert _stored_vips(state) == before_vips
+
+
+def test_a_passthrough_host_gets_routes_by_sni_and_no_credential(cli, tmp_path: Path) -> None:
+    """PASSTHROUGH: the service presents its own certificate, so the mesh issues, stores and
+    writes none for its host (the SIMPLE host beside it keeps its credential)."""
+    out, state = tmp_path / "o", tmp_path / "state" / "state.db"
+    result = cli("render", "-f", str(EXAMPLES / "external-passthrough"), "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    tree = read_tree(out)
+    (gateway,) = tree["cluster1/shop/gateway.ledger-ingress.yaml"]
+    assert gateway["spec"]["servers"] == [{
+        "port": {"number": 443, "name": "tls", "protocol": "TLS"},
+        "tls": {"mode": "PASSTHROUGH"}, "hosts": ["ledger.example.com"]}]
+    (service,) = tree["cluster1/shop/virtualservice.ledger-ingress.yaml"]
+    assert service["spec"]["tls"] == [{
+        "match": [{"port": 443, "sniHosts": ["ledger.example.com"]}],
+        "route": [{"destination": {"host": "ledger.shop.svc.cluster.local",
+                                   "port": {"number": 8443}}}]}]
+    secrets = sorted(p for p in tree if "/secret." in p)
+    assert secrets == ["cluster1/istio-system/secret.cacerts.yaml",
+                       "cluster1/istio-system/secret.web.example.com-credential.yaml"]
+    store = open_store(str(state))
+    try:
+        assert store.get_blob("pki.server", "web.example.com") is not None
+        assert store.get_blob("pki.server", "ledger.example.com") is None
+    finally:
+        store.close()
+    status = cli("pki", "status")
+    assert "web.example.com" in status.stdout + status.stderr
+    assert "ledger.example.com" not in status.stdout + status.stderr

@@ -144,7 +144,35 @@ def test_duplicate_hosts_in_external_services(cli, tmp_path: Path) -> None:
           "endpoints": [{"address": "172.16.0.1"}]}
     docs = [*base(), doc("ExternalService", "a", es, "foo"), doc("ExternalService", "b", es, "foo")]
     assert_rejected(cli, tmp_path, docs,
-                    "ExternalService/b spec.hosts[0]: host 'db.example' is already defined")
+                    "ExternalService/b spec.hosts[0]: host 'db.example' is already declared")
+
+
+def test_one_host_declared_by_external_services_of_two_namespaces(cli, tmp_path: Path) -> None:
+    # Both ServiceEntries are exported to every namespace: in c1, which port is db.example's?
+    a = {"hosts": ["db.example"], "ports": [{"number": 3306, "name": "mysql"}],
+         "endpoints": [{"address": "172.16.0.1"}]}
+    b = {"hosts": ["api.example", "db.example"],
+         "ports": [{"number": 5432, "name": "pg", "protocol": "TCP"}],
+         "endpoints": [{"address": "172.16.0.2"}], "clusters": ["c1"]}
+    docs = [*base(), doc("ExternalService", "a", a, "foo"), doc("ExternalService", "b", b, "bar")]
+    src = tmp_path / "in" / "mesh.yaml"
+    stderr = assert_rejected(
+        cli, tmp_path, docs,
+        f"{src}#6 ExternalService/b spec.hosts[1]: host 'db.example' is already declared "
+        f"for cluster 'c1' by ExternalService foo/a ({src}#5)",
+    )
+    assert "1 problem found" in stderr
+    assert cli("validate", "-f", str(src)).exit_code == 2
+
+
+def test_one_host_in_external_services_of_disjoint_clusters_is_fine(cli, tmp_path: Path) -> None:
+    es = {"hosts": ["db.example"], "ports": [{"number": 3306, "name": "mysql"}],
+          "endpoints": [{"address": "172.16.0.1"}]}
+    docs = [*base(), doc("ExternalService", "a", {**es, "clusters": ["c1"]}, "foo"),
+            doc("ExternalService", "b", {**es, "clusters": ["c2"]}, "bar")]
+    src = write_docs(tmp_path / "in" / "mesh.yaml", docs)
+    result = cli("validate", "-f", str(src))
+    assert result.exit_code == 0, result.stderr
 
 
 def test_duplicate_external_ingress_hosts(cli, tmp_path: Path) -> None:
@@ -154,6 +182,31 @@ def test_duplicate_external_ingress_hosts(cli, tmp_path: Path) -> None:
                                          "external": {"host": "a.example.com"}}, "bar")]
     assert_rejected(cli, tmp_path, docs,
                     "InboundIntent/web spec.external.host: host 'a.example.com' is already exposed")
+
+
+@pytest.mark.parametrize(("protocol", "external", "message"), [
+    ("HTTPS", {"tlsMode": "SIMPLE"},
+     "this service is HTTPS: it speaks TLS itself, so SIMPLE would end TLS at the gateway and "
+     "send plain bytes to its TLS port; write tlsMode: PASSTHROUGH"),
+    ("TLS", {"tlsMode": "MUTUAL"}, "this service is TLS: it speaks TLS itself, so MUTUAL would"),
+    ("HTTPS", {}, "this service is HTTPS: it speaks TLS itself, so MUTUAL (the default) would "
+              "end TLS at the gateway"),
+])
+def test_external_tls_service_must_be_passthrough(cli, tmp_path: Path, protocol: str,
+                                                  external: dict[str, str], message: str) -> None:
+    docs = [*base(), intent(protocol=protocol, external={"host": "a.example.com", **external})]
+    stderr = assert_rejected(cli, tmp_path, docs,
+                             f"#5 InboundIntent/httpbin spec.external.tlsMode: {message}")
+    assert "1 problem found" in stderr
+    assert cli("validate", "-f", str(tmp_path / "in" / "mesh.yaml")).exit_code == 2
+
+
+def test_passthrough_needs_a_tls_service(cli, tmp_path: Path) -> None:
+    docs = [*base(), intent(protocol="HTTP",
+                            external={"host": "a.example.com", "tlsMode": "PASSTHROUGH"})]
+    assert_rejected(cli, tmp_path, docs,
+                    "InboundIntent/httpbin spec.external.tlsMode: PASSTHROUGH hands the caller's "
+                    "TLS to the service untouched, but this service is HTTP, not TLS or HTTPS")
 
 
 def test_duplicate_names(cli, tmp_path: Path) -> None:

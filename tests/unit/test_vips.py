@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshbridge.compile.viprecord import VipRecord
-from meshbridge.compile.vips import allocate, lookup
+from meshbridge.compile.vips import AddressTaken, Taken, allocate, lookup
 
 POOL = ipaddress.ip_network("240.0.0.0/24")
 HOSTS = st.sets(st.sampled_from([f"h{i}" for i in range(40)]), max_size=30)
@@ -67,3 +68,22 @@ def test_a_returning_host_gets_its_own_address_back() -> None:
 def test_user_reserved_addresses_are_never_allocated() -> None:
     records = allocate(POOL, {"c1": {"a", "b"}}, {"c1": {"240.0.0.1"}}, [])
     assert "240.0.0.1" not in lookup(records).values()
+
+
+def test_a_reserved_address_held_by_a_needed_host_is_refused_not_moved() -> None:
+    records = allocate(POOL, {"c1": {"a", "b"}, "c2": {"a"}}, {}, [])
+    a_addr = lookup(records)[("c1", "a")]
+    with pytest.raises(AddressTaken) as caught:
+        allocate(POOL, {"c1": {"a", "b"}, "c2": {"a"}}, {"c1": {a_addr}, "c2": {"240.0.0.9"}},
+                 records)
+    assert caught.value.taken == [Taken("c1", a_addr, "a")]
+
+
+def test_a_reserved_address_of_a_host_no_longer_needed_is_free_to_take() -> None:
+    records = allocate(POOL, {"c1": {"a", "b"}}, {}, [])
+    a_addr = lookup(records)[("c1", "a")]
+    after = allocate(POOL, {"c1": {"b"}}, {"c1": {a_addr}}, records)
+    assert a_addr not in lookup(after).values()
+    # the same address written in another cluster takes nothing from c1
+    other = allocate(POOL, {"c1": {"a", "b"}, "c2": {"x"}}, {"c2": {a_addr}}, records)
+    assert lookup(other)[("c1", "a")] == a_addr

@@ -68,6 +68,8 @@ def plan(intents: Intents | Snapshot, previous: Iterable[vips.VipRecord]) -> Pla
     needs, reserved = vips.vip_needs(snap)
     try:
         records = vips.allocate(snap.mesh.spec.pool, needs, reserved, list(previous))
+    except vips.AddressTaken as exc:
+        raise InvalidInput(_taken_problems(snap, exc.taken)) from None
     except vips.PoolExhausted as exc:
         where = intents.meshes[0] if intents.meshes else None
         problem = Problem(
@@ -80,6 +82,49 @@ def plan(intents: Intents | Snapshot, previous: Iterable[vips.VipRecord]) -> Pla
         )
         raise InvalidInput([problem]) from None
     return Plan(snap, records)
+
+
+def _taken_problems(snap: Snapshot, taken: list[vips.Taken]) -> list[Problem]:
+    """Each ExternalService address that is already another host's VIP, at ``spec.addresses[i]``
+    of every document that writes it for that cluster, naming the host (and its document)."""
+    problems = []
+    for t in taken:
+        here = [
+            d
+            for d in snap.intents.external_services
+            if t.cluster in (d.obj.spec.clusters or snap.clusters)
+        ]
+        holder = next(
+            (
+                d
+                for d in here
+                if d.obj.spec.needs_vip and vips.external_key(d.obj.spec.hosts) == t.holder
+            ),
+            None,
+        )
+        held_by = (
+            f"host {t.holder}"
+            if holder is None
+            else f"ExternalService {holder.obj.namespace}/{holder.obj.name} "
+            f"({holder.source}#{holder.index}, hosts {', '.join(holder.obj.spec.hosts)})"
+        )
+        for doc in here:
+            es = doc.obj
+            for i, address in enumerate(es.spec.addresses or ()):
+                if address == t.address:
+                    problems.append(
+                        Problem(
+                            doc.source,
+                            doc.index,
+                            doc.kind,
+                            es.name,
+                            f"spec.addresses[{i}]",
+                            f"address {address} is already the VIP of {held_by} in cluster "
+                            f"{t.cluster!r}, and an allocated VIP never moves: write another "
+                            "address, or leave addresses out to get one from the pool",
+                        )
+                    )
+    return problems
 
 
 def objects(

@@ -208,10 +208,44 @@ def access_points(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                 )
 
 
+def external_tls(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    """A TLS or HTTPS service is reached from outside by PASSTHROUGH, and only it is: the
+    gateway cannot terminate TLS and hand plain bytes to a port that expects TLS, nor pass a
+    caller's TLS through to a port that does not speak it."""
+    for doc in intents.inbound:
+        ext = doc.obj.spec.external
+        if ext is None:
+            continue
+        protocol = doc.obj.spec.protocol
+        if protocol.is_tls and ext.terminated:
+            given = "" if "tls_mode" in ext.model_fields_set else " (the default)"
+            yield _problem(
+                doc,
+                "spec.external.tlsMode",
+                f"this service is {protocol.value}: it speaks TLS itself, so {ext.tls_mode}"
+                f"{given} would end TLS at the gateway and send plain bytes to its TLS port; "
+                "write tlsMode: PASSTHROUGH (the gateway routes the caller's TLS by SNI to the "
+                "service, which presents its own certificate)",
+            )
+        elif not protocol.is_tls and not ext.terminated:
+            yield _problem(
+                doc,
+                "spec.external.tlsMode",
+                f"PASSTHROUGH hands the caller's TLS to the service untouched, but this service "
+                f"is {protocol.value}, not TLS or HTTPS; use SIMPLE or MUTUAL to end TLS at the "
+                "gateway",
+            )
+
+
 def hosts(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
-    """A host is defined once per namespace and cluster; remote names are reserved."""
+    """A host is declared by one ExternalService per cluster; remote names are reserved.
+
+    An ExternalService's ServiceEntry is exported to every namespace, so two of them declaring
+    one host in one cluster — in the same namespace or not — are both visible to every sidecar
+    there, and Istio merges or picks between their ports and endpoints.
+    """
     reserved = {use.host for use in snap.remote_uses}
-    seen: dict[tuple[str, str, str], Located[Any]] = {}
+    seen: dict[tuple[str, str], Located[Any]] = {}
     for doc in intents.external_services:
         es = doc.obj
         for i, host in enumerate(es.spec.hosts):
@@ -220,13 +254,15 @@ def hosts(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                     doc, f"spec.hosts[{i}]", f"{host!r} is a remote name meshbridge generates"
                 )
             for cluster in es.spec.clusters or snap.clusters:
-                first = seen.setdefault((cluster, es.namespace, host), doc)
+                first = seen.setdefault((cluster, host), doc)
                 if first is not doc:
                     yield _problem(
                         doc,
                         f"spec.hosts[{i}]",
-                        f"host {host!r} is already defined in namespace {es.namespace!r} for "
-                        f"cluster {cluster!r} by ExternalService {first.obj.name!r}",
+                        f"host {host!r} is already declared for cluster {cluster!r} by "
+                        f"ExternalService {first.obj.namespace}/{first.obj.name} "
+                        f"({first.source}#{first.index}); an ExternalService is visible in "
+                        "every namespace, so a host is declared once per cluster",
                     )
                     break
     ingress: dict[str, Located[Any]] = {}
@@ -288,6 +324,7 @@ RULES: tuple[Rule, ...] = (
     failover,
     access_points,
     gateways,
+    external_tls,
     hosts,
     addresses,
     vip_pool,

@@ -9,7 +9,9 @@ Rules, per cluster:
 * a new host first gets back its own released address, if nobody took it; otherwise the lowest
   never-used address of the pool; only when the pool has none left, the address released
   longest ago;
-* addresses the user wrote into an ExternalService (``spec.addresses``) are never allocated.
+* addresses the user wrote into an ExternalService (``spec.addresses``) are never allocated;
+  one that is already the VIP of another host still needed in that cluster is refused
+  (:class:`AddressTaken`): taking it would move that host's VIP.
 
 The network and broadcast addresses of the pool are never allocated. Hosts are allocated in
 sorted order, so the same needs from the same state always give the same addresses.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from meshbridge.compile import naming
 from meshbridge.compile.snapshot import Snapshot
@@ -31,6 +33,23 @@ class PoolExhausted(Exception):
     def __init__(self, cluster: str, needed: int) -> None:
         super().__init__(f"VIP pool exhausted in cluster {cluster!r} ({needed} hosts)")
         self.cluster = cluster
+
+
+@dataclass(frozen=True, order=True)
+class Taken:
+    """A reserved ``address`` that is already the VIP of ``holder`` (a host key) in ``cluster``."""
+
+    cluster: str
+    address: str
+    holder: str
+
+
+class AddressTaken(Exception):
+    def __init__(self, taken: list[Taken]) -> None:
+        super().__init__(
+            "; ".join(f"{t.address} is the VIP of {t.holder} in cluster {t.cluster!r}" for t in taken)
+        )
+        self.taken = taken
 
 
 def capacity(pool: ipaddress.IPv4Network) -> int:
@@ -97,7 +116,11 @@ def allocate(
     reserved: Mapping[str, set[str]],
     previous: list[VipRecord],
 ) -> list[VipRecord]:
-    """The new allocation table; raises :class:`PoolExhausted` if a cluster cannot fit."""
+    """The new allocation table; raises :class:`AddressTaken` if a reserved address is the VIP
+    of a host still needed there, :class:`PoolExhausted` if a cluster cannot fit."""
+    taken = held_reserved(pool, needs, reserved, previous)
+    if taken:
+        raise AddressTaken(taken)
     by_cluster: dict[str, list[VipRecord]] = defaultdict(list)
     for rec in previous:
         by_cluster[rec.cluster].append(rec)
@@ -113,6 +136,25 @@ def allocate(
             seq,
         )
         out.extend(records)
+    return sorted(out)
+
+
+def held_reserved(
+    pool: ipaddress.IPv4Network,
+    needs: Mapping[str, set[str]],
+    reserved: Mapping[str, set[str]],
+    previous: list[VipRecord],
+) -> list[Taken]:
+    """Reserved addresses that are the active VIP of another host still needed in the cluster
+    (a host whose address left the pool moves anyway: that is not the reservation's doing)."""
+    out = [
+        Taken(rec.cluster, rec.address, rec.key)
+        for rec in previous
+        if rec.active
+        and rec.address in reserved.get(rec.cluster, ())
+        and rec.key in needs.get(rec.cluster, ())
+        and ipaddress.ip_address(rec.address) in pool
+    ]
     return sorted(out)
 
 

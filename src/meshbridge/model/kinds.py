@@ -324,9 +324,24 @@ class Failover(_Model):
         return self
 
 
+TLSMode = Literal["MUTUAL", "SIMPLE", "PASSTHROUGH"]
+
+
 class ExternalAccess(_Model):
+    """Reachable from outside at ``host``, port 443 of the ingress gateway.
+
+    MUTUAL and SIMPLE terminate TLS at the gateway with a certificate of the mesh's ingress PKI
+    (MUTUAL also wants a client certificate); PASSTHROUGH routes the caller's TLS by SNI to the
+    service, which presents its own certificate: the one mode for a TLS or HTTPS service.
+    """
+
     host: DNSName
-    tls_mode: Literal["MUTUAL", "SIMPLE"] = "MUTUAL"
+    tls_mode: TLSMode = "MUTUAL"
+
+    @property
+    def terminated(self) -> bool:
+        """TLS ends at the gateway (SIMPLE, MUTUAL): it needs an ingress credential."""
+        return self.tls_mode != "PASSTHROUGH"
 
 
 class InboundIntentSpec(_Model):

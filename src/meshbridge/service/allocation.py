@@ -63,7 +63,7 @@ def replan(
             {c: reserved[c] for c in changed if c in reserved},
             passed,
         )
-    except vips.PoolExhausted:
+    except (vips.PoolExhausted, vips.AddressTaken):
         return mbcompile.plan(snap, table), now  # raises InvalidInput, located as compile does
     kept = [r for r in table if r.cluster not in changed]
     return mbcompile.Plan(snap, sorted(kept + [r for r in part if r.cluster in changed])), now

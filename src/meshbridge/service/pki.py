@@ -275,8 +275,9 @@ def ensure_material(
 ) -> Material:
     """Every cluster's ``cacerts`` and every external host's credential, issuing what is missing.
 
-    ``external`` holds (host, tlsMode) pairs. Call inside ``store.transaction()``; nothing that
-    exists is re-issued, so an unchanged store gives byte-identical material.
+    ``external`` holds (host, tlsMode) pairs; a PASSTHROUGH host gets nothing (its service
+    presents its own certificate). Call inside ``store.transaction()``; nothing that exists is
+    re-issued, so an unchanged store gives byte-identical material.
     """
     _remember(store, mesh)
     cacerts: dict[str, ClusterCA] = {}
@@ -289,6 +290,8 @@ def ensure_material(
         cacerts[cluster] = _cluster_ca(store, sealer, trust, cluster, inter)
     ingress: dict[str, IngressCredential] = {}
     for host, mode in sorted(set(external)):
+        if mode == "PASSTHROUGH":
+            continue
         server = _ensure_server(store, sealer, mesh, host, now)
         client_ca = None
         if mode == "MUTUAL":
@@ -376,7 +379,10 @@ def rotate_server(
 ) -> CertSummary:
     """A new ingress server certificate (and key) for ``host``."""
     if _get(store, KIND_SERVER, host) is None:
-        raise PKIError(f"host {host} has no ingress server certificate yet (render creates it)")
+        raise PKIError(
+            f"host {host} has no ingress server certificate yet (render creates it for a SIMPLE "
+            "or MUTUAL host; a PASSTHROUGH host has none: its service presents its own)"
+        )
     store.delete_blob(KIND_SERVER, host)
     return summarize(
         _ensure_server(store, sealer, mesh, host, now).cert, "ingress server", host, now
@@ -562,7 +568,7 @@ def material_provider(
                 (i.spec.external.host, i.spec.external.tls_mode)
                 for intents in snap.services.values()
                 for i in intents
-                if i.spec.external is not None
+                if i.spec.external is not None and i.spec.external.terminated
             }
         )
         clock = now or datetime.now(UTC)

@@ -150,7 +150,8 @@ def apply(
     """Apply the rendered mesh to live clusters (server-side apply, pruning, drift correction).
 
     With --server, the documents are stored on a meshbridge server instead (all or none), which
-    reconciles the clusters itself.
+    reconciles the clusters itself; with --dry-run too, the server only checks them and reports
+    what it would store.
 
     Every object is labelled as managed by meshbridge; objects it no longer wants are deleted;
     objects it does not own are never touched (a name collision is reported as a conflict).
@@ -158,7 +159,7 @@ def apply(
     was unreachable, 2 on invalid input.
     """
     if server:
-        remote_cmd.apply_to_server(files, server, token)
+        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run)
         return
     options = Options(
         dry_run=dry_run,

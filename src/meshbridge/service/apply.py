@@ -96,27 +96,57 @@ def _choose(every: list[Target], only: list[str] | None) -> list[Target]:
 
 
 async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
+    """The gateway of every cluster that needs one (another cluster reaches it) and leaves its
+    address out, read from the cluster."""
+
     async def one(doc: Located[Cluster]) -> Discovered:
         ref = doc.obj.spec.kubeconfig
         target = Target(doc.obj.name, ref.path if ref else None, ref.context if ref else None)
         try:
             client = client_for(target, timeout)
         except Exception as exc:
-            return Discovered(doc.obj.name, None, str(exc))
+            return Discovered(doc.obj.name, None, f"kubeconfig: {exc}")
         try:
             return Discovered(doc.obj.name, await discover(client))
-        except (DiscoveryError, OSError) as exc:
+        except DiscoveryError as exc:
             return Discovered(doc.obj.name, None, str(exc))
         finally:
             await client.close()
 
-    wanted = [
+    candidates = [
         d
         for d in intents.clusters
         if (d.obj.spec.gateway is None or d.obj.spec.gateway.address is None)
         and d.obj.spec.kubeconfig is not None
     ]
+    if not candidates:
+        return []
+    from meshbridge.compile.snapshot import build as snapshot
+    from meshbridge.compile.validate import gateway_needs
+
+    needed = gateway_needs(snapshot(intents))
+    wanted = [d for d in candidates if d.obj.name in needed]
     return list(await asyncio.gather(*(one(d) for d in wanted)))
+
+
+def _with_discovery_errors(
+    exc: InvalidInput, intents: Intents, found: list[Discovered]
+) -> InvalidInput:
+    """The render's problems, and why discovery found no gateway for the clusters it tried."""
+    failed = {d.cluster: d.error for d in found if d.address is None}
+    extra = [
+        Problem(
+            doc.source,
+            doc.index,
+            "Cluster",
+            doc.obj.name,
+            "spec.gateway",
+            f"gateway discovery failed: {failed[doc.obj.name]}",
+        )
+        for doc in intents.clusters
+        if doc.obj.name in failed
+    ]
+    return InvalidInput([*exc.problems, *extra]) if extra else exc
 
 
 def with_discovered_gateways(intents: Intents, found: list[Discovered]) -> Intents:
@@ -177,10 +207,13 @@ def prepare(
     found = asyncio.run(_discover_all(intents, options.timeout))
     intents = with_discovered_gateways(intents, found)
     material = pki_service.material_provider(state_path)
-    if options.dry_run:
-        rendered = _render_without_keeping(intents, store, material)
-        return Prepared(intents.mesh.name, chosen, rendered.objects, found, kept=False)
-    rendered = build(intents, store, material, serialise=False)
+    try:
+        if options.dry_run:
+            rendered = _render_without_keeping(intents, store, material)
+            return Prepared(intents.mesh.name, chosen, rendered.objects, found, kept=False)
+        rendered = build(intents, store, material, serialise=False)
+    except InvalidInput as exc:
+        raise _with_discovery_errors(exc, intents, found) from None
     prepared = Prepared(intents.mesh.name, chosen, rendered.objects, found, kept=False)
     if not found:  # discovered addresses are inputs the digest does not cover
         clusters = [(t.name, t.kubeconfig, t.context) for t in targets(intents)]

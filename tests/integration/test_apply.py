@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, remove_mesh, write_docs
+from helpers import EXAMPLES, remove_mesh, store_from_before_identities, write_docs
 
 pytestmark = pytest.mark.k8s
 
@@ -295,6 +296,8 @@ def test_upgrade_replaces_dotted_gateway_names_in_one_apply(cli, mesh) -> None:
     with _istio_webhook_away(c2) as http:
         created = http.post(GATEWAYS, json=legacy)
         assert created.status_code == 201, created.text
+    # the store that applied it then, as this meshbridge finds it
+    store_from_before_identities(os.environ["MESHBRIDGE_STATE"], ["cluster2"])
 
     result = _apply(cli, mesh["tmp"], docs)
     assert result.exit_code == 0, result.stdout + result.stderr

@@ -125,3 +125,22 @@ def test_an_address_already_another_hosts_vip_is_422_and_nothing_moves(api: Api,
                 "'cluster1'") in err["message"]
     assert api.get("/api/v1/namespaces/foo/externalservices/pinned").status_code == 404
     assert store.vip_records() == vips
+
+
+def test_dry_run_answers_what_would_be_done_and_stores_nothing(api: Api, store) -> None:
+    before = api.get("/api/v1/apps").json()["metadata"]["resourceVersion"]
+    audit = api.get("/api/v1/audit").json()["items"]
+    r = api.apply(example_yaml("sleep-httpbin"), params={"dryRun": "All"})
+    assert r.status_code == 200, r.text
+    assert {i["action"] for i in r.json()["items"]} == {"created"}
+    assert _names(api, "apps") == []
+    assert api.get("/api/v1/apps").json()["metadata"]["resourceVersion"] == before
+    assert api.get("/api/v1/audit").json()["items"] == audit
+    with store.reading():
+        assert store.vip_records() == []
+    # invalid documents are still refused, and a real apply afterwards works as usual
+    orphan = doc("InboundIntent", "x", {"app": "nobody", "port": 81}, "foo")
+    assert api.apply(yaml.safe_dump(orphan), params={"dryRun": "All"}).status_code == 422
+    assert api.apply(example_yaml("sleep-httpbin")).status_code == 200
+    assert _names(api, "apps") == ["httpbin", "sleep"]
+    assert api.apply(example_yaml("sleep-httpbin"), params={"dryRun": "Some"}).status_code == 422

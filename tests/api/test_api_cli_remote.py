@@ -189,3 +189,39 @@ def test_render_from_a_server_with_pki_equals_render_on_its_store(
     render_service.render(checked, tmp_path / "local", store, material_provider(db_url))
     store.close()
     assert _digest(tmp_path / "remote") == _digest(tmp_path / "local")
+
+
+def test_apply_dry_run_to_a_server_stores_nothing(cli, db_url: str, tmp_path: Path) -> None:
+    """`meshbridge apply --server URL --dry-run` (the command users run) reports what the
+    server would do and changes nothing there: no document, no revision, no audit entry (so
+    no reconciler has anything to push)."""
+    from meshbridge.cli import app as meshbridge
+
+    def main(*args: str):
+        return CliRunner().invoke(meshbridge, list(args), catch_exceptions=False)
+
+    def server_state() -> tuple[object, ...]:
+        store = open_store(db_url)
+        try:
+            with store.reading():
+                return (store.revisions().resources, len(store.list_audit()),
+                        sorted((r.kind, r.name, r.resource_version) for r in store.list_resources()))
+        finally:
+            store.close()
+
+    empty = server_state()
+    r = main("apply", "--dry-run", "-f", str(EXAMPLES / "sleep-httpbin"))
+    assert r.exit_code == 0, r.stderr
+    assert server_state() == empty
+    assert "app foo/sleep created (dry run)" in r.stdout
+    assert cli("get", "apps", "-A").stdout.strip() == ""
+
+    assert main("apply", "-f", str(EXAMPLES / "sleep-httpbin")).exit_code == 0
+    stored = server_state()
+    apps = (EXAMPLES / "sleep-httpbin" / "apps.yaml").read_text()
+    (tmp_path / "apps.yaml").write_text(apps.replace("clusters: [cluster2]", "clusters: [cluster1, cluster2]"))
+    r = main("apply", "--dry-run", "-f", str(EXAMPLES / "sleep-httpbin" / "mesh.yaml"),
+             "-f", str(tmp_path / "apps.yaml"))
+    assert r.exit_code == 0, r.stderr
+    assert server_state() == stored
+    assert "app bar/httpbin configured (dry run)" in r.stdout

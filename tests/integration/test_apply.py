@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, remove_mesh, write_docs
+from helpers import EXAMPLES, remove_mesh, store_from_before_identities, write_docs
 
 pytestmark = pytest.mark.k8s
 
@@ -295,6 +296,8 @@ def test_upgrade_replaces_dotted_gateway_names_in_one_apply(cli, mesh) -> None:
     with _istio_webhook_away(c2) as http:
         created = http.post(GATEWAYS, json=legacy)
         assert created.status_code == 201, created.text
+    # the store that applied it then, as this meshbridge finds it
+    store_from_before_identities(os.environ["MESHBRIDGE_STATE"], ["cluster2"])
 
     result = _apply(cli, mesh["tmp"], docs)
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -302,3 +305,42 @@ def test_upgrade_replaces_dotted_gateway_names_in_one_apply(cli, mesh) -> None:
         found = http.get(GATEWAYS, params={"labelSelector": f"meshbridge.dev/mesh={mesh['name']}"})
         names = sorted(g["metadata"]["name"] for g in found.json()["items"])
     assert names == ["httpbin-bar-cluster2"]
+
+
+def test_a_failed_gateway_discovery_says_why(cli, mesh, tmp_path: Path) -> None:
+    """cluster2 serves cluster1 and leaves its gateway address out: when discovery fails, the
+    user reads why (the API server's answer, or why it could not be reached), exit 2, nothing
+    written."""
+    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    for d in docs:
+        if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster2":
+            del d["spec"]["gateway"]  # and c2 has no istio-ingressgateway Service
+    result = _apply(cli, mesh["tmp"], docs)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert ('Cluster/cluster2 spec.gateway: gateway discovery failed: service '
+            'istio-system/istio-ingressgateway: services "istio-ingressgateway" not found') in result.stderr
+    assert _rvs(mesh["clusters"][0], ["foo"], mesh["name"]) == {}
+
+    dead = tmp_path / "dead.kubeconfig"
+    config = yaml.safe_load(mesh["kubeconfigs"]["cluster2"].read_text())
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens there
+    dead.write_text(yaml.safe_dump(config))
+    for d in docs:
+        if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster2":
+            d["spec"]["kubeconfig"] = {"path": str(dead)}
+    result = _apply(cli, mesh["tmp"], docs, "--timeout", "2")
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert ("Cluster/cluster2 spec.gateway: gateway discovery failed: cannot reach the "
+            "cluster's API server: ") in result.stderr
+
+
+def test_a_cluster_that_needs_no_gateway_reports_no_discovery(cli, mesh) -> None:
+    """cluster1 only runs the client: without a gateway address it is not discovered, and no
+    "discovery failed" warning is shown."""
+    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    for d in docs:
+        if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster1":
+            d["spec"].pop("gateway", None)
+    result = _apply(cli, mesh["tmp"], docs)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "discovery" not in result.stderr

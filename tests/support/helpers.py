@@ -81,3 +81,31 @@ def build_test_tools(config: Any) -> dict[str, Path]:
                     f"{', '.join(unusable)}; its stdout was:\n{proc.stdout}", pytrace=False)
     return paths
 
+
+
+def store_from_before_identities(location: str, applied: list[str]) -> None:
+    """Make ``location`` a state store as a meshbridge without mesh identities left it (schema
+    revision 0002), having applied to the clusters ``applied``; opening it again upgrades it."""
+    import json
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from meshbridge.store import open_store
+
+    store = open_store(location)
+    try:
+        with store.engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", "meshbridge.store:migrations")
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")
+            for cluster in applied:
+                record = {"cluster": cluster, "state": "Applied", "error": "", "time": "",
+                          "attempts": 1, "objects": []}
+                conn.execute(text("DELETE FROM blobs WHERE kind = 'status' AND name = :n"), {"n": cluster})
+                conn.execute(text("INSERT INTO blobs (kind, name, data) VALUES ('status', :n, :d)"),
+                             {"n": cluster, "d": json.dumps(record).encode()})
+    finally:
+        store.close()

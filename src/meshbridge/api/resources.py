@@ -9,7 +9,7 @@
     GET    /api/v1/namespaces/{ns}/{apps,inboundintents,externalservices}[?labelSelector=...]
     GET|PUT|DELETE /api/v1/namespaces/{ns}/{apps,inboundintents,externalservices}/{name}
     GET    /api/v1/{apps,inboundintents,externalservices}       every namespace
-    POST   /api/v1/apply[?prune=true]                           many documents, all or nothing
+    POST   /api/v1/apply[?prune=true][&dryRun=All]              many documents, all or nothing
 
 Every write validates the whole resulting set of documents (see ``service.catalog``).
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -165,9 +165,17 @@ async def apply(
     prune: Annotated[
         bool, Query(description="Also delete every stored document not given.")
     ] = False,
+    dry_run: Annotated[
+        Literal["All"] | None,
+        Query(
+            alias="dryRun",
+            description="All: validate and answer what would be done; store nothing.",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Create or replace every document of a multi-document YAML or JSON body, like
-    ``kubectl apply -f``: in one transaction, after validating the whole resulting set."""
+    ``kubectl apply -f``: in one transaction, after validating the whole resulting set. With
+    ``dryRun=All`` nothing is stored (no revision, no audit entry, nothing to reconcile)."""
     data = await read_body(request, server.max_body)
     ctype = request.headers.get("content-type")
 
@@ -179,7 +187,7 @@ async def apply(
         for index, raw in docs:
             body, expect = strip_server_fields(raw)
             changes.append(Put(body, BODY, index, expect))
-        return server.catalog.write(changes, who.name, prune=prune)
+        return server.catalog.write(changes, who.name, prune=prune, dry_run=dry_run == "All")
 
     result = await run_in_threadpool(work)
     return {

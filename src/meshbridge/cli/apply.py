@@ -137,8 +137,9 @@ def apply(
         bool,
         typer.Option(
             "--force-conflicts",
-            help="Take over objects of the same name that meshbridge does not own (they are "
-            "overwritten and from then on managed and pruned by meshbridge).",
+            help="Take over objects of the same name that no meshbridge mesh owns (they are "
+            "overwritten and from then on managed and pruned by meshbridge). Objects of "
+            "another meshbridge mesh are never taken.",
         ),
     ] = False,
     parallel: ParallelOption = 4,
@@ -150,15 +151,18 @@ def apply(
     """Apply the rendered mesh to live clusters (server-side apply, pruning, drift correction).
 
     With --server, the documents are stored on a meshbridge server instead (all or none), which
-    reconciles the clusters itself.
+    reconciles the clusters itself; with --dry-run too, the server only checks them and reports
+    what it would store.
 
-    Every object is labelled as managed by meshbridge; objects it no longer wants are deleted;
-    objects it does not own are never touched (a name collision is reported as a conflict).
-    Unchanged objects are not written. Exit 0 when every cluster is applied, 1 when any failed or
+    Every object is labelled as managed by meshbridge and with the identity of this state
+    store's mesh; objects of that mesh it no longer wants are deleted; objects it does not own
+    (another mesh's, or nobody's) are never touched (a name collision is reported as a
+    conflict). Namespaces it creates are labelled istio-injection=enabled (unless the Mesh's
+    spec.istio.sidecarInjection is false). Unchanged objects are not written. Exit 0 when every cluster is applied, 1 when any failed or
     was unreachable, 2 on invalid input.
     """
     if server:
-        remote_cmd.apply_to_server(files, server, token)
+        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run)
         return
     options = Options(
         dry_run=dry_run,

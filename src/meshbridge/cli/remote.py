@@ -100,32 +100,43 @@ def apply(
     prune: Annotated[
         bool, typer.Option("--prune", help="Also delete every stored document not given.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Report what would be stored; store nothing."),
+    ] = False,
 ) -> None:
     """Store intent documents on a meshbridge server: all of them or none.
 
     The whole resulting set of documents is validated by the server; on any problem nothing is
     stored, every problem is printed (naming your files) and the exit code is 2.
     """
-    apply_to_server(files, _need_server(server, "apply"), token, prune=prune)
+    apply_to_server(files, _need_server(server, "apply"), token, prune=prune, dry_run=dry_run)
 
 
 def apply_to_server(
-    files: list[str], server: str, token: str | None, *, prune: bool = False
+    files: list[str],
+    server: str,
+    token: str | None,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
 ) -> None:
-    """``apply -f ... --server URL``: what the ``apply`` command does when given a server."""
+    """``apply -f ... --server URL``: what the ``apply`` command does when given a server.
+    With ``dry_run`` the server validates and answers what it would do, and stores nothing."""
     from meshbridge.service.remote import Client, read_documents  # httpx: only when needed
 
     with errors_mapped():
         docs = read_documents(read_sources(files))
         try:
             with Client(server, token) as client:
-                result = client.apply(docs, prune=prune)
+                result = client.apply(docs, prune=prune, dry_run=dry_run)
         except Conflict as exc:
             _print_conflict(exc)
             raise typer.Exit(1) from None
+    suffix = " (dry run)" if dry_run else ""
     for item in result.get("items", []):
         what = _describe(item["kind"], item.get("namespace"), item["name"])
-        out_console.print(f"{what} {item['action']}", markup=False)
+        out_console.print(f"{what} {item['action']}{suffix}", markup=False)
 
 
 def get(

@@ -155,7 +155,9 @@ def failover(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
             )
 
 
-def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+def gateway_needs(snap: Snapshot) -> dict[str, RemoteUse]:
+    """The clusters other clusters reach through their gateway, each with a use that needs it
+    (the first, for messages). Other clusters need no gateway address."""
     needed = {use.server_cluster: use for use in reversed(snap.remote_uses)}
     for b in snap.balanced_uses:  # failover reaches every other cluster through its gateway
         for e in snap.exposures(b.namespace, b.service):
@@ -165,8 +167,12 @@ def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                     if target != b.client_cluster and (lb is None or lb.weights.get(target)):
                         needed.setdefault(target, RemoteUse(
                             b.client_cluster, b.client_ns, b.namespace, b.service, target, b.port))
+    return needed
+
+
+def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
     by_name = {d.obj.name: d for d in intents.clusters}
-    for cluster, use in sorted(needed.items()):
+    for cluster, use in sorted(gateway_needs(snap).items()):
         gateway = snap.clusters[cluster].spec.gateway
         if gateway is None or gateway.address is None:
             yield _problem(

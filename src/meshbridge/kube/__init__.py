@@ -5,14 +5,22 @@ errors stay inside.
 """
 
 from meshbridge.kube.discovery import DiscoveryError, GatewayAddress, discover
-from meshbridge.kube.fleet import ClusterReport, Options, Target, client_for, reconcile_all
-from meshbridge.kube.reconcile import Change, Outcome
+from meshbridge.kube.fleet import (
+    ClusterReport,
+    MeshRef,
+    Options,
+    Target,
+    client_for,
+    reconcile_all,
+)
+from meshbridge.kube.plan import Change, Outcome
 
 __all__ = [
     "Change",
     "ClusterReport",
     "DiscoveryError",
     "GatewayAddress",
+    "MeshRef",
     "Options",
     "Outcome",
     "Target",

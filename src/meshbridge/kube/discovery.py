@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Node, Service
 
@@ -25,10 +26,21 @@ class GatewayAddress:
 
 
 class DiscoveryError(Exception):
-    """The gateway's address cannot be read from the cluster."""
+    """The gateway's address cannot be read from the cluster (the message says why)."""
 
 
 async def discover(client: AsyncClient) -> GatewayAddress:
+    """The gateway address read from the cluster, or DiscoveryError saying what went wrong."""
+    try:
+        return await _discover(client)
+    except ApiError as exc:
+        raise DiscoveryError(f"{exc.status.code}: {exc.status.message}") from exc
+    except (httpx2.TransportError, OSError) as exc:
+        reason = (str(exc) or type(exc).__name__).splitlines()[0]
+        raise DiscoveryError(f"cannot reach the cluster's API server: {reason}") from exc
+
+
+async def _discover(client: AsyncClient) -> GatewayAddress:
     try:
         svc = (await client.get(Service, SERVICE[1], namespace=SERVICE[0])).to_dict()
     except ApiError as exc:
@@ -47,9 +59,14 @@ async def discover(client: AsyncClient) -> GatewayAddress:
             f"service {SERVICE[0]}/{SERVICE[1]} has no load balancer address "
             f"and no node port for {TLS_PORT}"
         )
-    nodes = sorted(
-        [n.to_dict() async for n in client.list(Node)], key=lambda n: n["metadata"]["name"]
-    )
+    try:
+        listed = [n.to_dict() async for n in client.list(Node)]
+    except ApiError as exc:
+        raise DiscoveryError(
+            f"service {SERVICE[0]}/{SERVICE[1]} is a NodePort service, and the nodes cannot be "
+            f"listed: {exc.status.code}: {exc.status.message}"
+        ) from exc
+    nodes = sorted(listed, key=lambda n: n["metadata"]["name"])
     for wanted in ("ExternalIP", "InternalIP"):
         for node in nodes:
             for addr in (node.get("status") or {}).get("addresses") or []:

@@ -18,7 +18,8 @@ import httpx2
 import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
-from meshbridge.kube.reconcile import ClusterReconciler, Outcome, Unreachable
+from meshbridge.kube.plan import INJECTION_LABEL, Outcome, Ownership
+from meshbridge.kube.reconcile import ClusterReconciler, Unreachable
 from meshbridge.kube.wire import transport_for
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
@@ -35,6 +36,26 @@ class Target:
     name: str
     kubeconfig: str | None
     context: str | None = None
+
+
+@dataclass(frozen=True)
+class MeshRef:
+    """The mesh a reconcile works for: its name, the identity minted for its state store (what
+    its objects' ownership labels carry), the clusters where objects an older meshbridge
+    labelled with its name alone are to be adopted, and whether namespaces apply creates get
+    ``istio-injection=enabled``."""
+
+    name: str
+    uid: str
+    adopt_legacy_in: frozenset[str] = frozenset()
+    sidecar_injection: bool = True
+
+    def ownership(self, cluster: str) -> Ownership:
+        return Ownership(self.name, self.uid, adopt_legacy=cluster in self.adopt_legacy_in)
+
+    @property
+    def namespace_labels(self) -> dict[str, str]:
+        return dict([INJECTION_LABEL]) if self.sidecar_injection else {}
 
 
 @dataclass
@@ -85,7 +106,7 @@ def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
 
 
 async def reconcile_one(
-    target: Target, desired: list[dict[str, Any]], mesh: str, options: Options
+    target: Target, desired: list[dict[str, Any]], mesh: MeshRef, options: Options
 ) -> ClusterReport:
     report = ClusterReport(target.name, "Unreachable")
     delay = options.backoff
@@ -99,7 +120,8 @@ async def reconcile_one(
         try:
             outcome = await ClusterReconciler(
                 client,
-                mesh,
+                mesh.ownership(target.name),
+                namespace_labels=mesh.namespace_labels,
                 dry_run=options.dry_run,
                 force_conflicts=options.force_conflicts,
                 with_diff=options.with_diff,
@@ -147,7 +169,7 @@ def _reason(exc: BaseException) -> str:
 async def reconcile_all(
     targets: list[Target],
     desired: Mapping[str, list[dict[str, Any]]],
-    mesh: str,
+    mesh: MeshRef,
     options: Options,
     progress: Progress | None = None,
 ) -> list[ClusterReport]:

@@ -1,20 +1,26 @@
-"""Reconcile one cluster with its desired objects: server-side apply, prune, drift, conflicts.
+"""Reconcile one cluster with its desired objects: read it, plan, carry the plan out.
 
-What meshbridge owns in a cluster is exactly what carries both labels
-``app.kubernetes.io/managed-by: meshbridge`` and ``meshbridge.dev/mesh: <mesh>``. Per run:
+Per run:
 
-1. list the live objects of every kind meshbridge writes (one list call per kind), telling
-   owned ones from foreign ones. Lists are decoded into ``Live`` records: the metadata
-   meshbridge reads (not ``managedFields``) and the content left as undecoded JSON, which is
-   compared byte for byte with the desired content's canonical JSON and decoded only when the
-   bytes differ;
-2. make sure the namespaces the objects go to exist (created when missing, never deleted);
-3. for each desired object, kind by kind in apply order (objects of one kind concurrently,
-   up to ``concurrency`` requests at a time): unchanged when the live copy carries the same
-   content hash *and* still holds the same content (no write, so its resourceVersion stays);
-   otherwise server-side apply with field manager ``meshbridge``. An object of the same name that
-   meshbridge does not own is a conflict: reported, left untouched, unless ``force_conflicts``;
-4. owned objects no longer desired are deleted, in reverse apply order.
+1. list the live objects of every kind meshbridge writes (one list call per kind, all kinds at
+   once, instead of a read per object to find name collisions) and the namespaces. Lists are
+   decoded into ``Live`` records: the metadata meshbridge reads and the content (and
+   ``managedFields``) left as undecoded JSON;
+2. ``plan.plan`` decides every step from that (a pure function: see its module);
+3. the steps are carried out: missing namespaces created, then kind by kind in apply order
+   (objects of one kind concurrently, up to ``concurrency`` requests at a time) server-side
+   applies with field manager ``meshbridge``, then deletions in reverse order.
+
+What each write may touch is what the plan saw, and no more:
+
+* a create is an apply without force: if someone created an object of that name after the list,
+  a field they set differently is a conflict (409) and nothing is written; if it held the same
+  values (so the apply went through), the answer names another field manager and meshbridge's
+  part is taken back out at once (an apply of nothing) and reported as a conflict;
+* an update (forced: meshbridge's fields are its own) names the uid it saw, so an object deleted
+  or replaced meanwhile is not written;
+* a delete carries the uid and resourceVersion it saw as preconditions, so an object changed or
+  replaced meanwhile is left in place.
 
 A dry run does the reads and reports what it would do, writing nothing.
 """
@@ -22,33 +28,32 @@ A dry run does the reads and reports what it would do, writing nothing.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import functools
-import hashlib
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import httpx2
-import msgspec
-import yaml
 from lightkube import ApiError, AsyncClient
 from lightkube.core import resource as lk_resource
 from lightkube.types import PatchType
 
 from meshbridge.kube.kinds import APPLY_ORDER, KINDS, PRUNABLE
+from meshbridge.kube.plan import (
+    FIELD_MANAGER,
+    MANAGED_BY,
+    Change,
+    Live,
+    Outcome,
+    Ownership,
+    Step,
+    drift_diff,
+    key_of,
+    managers,
+    owned_shape,
+    plan,
+)
 
-FIELD_MANAGER = "meshbridge"
-MANAGED_BY = ("app.kubernetes.io/managed-by", "meshbridge")
-MESH_LABEL = "meshbridge.dev/mesh"
-HASH_ANNOTATION = "meshbridge.dev/content-hash"
-CREATED_BY_LABEL = "app.kubernetes.io/created-by"
-
-LABELLED_ONLY = frozenset({"Secret"})  # kinds listed by label only (see ClusterReconciler._live)
-
-Action = Literal["create", "update", "unchanged", "delete", "conflict", "failed", "skipped"]
-Key = tuple[str, str, str]  # kind, namespace, name
+LABELLED_ONLY = frozenset({"Secret"})  # kinds listed by label only (see _list_kind)
 
 DEFAULT_VERSIONS = {
     "": "v1",
@@ -57,97 +62,11 @@ DEFAULT_VERSIONS = {
     "security.istio.io": "v1beta1",
 }
 
+_MEANWHILE = "after meshbridge read the cluster"
+
 
 class Unreachable(Exception):
     """The cluster's API server could not be reached (connection, TLS, timeout)."""
-
-
-@dataclass(frozen=True)
-class Change:
-    action: Action
-    kind: str
-    namespace: str
-    name: str
-    reason: str = ""
-    diff: str = ""
-
-    @property
-    def ref(self) -> str:
-        return (
-            f"{self.kind}/{self.namespace}/{self.name}"
-            if self.namespace
-            else f"{self.kind}/{self.name}"
-        )
-
-
-@dataclass
-class Outcome:
-    changes: list[Change] = field(default_factory=list)
-
-    def count(self, action: Action) -> int:
-        return sum(1 for c in self.changes if c.action == action)
-
-    @property
-    def writes(self) -> int:
-        return sum(1 for c in self.changes if c.action in ("create", "update", "delete"))
-
-    @property
-    def failed(self) -> bool:
-        return any(c.action in ("conflict", "failed") for c in self.changes)
-
-
-def key_of(obj: dict[str, Any]) -> Key:
-    meta = obj["metadata"]
-    return obj["kind"], meta.get("namespace") or "", meta["name"]
-
-
-def prepare(obj: dict[str, Any], mesh: str) -> dict[str, Any]:
-    """The object as applied: the mesh label and the hash of its content added."""
-    meta = dict(obj["metadata"])  # copies of what changes; the rest is shared, never mutated
-    meta["labels"] = {**meta.get("labels", {}), MESH_LABEL: mesh}
-    out = {**obj, "metadata": meta}
-    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
-    meta["annotations"] = {**meta.get("annotations", {}), HASH_ANNOTATION: digest}
-    return out
-
-
-# The top-level fields that hold an object's content, for every kind meshbridge writes (Istio's
-# kinds and Namespaces: spec; Secrets: the rest). ``status`` is the cluster's, not content.
-CONTENT_KEYS = ("spec", "data", "stringData", "type", "immutable")
-
-
-class LiveMeta(msgspec.Struct, frozen=True):
-    """The part of a live object's metadata meshbridge reads."""
-
-    name: str = ""
-    namespace: str = ""
-    resourceVersion: str = ""
-    labels: dict[str, str] = {}
-    annotations: dict[str, str] = {}
-
-
-class Live(msgspec.Struct):
-    """A live object as read for comparison. Decoding a list into these skips everything else
-    (``managedFields`` is about as large as the content) and leaves the content undecoded."""
-
-    metadata: LiveMeta = msgspec.field(default_factory=LiveMeta)
-    spec: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    stringData: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    type: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    immutable: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-
-    def as_dict(self) -> dict[str, Any]:
-        """Labels, annotations and content as plain data (for diffs)."""
-        meta = self.metadata
-        out: dict[str, Any] = {
-            "metadata": {"labels": dict(meta.labels), "annotations": dict(meta.annotations)}
-        }
-        for key in CONTENT_KEYS:
-            raw = getattr(self, key)
-            if raw is not msgspec.UNSET:
-                out[key] = msgspec.json.decode(raw)
-        return out
 
 
 @functools.cache
@@ -165,70 +84,15 @@ def live_resource(kind: str, version: str) -> type[Live]:
     return made
 
 
-_encode_sorted = msgspec.json.Encoder(order="sorted").encode
-
-
-def in_sync(desired: dict[str, Any], live: Live) -> bool:
-    """True when ``live`` holds everything ``desired`` says (and the same hash)."""
-    want, have = desired["metadata"], live.metadata
-    for mine, theirs in (
-        (want.get("labels") or {}, have.labels),
-        (want.get("annotations") or {}, have.annotations),
-    ):
-        if any(theirs.get(k) != v for k, v in mine.items()):
-            return False
-    for key in CONTENT_KEYS:
-        raw = getattr(live, key)
-        if raw is msgspec.UNSET or key not in desired:
-            if (raw is msgspec.UNSET) != (key not in desired):
-                return False
-            continue
-        # The same canonical bytes are the same data; other bytes may still be (the API server
-        # writes JSON as Go does: sorted keys, but its own escaping and number forms).
-        if bytes(raw) != _encode_sorted(desired[key]) and msgspec.json.decode(raw) != desired[key]:
-            return False
-    return True
-
-
-def drift_diff(desired: dict[str, Any], live: Live | None) -> str:
-    """A unified diff of what meshbridge manages, live (-) against desired (+). Secret values
-    are never shown: a value that differs is marked as changed."""
-    current = live.as_dict() if live is not None else None
-    live_data = (current or {}).get("data") or {}
-
-    def view(obj: dict[str, Any], side: str) -> list[str]:
-        meta = obj.get("metadata") or {}
-        trimmed = {
-            "metadata": {
-                "labels": meta.get("labels") or {},
-                "annotations": {
-                    k: v for k, v in (meta.get("annotations") or {}).items() if k != HASH_ANNOTATION
-                },
-            },
-            **{k: obj[k] for k in CONTENT_KEYS if k in obj},
-        }
-        if desired["kind"] == "Secret":
-            trimmed["data"] = {
-                k: "<redacted>"
-                if side == "live" or live_data.get(k) == v
-                else "<redacted, changed>"
-                for k, v in (obj.get("data") or {}).items()
-            }
-        text: str = yaml.safe_dump(trimmed, sort_keys=True)
-        return text.splitlines(keepends=True)
-
-    before = view(current, "live") if current is not None else []
-    return "".join(difflib.unified_diff(before, view(desired, "desired"), "live", "desired", n=2))
-
-
 class ClusterReconciler:
     """Reconciles one cluster through one lightkube client."""
 
     def __init__(
         self,
         client: AsyncClient,
-        mesh: str,
+        owner: Ownership,
         *,
+        namespace_labels: Mapping[str, str] | None = None,
         dry_run: bool = False,
         force_conflicts: bool = False,
         with_diff: bool = False,
@@ -236,7 +100,8 @@ class ClusterReconciler:
     ) -> None:
         self.client = client
         self.concurrency = concurrency
-        self.mesh = mesh
+        self.owner = owner
+        self.namespace_labels = dict(namespace_labels or {})
         self.dry_run = dry_run
         self.force_conflicts = force_conflicts
         self.with_diff = with_diff
@@ -245,71 +110,45 @@ class ClusterReconciler:
         self._reads = asyncio.Semaphore(2)
 
     async def run(self, desired: list[dict[str, Any]]) -> Outcome:
-        prepared = [prepare(o, self.mesh) for o in desired]
-        outcome = Outcome()
-        versions = _versions(prepared)
-        (owned, foreign, unserved), _ = await asyncio.gather(
-            self._live(versions), self._namespaces(prepared, outcome)
+        versions = _versions(desired)
+        listing, namespaces = await asyncio.gather(
+            self._listing(versions),
+            _patient(functools.partial(self._list, "Namespace", "v1", None)),
+        )
+        steps = plan(
+            desired,
+            listing,
+            {n.metadata.name for n in namespaces},
+            self.owner,
+            force_conflicts=self.force_conflicts,
+            namespace_labels=self.namespace_labels,
         )
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def apply(obj: dict[str, Any], live: Live | None, existing: Live | None) -> Change:
+        async def carry_out(step: Step) -> Change:
+            if step.action in ("unchanged", "conflict", "skipped"):
+                return step.change()
             async with gate:
-                return await self._apply_one(obj, live, existing)
+                if step.action == "delete":
+                    return await self._delete(step, versions[step.kind])
+                if step.kind == "Namespace":
+                    return await self._create_namespace(step)
+                return await self._apply(step)
 
-        async def delete(key: Key) -> Change:
-            async with gate:
-                return await self._delete(key, versions[key[0]])
-
+        outcome = Outcome()
         for kind in APPLY_ORDER:  # one kind at a time, in order; objects of a kind concurrently
-            batch = [o for o in prepared if o["kind"] == kind]
-            if kind in unserved:
-                outcome.changes.extend(
-                    _change("skipped", o, f"{o['apiVersion']} is not served by this cluster")
-                    for o in batch
-                )
-                continue
-            settled: list[Change | None] = []  # None: to be written
-            todo = []
-            for obj in batch:
-                key = key_of(obj)
-                live = owned.get(key)
-                in_place = live is not None and in_sync(obj, live)
-                settled.append(_change("unchanged", obj) if in_place else None)
-                if not in_place:
-                    todo.append(apply(obj, live, foreign.get(key)))
-            written = iter(await asyncio.gather(*todo))
-            outcome.changes.extend(c if c is not None else next(written) for c in settled)
-        wanted = {key_of(o) for o in prepared}
-        for kind in reversed(APPLY_ORDER):
-            stale = sorted(k for k in owned if k[0] == kind and k not in wanted)
-            outcome.changes.extend(await asyncio.gather(*(delete(k) for k in stale)))
+            batch = [s for s in steps if s.kind == kind and s.action != "delete"]
+            outcome.changes.extend(await asyncio.gather(*(carry_out(s) for s in batch)))
+        for kind in reversed(PRUNABLE):
+            batch = [s for s in steps if s.kind == kind and s.action == "delete"]
+            outcome.changes.extend(await asyncio.gather(*(carry_out(s) for s in batch)))
         return outcome
 
     # ------------------------------------------------------------------------------ reading
 
-    async def _live(
-        self, versions: dict[str, str]
-    ) -> tuple[dict[Key, Live], dict[Key, Live], set[str]]:
-        """Live objects of every kind meshbridge writes: owned by this mesh, and the rest (one
-        list call per kind, all kinds at once, instead of a read per object to find name
-        collisions). A kind the cluster does not serve is reported in the third value."""
+    async def _listing(self, versions: dict[str, str]) -> dict[str, list[Live] | None]:
         lists = await asyncio.gather(*(self._list_kind(kind, versions[kind]) for kind in PRUNABLE))
-        owned: dict[Key, Live] = {}
-        foreign: dict[Key, Live] = {}
-        unserved: set[str] = set()
-        for kind, items in zip(PRUNABLE, lists, strict=True):
-            if items is None:
-                unserved.add(kind)
-                continue
-            for obj in items:
-                meta = obj.metadata
-                mine = (
-                    meta.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
-                    and meta.labels.get(MESH_LABEL) == self.mesh
-                )
-                (owned if mine else foreign)[(kind, meta.namespace, meta.name)] = obj
-        return owned, foreign, unserved
+        return dict(zip(PRUNABLE, lists, strict=True))
 
     async def _list_kind(self, kind: str, version: str) -> list[Live] | None:
         """Every object of a kind, or None when the cluster does not serve it."""
@@ -330,84 +169,6 @@ class ClusterReconciler:
             raise Unreachable(str(exc) or type(exc).__name__) from exc
         return items
 
-    async def _namespaces(self, prepared: list[dict[str, Any]], outcome: Outcome) -> None:
-        """Create the namespaces the objects need and the cluster lacks (one list, then one
-        create per missing namespace, concurrently)."""
-        res = KINDS["Namespace"].resource("v1")
-        listed = await _patient(functools.partial(self._list, "Namespace", "v1", None))
-        existing = {i.metadata.name for i in listed}
-        wanted = {o["metadata"]["namespace"] for o in prepared if o["metadata"].get("namespace")}
-        missing = [
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": ns, "labels": {CREATED_BY_LABEL: FIELD_MANAGER}},
-            }
-            for ns in sorted(wanted - existing)
-        ]
-
-        async def create(obj: dict[str, Any]) -> None:
-            try:
-                await _patient(lambda: self.client.create(res.from_dict(obj)))
-            except ApiError as exc:
-                if exc.status.code != 409:  # created meanwhile by someone else: fine
-                    raise
-
-        if not self.dry_run:
-            await asyncio.gather(*(create(o) for o in missing))
-        outcome.changes.extend(_change("create", o, "namespace did not exist") for o in missing)
-
-    # ------------------------------------------------------------------------------ writing
-
-    async def _apply_one(
-        self, obj: dict[str, Any], live: Live | None, existing: Live | None
-    ) -> Change:
-        kind, ns, name = key_of(obj)
-        version = obj["apiVersion"].rpartition("/")[2]
-        reason = ""
-        force = True  # on objects meshbridge owns, its fields are its own to take back
-        if live is None:
-            if existing is None and kind in LABELLED_ONLY:
-                existing = await self._get(kind, version, name, ns)
-            if existing is not None:
-                if not self.force_conflicts:
-                    return _change(
-                        "conflict",
-                        obj,
-                        "an object of this name exists and is not "
-                        "managed by meshbridge (use --force-conflicts to take it over)",
-                    )
-                reason = "taken over (--force-conflicts)"
-            action: Action = "create" if existing is None else "update"
-            diff = drift_diff(obj, existing) if (existing is not None and self.with_diff) else ""
-        else:  # owned, and not in sync (the caller checked)
-            same_hash = (
-                live.metadata.annotations.get(HASH_ANNOTATION)
-                == obj["metadata"]["annotations"][HASH_ANNOTATION]
-            )
-            action, reason = (
-                "update",
-                ("drift: changed outside meshbridge" if same_hash else "intent changed"),
-            )
-            diff = drift_diff(obj, live) if self.with_diff else ""
-        if not self.dry_run:
-            res: Any = live_resource(kind, version)  # the answer is decoded as a Live record
-            try:
-                await _patient(
-                    lambda: self.client.patch(
-                        res,
-                        name,
-                        obj,
-                        namespace=ns or None,
-                        patch_type=PatchType.APPLY,
-                        field_manager=FIELD_MANAGER,
-                        force=force,
-                    )
-                )
-            except ApiError as exc:
-                return _change("failed", obj, f"{exc.status.code}: {exc.status.message}")
-        return Change(action, kind, ns, name, reason, diff)
-
     async def _list(self, kind: str, version: str, selector: dict[str, Any] | None) -> list[Live]:
         res: Any = live_resource(kind, version)  # lightkube's signatures name its own types
         async with self._reads:
@@ -427,18 +188,141 @@ class ClusterReconciler:
             raise
         return item
 
-    async def _delete(self, key: Key, version: str) -> Change:
-        kind, ns, name = key
+    # ------------------------------------------------------------------------------ writing
+
+    async def _create_namespace(self, step: Step) -> Change:
+        assert step.desired is not None
         if not self.dry_run:
-            res = KINDS[kind].resource(version)
+            res = KINDS["Namespace"].resource("v1")
             try:
-                await self.client.delete(res, name, namespace=ns or None)
+                await _patient(lambda: self.client.create(res.from_dict(step.desired)))
             except ApiError as exc:
-                if exc.status.code != 404:
-                    return Change(
-                        "failed", kind, ns, name, f"{exc.status.code}: {exc.status.message}"
+                if exc.status.code != 409:  # created meanwhile by someone else: fine, not ours
+                    raise
+                return step.change(reason="namespace was created meanwhile (left as it is)")
+        return step.change()
+
+    async def _apply(self, step: Step) -> Change:
+        obj = step.desired
+        assert obj is not None
+        kind, ns, name = key_of(obj)
+        version = obj["apiVersion"].rpartition("/")[2]
+        live, action, reason, force = step.live, step.action, step.reason, step.force
+        if action == "create" and kind in LABELLED_ONLY:
+            live = await self._get(kind, version, name, ns)  # not listed unless labelled
+            if live is not None:  # so it is not meshbridge's
+                if not self.force_conflicts:
+                    return step.change(
+                        "conflict",
+                        "an object of this name exists and is not managed by meshbridge "
+                        "(use --force-conflicts to take it over)",
                     )
-        return Change("delete", kind, ns, name, "no longer wanted")
+                action, reason, force = "update", "taken over (--force-conflicts)", True
+        diff = ""
+        if self.with_diff and action == "update":
+            diff = drift_diff(obj, live, owned_shape(live) if live is not None else None)
+        change = Change(action, kind, ns, name, reason, diff)
+        if self.dry_run:
+            return change
+        body = obj
+        if live is not None:  # only the object that was read: not one made since in its place
+            body = {**obj, "metadata": {**obj["metadata"], "uid": live.metadata.uid}}
+        try:
+            answer = await self._patch(kind, version, name, ns, body, force=force)
+        except ApiError as exc:
+            return _failed_write(step, exc)
+        if action == "create" and managers(answer) - {FIELD_MANAGER}:
+            return await self._give_back(step, version, answer)
+        return change
+
+    async def _patch(
+        self, kind: str, version: str, name: str, ns: str, body: dict[str, Any], *, force: bool
+    ) -> Live:
+        res: Any = live_resource(kind, version)  # the answer is decoded as a Live record
+        answer: Live = await _patient(
+            lambda: self.client.patch(
+                res,
+                name,
+                body,
+                namespace=ns or None,
+                patch_type=PatchType.APPLY,
+                field_manager=FIELD_MANAGER,
+                force=force,
+            )
+        )
+        return answer
+
+    async def _give_back(self, step: Step, version: str, answer: Live) -> Change:
+        """Someone made this object after the list and it held meshbridge's values, so the
+        create went through: take meshbridge's labels and fields back out (an apply of
+        nothing by its field manager) and report the conflict."""
+        assert step.desired is not None
+        meta = {"name": step.name, "uid": answer.metadata.uid}
+        if step.namespace:
+            meta["namespace"] = step.namespace
+        nothing = {"apiVersion": step.desired["apiVersion"], "kind": step.kind, "metadata": meta}
+        reason = f"an object of this name was created by someone else {_MEANWHILE}: left as is"
+        try:
+            await self._patch(step.kind, version, step.name, step.namespace, nothing, force=False)
+        except ApiError as exc:
+            reason += f" (but taking meshbridge's labels back out failed: {_status(exc)})"
+            return step.change("failed", reason)
+        return step.change("conflict", reason)
+
+    async def _delete(self, step: Step, version: str) -> Change:
+        if self.dry_run:
+            return step.change()
+        assert step.live is not None
+        seen = step.live.metadata
+        res = KINDS[step.kind].resource(version)
+        preconditions = {"uid": seen.uid, "resourceVersion": seen.resourceVersion}
+        try:
+            await _delete_if(self.client, res, step.name, step.namespace, preconditions)
+        except ApiError as exc:
+            if exc.status.code == 404:  # already gone
+                return step.change()
+            if exc.status.code == 409:
+                return step.change(
+                    "failed",
+                    f"changed or replaced {_MEANWHILE} (resourceVersion {seen.resourceVersion}): "
+                    "not deleted; apply again to look at it anew",
+                )
+            return step.change("failed", _status(exc))
+        return step.change()
+
+
+async def _delete_if(
+    client: AsyncClient, res: Any, name: str, namespace: str, preconditions: dict[str, str]
+) -> None:
+    """DELETE with ``DeleteOptions.preconditions`` (lightkube's ``delete`` sends no body)."""
+    generic: Any = client._client  # lightkube's request builder and transport, for the body
+    request = generic.prepare_request("delete", res=res, name=name, namespace=namespace or None)
+    request.data = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
+
+    async def send() -> None:
+        response = await generic.send(generic.build_adapter_request(request))
+        generic.raise_for_status(response)
+
+    await _patient(send)
+
+
+def _failed_write(step: Step, exc: ApiError) -> Change:
+    code, message = exc.status.code, exc.status.message or ""
+    if code == 409 and step.action == "create":
+        return step.change(
+            "conflict",
+            f"an object of this name was created by someone else {_MEANWHILE} and holds "
+            f"other values: not written ({message})",
+        )
+    if code in (409, 422) and "uid" in message.lower():
+        return step.change(
+            "conflict", f"deleted or replaced {_MEANWHILE}: not written; apply again"
+        )
+    return step.change("failed", f"{code}: {message}")
+
+
+def _status(exc: ApiError) -> str:
+    return f"{exc.status.code}: {exc.status.message}"
 
 
 async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 16) -> Any:
@@ -456,11 +340,6 @@ async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 16) -> Any:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
     raise AssertionError("unreachable")
-
-
-def _change(action: Action, obj: dict[str, Any], reason: str = "") -> Change:
-    kind, ns, name = key_of(obj)
-    return Change(action, kind, ns, name, reason)
 
 
 def _versions(objs: list[dict[str, Any]]) -> dict[str, str]:

@@ -170,6 +170,8 @@ class IstioSettings(_Model):
     dns_capture: bool = True
     gateway_node_port: Annotated[int, Field(ge=30000, le=32767, strict=True)] = 32001
     api_version: Literal["v1beta1", "v1"] = "v1beta1"
+    # namespaces `apply` creates are labelled istio-injection=enabled (existing ones: untouched)
+    sidecar_injection: bool = True
 
 
 class MeshSpec(_Model):

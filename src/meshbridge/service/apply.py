@@ -35,6 +35,7 @@ from meshbridge.kube import (
     ClusterReport,
     DiscoveryError,
     GatewayAddress,
+    MeshRef,
     Options,
     Target,
     client_for,
@@ -42,9 +43,10 @@ from meshbridge.kube import (
     reconcile_all,
 )
 from meshbridge.pki.sealing import row_aad
+from meshbridge.service.ownership import mesh_ref, record_adoptions
 from meshbridge.service.statekey import load_sealer
 from meshbridge.source import Source
-from meshbridge.store import Store
+from meshbridge.store import LEGACY_ADOPTION, Store
 
 if TYPE_CHECKING:
     from meshbridge.model import Cluster, Intents, Located
@@ -53,9 +55,9 @@ if TYPE_CHECKING:
 STATUS_KIND = "status"
 KEPT_KIND = "apply-render"  # the kept render (one per store)
 KEPT_NAME = "last"
-KEPT_FORMAT = 1
+KEPT_FORMAT = 2
 # Blobs an apply writes that are not render inputs: left out of the store's digest.
-VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND})
+VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND, LEGACY_ADOPTION})
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {
@@ -96,27 +98,57 @@ def _choose(every: list[Target], only: list[str] | None) -> list[Target]:
 
 
 async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
+    """The gateway of every cluster that needs one (another cluster reaches it) and leaves its
+    address out, read from the cluster."""
+
     async def one(doc: Located[Cluster]) -> Discovered:
         ref = doc.obj.spec.kubeconfig
         target = Target(doc.obj.name, ref.path if ref else None, ref.context if ref else None)
         try:
             client = client_for(target, timeout)
         except Exception as exc:
-            return Discovered(doc.obj.name, None, str(exc))
+            return Discovered(doc.obj.name, None, f"kubeconfig: {exc}")
         try:
             return Discovered(doc.obj.name, await discover(client))
-        except (DiscoveryError, OSError) as exc:
+        except DiscoveryError as exc:
             return Discovered(doc.obj.name, None, str(exc))
         finally:
             await client.close()
 
-    wanted = [
+    candidates = [
         d
         for d in intents.clusters
         if (d.obj.spec.gateway is None or d.obj.spec.gateway.address is None)
         and d.obj.spec.kubeconfig is not None
     ]
+    if not candidates:
+        return []
+    from meshbridge.compile.snapshot import build as snapshot
+    from meshbridge.compile.validate import gateway_needs
+
+    needed = gateway_needs(snapshot(intents))
+    wanted = [d for d in candidates if d.obj.name in needed]
     return list(await asyncio.gather(*(one(d) for d in wanted)))
+
+
+def _with_discovery_errors(
+    exc: InvalidInput, intents: Intents, found: list[Discovered]
+) -> InvalidInput:
+    """The render's problems, and why discovery found no gateway for the clusters it tried."""
+    failed = {d.cluster: d.error for d in found if d.address is None}
+    extra = [
+        Problem(
+            doc.source,
+            doc.index,
+            "Cluster",
+            doc.obj.name,
+            "spec.gateway",
+            f"gateway discovery failed: {failed[doc.obj.name]}",
+        )
+        for doc in intents.clusters
+        if doc.obj.name in failed
+    ]
+    return InvalidInput([*exc.problems, *extra]) if extra else exc
 
 
 def with_discovered_gateways(intents: Intents, found: list[Discovered]) -> Intents:
@@ -142,7 +174,7 @@ def with_discovered_gateways(intents: Intents, found: list[Discovered]) -> Inten
 class Prepared:
     """What an apply reconciles: the chosen clusters, the mesh and every cluster's objects."""
 
-    mesh: str
+    mesh: MeshRef
     targets: list[Target]
     objects: dict[str, list[dict[str, Any]]]
     found: list[Discovered]
@@ -166,7 +198,8 @@ def prepare(
         kept = _load_kept(store, state_path, sources)
         if kept is not None:
             every = [Target(name, path, context) for name, path, context in kept.clusters]
-            return Prepared(kept.mesh, _choose(every, only), kept.objects, [], kept=True)
+            mesh = mesh_ref(store, kept.mesh, sidecar_injection=kept.sidecar_injection)
+            return Prepared(mesh, _choose(every, only), kept.objects, [], kept=True)
 
     from meshbridge.service import pki as pki_service
     from meshbridge.service.render import build, parse
@@ -177,14 +210,20 @@ def prepare(
     found = asyncio.run(_discover_all(intents, options.timeout))
     intents = with_discovered_gateways(intents, found)
     material = pki_service.material_provider(state_path)
-    if options.dry_run:
-        rendered = _render_without_keeping(intents, store, material)
-        return Prepared(intents.mesh.name, chosen, rendered.objects, found, kept=False)
-    rendered = build(intents, store, material, serialise=False)
-    prepared = Prepared(intents.mesh.name, chosen, rendered.objects, found, kept=False)
+    injection = intents.mesh.spec.istio.sidecar_injection
+    mesh = mesh_ref(store, intents.mesh.name, sidecar_injection=injection)
+    try:
+        if options.dry_run:
+            rendered = _render_without_keeping(intents, store, material)
+            return Prepared(mesh, chosen, rendered.objects, found, kept=False)
+        rendered = build(intents, store, material, serialise=False)
+    except InvalidInput as exc:
+        raise _with_discovery_errors(exc, intents, found) from None
+    prepared = Prepared(mesh, chosen, rendered.objects, found, kept=False)
     if not found:  # discovered addresses are inputs the digest does not cover
         clusters = [(t.name, t.kubeconfig, t.context) for t in targets(intents)]
-        record = _Kept(_render_key(sources, store), prepared.mesh, clusters, prepared.objects)
+        key = _render_key(sources, store)
+        record = _Kept(key, mesh.name, injection, clusters, prepared.objects)
         prepared.keep = lambda: _save_kept(store, state_path, record)
     return prepared
 
@@ -212,6 +251,7 @@ def finish(store: Store, prepared: Prepared, reports: list[ClusterReport]) -> No
 class _Kept(msgspec.Struct, array_like=True):
     key: str
     mesh: str
+    sidecar_injection: bool
     clusters: list[tuple[str, str | None, str | None]]
     objects: dict[str, list[dict[str, Any]]]
 
@@ -247,10 +287,12 @@ def _save_kept(store: Store, state_path: str | None, record: _Kept) -> None:
 def record_status(
     store: Store, reports: list[ClusterReport], objects: dict[str, list[dict[str, Any]]]
 ) -> None:
-    """Keep each cluster's report, per object, for ``status`` (CLI and API)."""
+    """Keep each cluster's report, per object, for ``status`` (CLI and API); a cluster applied
+    in full has adopted its objects from before mesh identities (``service.ownership``)."""
     with store.transaction():
         for report in reports:
             store.put_blob(STATUS_KIND, report.cluster, _status_record(report, objects))
+        record_adoptions(store, reports)
 
 
 _quiet_depth = 0

@@ -198,13 +198,29 @@ class Catalog:
     # ------------------------------------------------------------------------------ writes
 
     def write(
-        self, changes: Sequence[Put | Delete], actor: str, *, prune: bool = False
+        self,
+        changes: Sequence[Put | Delete],
+        actor: str,
+        *,
+        prune: bool = False,
+        dry_run: bool = False,
     ) -> WriteResult:
         """Apply every change or none; with ``prune``, also delete every document not named.
 
         Raises InvalidInput (a document or the resulting set is invalid), Conflict (a stale
         resourceVersion; a delete that leaves the set invalid), NotFound (deleting nothing).
+        ``dry_run``: every check made and the outcomes answered as they would be (the revision
+        the write would get), but the transaction is rolled back: nothing is stored, audited or
+        allocated, no counter moves, so no reconciler notices anything.
         """
+        try:
+            return self._write(changes, actor, prune=prune, dry_run=dry_run)
+        except _DryRun as done:
+            return done.result
+
+    def _write(
+        self, changes: Sequence[Put | Delete], actor: str, *, prune: bool, dry_run: bool
+    ) -> WriteResult:
         with self.writing():
             revs = self.sync()
             entries = dict(self._entries)
@@ -215,7 +231,7 @@ class Catalog:
                 batch.prune()
             if not batch.changes:
                 return WriteResult(batch.outcomes, revs.resources)
-            revision = self.store.bump_resources()
+            revision = revs.resources + 1 if dry_run else self.store.bump_resources()
             rows = batch.finish(revision)
             try:
                 plan, needs = self._plan_for(self._intents(entries))
@@ -227,6 +243,8 @@ class Catalog:
                     "documents that still refer to it first)",
                     exc.problems,
                 ) from None
+            if dry_run:  # undone by writing(): the transaction and the cache
+                raise _DryRun(WriteResult(batch.outcomes, revision))
             self.store.put_resources(rows)
             self.store.delete_resources([key for key, _ in batch.deleted])
             self.store.add_audit(batch.audit(actor, revision))
@@ -239,6 +257,14 @@ class Catalog:
             self._plan = plan
             self._revisions = self.store.revisions()
             return WriteResult(batch.outcomes, revision)
+
+
+class _DryRun(Exception):
+    """Ends a dry-run write inside its transaction, so that it is rolled back."""
+
+    def __init__(self, result: WriteResult) -> None:
+        super().__init__("dry run")
+        self.result = result
 
 
 class _Batch:

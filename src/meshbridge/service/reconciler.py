@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshbridge import compile as mbcompile
-from meshbridge.kube import ClusterReport, Options, Target, reconcile_all
+from meshbridge.kube import ClusterReport, MeshRef, Options, Target, reconcile_all
 from meshbridge.service.apply import record_status, status, targets
 from meshbridge.service.catalog import Catalog
+from meshbridge.service.ownership import mesh_ref
 from meshbridge.service.render import MaterialProvider
 
 log = logging.getLogger("meshbridge.reconciler")
@@ -62,21 +63,26 @@ class Reconciler:
         with self.catalog.store.reading():
             return self.catalog.store.revisions().resources
 
-    def _desired(self) -> tuple[list[Target], str, dict[str, list[dict[str, Any]]]]:
-        """Targets (clusters with a kubeconfig), mesh name, objects; no work without targets."""
+    def _desired(self) -> tuple[list[Target], MeshRef | None, dict[str, list[dict[str, Any]]]]:
+        """Targets (clusters with a kubeconfig), the mesh, objects; no work without targets."""
         with self.catalog.writing():
             self.catalog.sync()
             plan = self.catalog.plan()
             intents = plan.snapshot.intents
             chosen = [t for t in targets(intents) if t.kubeconfig]
             if not chosen:
-                return [], intents.mesh.name, {}
+                return [], None, {}
+            mesh = mesh_ref(
+                self.catalog.store,
+                intents.mesh.name,
+                sidecar_injection=intents.mesh.spec.istio.sidecar_injection,
+            )
             material = self.material(self.catalog.store, plan) if self.material else None
-            return chosen, intents.mesh.name, mbcompile.objects(plan, material)
+            return chosen, mesh, mbcompile.objects(plan, material)
 
     async def reconcile_once(self) -> list[ClusterReport]:
         chosen, mesh, objects = await asyncio.to_thread(self._desired)
-        if not chosen:
+        if not chosen or mesh is None:
             return []
         reports = await reconcile_all(chosen, objects, mesh, self.options)
         await asyncio.to_thread(record_status, self.catalog.store, reports, objects)

@@ -128,12 +128,17 @@ class Client:
 
     # ------------------------------------------------------------------------------ calls
 
-    def apply(self, docs: Sequence[Located], *, prune: bool = False) -> dict[str, Any]:
+    def apply(
+        self, docs: Sequence[Located], *, prune: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
         body = json.dumps([raw for _, _, raw in docs], default=str)
+        params = {"prune": "true"} if prune else {}
+        if dry_run:
+            params["dryRun"] = "All"
         response = self.request(
             "POST",
             "/api/v1/apply",
-            params={"prune": "true"} if prune else None,
+            params=params or None,
             content=body.encode(),
             headers={"Content-Type": "application/json"},
             origins=[(name, index) for name, index, _ in docs],

@@ -87,3 +87,6 @@ Index("ix_resources_kind_version", resources_table.c.kind, resources_table.c.res
 
 RESOURCES = "resources"
 STATE = "state"
+
+MESH_ID_KEY = "mesh_id"  # the meta row of the mesh's identity (migration 0003)
+LEGACY_ADOPTION = "legacy-adoption"  # blobs named by cluster: adopt pre-identity objects there

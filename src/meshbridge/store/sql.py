@@ -52,6 +52,7 @@ from meshbridge.store import migrate
 from meshbridge.store.records import Revisions
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (
+    MESH_ID_KEY,
     RESOURCES,
     STATE,
     blobs_table,
@@ -226,6 +227,16 @@ class SqlStore(RowsMixin):
                 select(meta_table.c.value).where(meta_table.c.key == "schema_version")
             ).first()
         return "" if row is None else str(row[0])
+
+    def mesh_id(self) -> str:
+        """The identity minted for this store's mesh when its schema was made (or upgraded)."""
+        with self._connection() as conn:
+            row = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == MESH_ID_KEY)
+            ).first()
+        if row is None:
+            raise StateError("the state store has no mesh identity: run `meshbridge db upgrade`")
+        return str(row[0])
 
     # ---------------------------------------------------------------------------------- VIPs
 

@@ -7,14 +7,18 @@ from typing import Any
 
 import msgspec
 
-from meshbridge.kube.reconcile import (
+from meshbridge.kube.plan import (
     HASH_ANNOTATION,
     Live,
+    Ownership,
     drift_diff,
     in_sync,
-    live_resource,
+    owned_shape,
     prepare,
 )
+from meshbridge.kube.reconcile import live_resource
+
+OWNER = Ownership("default", "0d9c2f4e-6c1b-4f0e-9a57-3c2b1d0e9f8a")
 
 DESIRED = prepare(
     {
@@ -35,7 +39,7 @@ DESIRED = prepare(
             "endpoints": [{"address": "172.18.0.3", "ports": {"http": 15443}}],
         },
     },
-    "default",
+    OWNER,
 )
 
 
@@ -87,8 +91,27 @@ def test_changed_or_missing_content_is_not_in_sync() -> None:
     assert not in_sync(DESIRED, live(as_served(no_spec)))
 
 
-def test_content_the_desired_object_does_not_have_is_not_in_sync() -> None:
-    assert not in_sync(DESIRED, live(as_served(DESIRED, data={"x": "eQ=="})))
+def test_fields_other_managers_added_are_no_drift() -> None:
+    """``kubectl edit`` adding a field meshbridge does not set: still in sync."""
+    spec = {**DESIRED["spec"], "exportTo": ["."], "workloadSelector": {"labels": {"a": "b"}}}
+    assert in_sync(DESIRED, live(as_served({**DESIRED, "spec": spec})))
+    assert in_sync(DESIRED, live(as_served(DESIRED, data={"x": "eQ=="})))
+    # inside a value meshbridge sets: a list is compared whole
+    ports = [{**DESIRED["spec"]["ports"][0], "targetPort": 9}]
+    assert not in_sync(DESIRED, live(as_served({**DESIRED, "spec": {**spec, "ports": ports}})))
+
+
+def test_a_diff_shows_what_meshbridge_manages_only() -> None:
+    """Fields only another manager holds are not in the diff; fields meshbridge's applies own
+    and no longer set are (apply removes them)."""
+    spec = {**DESIRED["spec"], "resolution": "STATIC", "exportTo": ["."], "subjectAltNames": ["x"]}
+    served = json.loads(as_served({**DESIRED, "spec": spec}))
+    served["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:subjectAltNames"] = {}
+    record = live(json.dumps(served).encode())
+    text = drift_diff(DESIRED, record, owned_shape(record))
+    assert "-  resolution: STATIC" in text and "+  resolution: DNS" in text
+    assert "-  subjectAltNames:" in text
+    assert "exportTo" not in text
 
 
 def test_status_and_server_metadata_do_not_matter() -> None:
@@ -121,7 +144,7 @@ def test_drift_diff_shows_the_change_and_never_secret_data() -> None:
             "type": "Opaque",
             "data": {"ca-key.pem": "c2VjcmV0LWtleQ=="},
         },
-        "default",
+        OWNER,
     )
     tampered = as_served(secret, data={"ca-key.pem": "b3RoZXIta2V5"})
     record = msgspec.json.decode(tampered, type=live_resource("Secret", "v1"))

@@ -132,13 +132,32 @@ def test_dry_runs_and_discovered_gateways_are_not_kept(state: Path, tmp_path: Pa
 
     undiscovered = copy.deepcopy(docs())
     for d in undiscovered:
-        if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster1":  # a client only
+        if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster2":  # serves cluster1
             d["spec"].pop("gateway", None)
             d["spec"]["kubeconfig"] = {"path": str(tmp_path / "no-such-kubeconfig")}
     path = write_docs(tmp_path / "in" / "mesh.yaml", undiscovered)
-    found = applied(read_sources([str(path)]), store, state)
-    assert found.found  # discovery was attempted (and failed: no kubeconfig)
+    with pytest.raises(InvalidInput) as caught:  # discovery was attempted, and failed
+        applied(read_sources([str(path)]), store, state)
+    assert "gateway discovery failed: kubeconfig: kubeconfig" in str(caught.value)
     assert store.get_blob(service.KEPT_KIND, service.KEPT_NAME) is None
+    store.close()
+
+
+def test_a_cluster_that_serves_no_one_needs_no_gateway_discovery(
+    state: Path, tmp_path: Path
+) -> None:
+    """cluster1 only runs a client: without a gateway address it is not asked for one (no
+    discovery, no "discovery failed"), and the render is kept as usual."""
+    undiscovered = copy.deepcopy(docs())
+    for d in undiscovered:
+        if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster1":
+            d["spec"].pop("gateway", None)
+            d["spec"]["kubeconfig"] = {"path": str(tmp_path / "no-such-kubeconfig")}
+    path = write_docs(tmp_path / "in" / "mesh.yaml", undiscovered)
+    store = open_store(str(state))
+    prepared = applied(read_sources([str(path)]), store, state)
+    assert prepared.found == []
+    assert store.get_blob(service.KEPT_KIND, service.KEPT_NAME) is not None
     store.close()
 
 

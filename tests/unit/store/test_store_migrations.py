@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -15,7 +16,7 @@ from sqlalchemy import text
 
 from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import StateError
-from meshbridge.store import SCHEMA_HEAD, open_store
+from meshbridge.store import LEGACY_ADOPTION, SCHEMA_HEAD, open_store
 from meshbridge.store.schema import metadata
 from meshbridge.store.sql import upgrade_store
 
@@ -102,3 +103,39 @@ def test_errors_never_show_a_password() -> None:
     with pytest.raises(StateError) as caught:
         open_store("postgresql+nonsense://user:s3cretpw@host/db")
     assert "s3cretpw" not in str(caught.value)
+
+
+def test_every_store_has_a_mesh_identity_of_its_own_that_stays(db_url: str, tmp_path: Path) -> None:
+    store = open_store(db_url)
+    first = store.mesh_id()
+    store.close()
+    store = open_store(db_url)
+    try:
+        assert store.mesh_id() == first and len(first) == 36
+        assert store.list_blobs(LEGACY_ADOPTION) == {}  # a new store has nothing to adopt
+    finally:
+        store.close()
+    other = open_store(str(tmp_path / "other.db"))
+    try:
+        assert other.mesh_id() != first
+    finally:
+        other.close()
+
+
+def test_a_store_from_before_identities_gets_one_and_adopts_where_it_applied(db_url: str) -> None:
+    store = open_store(db_url)
+    with store.engine.begin() as conn:  # as meshbridge left it at revision 0002
+        cfg = Config()
+        cfg.set_main_option("script_location", "meshbridge.store:migrations")
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+        for cluster in ("east", "west"):
+            conn.execute(text("INSERT INTO blobs (kind, name, data) VALUES ('status', :n, :d)"),
+                         {"n": cluster, "d": b"{}"})
+    store.close()
+    store = open_store(db_url)
+    try:
+        assert len(store.mesh_id()) == 36
+        assert sorted(store.list_blobs(LEGACY_ADOPTION)) == ["east", "west"]
+    finally:
+        store.close()

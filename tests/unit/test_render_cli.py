@@ -99,8 +99,12 @@ def test_help_reads_like_a_tool(cli) -> None:
 
 def test_secret_free_manifests_are_world_readable_only_if_not_secret(cli, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    assert cli("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out)).exit_code == 0
+    args = ("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out), "--include-secrets")
+    assert cli(*args).exit_code == 0
+    secrets = 0
     for path in out.rglob("*.yaml"):
         secret = yaml.safe_load(path.read_text())["kind"] == "Secret"
+        secrets += secret
         mode = os.stat(path).st_mode & 0o777
         assert mode == (0o600 if secret else 0o644), path
+    assert secrets == 2

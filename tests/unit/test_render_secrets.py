@@ -187,15 +187,19 @@ def test_a_secrets_dir_meshbridge_did_not_write_is_not_wiped(cli, tmp_path: Path
 # ------------------------------------------------------------------ interrupted or failed writes
 
 
-def _fail_at_second_key_file(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> list[str]:
-    """Make the render's writer fail as it creates its second key file (the first is written)."""
+def _fail_while_writing(monkeypatch: pytest.MonkeyPatch, error: BaseException, option: str
+                        ) -> list[str]:
+    """Make the render's writer fail as it creates its second key file (the first is written),
+    or with the keys left out, its fifth file."""
     real_open = os.open
     opened: list[str] = []
+    prefix, nth = ("secret.", 2) if option else ("", 5)
 
     def failing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if flags & os.O_EXCL and Path(path).name.startswith("secret."):
+        name = Path(path).name
+        if flags & os.O_EXCL and name.startswith(prefix) and name != ".meshbridge-render":
             opened.append(str(path))
-            if len(opened) == 2:
+            if len(opened) == nth:
                 raise error
         return real_open(path, flags, *args, **kwargs)
 
@@ -205,15 +209,15 @@ def _fail_at_second_key_file(monkeypatch: pytest.MonkeyPatch, error: BaseExcepti
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("a bug")],
                          ids=["ctrl-c", "exception"])
-@pytest.mark.parametrize("option", ["--include-secrets", "--secrets-dir"])
+@pytest.mark.parametrize("option", ["", "--include-secrets", "--secrets-dir"])
 def test_an_interrupted_render_leaves_no_staging_folder_and_no_key(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, error: BaseException
 ) -> None:
     src, out, keys = _intents(tmp_path), tmp_path / "out", tmp_path / "keys"
     assert cli("render", "-f", str(src), "-o", str(out)).exit_code == 0
     before = _digest(out)
-    opened = _fail_at_second_key_file(monkeypatch, error)
-    args = ["render", "-f", str(src), "-o", str(out), option]
+    opened = _fail_while_writing(monkeypatch, error, option)
+    args = ["render", "-f", str(src), "-o", str(out), *([option] if option else [])]
     if option == "--secrets-dir":
         args.append(str(keys))
     if isinstance(error, KeyboardInterrupt):
@@ -221,7 +225,7 @@ def test_an_interrupted_render_leaves_no_staging_folder_and_no_key(
     else:
         with pytest.raises(RuntimeError):
             cli(*args)
-    assert len(opened) == 2, "the writer never reached its second key file"
+    assert len(opened) == (2 if option else 5), "the writer never got that far"
     monkeypatch.undo()
     assert _beside(tmp_path) == []
     assert _private_keys(tmp_path / "in") == [] and not keys.exists()
@@ -235,7 +239,7 @@ ENTRY = (
 )
 
 
-@pytest.mark.parametrize("option", ["--include-secrets", "--secrets-dir"])
+@pytest.mark.parametrize("option", ["", "--include-secrets", "--secrets-dir"])
 def test_ctrl_c_while_a_large_render_writes(tmp_path: Path, option: str) -> None:
     """The real thing: a process rendering a mesh of some 6,000 files gets SIGINT as soon as the
     output's staging folder appears (when --secrets-dir is given, the key tree is staged by
@@ -254,7 +258,7 @@ def test_ctrl_c_while_a_large_render_writes(tmp_path: Path, option: str) -> None
                            timeout=300, check=False)
     assert first.returncode == 0, first.stderr
     before = _digest(out)
-    extra = [option, str(keys)] if option == "--secrets-dir" else [option]
+    extra = {"": [], "--include-secrets": [option], "--secrets-dir": [option, str(keys)]}[option]
     proc = subprocess.Popen(render(src, *extra), cwd=work, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300

@@ -87,7 +87,8 @@ def main() -> None:
             intents.write_text(yaml.safe_dump_all(docs))
             env = {**os.environ, "MESHBRIDGE_STATE": str(tmp / "state.db")}
             out = tmp / "out"
-            meshbridge("render", "-f", str(intents), "-o", str(out), env=env)
+            # with the Secrets (cacerts), which meshbridge apply sends too: the same objects
+            meshbridge("render", "-f", str(intents), "-o", str(out), "--include-secrets", env=env)
             for path in out.rglob("istiooperator.*.yaml"):
                 path.unlink()
             counts = {c.name: sum(1 for _ in c.rglob("*.yaml")) for c in sorted(out.iterdir()) if c.is_dir()}

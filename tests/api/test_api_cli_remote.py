@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
 
 import pytest
 import typer
@@ -14,7 +14,9 @@ import yaml
 from typer.testing import CliRunner
 
 from meshbridge.cli import remote, server
+from meshbridge.cli.main import render
 from meshbridge.service.tokens import create_token
+from meshbridge.service.writer import KeyPlacement
 from meshbridge.store import open_store
 
 from .conftest import EXAMPLES, LiveServer
@@ -31,17 +33,7 @@ def _app() -> typer.Typer:
     app.command()(remote.apply)
     app.command()(remote.get)
     app.command()(remote.delete)
-
-    @app.command()
-    def render(
-        output: Annotated[Path, typer.Option("-o")],
-        files: Annotated[list[str] | None, typer.Option("-f")] = None,
-        server_url: remote.ServerOption = None,
-        token: remote.TokenOption = None,
-    ) -> None:
-        assert server_url
-        remote.render_remote(server_url, token, output, files)
-
+    app.command()(render)  # the real one: with --server (MESHBRIDGE_SERVER) it renders remotely
     app.add_typer(server.db_app)
     app.add_typer(server.token_app)
     return app
@@ -62,6 +54,16 @@ def cli(live: Callable[..., LiveServer], db_url: str, monkeypatch: pytest.Monkey
         return CliRunner().invoke(_app(), list(args), input=input, catch_exceptions=False)
 
     return run
+
+
+def _private_keys(root: Path) -> list[str]:
+    """Files below ``root`` that hold a private key (in a Secret's data, base64)."""
+    return [
+        str(p.relative_to(root)) for p in sorted(root.rglob("*.yaml"))
+        if any(b"PRIVATE KEY" in base64.b64decode(v)
+               for d in yaml.safe_load_all(p.read_text()) if d
+               for v in (d.get("data") or {}).values())
+    ]
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -180,15 +182,39 @@ def test_render_from_a_server_with_pki_equals_render_on_its_store(
     src.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     run = lambda *a: CliRunner().invoke(_app(), list(a), catch_exceptions=False)  # noqa: E731
     assert run("apply", "-f", str(src)).exit_code == 0
-    result = run("render", "-o", str(tmp_path / "remote"))
+    remote_out, remote_keys = tmp_path / "remote", tmp_path / "remote-keys"
+    result = run("render", "-o", str(remote_out))  # by default: the keys left out
     assert result.exit_code == 0, result.stderr
-    secrets = list((tmp_path / "remote").rglob("secret.*.yaml"))
-    assert secrets and all(p.stat().st_mode & 0o777 == 0o600 for p in secrets)
+    assert _private_keys(remote_out) == []
+    assert ("left out 2 Secrets holding private keys (cacerts in 1 cluster, 1 ingress "
+            "credential): not for a Git tree") in result.stderr
+    result = run("render", "-o", str(remote_out), "--secrets-dir", str(remote_keys))
+    assert result.exit_code == 0, result.stderr
+    assert _private_keys(remote_out) == []
+    assert sorted(_private_keys(remote_keys)) == [
+        "cluster1/istio-system/secret.cacerts.yaml",
+        "cluster1/istio-system/secret.httpbin.example.com-credential.yaml",
+    ]
+    for path in [remote_keys, *remote_keys.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
     store = open_store(db_url)
     checked = render_service.validate([Source(str(src), src.read_text())])
-    render_service.render(checked, tmp_path / "local", store, material_provider(db_url))
+    render_service.render(checked, tmp_path / "local", store, material_provider(db_url),
+                          KeyPlacement(secrets_dir=tmp_path / "local-keys"))
     store.close()
-    assert _digest(tmp_path / "remote") == _digest(tmp_path / "local")
+    assert _digest(remote_out) == _digest(tmp_path / "local")
+    assert _digest(remote_keys) == _digest(tmp_path / "local-keys")
+    included = tmp_path / "included"
+    result = run("render", "-o", str(included), "--include-secrets")
+    assert result.exit_code == 0, result.stderr
+    both = {**_digest(remote_out),
+            **{rel: d for rel, d in _digest(remote_keys).items() if rel.endswith(".yaml")}}
+    assert _digest(included) == both
+    for rel in _private_keys(included):
+        assert (included / rel).stat().st_mode & 0o777 == 0o600
+    clash = run("render", "-o", str(included), "--secrets-dir", str(included / "keys"))
+    assert clash.exit_code == 2 and "is inside the output directory" in clash.stderr
+    assert _digest(included) == both, "a refused render changed the output"
 
 
 def test_apply_dry_run_to_a_server_stores_nothing(cli, db_url: str, tmp_path: Path) -> None:

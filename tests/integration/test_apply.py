@@ -6,6 +6,7 @@ The API servers are shared by the session, so each test works in a mesh of its o
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
@@ -193,6 +194,32 @@ def test_drift_is_detected_and_corrected(cli, mesh) -> None:
         live = http.get(path).json()
     assert live["spec"]["endpoints"][0]["address"] == "192.168.121.10"
     assert cli("diff", "-f", str(src)).exit_code == 0
+
+
+def test_apply_sends_the_private_keys_render_leaves_out_of_its_tree(cli, mesh) -> None:
+    """render -o DIR writes no key; apply still sends cacerts and the ingress credential, the
+    same Secrets --include-secrets writes, without reading anything render wrote."""
+    docs = _example("external-mtls", mesh["name"], mesh["kubeconfigs"])
+    for d in docs:
+        if d["kind"] == "Mesh":
+            d["spec"]["rootCA"] = {"keyAlgorithm": "ECDSA-P256"}
+    src = write_docs(mesh["tmp"] / "intents" / "mesh.yaml", docs)
+    out, full = mesh["tmp"] / "out", mesh["tmp"] / "full"
+    rendered = cli("render", "-f", str(src), "-o", str(out))
+    assert rendered.exit_code == 0, rendered.stderr
+    assert "left out 2 Secrets holding private keys" in rendered.stderr
+    assert not [p for p in out.rglob("*.yaml") if "PRIVATE KEY" in p.read_text()]
+    assert not list(out.rglob("secret.*"))
+    assert cli("render", "-f", str(src), "-o", str(full), "--include-secrets").exit_code == 0
+    result = cli("apply", "-f", str(src))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    with mesh["clusters"][0].client() as http:
+        for name, key in (("cacerts", "ca-key.pem"), ("httpbin.example.com-credential", "tls.key")):
+            live = http.get(f"/api/v1/namespaces/istio-system/secrets/{name}").json()
+            assert "PRIVATE KEY" in base64.b64decode(live["data"][key]).decode(), name
+            wanted = yaml.safe_load((full / "cluster1" / "istio-system" / f"secret.{name}.yaml").read_text())
+            assert live["data"] == wanted["data"], name
+            assert live["metadata"]["labels"]["meshbridge.dev/mesh"] == mesh["name"]
 
 
 def test_three_cluster_mesh_lands_and_is_valid(cli, mesh) -> None:

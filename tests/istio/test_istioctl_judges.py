@@ -60,10 +60,12 @@ Cli = Callable[..., Any]
 
 
 def _render(cli: Cli, intents: Path, tmp_path: Path) -> list[Path]:
-    """``meshbridge render`` with a fresh state store; one folder per cluster."""
+    """``meshbridge render`` with a fresh state store; one folder per cluster, holding all that
+    lands in that cluster (the Secrets with private keys too, which apply sends)."""
     out = tmp_path / "out"
     result = cli(
-        "render", "-f", str(intents), "-o", str(out), "--state", str(tmp_path / "state.db")
+        "render", "-f", str(intents), "-o", str(out), "--state", str(tmp_path / "state.db"),
+        "--include-secrets",
     )
     assert result.exit_code == 0, result.stdout + result.stderr
     folders = sorted(p for p in out.iterdir() if p.is_dir())

@@ -101,11 +101,15 @@ def test_help_reads_like_a_tool(cli) -> None:
 
 def test_secret_free_manifests_are_world_readable_only_if_not_secret(cli, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    assert cli("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out)).exit_code == 0
+    args = ("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out), "--include-secrets")
+    assert cli(*args).exit_code == 0
+    secrets = 0
     for path in out.rglob("*.yaml"):
         secret = yaml.safe_load(path.read_text())["kind"] == "Secret"
+        secrets += secret
         mode = os.stat(path).st_mode & 0o777
         assert mode == (0o600 if secret else 0o644), path
+    assert secrets == 2
 
 
 def _stored_vips(state: Path) -> list:
@@ -164,7 +168,8 @@ def test_a_passthrough_host_gets_routes_by_sni_and_no_credential(cli, tmp_path: 
     """PASSTHROUGH: the service presents its own certificate, so the mesh issues, stores and
     writes none for its host (the SIMPLE host beside it keeps its credential)."""
     out, state = tmp_path / "o", tmp_path / "state" / "state.db"
-    result = cli("render", "-f", str(EXAMPLES / "external-passthrough"), "-o", str(out))
+    result = cli("render", "-f", str(EXAMPLES / "external-passthrough"), "-o", str(out),
+                 "--include-secrets")
     assert result.exit_code == 0, result.stderr
     tree = read_tree(out)
     (gateway,) = tree["cluster1/shop/gateway.ledger-ingress.yaml"]

@@ -12,6 +12,7 @@ import typer
 
 from meshbridge import __version__
 from meshbridge.cli import apply as apply_cmd
+from meshbridge.cli import keys as keys_opt
 from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli import server as server_cmd
@@ -75,8 +76,9 @@ def render(
             "-o",
             "--output",
             metavar="DIR",
-            help="Directory to write, one folder per cluster. It is "
-            "replaced whole: nothing stale is left.",
+            help="Directory to write, one folder per cluster, meant for Git: Secrets holding a "
+            "private key are not written there (see --secrets-dir). It is replaced whole: "
+            "nothing stale is left.",
             show_default=False,
         ),
     ],
@@ -91,17 +93,24 @@ def render(
             "for standard input. Repeat for more. Required unless --server is given.",
         ),
     ] = None,
+    secrets_dir: keys_opt.SecretsDirOption = None,
+    include_secrets: keys_opt.IncludeSecretsOption = False,
     state: StateOption = None,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
 ) -> None:
     """Write every cluster's Istio manifests (GitOps-ready YAML) to a directory.
 
+    The Secrets that hold a private key (each cluster's cacerts, ingress credentials) are left
+    out of it, since it is meant for Git: --secrets-dir DIR2 writes them to a separate 0600 tree,
+    --include-secrets into the directory; apply sends them to clusters directly.
+
     VIPs and certificates are kept in the state store, so rendering the same intents again gives
     the same bytes, and VIPs never move when other intents are added or removed.
     """
+    placement = keys_opt.placement(output, secrets_dir, include_secrets)
     if server:
-        remote_cmd.render_remote(server, token, output, files)
+        remote_cmd.render_remote(server, token, output, files, placement)
         return
     with errors_mapped():
         from meshbridge.service import pki as pki_service
@@ -111,16 +120,19 @@ def render(
         store = open_store(state_path(state))
         try:
             material = pki_service.material_provider(state_path(state))
-            result = render_service.render(checked, output, store, material)
+            result, written = render_service.render(
+                checked, output, store, material, placement
+            )
         finally:
             store.close()
     for cluster, objs in sorted(result.objects.items()):
         err_console.print(f"{cluster}: {len(objs)} objects", markup=False)
     err_console.print(
-        f"wrote {len(result.files)} files for {len(result.objects)} clusters to {output}"
+        f"wrote {written.files} files for {len(result.objects)} clusters to {output}"
         + (f" ({result.new_vips} new VIPs)" if result.new_vips else ""),
         markup=False,
     )
+    keys_opt.report(written)
 
 
 app.add_typer(pki_cmd.app)

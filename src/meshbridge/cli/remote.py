@@ -17,11 +17,13 @@ import typer
 import yaml
 
 from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
+from meshbridge.cli.keys import report
 from meshbridge.service.errors import BadRequest, Conflict
 from meshbridge.service.sources import read_sources
 
 if TYPE_CHECKING:
     from meshbridge.service.resources import ResourceKind
+    from meshbridge.service.writer import KeyPlacement
 
 __all__ = [
     "ServerOption",
@@ -228,9 +230,14 @@ def delete(
 
 
 def render_remote(
-    server: str, token: str | None, output: Path, files: list[str] | None = None
+    server: str,
+    token: str | None,
+    output: Path,
+    files: list[str] | None = None,
+    placement: KeyPlacement | None = None,
 ) -> None:
-    """``render --server URL -o DIR``: the server's stored documents, rendered into DIR.
+    """``render --server URL -o DIR``: the server's stored documents, rendered into DIR, with
+    Secrets holding a private key placed as for a local render (left out by default).
 
     ``-f`` is refused with --server: the server renders what it stores (apply files first).
     """
@@ -245,11 +252,12 @@ def render_remote(
     with errors_mapped():
         from meshbridge.service.remote import render_from_server
 
-        result = render_from_server(server, token, output)
+        result, written = render_from_server(server, token, output, placement)
     for cluster, count in sorted(result.objects.items()):
         err_console.print(f"{cluster}: {count} objects", markup=False)
     err_console.print(
-        f"wrote {len(result.files)} files for {len(result.objects)} clusters to {output} "
+        f"wrote {written.files} files for {len(result.objects)} clusters to {output} "
         f"(server revision {result.revision})",
         markup=False,
     )
+    report(written)

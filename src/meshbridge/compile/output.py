@@ -2,6 +2,10 @@
 
 Layout below the output directory: ``<cluster>/<namespace>/<kind>.<name>.yaml``, one object per
 file (what Argo CD, Flux and kustomize read, and what gives readable git diffs).
+
+Each file also says which private key it holds, if any (:func:`private_key_holder`): the
+``cacerts`` Secret holds a cluster's intermediate CA key, an ingress credential its host's
+``tls.key``. Such files do not belong in a Git tree; the writer decides where they go.
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ from meshbridge.compile import naming
 from meshbridge.compile.envelope import Obj
 
 SECRET_KINDS = frozenset({"Secret"})
+
+CACERTS = "cacerts"
+INGRESS_CREDENTIAL = "ingress credential"
+OTHER_HOLDER = "other Secret"
+
+ManifestFile = tuple[bytes, str | None]
+"""A file's content, and what the private key it holds is for (None: it holds none)."""
 
 
 def dump(obj: Obj) -> bytes:
@@ -42,6 +53,21 @@ def file_name(obj: Obj) -> str:
     kind = obj["kind"].lower()
     name = naming.shorten(meta["name"], MAX_FILE_NAME - len(kind) - len("..yaml"))
     return f"{meta.get('namespace') or '_cluster'}/{kind}.{name}.yaml"
+
+
+def private_key_holder(obj: Obj) -> str | None:
+    """What a Secret is, for one that may hold a private key: ``cacerts`` (the cluster's
+    intermediate CA key), ``ingress credential`` (a host's ``tls.key``), or ``other Secret``
+    (meshbridge renders none, and a Secret is kept out of Git whatever it holds); None for an
+    object that is not a Secret."""
+    if obj["kind"] not in SECRET_KINDS:
+        return None
+    data = obj.get("data") or {}
+    if obj["metadata"]["name"] == naming.CACERTS_NAME and "ca-key.pem" in data:
+        return CACERTS
+    if "tls.key" in data:
+        return INGRESS_CREDENTIAL
+    return OTHER_HOLDER
 
 
 class DumpMemo:
@@ -75,14 +101,14 @@ class DumpMemo:
 
 def files(
     objects_by_cluster: dict[str, list[Obj]], memo: DumpMemo | None = None
-) -> dict[str, tuple[bytes, bool]]:
-    """Relative path -> (content, holds a secret) for every object of every cluster."""
-    out: dict[str, tuple[bytes, bool]] = {}
+) -> dict[str, ManifestFile]:
+    """Relative path -> (content, private key holder) for every object of every cluster."""
+    out: dict[str, ManifestFile] = {}
     for cluster, objs in sorted(objects_by_cluster.items()):
         for obj in objs:
-            secret = obj["kind"] in SECRET_KINDS
-            data = dump(obj) if memo is None or secret else memo.dump(obj)
-            out[f"{cluster}/{file_name(obj)}"] = (data, secret)
+            holder = private_key_holder(obj)
+            data = dump(obj) if memo is None or holder is not None else memo.dump(obj)
+            out[f"{cluster}/{file_name(obj)}"] = (data, holder)
     if memo is not None:
         memo.finish()
     return out

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile.envelope import Obj
-from meshbridge.compile.output import DumpMemo
+from meshbridge.compile.output import DumpMemo, ManifestFile
 from meshbridge.compile.output import files as manifest_files
 from meshbridge.service.catalog import Catalog
 from meshbridge.service.errors import NotFound
@@ -39,13 +39,13 @@ __all__ = ["ClusterManifests", "Manifests", "join_yaml", "split_yaml"]
 
 @dataclass(frozen=True)
 class ClusterManifests:
-    """One cluster's output: objects, the render's files (path -> bytes, secret) and both
+    """One cluster's output: objects, the render's files (path -> (bytes, private key holder)) and both
     serialisations the API serves."""
 
     cluster: str
     revisions: Revisions
     objects: list[Obj]
-    files: dict[str, tuple[bytes, bool]]
+    files: dict[str, ManifestFile]
     yaml: bytes
     json: bytes
 
@@ -99,7 +99,7 @@ class Manifests:
             if hit is not None and hit.revisions == revs:
                 return hit
             result = self._render(cluster)
-            if any(secret for _, secret in result.files.values()):
+            if any(holder is not None for _, holder in result.files.values()):
                 self._cache.pop(cluster, None)
             else:
                 self._cache[cluster] = result

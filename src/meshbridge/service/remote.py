@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import yaml
 
-from meshbridge.compile.output import SECRET_KINDS, file_name
+from meshbridge.compile.output import ManifestFile, file_name, private_key_holder
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.loading import Source, load_objects
 from meshbridge.service.documents import BODY, parse_documents
 from meshbridge.service.errors import Conflict, NotFound, ServerError
 from meshbridge.service.manifests import split_yaml
 from meshbridge.service.resources import ResourceKind, strip_server_fields
-from meshbridge.service.writer import write_tree
+from meshbridge.service.writer import KeyPlacement, Written, write_render
 
 __all__ = ["Client", "RemoteRender", "read_documents", "render_from_server"]
 
@@ -179,9 +179,10 @@ class Client:
 
 @dataclass(frozen=True)
 class RemoteRender:
-    """What a render from a server wrote: files (path -> bytes, secret), objects by cluster."""
+    """What a render from a server fetched: files (path -> (bytes, private key holder)),
+    objects by cluster."""
 
-    files: dict[str, tuple[bytes, bool]]
+    files: dict[str, ManifestFile]
     objects: dict[str, int]
     revision: str
 
@@ -192,7 +193,7 @@ def fetch_all(client: Client) -> RemoteRender:
 
     for _ in range(_CONSISTENT_TRIES):
         clusters = [c["metadata"]["name"] for c in client.list(KINDS["Cluster"])["items"]]
-        files: dict[str, tuple[bytes, bool]] = {}
+        files: dict[str, ManifestFile] = {}
         counts: dict[str, int] = {}
         revisions: set[str] = set()
         try:
@@ -203,7 +204,7 @@ def fetch_all(client: Client) -> RemoteRender:
                 counts[cluster] = len(docs)
                 for data in docs:
                     obj = yaml.load(data, Loader=yaml.CSafeLoader)
-                    files[f"{cluster}/{file_name(obj)}"] = (data, obj["kind"] in SECRET_KINDS)
+                    files[f"{cluster}/{file_name(obj)}"] = (data, private_key_holder(obj))
         except NotFound:
             continue  # a cluster went away while we read: read them all again
         if len(revisions) <= 1:
@@ -212,10 +213,15 @@ def fetch_all(client: Client) -> RemoteRender:
 
 
 def render_from_server(
-    server: str, token: str | None, out_dir: Path, *, transport: httpx.BaseTransport | None = None
-) -> RemoteRender:
-    """Write every cluster's manifests from ``server`` to ``out_dir``, like a local render."""
+    server: str,
+    token: str | None,
+    out_dir: Path,
+    keys: KeyPlacement | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> tuple[RemoteRender, Written]:
+    """Write every cluster's manifests from ``server`` to ``out_dir``, like a local render:
+    Secrets holding a private key go where ``keys`` says (left out by default)."""
     with Client(server, token, transport=transport) as client:
         result = fetch_all(client)
-    write_tree(out_dir, result.files)
-    return result
+    return result, write_render(out_dir, result.files, keys)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile.envelope import Obj
-from meshbridge.compile.output import DumpMemo
+from meshbridge.compile.output import DumpMemo, ManifestFile
 from meshbridge.compile.output import files as manifest_files
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.loading import Source, load
 from meshbridge.model import Intents
-from meshbridge.service.writer import write_tree
+from meshbridge.service.writer import KeyPlacement, Written, staging
 from meshbridge.store import Store
 
 MaterialProvider = Callable[[Store, mbcompile.Plan], mbcompile.Material]
@@ -21,11 +21,12 @@ MaterialProvider = Callable[[Store, mbcompile.Plan], mbcompile.Material]
 
 @dataclass(frozen=True)
 class Rendered:
-    """One render: the plan, every cluster's objects and the manifest files."""
+    """One render: the plan, every cluster's objects and the manifest files (path ->
+    (bytes, what private key the file holds, if any))."""
 
     plan: mbcompile.Plan
     objects: dict[str, list[Obj]]
-    files: dict[str, tuple[bytes, bool]]
+    files: dict[str, ManifestFile]
     new_vips: int
 
 
@@ -71,13 +72,19 @@ def render(
     out_dir: Path,
     store: Store,
     material: MaterialProvider | None = None,
-) -> Rendered:
-    """Render every cluster's manifests into ``out_dir`` (replaced whole).
+    keys: KeyPlacement | None = None,
+) -> tuple[Rendered, Written]:
+    """Render every cluster's manifests into ``out_dir`` (replaced whole); Secrets holding a
+    private key are left out unless ``keys`` places them (a secrets directory, or ``out_dir``).
 
-    The directory is written inside the store transaction: if it cannot be written, the new VIPs
-    and certificates are not kept either.
+    The targets are checked before anything is rendered. The files are written beside them
+    inside the store transaction (if they cannot be written, the new VIPs and certificates are
+    not kept either) and put in place once it is committed, so an interrupted render leaves the
+    old output as it was, and output never holds what the store does not.
     """
-    with store.transaction():
-        result = build(intents, store, material)
-        write_tree(out_dir, result.files)
-    return result
+    with staging(out_dir, keys) as stage:
+        with store.transaction():
+            result = build(intents, store, material)
+            stage.fill(result.files)
+        written = stage.swap()
+    return result, written

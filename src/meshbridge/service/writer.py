@@ -1,27 +1,203 @@
-"""Write rendered manifests to a directory, replacing it whole: nothing stale survives.
+"""Write rendered manifests to directories, each replaced whole: nothing stale survives.
 
-The new tree is written beside the target and swapped in with renames, so a failed write leaves
-the old tree in place. A directory that holds files but no meshbridge marker is refused: it may be
-somebody's work, and ``render -o`` must never wipe it.
+The output directory (``render -o DIR``) is meant to be committed (GitOps), and Git keeps no file
+modes, so files that hold a private key (``cacerts``, ingress credentials: see
+:func:`meshbridge.compile.output.private_key_holder`) do not go there unless asked
+(:class:`KeyPlacement`): by default they are left out, with a secrets directory they go to a tree
+of their own (directories 0700, files 0600), and with ``include`` they go to the output (0600).
+
+Every tree is written to a staging directory beside its target (:meth:`Staging.fill`), then all
+are swapped in with renames (:meth:`Staging.swap`), so a failed or interrupted write leaves the
+old trees in place; ``render`` fills inside its store transaction and swaps once it is committed.
+A staging directory is removed on every way out (:func:`staging`): an error, any exception,
+Ctrl-C. The swap and that clean-up hold Ctrl-C until they are done, so neither is left half-way
+and no key is left beside the output. A directory that holds files but no meshbridge marker is
+refused: it may be somebody's work, and a render must never wipe it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from meshbridge.compile.output import ManifestFile
 from meshbridge.errors import OutputError
+
+__all__ = [
+    "MARKER",
+    "KeyPlacement",
+    "Staging",
+    "Written",
+    "placement_problem",
+    "staging",
+    "write_render",
+    "write_tree",
+]
 
 MARKER = ".meshbridge-render"
 MARKER_TEXT = "Written by `meshbridge render`; this directory is replaced whole on every render.\n"
+SECRETS_MARKER_TEXT = (
+    "Written by `meshbridge render --secrets-dir`: Secrets holding private keys. Keep this "
+    "directory out of Git and backups others can read; it is replaced whole on every render.\n"
+)
 
 
-def write_tree(target: Path, files: Mapping[str, tuple[bytes, bool]]) -> None:
-    """Replace ``target`` with exactly ``files`` (relative path -> (bytes, secret))."""
-    target = target.expanduser()
+@dataclass(frozen=True)
+class KeyPlacement:
+    """Where files holding a private key go: nowhere (the default), ``secrets_dir`` (a tree of
+    their own), or the output directory itself (``include``). Not both."""
+
+    secrets_dir: Path | None = None
+    include: bool = False
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a render wrote: ``files`` in the output directory; ``keys``, every file holding a
+    private key (relative path -> what it is), and ``keys_to``, where they went (the secrets
+    directory, the output directory, or None: left out)."""
+
+    output: Path
+    files: int
+    keys: Mapping[str, str]
+    keys_to: Path | None
+
+
+@dataclass(frozen=True)
+class _Tree:
+    target: Path
+    files: Mapping[str, ManifestFile]
+    private: bool  # the secrets tree: every directory 0700, every file 0600
+
+
+def placement_problem(output: Path, placement: KeyPlacement) -> str | None:
+    """What is wrong with writing ``output`` with ``placement``, or None. Two trees that are
+    each replaced whole cannot nest, and keys must not land in the tree meant for Git."""
+    if placement.secrets_dir is None:
+        return None
+    if placement.include:
+        return "--secrets-dir and --include-secrets exclude each other: choose one"
+    out = output.expanduser().resolve()
+    keys = placement.secrets_dir.expanduser().resolve()
+    if keys == out:
+        return (
+            f"the secrets directory {placement.secrets_dir} is the output directory: the "
+            "private keys would land in the tree meant for Git; choose a directory outside it"
+        )
+    if keys.is_relative_to(out):
+        return (
+            f"the secrets directory {placement.secrets_dir} is inside the output directory "
+            f"{output}: the private keys would land in the tree meant for Git; choose a "
+            "directory outside it"
+        )
+    if out.is_relative_to(keys):
+        return (
+            f"the output directory {output} is inside the secrets directory "
+            f"{placement.secrets_dir}: each is replaced whole on every render; choose "
+            "directories apart"
+        )
+    return None
+
+
+def write_render(
+    output: Path, files: Mapping[str, ManifestFile], placement: KeyPlacement | None = None
+) -> Written:
+    """Replace ``output`` with ``files``, those holding a private key placed as asked."""
+    with staging(output, placement) as stage:
+        stage.fill(files)
+        return stage.swap()
+
+
+def write_tree(target: Path, files: Mapping[str, ManifestFile]) -> None:
+    """Replace ``target`` with exactly ``files``, those holding a private key included (0600)."""
+    write_render(target, files, KeyPlacement(include=True))
+
+
+@contextmanager
+def staging(output: Path, placement: KeyPlacement | None = None) -> Iterator[Staging]:
+    """A :class:`Staging` for ``output``; whatever it still holds staged when the block ends,
+    however it ends (error, exception, Ctrl-C), is removed."""
+    stage = Staging(output, placement or KeyPlacement())
+    try:
+        yield stage
+    finally:
+        stage.discard()
+
+
+class Staging:
+    """A render's trees written beside their targets (:meth:`fill`), then put in their place
+    (:meth:`swap`). The targets are checked first, so a refused target stops a render before
+    anything is issued or written. Use it through :func:`staging`, which removes what is left."""
+
+    def __init__(self, output: Path, placement: KeyPlacement) -> None:
+        problem = placement_problem(output, placement)
+        if problem is not None:
+            raise OutputError(problem)
+        self.output = output.expanduser()
+        self.placement = placement
+        self.secrets_dir = placement.secrets_dir.expanduser() if placement.secrets_dir else None
+        for target in (self.secrets_dir, self.output):
+            if target is not None:
+                _check_target(target)
+        self._staged: list[tuple[Path, Path]] = []  # (staging directory, its target)
+        self._written: Written | None = None
+
+    def fill(self, files: Mapping[str, ManifestFile]) -> None:
+        """Write every tree to a staging directory beside its target, the key tree first.
+        Ctrl-C is not held here: a long write stops at once, and :func:`staging` removes what
+        was written."""
+        keys = {rel: holder for rel, (_, holder) in files.items() if holder is not None}
+        trees: list[_Tree] = []
+        keys_to: Path | None = None
+        if self.placement.include:
+            trees.append(_Tree(self.output, files, private=False))
+            keys_to, count = self.output, len(files)
+        else:
+            if self.secrets_dir is not None:
+                secret = {rel: files[rel] for rel in keys}
+                trees.append(_Tree(self.secrets_dir, secret, private=True))
+                keys_to = self.secrets_dir
+            manifests = {rel: file for rel, file in files.items() if file[1] is None}
+            trees.append(_Tree(self.output, manifests, private=False))
+            count = len(manifests)
+        for tree in trees:
+            with _interrupts_held():  # a staging directory is always one we know of
+                staged = _staging_dir(tree.target)
+                self._staged.append((staged, tree.target))
+            try:
+                _fill(staged, tree)
+            except OSError as exc:
+                raise OutputError(f"cannot write {tree.target}: {exc.strerror}") from exc
+        self._written = Written(self.output, count, keys, keys_to)
+
+    def swap(self) -> Written:
+        """Put every filled tree in its target's place, all or none; Ctrl-C waits for it."""
+        if self._written is None:
+            raise RuntimeError("Staging.swap() before fill()")
+        with _interrupts_held():
+            try:
+                _swap_all(self._staged)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.output}: {exc.strerror}") from exc
+            self._staged = []
+        return self._written
+
+    def discard(self) -> None:
+        """Remove every staging directory left; Ctrl-C waits for it."""
+        with _interrupts_held():
+            for staged, _ in self._staged:
+                shutil.rmtree(staged, ignore_errors=True)
+            self._staged = []
+
+
+def _check_target(target: Path) -> None:
     if target.exists():
         if not target.is_dir():
             raise OutputError(f"{target} exists and is not a directory")
@@ -30,44 +206,85 @@ def write_tree(target: Path, files: Mapping[str, tuple[bytes, bool]]) -> None:
                 f"{target} is not empty and was not written by meshbridge render "
                 f"(no {MARKER} file): choose an empty or new directory"
             )
+
+
+def _staging_dir(target: Path) -> Path:
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))  # 0700
     except OSError as exc:
         raise OutputError(f"cannot create {parent}: {exc.strerror}") from exc
-    try:
-        _fill(staging, files)
-        _swap(staging, target)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
 
 
-def _fill(root: Path, files: Mapping[str, tuple[bytes, bool]]) -> None:
-    os.chmod(root, 0o755)  # noqa: S103 - manifests are not secret; Secret files are 0600
-    (root / MARKER).write_text(MARKER_TEXT)
-    made: set[Path] = set()
-    for rel, (data, secret) in sorted(files.items()):
+def _fill(root: Path, tree: _Tree) -> None:
+    if not tree.private:
+        os.chmod(root, 0o755)  # noqa: S103 - manifests are not secret; key files are 0600
+    marker = SECRETS_MARKER_TEXT if tree.private else MARKER_TEXT
+    _write_file(root / MARKER, marker.encode(), 0o600 if tree.private else 0o644)
+    made: set[Path] = {root}
+    for rel, (data, holder) in sorted(tree.files.items()):
         path = root / rel
         if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        mode = 0o600 if secret else 0o644
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            _make_dirs(root, path.parent, 0o700 if tree.private else 0o777, made)
+        _write_file(path, data, 0o600 if tree.private or holder is not None else 0o644)
 
 
-def _swap(staging: Path, target: Path) -> None:
-    if not target.exists():
-        staging.rename(target)
-        return
-    old = target.with_name(f".{target.name}.old.{os.getpid()}")
-    target.rename(old)
+def _make_dirs(root: Path, directory: Path, mode: int, made: set[Path]) -> None:
+    """Every directory from ``root`` down to ``directory``, each created with ``mode``."""
+    path = root
+    for part in directory.relative_to(root).parts:
+        path = path / part
+        if path not in made:
+            path.mkdir(mode=mode, exist_ok=True)
+            made.add(path)
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _swap_all(staged: Sequence[tuple[Path, Path]]) -> None:
+    """Put every staging directory in its target's place; on failure put everything back."""
+    moved: list[tuple[Path, Path, Path | None]] = []  # (staging dir, target, old target moved aside)
     try:
-        staging.rename(target)
+        for new, target in staged:
+            old = None
+            if target.exists():
+                old = target.with_name(f".{target.name}.old.{os.getpid()}")
+                target.rename(old)
+            moved.append((new, target, old))
+            new.rename(target)
     except OSError:
-        old.rename(target)
+        for new, target, old in reversed(moved):
+            if not new.exists() and target.exists():
+                target.rename(new)  # the new tree back to staging: the caller removes it
+            if old is not None:
+                old.rename(target)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    for _, _, old in moved:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block is done, then raise it: a swap or a clean-up is
+    never left half-way. Only the main thread gets signals; elsewhere, or under a handler other
+    than Python's own, the block runs as is."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            raise KeyboardInterrupt

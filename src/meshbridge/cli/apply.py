@@ -227,10 +227,15 @@ def status(
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
 
-    Exit 1 when a cluster's last apply failed or could not reach it.
+    Exit 1 when a cluster's last apply failed or could not reach it. A store that does not
+    exist is reported as such and not created.
     """
+    location = state_path(state)
+    if not store_exists(location):
+        err_console.print(f"no state store at {location}: nothing applied yet", markup=False)
+        return
     with errors_mapped():
-        store = open_store(state_path(state))
+        store = open_store(location)
         try:
             records = apply_service.status(store)
         finally:

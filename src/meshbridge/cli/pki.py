@@ -321,19 +321,36 @@ CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 
 @app.command("export")
 def export_cmd(
-    cluster: Annotated[str, typer.Option("--cluster", help="The cluster whose cacerts to write.")],
     directory: Annotated[
-        Path, typer.Option("--dir", help="Directory to write the four files to (mode 0600).")
+        Path, typer.Option("--dir", help="Directory to write the files to (mode 0600).")
     ],
+    cluster: Annotated[
+        str | None, typer.Option("--cluster", help="The cluster whose cacerts to write.")
+    ] = None,
+    root: Annotated[
+        bool,
+        typer.Option(
+            "--root",
+            help="Write the mesh's root CA instead (root-ca.pem, its key root-ca.key, and "
+            "root-ca-chain.pem for an enterprise-issued CA): a backup to keep offline, what "
+            "'pki import' brings back into a new store.",
+        ),
+    ] = False,
     files: MeshFilesOption = None,
     state: StateOption = None,
 ) -> None:
-    """Write a cluster's cacerts files (ca-cert, ca-key, root-cert, cert-chain .pem).
+    """Write a cluster's cacerts files (ca-cert, ca-key, root-cert, cert-chain .pem), or the
+    root CA with its key (--root).
 
     For clusters set up by hand: kubectl create secret generic cacerts -n istio-system
     --from-file=DIR/ca-cert.pem ... A cluster without an intermediate yet gets one when -f
     declares it (a Cluster document); otherwise render first.
     """
+    if (cluster is None) == (not root):
+        _bad_input("give exactly one of --cluster and --root")
+    if cluster is None:
+        _export_root(directory, state)
+        return
     with errors_mapped():
         declared = _declared_clusters(files)
         if declared is not None and cluster not in declared:
@@ -349,6 +366,25 @@ def export_cmd(
     args = " ".join(f"--from-file={out / name}" for name in CACERTS_FILES)
     _done(f"wrote {', '.join(CACERTS_FILES)} to {out} (mode 0600); apply with:")
     out_console.print(f"kubectl create secret generic cacerts -n istio-system {args}", markup=False)
+
+
+def _export_root(directory: Path, state: str | None) -> None:
+    with errors_mapped(), _session(state) as (store, sealer, _mesh):
+        cert, key, chain = service.export_root(store, _need(sealer))
+        out = _out_dir(directory)
+        written = {"root-ca.pem": cert, "root-ca.key": key}
+        if chain:
+            written["root-ca-chain.pem"] = chain
+        for name, data in written.items():
+            _write(out / name, data, 0o600)
+    again = f"--cert {out / 'root-ca.pem'} --key {out / 'root-ca.key'}"
+    if chain:
+        again += f" --chain {out / 'root-ca-chain.pem'}"
+    _done(
+        f"wrote {', '.join(written)} to {out} (mode 0600); keep them offline, apart from the "
+        "state store. Into a new store they go back with:"
+    )
+    out_console.print(f"meshbridge pki import {again}", markup=False)
 
 
 def _declared_clusters(files: list[str] | None) -> list[str] | None:

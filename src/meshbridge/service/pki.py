@@ -80,6 +80,7 @@ __all__ = [
     "PkiStatus",
     "ensure_material",
     "export_cacerts",
+    "export_root",
     "import_root",
     "ingress_server_ca_pem",
     "init_root",
@@ -470,6 +471,15 @@ def export_cacerts(
         _remember(store, mesh)
         inter = _issue_intermediate(store, sealer, mesh, cluster, trust.signing, now)
     return _cluster_ca(store, sealer, trust, cluster, inter)
+
+
+def export_root(store: Store, sealer: Sealer) -> tuple[str, str, str]:
+    """The active root CA: certificate, private key (PEM) and its chain ("" when self-signed),
+    as ``import_root`` takes them back."""
+    trust = _require_trust(store)
+    record = _root(store, trust.active)
+    key = record.key_pem(sealer, KIND_ROOT, trust.active)
+    return record.cert_pem, key, "".join(record.chain_pem)
 
 
 @dataclass(frozen=True)

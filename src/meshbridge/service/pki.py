@@ -71,6 +71,8 @@ from meshbridge.service.statekey import (
     STATE_KEY_ENV,
     key_file_path,
     load_sealer,
+    pair_key_file,
+    refuse_lost_store,
 )
 from meshbridge.store.base import Store
 
@@ -89,6 +91,8 @@ __all__ = [
     "load_sealer",
     "material_provider",
     "mesh_for",
+    "pair_key_file",
+    "refuse_lost_store",
     "root_bundle_pem",
     "rotate_client_ca",
     "rotate_intermediate",
@@ -566,6 +570,7 @@ def material_provider(
 
     def provide(store: Store, plan: Plan) -> Material:
         sealer = load_sealer(state_path, store)
+        refuse_lost_store(state_path, store)
         snap = plan.snapshot
         external = sorted(
             {

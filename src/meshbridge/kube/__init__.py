@@ -4,6 +4,7 @@ Everything else hands it plain objects (dicts) and gets plain reports back; ligh
 errors stay inside.
 """
 
+from meshbridge.kube.cacerts import LiveCacerts, read_cacerts
 from meshbridge.kube.discovery import DiscoveryError, GatewayAddress, discover
 from meshbridge.kube.fleet import ClusterReport, Options, Target, client_for, reconcile_all
 from meshbridge.kube.reconcile import Change, Outcome
@@ -13,10 +14,12 @@ __all__ = [
     "ClusterReport",
     "DiscoveryError",
     "GatewayAddress",
+    "LiveCacerts",
     "Options",
     "Outcome",
     "Target",
     "client_for",
     "discover",
+    "read_cacerts",
     "reconcile_all",
 ]

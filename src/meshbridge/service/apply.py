@@ -42,6 +42,7 @@ from meshbridge.kube import (
     reconcile_all,
 )
 from meshbridge.pki.sealing import row_aad
+from meshbridge.service.holdings import KIND_HELD
 from meshbridge.service.statekey import load_sealer
 from meshbridge.source import Source
 from meshbridge.store import Store
@@ -55,7 +56,7 @@ KEPT_KIND = "apply-render"  # the kept render (one per store)
 KEPT_NAME = "last"
 KEPT_FORMAT = 1
 # Blobs an apply writes that are not render inputs: left out of the store's digest.
-VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND})
+VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND, KIND_HELD})
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {

@@ -63,6 +63,14 @@ def test_a_key_file_lost_beside_its_store_is_never_replaced(cli, tmp_path: Path)
     assert not key.exists(), "a new key file was made beside a store it cannot open"
 
 
+def test_a_dry_run_first_is_not_taken_for_a_lost_store(cli) -> None:
+    # the first command on a new store renders and rolls back: its key file stays known
+    dry = cli("apply", "--dry-run", "-f", EXAMPLE)
+    assert "holds no PKI" not in dry.stderr
+    result = cli("render", "-f", EXAMPLE, "-o", "out")
+    assert result.exit_code == 0, result.stderr
+
+
 def test_a_damaged_store_is_one_clear_line(cli, tmp_path: Path) -> None:
     assert cli("render", "-f", EXAMPLE, "-o", "out").exit_code == 0
     assert cli("apply", "--dry-run", "-f", EXAMPLE).exit_code == 1  # no kubeconfig: Failed

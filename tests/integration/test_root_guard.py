@@ -1,0 +1,179 @@
+"""The root of trust is never replaced by accident, against real API servers (k8s-testenv).
+
+What a user would notice: a lost state store that silently mints a new root and pushes it into
+every cluster (the whole mesh stops trusting itself), a rotation phase that advances while a
+cluster still holds the previous phase's cacerts, a server that pushes a new root of its own.
+Each test works in a mesh of its own (the ``meshbridge.dev/mesh`` label) and removes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from helpers import EXAMPLES, MESH_KINDS, remove_mesh, write_docs
+
+from meshbridge.api import create_app
+from meshbridge.kube import Options
+from meshbridge.pki.bundle import pem_fingerprints
+from meshbridge.service.pki import material_provider
+from meshbridge.service.tokens import create_token
+from meshbridge.store import open_store
+
+pytestmark = pytest.mark.k8s
+
+API = "meshbridge.dev/v1alpha1"
+CACERTS = "/api/v1/namespaces/istio-system/secrets/cacerts"
+_ids = itertools.count()
+
+
+@pytest.fixture
+def mesh(testenv, cli, tmp_path: Path):
+    """A unique mesh over three clusters (cacerts on cluster1/2 only at first); pruned after."""
+    name = f"rg{next(_ids)}"
+    clusters = testenv.clusters(3)
+    for c in clusters:  # a cacerts left by another test would be a live root of its own
+        with c.client() as http:
+            assert http.get(CACERTS).status_code == 404, f"{c.name} holds a stray cacerts"
+    kubeconfigs = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
+    docs = [
+        d
+        for p in sorted((EXAMPLES / "sleep-httpbin").glob("*.yaml"))
+        for d in yaml.safe_load_all(p.read_text())
+        if d["kind"] != "Mesh"
+    ]
+    docs.append({"apiVersion": API, "kind": "Mesh", "metadata": {"name": name},
+                 "spec": {"rootCA": {"keyAlgorithm": "ECDSA-P256"}}})
+    docs.append({"apiVersion": API, "kind": "Cluster", "metadata": {"name": "cluster3"},
+                 "spec": {"gateway": {"address": "10.0.0.3"}}})
+    for d in docs:
+        if d["kind"] == "Cluster":
+            d["spec"]["kubeconfig"] = {"path": str(kubeconfigs[d["metadata"]["name"]])}
+    path = write_docs(tmp_path / "intents" / "mesh.yaml", docs)
+    yield {"name": name, "clusters": clusters, "docs": docs, "file": str(path), "tmp": tmp_path}
+    remove_mesh(clusters, name)
+
+
+def live_roots(cluster) -> tuple[str, ...]:
+    """SHA-256 of every root in the cluster's live cacerts (empty: no cacerts)."""
+    with cluster.client() as http:
+        r = http.get(CACERTS)
+    if r.status_code == 404:
+        return ()
+    return pem_fingerprints(base64.b64decode(r.json()["data"]["root-cert.pem"]).decode())
+
+
+def snapshot(clusters, mesh: str) -> dict[str, Any]:
+    """Every object of the mesh in every cluster with its resourceVersion, the live cacerts'
+    resourceVersion (whoever owns it) and the namespaces: what "nothing written" keeps."""
+    out: dict[str, Any] = {}
+    for c in clusters:
+        with c.client() as http:
+            for prefix, plural in MESH_KINDS:
+                found = http.get(f"/{prefix}/{plural}",
+                                 params={"labelSelector": f"meshbridge.dev/mesh={mesh}"}).json()
+                for it in found.get("items", []):
+                    meta = it["metadata"]
+                    out[f"{c.name}:{plural}/{meta['namespace']}/{meta['name']}"] = meta["resourceVersion"]
+            secret = http.get(CACERTS)
+            out[f"{c.name}:cacerts"] = (secret.json()["metadata"]["resourceVersion"]
+                                        if secret.status_code == 200 else None)
+            out[f"{c.name}:namespaces"] = sorted(
+                n["metadata"]["name"] for n in http.get("/api/v1/namespaces").json()["items"])
+    return out
+
+
+def test_a_lost_store_stops_apply_until_pki_import_brings_the_root_back(cli, mesh) -> None:
+    clusters, f = mesh["clusters"], mesh["file"]
+    first = cli("apply", "-f", f, "--cluster", "cluster1", "--cluster", "cluster2")
+    assert first.exit_code == 0, first.stdout + first.stderr
+    root = live_roots(clusters[0])
+    assert len(root) == 1 and live_roots(clusters[1]) == root and live_roots(clusters[2]) == ()
+    backup = mesh["tmp"] / "backup"
+    assert cli("pki", "export", "--root", "--dir", str(backup)).exit_code == 0
+    before = snapshot(clusters, mesh["name"])
+
+    # the store is lost (with its key file: a new machine, a new checkout)
+    lost = str(mesh["tmp"] / "new" / "state.db")
+    for args in (["apply"], ["apply", "--dry-run"], ["diff"]):
+        refused = cli(*args, "-f", f, "--state", lost)
+        assert refused.exit_code == 1, refused.stdout + refused.stderr
+        text = " ".join(refused.stderr.split())
+        assert "would replace the root of trust of 2 of 3 clusters" in text
+        for cluster in ("cluster1", "cluster2"):
+            line = re.search(rf"{cluster}: live root sha256:(\w+); new cacerts: root sha256:(\w+)", text)
+            assert line, text
+            assert line.group(1) == root[0] and line.group(2) != root[0]
+        assert "cluster3:" not in text
+        assert "--replace-root" in text and "pki import" in text
+    assert snapshot(clusters, mesh["name"]) == before, "a refused apply wrote to a cluster"
+    # ... and nothing to the new store: no status, and no root minted in it
+    assert "no apply recorded yet" in cli("status", "--state", lost).stderr
+    assert "no root CA yet" in cli("pki", "status", "--state", lost).stdout
+
+    # recovery: the root from the live cacerts, its key from the backup
+    with clusters[0].client() as http:
+        live_pem = base64.b64decode(http.get(CACERTS).json()["data"]["root-cert.pem"])
+    (mesh["tmp"] / "live-root.pem").write_bytes(live_pem)
+    imported = cli("pki", "import", "--state", lost, "--cert", str(mesh["tmp"] / "live-root.pem"),
+                   "--key", str(backup / "root-ca.key"))
+    assert imported.exit_code == 0, imported.stderr
+    again = cli("apply", "-f", f, "--state", lost)
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert [live_roots(c) for c in clusters] == [root] * 3
+
+
+def test_replace_root_is_the_explicit_way_through(cli, mesh) -> None:
+    clusters, f = mesh["clusters"], mesh["file"]
+    assert cli("apply", "-f", f, "--cluster", "cluster1").exit_code == 0
+    old = live_roots(clusters[0])
+    other = str(mesh["tmp"] / "other" / "state.db")
+    assert cli("apply", "-f", f, "--state", other).exit_code == 1
+    replaced = cli("apply", "-f", f, "--state", other, "--replace-root")
+    assert replaced.exit_code == 0, replaced.stdout + replaced.stderr
+    new = pem_fingerprints(cli("pki", "show", "--root", "--state", other).stdout)
+    assert len(new) == 1 and new != old
+    assert f"live root sha256:{old[0]}; new cacerts: root sha256:{new[0]}" in replaced.stderr
+    assert "--replace-root" in replaced.stderr
+    assert [live_roots(c) for c in clusters] == [new] * 3
+
+
+def test_the_server_reports_a_foreign_root_and_writes_nothing(cli, mesh, monkeypatch) -> None:
+    clusters = mesh["clusters"]
+    assert cli("apply", "-f", mesh["file"], "--cluster", "cluster1").exit_code == 0
+    old = live_roots(clusters[0])
+    before = snapshot(clusters, mesh["name"])
+    monkeypatch.delenv("MESHBRIDGE_STATE_KEY", raising=False)
+    db = str(mesh["tmp"] / "server" / "server.db")  # a new database: it mints a root of its own
+    store = open_store(db)
+    token = create_token(store, "ci", "editor")
+    headers = {"Authorization": f"Bearer {token}"}
+    app = create_app(store, material_provider(db), reconcile_interval=30,
+                     reconcile_options=Options(retries=1))
+    try:
+        with TestClient(app) as http:
+            r = http.post("/api/v1/apply", content=yaml.safe_dump_all(mesh["docs"]).encode(),
+                          headers={**headers, "Content-Type": "application/yaml"})
+            assert r.status_code == 200, r.text
+            deadline = time.monotonic() + 60
+            while True:
+                items = http.get("/api/v1/status", headers=headers).json()["items"]
+                if len(items) == 3:
+                    break
+                assert time.monotonic() < deadline, items
+                time.sleep(0.3)
+        assert {s["state"] for s in items} == {"Failed"}
+        one = next(s for s in items if s["cluster"] == "cluster1")
+        assert "would replace the root of trust of 1 of 3 clusters" in one["error"]
+        assert f"cluster1: live root sha256:{old[0]}; new cacerts: root sha256:" in one["error"]
+        assert "pki import" in one["error"]
+        assert snapshot(clusters, mesh["name"]) == before, "the reconciler wrote to a cluster"
+    finally:
+        store.close()

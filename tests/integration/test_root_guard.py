@@ -22,6 +22,7 @@ from helpers import EXAMPLES, MESH_KINDS, remove_mesh, write_docs
 
 from meshbridge.api import create_app
 from meshbridge.kube import Options
+from meshbridge.pki import load_certs
 from meshbridge.pki.bundle import pem_fingerprints
 from meshbridge.service.pki import material_provider
 from meshbridge.service.tokens import create_token
@@ -143,6 +144,70 @@ def test_replace_root_is_the_explicit_way_through(cli, mesh) -> None:
     assert f"live root sha256:{old[0]}; new cacerts: root sha256:{new[0]}" in replaced.stderr
     assert "--replace-root" in replaced.stderr
     assert [live_roots(c) for c in clusters] == [new] * 3
+
+
+def _dead(mesh, cluster: str) -> str:
+    """The mesh's intents with ``cluster``'s API server unreachable."""
+    dead = mesh["tmp"] / f"dead-{cluster}.kubeconfig"
+    config = yaml.safe_load(Path(mesh["clusters"][0].kubeconfig).read_text())
+    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens there
+    dead.write_text(yaml.safe_dump(config))
+    docs = list(yaml.safe_load_all(yaml.safe_dump_all(mesh["docs"])))
+    for d in docs:
+        if d["kind"] == "Cluster" and d["metadata"]["name"] == cluster:
+            d["spec"]["kubeconfig"] = {"path": str(dead)}
+    return str(write_docs(mesh["tmp"] / "dead" / "mesh.yaml", docs))
+
+
+def test_rotation_phases_wait_until_apply_saw_every_cluster_hold_the_bundle(cli, mesh) -> None:
+    clusters, f = mesh["clusters"], mesh["file"]
+    assert cli("apply", "-f", f).exit_code == 0
+    old = live_roots(clusters[0])
+    begun = cli("pki", "rotate-root", "begin")
+    assert begun.exit_code == 0, begun.stderr
+    new_subject = load_certs(cli("pki", "show", "--root").stdout)[1].subject
+    assert "generation 2" in new_subject.rfc4514_string()
+
+    early = cli("pki", "rotate-root", "advance")
+    assert early.exit_code == 1
+    for c in ("cluster1", "cluster2", "cluster3"):
+        assert f"{c}: holds roots {old[0][:16]} (applied" in early.stderr
+    # cluster2 cannot be reached: the others get phase 1's bundle, cluster2 keeps its own
+    partial = cli("apply", "-f", _dead(mesh, "cluster2"), "--retries", "1")
+    assert partial.exit_code == 1 and "Unreachable" in partial.stdout
+    assert live_roots(clusters[0])[0] == old[0] and len(live_roots(clusters[0])) == 2
+    assert live_roots(clusters[1]) == old
+    still = cli("pki", "rotate-root", "advance")
+    assert still.exit_code == 1
+    assert "cluster2: holds roots" in still.stderr
+    assert "cluster1:" not in still.stderr and "cluster3:" not in still.stderr
+    assert cli("pki", "status", "--json").stdout.count('"rotationPhase": 1') == 1
+
+    assert cli("apply", "-f", f).exit_code == 0
+    assert cli("pki", "rotate-root", "advance").exit_code == 0
+    early = cli("pki", "rotate-root", "finish")
+    assert early.exit_code == 1 and "with another intermediate" in early.stderr
+    assert cli("apply", "-f", f).exit_code == 0
+    finished = cli("pki", "rotate-root", "finish")
+    assert finished.exit_code == 0, finished.stderr
+    assert cli("apply", "-f", f).exit_code == 0
+    final = live_roots(clusters[0])
+    assert len(final) == 1 and final != old
+    assert [live_roots(c) for c in clusters] == [final] * 3
+
+
+def test_a_forced_phase_is_still_caught_before_any_cluster_is_written(cli, mesh) -> None:
+    clusters, f = mesh["clusters"], mesh["file"]
+    assert cli("apply", "-f", f).exit_code == 0
+    old = live_roots(clusters[0])
+    assert cli("pki", "rotate-root", "begin").exit_code == 0
+    assert cli("pki", "rotate-root", "advance", "--force").exit_code == 0  # phase 1 never applied
+    before = snapshot(clusters, mesh["name"])
+    refused = cli("apply", "-f", f)
+    assert refused.exit_code == 1
+    assert "would replace the root of trust of 3 of 3 clusters" in refused.stderr
+    assert f"live root sha256:{old[0]}; new cacerts: roots sha256:{old[0]}, sha256:" in refused.stderr
+    assert snapshot(clusters, mesh["name"]) == before
 
 
 def test_the_server_reports_a_foreign_root_and_writes_nothing(cli, mesh, monkeypatch) -> None:

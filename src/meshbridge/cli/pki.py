@@ -526,7 +526,7 @@ _NEXT_STEP = {
     "'pki rotate-root advance'",
     2: "render and apply every cluster (new intermediates, both roots trusted); once all "
     "workloads have renewed their certificates, run 'pki rotate-root finish'",
-    0: "render and apply every cluster: root-cert.pem now carries only the new root",
+    0: "render and apply every cluster: root-cert.pem now carries only the new root",  # finish
 }
 
 
@@ -549,26 +549,44 @@ def rotate_root_cmd(
     ] = None,
     files: MeshFilesOption = None,
     state: StateOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="advance/finish even though apply has not recorded every cluster as holding "
+            "the current phase's cacerts (for cacerts rolled out another way: GitOps, export).",
+        ),
+    ] = False,
 ) -> None:
     """Replace the mesh root in three phases, so no cluster ever distrusts another mid-way.
 
-    Apply every cluster's rendered cacerts after each phase before starting the next one.
-    'pki status' shows the phase.
+    Apply every cluster's rendered cacerts after each phase before starting the next one:
+    advance and finish refuse, naming the clusters, until apply has recorded every cluster
+    (every cluster with an intermediate CA in the store) as holding the current phase's
+    cacerts. A new root issued by 'begin' gets a subject of its own (OU=generation N) when
+    rootCA would repeat the current root's. 'pki status' shows the phase.
     """
     if (cert is None) != (key is None) or (cert is not None and phase is not Phase.BEGIN):
         _bad_input("--cert and --key go together, and only with 'begin'")
+    if force and phase not in (Phase.ADVANCE, Phase.FINISH):
+        _bad_input("--force goes with 'advance' and 'finish'")
     with errors_mapped():
         imported = _read_files(cert, key, chain) if cert and key else None
         with _session(state, files) as (store, sealer, mesh):
             if phase is Phase.BEGIN:
                 trust = service.rotate_root_begin(store, _need(sealer), mesh, _now(), imported)
             elif phase is Phase.ADVANCE:
-                trust = service.rotate_root_advance(store, _need(sealer), mesh, _now())
+                trust = service.rotate_root_advance(store, _need(sealer), mesh, _now(), force=force)
             elif phase is Phase.FINISH:
-                trust = service.rotate_root_finish(store)
+                trust = service.rotate_root_finish(store, force=force)
             else:
                 trust = service.rotate_root_abort(store)
-    label = "phase 3 done: old root dropped" if phase is Phase.FINISH else f"phase {trust.phase}"
     if phase is Phase.ABORT:
-        label = "rotation aborted"
+        _done(
+            f"root rotation aborted: root-cert.pem now carries only the current root "
+            f"{trust.active} again, and the new root is forgotten; next: render and apply every "
+            "cluster (those that got phase 1's cacerts still trust the forgotten root until then)"
+        )
+        return
+    label = "phase 3 done: old root dropped" if phase is Phase.FINISH else f"phase {trust.phase}"
     _done(f"root rotation: {label}; next: {_NEXT_STEP[trust.phase]}")

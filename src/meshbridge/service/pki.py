@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from meshbridge.compile import Plan
 from meshbridge.compile.inputs import ClusterCA, IngressCredential, Material
 from meshbridge.errors import PKIError, StateError
-from meshbridge.model import Mesh
+from meshbridge.model import CASettings, Mesh
 from meshbridge.pki import (
     SERVER_CA,
     CertRecord,
@@ -49,6 +50,7 @@ from meshbridge.pki import (
     build_status,
     cert_id,
     client_ca_name,
+    fingerprint,
     intermediate_algorithm,
     issue_client,
     issue_ingress_ca,
@@ -60,6 +62,8 @@ from meshbridge.pki import (
     summarize,
     trust_bundle,
 )
+from meshbridge.pki.bundle import CacertsFacts
+from meshbridge.service.holdings import not_holding
 from meshbridge.service.statekey import (
     CHECK_NAME,
     CHECK_TEXT,
@@ -403,6 +407,55 @@ def rotate_client_ca(
     return summarize(record.cert, "ingress client CA", host, now)
 
 
+def _distinct_unit(active: x509.Certificate, settings: CASettings) -> str | None:
+    """The OU that sets a new root apart from ``active`` when ``rootCA`` would give both the
+    same subject: ``generation N``, one more than the active root's (which is 1 without one)."""
+    same = [
+        (NameOID.ORGANIZATION_NAME, settings.organization),
+        (NameOID.COMMON_NAME, settings.common_name),
+    ]
+    if any(
+        [a.value for a in active.subject.get_attributes_for_oid(oid)] != [value[:64]]
+        for oid, value in same
+    ):
+        return None
+    units = active.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    text = str(units[0].value) if units else ""
+    number = text.removeprefix("generation ")
+    return f"generation {int(number) + 1 if number.isdigit() else 2}"
+
+
+def _phase_cacerts(store: Store, trust: Trust) -> dict[str, CacertsFacts]:
+    """What every cluster's cacerts holds in the current phase, as fingerprints."""
+    roots = tuple(fingerprint(_root(store, rid).anchor) for rid in trust.trusted)
+    out = {}
+    for cluster, data in store.list_blobs(KIND_INTERMEDIATE).items():
+        inter = CertRecord.from_json(data, f"{KIND_INTERMEDIATE}/{cluster}")
+        out[cluster] = CacertsFacts(roots, intermediate=fingerprint(inter.cert))
+    return out
+
+
+_BREAKS = {
+    "advance": "clusters still without the new root would refuse workloads certified under it",
+    "finish": "workloads certified under intermediates of the old root would be refused",
+}
+
+
+def _require_rolled_out(store: Store, trust: Trust, verb: str, force: bool) -> None:
+    """Refuse to leave a phase before every cluster holds its cacerts, as apply recorded it."""
+    if force:
+        return
+    behind = not_holding(store, _phase_cacerts(store, trust))
+    if behind:
+        raise PKIError(
+            f"not every cluster holds the cacerts of phase {trust.phase} yet, and after '{verb}' "
+            f"{_BREAKS[verb]}. As apply last recorded:\n  "
+            + "\n  ".join(behind)
+            + f"\nrender and apply those clusters, then run 'pki rotate-root {verb}' again; if "
+            "their cacerts reached them another way (GitOps, pki export), pass --force"
+        )
+
+
 def rotate_root_begin(
     store: Store,
     sealer: Sealer,
@@ -412,31 +465,49 @@ def rotate_root_begin(
 ) -> Trust:
     """Phase 1: a new root (issued per rootCA, or imported: cert, key, chain) trusted alongside."""
     trust = _require_trust(store)
+    active = _root(store, trust.active).cert
     chain: tuple[x509.Certificate, ...] = ()
     if imported is not None:
         cert, key, chain = parse_signing_ca(*imported, now)
         issued = Issued(cert, key)
     else:
-        issued = issue_root(mesh.spec.root_ca, now)
+        issued = issue_root(mesh.spec.root_ca, now, _distinct_unit(active, mesh.spec.root_ca))
     next_trust = trust.begin(cert_id(issued.cert))
+    if issued.cert.subject == active.subject:
+        raise PKIError(
+            f"the new root's subject ({active.subject.rfc4514_string()}) is the current root's: "
+            "TLS stacks look issuers up by subject, so two trusted roots of one subject are "
+            "confused mid-rotation; give the new CA another subject"
+        )
     _install_root(store, sealer, issued, chain, now)
     store.put_blob(KIND_TRUST, _MESH, next_trust.to_json())
     return next_trust
 
 
-def rotate_root_advance(store: Store, sealer: Sealer, mesh: Mesh, now: datetime) -> Trust:
-    """Phase 2: every cluster's intermediate re-issued under the new root; both still trusted."""
-    trust = _require_trust(store).advance()
+def rotate_root_advance(
+    store: Store, sealer: Sealer, mesh: Mesh, now: datetime, *, force: bool = False
+) -> Trust:
+    """Phase 2: every cluster's intermediate re-issued under the new root; both still trusted.
+
+    Refused (unless ``force``) while a cluster is not recorded as holding phase 1's cacerts.
+    """
+    current = _require_trust(store)
+    trust = current.advance()
+    _require_rolled_out(store, current, "advance", force)
     for cluster in sorted(store.list_blobs(KIND_INTERMEDIATE)):
         _issue_intermediate(store, sealer, mesh, cluster, trust.signing, now)
     store.put_blob(KIND_TRUST, _MESH, trust.to_json())
     return trust
 
 
-def rotate_root_finish(store: Store) -> Trust:
-    """Phase 3: the old root is dropped from every root-cert.pem and from the store."""
+def rotate_root_finish(store: Store, *, force: bool = False) -> Trust:
+    """Phase 3: the old root is dropped from every root-cert.pem and from the store.
+
+    Refused (unless ``force``) while a cluster is not recorded as holding phase 2's cacerts.
+    """
     old = _require_trust(store)
     trust = old.finish()
+    _require_rolled_out(store, old, "finish", force)
     store.delete_blob(KIND_ROOT, old.active)
     store.put_blob(KIND_TRUST, _MESH, trust.to_json())
     return trust

@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from meshbridge.cli.pki import app
 from meshbridge.model import Mesh
-from meshbridge.pki import CertRecord, issue_root, key_pem, load_cert, load_certs
+from meshbridge.pki import CertRecord, fingerprint, issue_root, key_pem, load_cert, load_certs
 from meshbridge.service import pki as service
 from meshbridge.store import open_store
 
@@ -357,7 +357,12 @@ def test_rotate_root_in_phases(work: Path) -> None:
         str(work / "intents.yaml"),
     )
     for phase, expected in (("begin", 1), ("advance", 2), ("finish", 0)):
-        result = run(work, "rotate-root", phase)
+        if phase != "begin":  # no apply recorded what cluster1 holds: refused, then forced
+            refused = run(work, "rotate-root", phase)
+            assert refused.exit_code == 1 and "cluster1: no apply recorded" in refused.stderr
+            assert "--force" in refused.stderr
+            assert status_json(work)["rotationPhase"] == expected - 1 if expected else 2
+        result = run(work, "rotate-root", phase, *(["--force"] if phase != "begin" else []))
         assert result.exit_code == 0, result.output
         assert "next:" in result.stderr
         assert status_json(work)["rotationPhase"] == expected
@@ -369,6 +374,41 @@ def test_rotate_root_in_phases(work: Path) -> None:
     wrong = run(work, "rotate-root", "advance")
     assert wrong.exit_code == 1 and "begin" in wrong.stderr
     assert run(work, "rotate-root", "sideways").exit_code == 2
+
+
+def test_rotate_root_abort_says_what_the_bundle_holds(work: Path) -> None:
+    run(work, "init", "-f", str(work / "mesh.yaml"))
+    current = load_certs(run(work, "show", "--root").stdout)
+    assert run(work, "rotate-root", "begin").exit_code == 0
+    assert len(load_certs(run(work, "show", "--root").stdout)) == 2
+    aborted = run(work, "rotate-root", "abort")
+    assert aborted.exit_code == 0, aborted.output
+    text = " ".join(aborted.stderr.split())
+    root_id = fingerprint(current[0])[:16]
+    assert f"root-cert.pem now carries only the current root {root_id} again" in text
+    assert "new root" not in text.replace("the new root is forgotten", "")
+    assert load_certs(run(work, "show", "--root").stdout) == current
+
+
+def test_rotate_root_refuses_a_new_root_of_the_same_subject(work: Path) -> None:
+    run(work, "init", "-f", str(work / "mesh.yaml"))
+    m = Mesh.model_validate(
+        {
+            "apiVersion": "meshbridge.dev/v1alpha1",
+            "kind": "Mesh",
+            "metadata": {"name": "m"},
+            "spec": {"rootCA": {"commonName": "CLI Root", "keyAlgorithm": "ECDSA-P256"}},
+        }
+    )
+    twin = issue_root(m.spec.root_ca, datetime.now(UTC))  # same O and CN, another key
+    (work / "twin.crt").write_text(twin.cert_pem)
+    (work / "twin.key").write_bytes(key_pem(twin.key))
+    result = run(
+        work, "rotate-root", "begin", "--cert", str(work / "twin.crt"), "--key", str(work / "twin.key")
+    )
+    assert result.exit_code == 1
+    assert "subject" in result.stderr and "CLI Root" in result.stderr
+    assert status_json(work)["rotationPhase"] == 0
 
 
 # ---------------------------------------------------------------------------------- import

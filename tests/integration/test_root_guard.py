@@ -242,3 +242,41 @@ def test_the_server_reports_a_foreign_root_and_writes_nothing(cli, mesh, monkeyp
         assert snapshot(clusters, mesh["name"]) == before, "the reconciler wrote to a cluster"
     finally:
         store.close()
+
+
+def test_with_the_root_key_lost_too_the_live_cacerts_bring_the_mesh_back(cli, mesh) -> None:
+    clusters, f = mesh["clusters"], mesh["file"]
+    assert cli("apply", "-f", f).exit_code == 0
+    old = live_roots(clusters[0])
+    before = snapshot(clusters, mesh["name"])
+    lost = str(mesh["tmp"] / "new" / "state.db")  # store, key file and root key all gone
+
+    # what kubectl get secret cacerts -n istio-system gives, per cluster
+    files = mesh["tmp"] / "live"
+    for i, c in enumerate(clusters, start=1):
+        with c.client() as http:
+            data = http.get(CACERTS).json()["data"]
+        for name in ("root-cert.pem", "ca-cert.pem", "ca-key.pem"):
+            (files / f"cluster{i}").mkdir(parents=True, exist_ok=True)
+            (files / f"cluster{i}" / name).write_bytes(base64.b64decode(data[name]))
+    root = cli("pki", "import", "--state", lost, "--without-key",
+               "--cert", str(files / "cluster1" / "root-cert.pem"))
+    assert root.exit_code == 0, root.stderr
+    for i in (1, 2, 3):
+        one = cli("pki", "import", "--state", lost, "--cluster", f"cluster{i}",
+                  "--cert", str(files / f"cluster{i}" / "ca-cert.pem"),
+                  "--key", str(files / f"cluster{i}" / "ca-key.pem"))
+        assert one.exit_code == 0, one.stderr
+    back = cli("apply", "-f", f, "--state", lost)
+    assert back.exit_code == 0, back.stdout + back.stderr
+    assert snapshot(clusters, mesh["name"]) == before, "taking the mesh back wrote to a cluster"
+
+    # then onto a root with a key, phase by phase, every cluster applied in between
+    for phase in ("begin", "advance", "finish"):
+        step = cli("pki", "rotate-root", phase, "--state", lost)
+        assert step.exit_code == 0, step.stderr
+        applied = cli("apply", "-f", f, "--state", lost)
+        assert applied.exit_code == 0, applied.stdout + applied.stderr
+    final = live_roots(clusters[0])
+    assert len(final) == 1 and final != old
+    assert [live_roots(c) for c in clusters] == [final] * 3

@@ -149,9 +149,19 @@ def init_cmd(
 @app.command("import")
 def import_cmd(
     cert: Annotated[
-        Path, typer.Option("--cert", help="PEM certificate of the CA to sign intermediates with.")
+        Path,
+        typer.Option(
+            "--cert",
+            help="PEM certificate of the CA to sign intermediates with (with --cluster: the "
+            "cluster's ca-cert.pem).",
+        ),
     ],
-    key: Annotated[Path, typer.Option("--key", help="Its unencrypted PEM private key.")],
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key", help="Its unencrypted PEM private key (with --cluster: its ca-key.pem)."
+        ),
+    ] = None,
     chain: Annotated[
         Path | None,
         typer.Option(
@@ -160,30 +170,66 @@ def import_cmd(
             "including the enterprise root. Omit for a self-signed root.",
         ),
     ] = None,
+    without_key: Annotated[
+        bool,
+        typer.Option(
+            "--without-key",
+            help="Keep the root without its key (the key is lost): trusted, it signs nothing. "
+            "Take each cluster's intermediate back with --cluster, then move to a new root "
+            "with 'pki rotate-root'.",
+        ),
+    ] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Import this cluster's intermediate CA instead, as its live cacerts holds it "
+            "(ca-cert.pem, ca-key.pem); it must be issued by the mesh's root.",
+        ),
+    ] = None,
     state: StateOption = None,
     force: ForceOption = False,
 ) -> None:
-    """Bring your own root (cert + key), or an intermediate issued by your enterprise CA.
+    """Bring your own root (cert + key), or an intermediate issued by your enterprise CA; or
+    bring a lost store's root and clusters' intermediates back (docs/pki.md, "Recovering a
+    lost store").
 
     The CA is checked before anything is stored: the key matches, it may sign CAs (pathlen),
     the chain links to a self-signed root, it is within its validity. Refuses when the mesh has a
-    root unless --force (see 'pki init').
+    root unless --force (see 'pki init'); with --cluster, when the cluster has an intermediate.
     """
+    if cluster is not None and (chain is not None or without_key):
+        _bad_input("--cluster takes --cert and --key only")
+    if (key is None) != without_key:
+        _bad_input("give --key, or --without-key for a root whose key is lost")
     with errors_mapped():
         blobs = _read_files(cert, key, chain)
         with _session(state) as (store, sealer, _mesh):
-            summary = service.import_root(store, _need(sealer), *blobs, _now(), force=force)
-    _done(f"imported {_cert_line(summary)}")
+            if cluster is not None:
+                assert blobs[1] is not None
+                summary = service.import_intermediate(
+                    store, _need(sealer), cluster, blobs[0], blobs[1], _now(), force=force
+                )
+            else:
+                summary = service.import_root(store, _need(sealer), *blobs, _now(), force=force)
+    note = " (without its key: it signs nothing)" if without_key else ""
+    _done(f"imported {_cert_line(summary)}{note}")
 
 
-def _read_files(cert: Path, key: Path, chain: Path | None) -> tuple[bytes, bytes, bytes | None]:
-    out: list[bytes] = []
-    for path in (cert, key, *([chain] if chain else [])):
+def _read_files(
+    cert: Path, key: Path | None, chain: Path | None
+) -> tuple[bytes, bytes | None, bytes | None]:
+    def read(path: Path | None) -> bytes | None:
+        if path is None:
+            return None
         try:
-            out.append(path.expanduser().read_bytes())
+            return path.expanduser().read_bytes()
         except OSError as exc:
             _bad_input(f"cannot read {path}: {exc.strerror}")
-    return out[0], out[1], out[2] if chain else None
+
+    data = read(cert)
+    assert data is not None
+    return data, read(key), read(chain)
 
 
 # ---------------------------------------------------------------------------------- status

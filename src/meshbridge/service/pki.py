@@ -57,7 +57,9 @@ from meshbridge.pki import (
     issue_intermediate,
     issue_root,
     issue_server,
+    parse_cluster_ca,
     parse_signing_ca,
+    pem_of,
     row_aad,
     summarize,
     trust_bundle,
@@ -87,6 +89,7 @@ __all__ = [
     "ensure_material",
     "export_cacerts",
     "export_root",
+    "import_intermediate",
     "import_root",
     "ingress_server_ca_pem",
     "init_root",
@@ -220,7 +223,15 @@ def _ensure_root(store: Store, sealer: Sealer, mesh: Mesh, now: datetime) -> Tru
 def _issue_intermediate(
     store: Store, sealer: Sealer, mesh: Mesh, cluster: str, signing_id: str, now: datetime
 ) -> CertRecord:
-    signer = _root(store, signing_id).open(sealer, KIND_ROOT, signing_id)
+    root = _root(store, signing_id)
+    if not root.sealed_key:
+        raise PKIError(
+            f"cluster {cluster} needs an intermediate CA, but root {signing_id} is kept without "
+            f"its key and signs nothing: take the cluster's own back from its live cacerts "
+            f"('pki import --cluster {cluster} --cert ca-cert.pem --key ca-key.pem'), or move "
+            "the mesh to a new root ('pki rotate-root begin')"
+        )
+    signer = root.open(sealer, KIND_ROOT, signing_id)
     settings = mesh.spec.intermediate_ca
     algorithm = intermediate_algorithm(settings, signer, mesh.spec.root_ca.key_algorithm)
     issued = issue_intermediate(signer, settings, cluster, algorithm, now)
@@ -348,7 +359,7 @@ def import_root(
     store: Store,
     sealer: Sealer,
     cert_pem: bytes,
-    key_pem: bytes,
+    key_pem: bytes | None,
     chain_pem: bytes | None,
     now: datetime,
     *,
@@ -357,12 +368,61 @@ def import_root(
     """Bring your own root (cert + key) or an enterprise-issued CA (cert, key, chain to root).
 
     The CA is checked first (key matches, may sign CAs, chain links to a self-signed root, in
-    validity); nothing is stored when it would not work.
+    validity); nothing is stored when it would not work. ``key_pem`` None keeps the root
+    without its key (a root whose key is lost: trusted, signing nothing; see
+    :func:`import_intermediate`).
     """
     cert, key, chain = parse_signing_ca(cert_pem, key_pem, chain_pem, now)
     _refuse_replacing(store, force)
-    _replace_root(store, _install_root(store, sealer, Issued(cert, key), chain, now))
-    return summarize(cert, "root", cert_id(cert), now)
+    if key is not None:
+        root_id = _install_root(store, sealer, Issued(cert, key), chain, now)
+    else:
+        root_id = cert_id(cert)
+        record = CertRecord(
+            cert_pem=pem_of(cert),
+            chain_pem=tuple(pem_of(c) for c in chain),
+            created=now.isoformat(timespec="seconds"),
+            labels={"key": "none"},
+        )
+        _put(store, sealer, KIND_ROOT, root_id, record)
+    _replace_root(store, root_id)
+    return summarize(cert, "root", root_id, now)
+
+
+def import_intermediate(
+    store: Store,
+    sealer: Sealer,
+    cluster: str,
+    cert_pem: bytes,
+    key_pem: bytes,
+    now: datetime,
+    *,
+    force: bool = False,
+) -> CertSummary:
+    """Take a cluster's intermediate CA back from its live ``cacerts`` (``ca-cert.pem``,
+    ``ca-key.pem``), as it is: issued by a root the mesh trusts, the key its own.
+
+    The way back when a store is lost with the root's key: the root comes back without its key
+    (``import_root``), each cluster's intermediate from its ``cacerts``; apply then writes
+    nothing new, and ``pki rotate-root`` moves the mesh to a root with a key, without an outage.
+    """
+    trust = _require_trust(store)
+    if _get(store, KIND_INTERMEDIATE, cluster) is not None and not force:
+        raise PKIError(
+            f"cluster {cluster} has an intermediate CA already; pass --force to replace it"
+        )
+    errors = []
+    for root_id in trust.trusted:
+        try:
+            cert, key = parse_cluster_ca(cert_pem, key_pem, _root(store, root_id).cert, now)
+        except PKIError as exc:
+            errors.append(str(exc))
+            continue
+        record = _seal(
+            store, sealer, KIND_INTERMEDIATE, cluster, Issued(cert, key), now, issuer_id=root_id
+        )
+        return summarize(record.cert, "intermediate", cluster, now)
+    raise PKIError(errors[-1])
 
 
 # ================================================================================== rotation
@@ -461,7 +521,7 @@ def rotate_root_begin(
     sealer: Sealer,
     mesh: Mesh,
     now: datetime,
-    imported: tuple[bytes, bytes, bytes | None] | None = None,
+    imported: tuple[bytes, bytes | None, bytes | None] | None = None,
 ) -> Trust:
     """Phase 1: a new root (issued per rootCA, or imported: cert, key, chain) trusted alongside."""
     trust = _require_trust(store)
@@ -469,6 +529,8 @@ def rotate_root_begin(
     chain: tuple[x509.Certificate, ...] = ()
     if imported is not None:
         cert, key, chain = parse_signing_ca(*imported, now)
+        if key is None:
+            raise PKIError("a new root needs its private key: it signs every intermediate")
         issued = Issued(cert, key)
     else:
         issued = issue_root(mesh.spec.root_ca, now, _distinct_unit(active, mesh.spec.root_ca))

@@ -70,6 +70,9 @@ def run(work: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     return result
 
 
+CACERTS = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -447,6 +450,50 @@ def test_import_a_root_from_files(work: Path) -> None:
     )
     assert bad.exit_code == 1 and "private key" in bad.stderr
     assert run(work, "import", "--cert", str(work / "nofile"), "--key", "x").exit_code == 2
+
+
+def test_a_root_without_its_key_and_the_intermediates_it_signed(work: Path) -> None:
+    # a mesh whose store, and root key, are lost: its live cacerts are what is left
+    run(work, "init", "-f", str(work / "mesh.yaml"))
+    run(work, "export", "--cluster", "cluster1", "--dir", str(work / "live"), "-f",
+        str(work / "intents.yaml"))
+    live = work / "live"
+    lost = ["--state", str(work / "new" / "state.db")]
+    cli = CliRunner()
+
+    def again(*args: str) -> Result:
+        return cli.invoke(app, [*args, *lost])
+
+    assert again("import", "--cert", str(live / "root-cert.pem")).exit_code == 2  # --key?
+    root = again("import", "--without-key", "--cert", str(live / "root-cert.pem"))
+    assert root.exit_code == 0, root.output
+    assert "without its key" in root.stderr
+    # an intermediate of another root is refused; the cluster's own is taken back as it is
+    other = work / "other"
+    run(work, "init", "--force", "-f", str(work / "mesh.yaml"))
+    run(work, "export", "--cluster", "cluster1", "--dir", str(other), "-f",
+        str(work / "intents.yaml"))
+    wrong = again("import", "--cluster", "cluster1", "--cert", str(other / "ca-cert.pem"),
+                  "--key", str(other / "ca-key.pem"))
+    assert wrong.exit_code == 1 and "not signed by the mesh's root" in wrong.stderr
+    ok = again("import", "--cluster", "cluster1", "--cert", str(live / "ca-cert.pem"),
+               "--key", str(live / "ca-key.pem"))
+    assert ok.exit_code == 0, ok.output
+    back = again("export", "--cluster", "cluster1", "--dir", str(work / "back"))
+    assert back.exit_code == 0, back.output
+    for name in CACERTS:
+        assert (work / "back" / name).read_text() == (live / name).read_text()
+    # a cluster with no intermediate cannot get one from a root without a key: say so
+    (work / "two.yaml").write_text(
+        MESH_YAML % 730 + INTENTS_YAML.replace("cluster1", "cluster2")
+    )
+    new = again("export", "--cluster", "cluster2", "--dir", str(work / "c2"), "-f",
+                str(work / "two.yaml"))
+    assert new.exit_code == 1
+    assert "kept without its key" in new.stderr and "pki import --cluster cluster2" in new.stderr
+    roots = [c for c in json.loads(again("status", "--json").stdout)["certificates"]
+             if c["role"] == "root"]
+    assert "kept without its key" in roots[0]["note"]
 
 
 # ---------------------------------------------------------------------------------- keys

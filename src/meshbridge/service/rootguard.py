@@ -114,7 +114,8 @@ async def check(
     targets: list[Target], objects: Mapping[str, list[dict[str, Any]]], options: Options
 ) -> Checked:
     """Read the live ``cacerts`` of every target that is to get one; compare; write nothing."""
-    desired = {c: f for c, f in desired_facts(objects).items() if c in {t.name for t in targets}}
+    chosen = {t.name for t in targets}
+    desired = {c: f for c, f in desired_facts(objects).items() if c in chosen}
     reading = [t for t in targets if t.name in desired]
     live: dict[str, CacertsFacts | None] = {}
     unread: list[ClusterReport] = []

@@ -31,7 +31,8 @@ __all__ = ["CACERTS", "LiveCacerts", "read_cacerts"]
 CACERTS = ("istio-system", "cacerts")
 _PUBLIC = ("root-cert.pem", "ca-cert.pem", "cert-chain.pem")
 
-ReadState = Literal["found", "absent", "unreachable", "failed"]
+# unconfigured: no client could be made (kubeconfig); the reconcile reports that itself.
+ReadState = Literal["found", "absent", "unreachable", "failed", "unconfigured"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ async def _read_one(target: Target, options: Options) -> LiveCacerts:
         try:
             client = client_for(target, options.timeout)
         except (ConfigError, OSError, ValueError, KeyError) as exc:
-            return LiveCacerts(target.name, "failed", error=f"kubeconfig: {exc}", attempts=attempt)
+            error = f"kubeconfig: {exc}"
+            return LiveCacerts(target.name, "unconfigured", error=error, attempts=attempt)
         try:
             secret = await client.get(Secret, CACERTS[1], namespace=CACERTS[0])
             return LiveCacerts(target.name, "found", _public(secret), attempts=attempt)

@@ -127,7 +127,7 @@ async def check(
                 live[found.cluster] = CacertsFacts.of(found.files)
             except ValueError:
                 live[found.cluster] = CacertsFacts(())  # unreadable: trusts nothing we know
-        else:
+        elif found.state != "unconfigured":  # unconfigured: the reconcile cannot write either
             state: State = "Unreachable" if found.state == "unreachable" else "Failed"
             error = f"cannot read istio-system/cacerts (not written): {found.error}"
             unread.append(

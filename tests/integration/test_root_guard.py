@@ -107,13 +107,19 @@ def test_a_lost_store_stops_apply_until_pki_import_brings_the_root_back(cli, mes
         refused = cli(*args, "-f", f, "--state", lost)
         assert refused.exit_code == 1, refused.stdout + refused.stderr
         text = " ".join(refused.stderr.split())
-        assert "would replace the root of trust of 2 of 3 clusters" in text
+        assert "would replace the root of trust of 3 of 3 clusters" in text
         for cluster in ("cluster1", "cluster2"):
             line = re.search(rf"{cluster}: live root sha256:(\w+); new cacerts: root sha256:(\w+)", text)
             assert line, text
             assert line.group(1) == root[0] and line.group(2) != root[0]
-        assert "cluster3:" not in text
+        # cluster3 has no cacerts yet: it must not start the mesh's new root either
+        line = re.search(r"cluster3: no cacerts yet, cluster1's live root sha256:(\w+); "
+                         r"new cacerts: root sha256:(\w+)", text)
+        assert line and line.group(1) == root[0] and line.group(2) != root[0], text
         assert "--replace-root" in text and "pki import" in text
+    alone = cli("apply", "-f", f, "--state", lost, "--cluster", "cluster3")
+    assert alone.exit_code == 1
+    assert "cluster3: no cacerts yet, cluster1's live root" in " ".join(alone.stderr.split())
     assert snapshot(clusters, mesh["name"]) == before, "a refused apply wrote to a cluster"
     # ... and nothing to the new store: no status, and no root minted in it
     assert "no apply recorded yet" in cli("status", "--state", lost).stderr
@@ -236,7 +242,7 @@ def test_the_server_reports_a_foreign_root_and_writes_nothing(cli, mesh, monkeyp
                 time.sleep(0.3)
         assert {s["state"] for s in items} == {"Failed"}
         one = next(s for s in items if s["cluster"] == "cluster1")
-        assert "would replace the root of trust of 1 of 3 clusters" in one["error"]
+        assert "would replace the root of trust of 3 of 3 clusters" in one["error"]
         assert f"cluster1: live root sha256:{old[0]}; new cacerts: root sha256:" in one["error"]
         assert "pki import" in one["error"]
         assert snapshot(clusters, mesh["name"]) == before, "the reconciler wrote to a cluster"

@@ -101,10 +101,9 @@ def _run(
             prepared, checked = rootguard.prepare(
                 store,
                 location,
-                lambda: apply_service.prepare(
-                    sources, store, location, options, clusters, intents=intents
-                ),
+                lambda: apply_service.prepare(sources, store, location, options, intents=intents),
                 options,
+                clusters,
                 replace_root=replace_root,
             )
             if checked.replacements:  # only with --replace-root

@@ -2,10 +2,10 @@
 
 A state store that lost its PKI (a deleted or emptied file, a new server database) mints a new
 root on its next render. Pushed as ``cacerts``, it would make every cluster distrust every other
-until istiod and every workload restarted. So before anything is written, each chosen cluster's
-live ``cacerts`` is read (``meshbridge.kube.read_cacerts``) and compared with the one apply
-would write (:func:`meshbridge.pki.bundle.keeps_trust`). When a cluster would get a root it does
-not trust now, nothing is written anywhere: no object to any cluster, no status, and (through
+until istiod and every workload restarted. So before anything is written, every cluster's live
+``cacerts`` is read (``meshbridge.kube.read_cacerts``) and compared with the one apply would
+write (:func:`meshbridge.pki.bundle.keeps_trust`); a cluster without one yet is compared with
+the others'. When a cluster would get a root not trusted there, nothing is written anywhere: no object to any cluster, no status, and (through
 :func:`prepare`) none of what the render put in the store, such as a freshly minted root, so
 ``pki import`` can bring the old one back. ``apply --replace-root`` is the way through on purpose.
 
@@ -23,12 +23,12 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meshbridge.errors import RootReplaced
+from meshbridge.errors import InvalidInput, Problem, RootReplaced
 from meshbridge.kube import ClusterReport, Options, Target, read_cacerts
 from meshbridge.kube.fleet import State
 from meshbridge.pki.bundle import PUBLIC_FILES, CacertsFacts, keeps_trust
@@ -65,11 +65,14 @@ store" in docs/pki.md).
 
 @dataclass(frozen=True)
 class Replacement:
-    """A cluster whose live ``cacerts`` would be replaced by one of another root."""
+    """A cluster that would get a ``cacerts`` of a root not trusted live: its own live
+    ``cacerts`` (``where`` is the cluster itself) or, for a cluster with none yet, another
+    cluster's of the mesh (``where``)."""
 
     cluster: str
     live: CacertsFacts
     new: CacertsFacts
+    where: str
 
 
 @dataclass(frozen=True)
@@ -111,14 +114,24 @@ def _now() -> str:
 
 
 async def check(
-    targets: list[Target], objects: Mapping[str, list[dict[str, Any]]], options: Options
+    targets: list[Target],
+    objects: Mapping[str, list[dict[str, Any]]],
+    options: Options,
+    only: Collection[str] | None = None,
 ) -> Checked:
-    """Read the live ``cacerts`` of every target that is to get one; compare; write nothing."""
-    chosen = {t.name for t in targets}
-    desired = {c: f for c, f in desired_facts(objects).items() if c in chosen}
+    """Read the live ``cacerts`` of every target; compare what the clusters ``only`` (default:
+    every target) are to get with it; write nothing.
+
+    A cluster that has a ``cacerts`` is compared with its own; a cluster with none yet with the
+    other clusters' (a cluster added to a mesh whose store lost its root must not start a root of
+    its own either). Clusters outside ``only`` are read for that, never reported.
+    """
+    chosen = [t for t in targets if only is None or t.name in only]
+    desired = desired_facts(objects)
     reading = [t for t in targets if t.name in desired]
     live: dict[str, CacertsFacts | None] = {}
     unread: list[ClusterReport] = []
+    names = {t.name for t in chosen}
     for found in await read_cacerts(reading, options) if reading else []:
         if found.state == "absent":
             live[found.cluster] = None
@@ -127,7 +140,8 @@ async def check(
                 live[found.cluster] = CacertsFacts.of(found.files)
             except ValueError:
                 live[found.cluster] = CacertsFacts(())  # unreadable: trusts nothing we know
-        elif found.state != "unconfigured":  # unconfigured: the reconcile cannot write either
+        elif found.state != "unconfigured" and found.cluster in names:
+            # (unconfigured: no client, so the reconcile cannot write there either)
             state: State = "Unreachable" if found.state == "unreachable" else "Failed"
             error = f"cannot read istio-system/cacerts (not written): {found.error}"
             unread.append(
@@ -136,19 +150,32 @@ async def check(
                 )
             )
     skipped = {r.cluster for r in unread}
-    replacements = tuple(
-        Replacement(c, facts, desired[c])
-        for c, facts in sorted(live.items())
-        if facts is not None and not keeps_trust(desired[c], facts)
-    )
     return Checked(
-        order=tuple(t.name for t in targets),
-        targets=[t for t in targets if t.name not in skipped],
+        order=tuple(t.name for t in chosen),
+        targets=[t for t in chosen if t.name not in skipped],
         unread=unread,
         live=live,
         desired=desired,
-        replacements=replacements,
+        replacements=_replacements(sorted(names), desired, live),
     )
+
+
+def _replacements(
+    clusters: list[str],
+    desired: Mapping[str, CacertsFacts],
+    live: Mapping[str, CacertsFacts | None],
+) -> tuple[Replacement, ...]:
+    out = []
+    for cluster in clusters:
+        if cluster not in desired or cluster not in live:
+            continue  # no cacerts to write, or the cluster could not be read
+        own = live[cluster]
+        against = [(cluster, own)] if own is not None else sorted(live.items())
+        for where, facts in against:
+            if facts is not None and not keeps_trust(desired[cluster], facts):
+                out.append(Replacement(cluster, facts, desired[cluster], where))
+                break
+    return tuple(out)
 
 
 def _roots(facts: CacertsFacts) -> str:
@@ -161,7 +188,13 @@ def _roots(facts: CacertsFacts) -> str:
 def describe(checked: Checked) -> str:
     """Which clusters would get another root, with both sides' fingerprints (no advice)."""
     lines = [
-        f"  {r.cluster}: live {_roots(r.live)}; new cacerts: {_roots(r.new)}"
+        f"  {r.cluster}: "
+        + (
+            f"live {_roots(r.live)}"
+            if r.where == r.cluster
+            else f"no cacerts yet, {r.where}'s live {_roots(r.live)}"
+        )
+        + f"; new cacerts: {_roots(r.new)}"
         for r in checked.replacements
     ]
     count = len(checked.replacements)
@@ -192,19 +225,22 @@ def prepare(
     state_path: str | None,
     make: Callable[[], Prepared],
     options: Options,
+    only: list[str] | None = None,
     *,
     replace_root: bool,
 ) -> tuple[Prepared, Checked]:
-    """``make()`` (apply's prepare), then the check of every chosen cluster.
+    """``make()`` (apply's prepare, for every cluster), then the check of the clusters ``only``
+    (``--cluster``; default every cluster) against every cluster's live ``cacerts``.
 
     A refusal raises RootReplaced before anything is written; for an apply (not a dry run) the
     render's store writes (VIPs, certificates minted on the way) are undone with it, since
-    ``make()`` runs inside the transaction the check ends. The returned Prepared targets only
-    the clusters whose ``cacerts`` could be read.
+    ``make()`` runs inside the transaction the check ends. The returned Prepared targets the
+    clusters ``only`` whose ``cacerts`` could be read.
     """
 
     def checked(prepared: Prepared) -> Checked:
-        found = asyncio.run(check(prepared.targets, prepared.objects, options))
+        _known(prepared.targets, only)
+        found = asyncio.run(check(prepared.targets, prepared.objects, options, only))
         if found.replacements and not replace_root:
             raise RootReplaced(
                 f"{describe(found)}\nnothing was written to any cluster or to the state store. "
@@ -222,6 +258,16 @@ def prepare(
             prepared = make()
             found = checked(prepared)
     return dataclasses.replace(prepared, targets=found.targets), found
+
+
+def _known(targets: list[Target], only: list[str] | None) -> None:
+    """InvalidInput for names in ``only`` (``--cluster``) that name no Cluster."""
+    known = {t.name for t in targets}
+    unknown = [c for c in only or [] if c not in known]
+    if unknown:
+        raise InvalidInput(
+            Problem("--cluster", 0, "", "", "", f"no Cluster named {c!r}") for c in unknown
+        )
 
 
 def record(store: Store, checked: Checked, reports: list[ClusterReport]) -> None:

@@ -139,7 +139,8 @@ def init_cmd(
 
     Refuses when a root exists. With --force the root is replaced and every cluster's
     intermediate is re-issued on the next render: clusters distrust each other until all have the
-    new cacerts. To change a root without an outage use 'pki rotate-root'.
+    new cacerts (apply writes it only with --replace-root). To change a root without an outage
+    use 'pki rotate-root'.
     """
     with errors_mapped(), _session(state, files) as (store, sealer, mesh):
         summary = service.init_root(store, _need(sealer), mesh, _now(), force=force)

@@ -9,6 +9,8 @@
     │   ├── StateLocked              another process holds the store
     │   └── SealingError             the key-encryption key is missing or wrong
     ├── PKIError                     certificate material cannot be issued or imported
+    │   └── RootReplaced             apply would replace the root of trust live in clusters;
+    │                                nothing was written (CLI exit 1)
     ├── OutputError                  the render target cannot be written safely
     └── (server use cases)           NotFound, Conflict, BadRequest, ServerError: drawn in
                                      meshbridge.service.errors (API 404 / 409 / 400)
@@ -28,6 +30,7 @@ __all__ = [
     "OutputError",
     "PKIError",
     "Problem",
+    "RootReplaced",
     "SealingError",
     "StateError",
     "StateLocked",
@@ -93,6 +96,15 @@ class SealingError(StateError):
 
 class PKIError(MeshbridgeError):
     """Certificate material cannot be issued, imported or rotated as asked."""
+
+
+class RootReplaced(PKIError):
+    """Writing the rendered ``cacerts`` would replace the root a cluster trusts now; the message
+    names every such cluster with both roots' fingerprints."""
+
+    def __init__(self, message: str, clusters: Iterable[str]) -> None:
+        super().__init__(message)
+        self.clusters: tuple[str, ...] = tuple(clusters)
 
 
 class OutputError(MeshbridgeError):

@@ -19,6 +19,7 @@ from meshbridge.cli.common import (
 )
 from meshbridge.kube import ClusterReport, Options
 from meshbridge.service import apply as apply_service
+from meshbridge.service import rootguard
 from meshbridge.service.sources import read_sources
 from meshbridge.store import open_store, store_exists
 
@@ -79,7 +80,13 @@ def _summary(reports: list[ClusterReport], title: str) -> Table:
 
 
 def _run(
-    files: list[str], state: str | None, options: Options, clusters: list[str] | None, verb: str
+    files: list[str],
+    state: str | None,
+    options: Options,
+    clusters: list[str] | None,
+    verb: str,
+    *,
+    replace_root: bool = False,
 ) -> list[ClusterReport]:
     with errors_mapped(), apply_service.quiet_gc():
         sources = read_sources(files)
@@ -91,9 +98,21 @@ def _run(
             intents = parse(sources)
         store = open_store(location)
         try:
-            prepared = apply_service.prepare(
-                sources, store, location, options, clusters, intents=intents
+            prepared, checked = rootguard.prepare(
+                store,
+                location,
+                lambda: apply_service.prepare(sources, store, location, options, intents=intents),
+                options,
+                clusters,
+                replace_root=replace_root,
             )
+            if checked.replacements:  # only with --replace-root
+                err_console.print(
+                    f"warning: {rootguard.describe(checked)} (--replace-root): restart istiod, "
+                    "then every workload, in every cluster",
+                    style="yellow",
+                    markup=False,
+                )
             total = len(prepared.targets)
             with Progress(
                 TextColumn(f"{verb} clusters"),
@@ -108,8 +127,10 @@ def _run(
                 reports = apply_service.reconcile(
                     prepared, options, progress=lambda _r: bar.advance(task)
                 )
+            reports = rootguard.merged(checked, reports)
             if not options.dry_run:
                 apply_service.finish(store, prepared, reports)
+                rootguard.record(store, checked, reports)
         finally:
             store.close()
     for d in prepared.found:
@@ -142,6 +163,16 @@ def apply(
             "another meshbridge mesh are never taken.",
         ),
     ] = False,
+    replace_root: Annotated[
+        bool,
+        typer.Option(
+            "--replace-root",
+            help="Write cacerts even where its root is not the one the cluster trusts now "
+            "(clusters distrust each other until all have the new root and istiod and every "
+            "workload restarted). Without it apply stops, writing nothing, and names the "
+            "clusters and both roots.",
+        ),
+    ] = False,
     parallel: ParallelOption = 4,
     retries: RetriesOption = 3,
     timeout: TimeoutOption = 10.0,
@@ -158,10 +189,21 @@ def apply(
     store's mesh; objects of that mesh it no longer wants are deleted; objects it does not own
     (another mesh's, or nobody's) are never touched (a name collision is reported as a
     conflict). Namespaces it creates are labelled istio-injection=enabled (unless the Mesh's
-    spec.istio.sidecarInjection is false). Unchanged objects are not written. Exit 0 when every cluster is applied, 1 when any failed or
-    was unreachable, 2 on invalid input.
+    spec.istio.sidecarInjection is false). Unchanged objects are not written. Before writing to
+    any cluster, every cluster's live cacerts is read: if one would get a root it does not trust
+    now (a lost state store, a root replaced outside 'pki rotate-root'), nothing is written and
+    apply exits 1 (see --replace-root). Exit 0 when every cluster is applied, 1 when any failed
+    or was unreachable, 2 on invalid input.
     """
     if server:
+        if replace_root:
+            err_console.print(
+                "error: --replace-root is for clusters apply writes itself; a server's "
+                "reconciler never replaces a root (see docs/pki.md)",
+                style="red",
+                markup=False,
+            )
+            raise typer.Exit(2)
         remote_cmd.apply_to_server(files, server, token, dry_run=dry_run)
         return
     options = Options(
@@ -171,7 +213,8 @@ def apply(
         retries=retries,
         timeout=timeout,
     )
-    reports = _run(files, state, options, cluster, "planning" if dry_run else "applying")
+    verb = "planning" if dry_run else "applying"
+    reports = _run(files, state, options, cluster, verb, replace_root=replace_root)
     for r in reports:
         for c in r.outcome.changes:
             if c.action in ("conflict", "failed"):
@@ -231,10 +274,15 @@ def status(
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
 
-    Exit 1 when a cluster's last apply failed or could not reach it.
+    Exit 1 when a cluster's last apply failed or could not reach it. A store that does not
+    exist is reported as such and not created.
     """
+    location = state_path(state)
+    if not store_exists(location):
+        err_console.print(f"no state store at {location}: nothing applied yet", markup=False)
+        return
     with errors_mapped():
-        store = open_store(state_path(state))
+        store = open_store(location)
         try:
             records = apply_service.status(store)
         finally:

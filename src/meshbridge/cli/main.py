@@ -119,6 +119,7 @@ def render(
         checked = render_service.validate(read_sources(files or []))
         store = open_store(state_path(state))
         try:
+            pki_service.pair_key_file(state_path(state), store)  # kept if the render fails
             material = pki_service.material_provider(state_path(state))
             result, written = render_service.render(
                 checked, output, store, material, placement

@@ -139,7 +139,8 @@ def init_cmd(
 
     Refuses when a root exists. With --force the root is replaced and every cluster's
     intermediate is re-issued on the next render: clusters distrust each other until all have the
-    new cacerts. To change a root without an outage use 'pki rotate-root'.
+    new cacerts (apply writes it only with --replace-root). To change a root without an outage
+    use 'pki rotate-root'.
     """
     with errors_mapped(), _session(state, files) as (store, sealer, mesh):
         summary = service.init_root(store, _need(sealer), mesh, _now(), force=force)
@@ -149,9 +150,19 @@ def init_cmd(
 @app.command("import")
 def import_cmd(
     cert: Annotated[
-        Path, typer.Option("--cert", help="PEM certificate of the CA to sign intermediates with.")
+        Path,
+        typer.Option(
+            "--cert",
+            help="PEM certificate of the CA to sign intermediates with (with --cluster: the "
+            "cluster's ca-cert.pem).",
+        ),
     ],
-    key: Annotated[Path, typer.Option("--key", help="Its unencrypted PEM private key.")],
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key", help="Its unencrypted PEM private key (with --cluster: its ca-key.pem)."
+        ),
+    ] = None,
     chain: Annotated[
         Path | None,
         typer.Option(
@@ -160,30 +171,66 @@ def import_cmd(
             "including the enterprise root. Omit for a self-signed root.",
         ),
     ] = None,
+    without_key: Annotated[
+        bool,
+        typer.Option(
+            "--without-key",
+            help="Keep the root without its key (the key is lost): trusted, it signs nothing. "
+            "Take each cluster's intermediate back with --cluster, then move to a new root "
+            "with 'pki rotate-root'.",
+        ),
+    ] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Import this cluster's intermediate CA instead, as its live cacerts holds it "
+            "(ca-cert.pem, ca-key.pem); it must be issued by the mesh's root.",
+        ),
+    ] = None,
     state: StateOption = None,
     force: ForceOption = False,
 ) -> None:
-    """Bring your own root (cert + key), or an intermediate issued by your enterprise CA.
+    """Bring your own root (cert + key), or an intermediate issued by your enterprise CA; or
+    bring a lost store's root and clusters' intermediates back (docs/pki.md, "Recovering a
+    lost store").
 
     The CA is checked before anything is stored: the key matches, it may sign CAs (pathlen),
     the chain links to a self-signed root, it is within its validity. Refuses when the mesh has a
-    root unless --force (see 'pki init').
+    root unless --force (see 'pki init'); with --cluster, when the cluster has an intermediate.
     """
+    if cluster is not None and (chain is not None or without_key):
+        _bad_input("--cluster takes --cert and --key only")
+    if (key is None) != without_key:
+        _bad_input("give --key, or --without-key for a root whose key is lost")
     with errors_mapped():
         blobs = _read_files(cert, key, chain)
         with _session(state) as (store, sealer, _mesh):
-            summary = service.import_root(store, _need(sealer), *blobs, _now(), force=force)
-    _done(f"imported {_cert_line(summary)}")
+            if cluster is not None:
+                assert blobs[1] is not None
+                summary = service.import_intermediate(
+                    store, _need(sealer), cluster, blobs[0], blobs[1], _now(), force=force
+                )
+            else:
+                summary = service.import_root(store, _need(sealer), *blobs, _now(), force=force)
+    note = " (without its key: it signs nothing)" if without_key else ""
+    _done(f"imported {_cert_line(summary)}{note}")
 
 
-def _read_files(cert: Path, key: Path, chain: Path | None) -> tuple[bytes, bytes, bytes | None]:
-    out: list[bytes] = []
-    for path in (cert, key, *([chain] if chain else [])):
+def _read_files(
+    cert: Path, key: Path | None, chain: Path | None
+) -> tuple[bytes, bytes | None, bytes | None]:
+    def read(path: Path | None) -> bytes | None:
+        if path is None:
+            return None
         try:
-            out.append(path.expanduser().read_bytes())
+            return path.expanduser().read_bytes()
         except OSError as exc:
             _bad_input(f"cannot read {path}: {exc.strerror}")
-    return out[0], out[1], out[2] if chain else None
+
+    data = read(cert)
+    assert data is not None
+    return data, read(key), read(chain)
 
 
 # ---------------------------------------------------------------------------------- status
@@ -321,19 +368,36 @@ CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 
 @app.command("export")
 def export_cmd(
-    cluster: Annotated[str, typer.Option("--cluster", help="The cluster whose cacerts to write.")],
     directory: Annotated[
-        Path, typer.Option("--dir", help="Directory to write the four files to (mode 0600).")
+        Path, typer.Option("--dir", help="Directory to write the files to (mode 0600).")
     ],
+    cluster: Annotated[
+        str | None, typer.Option("--cluster", help="The cluster whose cacerts to write.")
+    ] = None,
+    root: Annotated[
+        bool,
+        typer.Option(
+            "--root",
+            help="Write the mesh's root CA instead (root-ca.pem, its key root-ca.key, and "
+            "root-ca-chain.pem for an enterprise-issued CA): a backup to keep offline, what "
+            "'pki import' brings back into a new store.",
+        ),
+    ] = False,
     files: MeshFilesOption = None,
     state: StateOption = None,
 ) -> None:
-    """Write a cluster's cacerts files (ca-cert, ca-key, root-cert, cert-chain .pem).
+    """Write a cluster's cacerts files (ca-cert, ca-key, root-cert, cert-chain .pem), or the
+    root CA with its key (--root).
 
     For clusters set up by hand: kubectl create secret generic cacerts -n istio-system
     --from-file=DIR/ca-cert.pem ... A cluster without an intermediate yet gets one when -f
     declares it (a Cluster document); otherwise render first.
     """
+    if (cluster is None) == (not root):
+        _bad_input("give exactly one of --cluster and --root")
+    if cluster is None:
+        _export_root(directory, state)
+        return
     with errors_mapped():
         declared = _declared_clusters(files)
         if declared is not None and cluster not in declared:
@@ -349,6 +413,25 @@ def export_cmd(
     args = " ".join(f"--from-file={out / name}" for name in CACERTS_FILES)
     _done(f"wrote {', '.join(CACERTS_FILES)} to {out} (mode 0600); apply with:")
     out_console.print(f"kubectl create secret generic cacerts -n istio-system {args}", markup=False)
+
+
+def _export_root(directory: Path, state: str | None) -> None:
+    with errors_mapped(), _session(state) as (store, sealer, _mesh):
+        cert, key, chain = service.export_root(store, _need(sealer))
+        out = _out_dir(directory)
+        written = {"root-ca.pem": cert, "root-ca.key": key}
+        if chain:
+            written["root-ca-chain.pem"] = chain
+        for name, data in written.items():
+            _write(out / name, data, 0o600)
+    again = f"--cert {out / 'root-ca.pem'} --key {out / 'root-ca.key'}"
+    if chain:
+        again += f" --chain {out / 'root-ca-chain.pem'}"
+    _done(
+        f"wrote {', '.join(written)} to {out} (mode 0600); keep them offline, apart from the "
+        "state store. Into a new store they go back with:"
+    )
+    out_console.print(f"meshbridge pki import {again}", markup=False)
 
 
 def _declared_clusters(files: list[str] | None) -> list[str] | None:
@@ -490,7 +573,7 @@ _NEXT_STEP = {
     "'pki rotate-root advance'",
     2: "render and apply every cluster (new intermediates, both roots trusted); once all "
     "workloads have renewed their certificates, run 'pki rotate-root finish'",
-    0: "render and apply every cluster: root-cert.pem now carries only the new root",
+    0: "render and apply every cluster: root-cert.pem now carries only the new root",  # finish
 }
 
 
@@ -513,26 +596,44 @@ def rotate_root_cmd(
     ] = None,
     files: MeshFilesOption = None,
     state: StateOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="advance/finish even though apply has not recorded every cluster as holding "
+            "the current phase's cacerts (for cacerts rolled out another way: GitOps, export).",
+        ),
+    ] = False,
 ) -> None:
     """Replace the mesh root in three phases, so no cluster ever distrusts another mid-way.
 
-    Apply every cluster's rendered cacerts after each phase before starting the next one.
-    'pki status' shows the phase.
+    Apply every cluster's rendered cacerts after each phase before starting the next one:
+    advance and finish refuse, naming the clusters, until apply has recorded every cluster
+    (every cluster with an intermediate CA in the store) as holding the current phase's
+    cacerts. A new root issued by 'begin' gets a subject of its own (OU=generation N) when
+    rootCA would repeat the current root's. 'pki status' shows the phase.
     """
     if (cert is None) != (key is None) or (cert is not None and phase is not Phase.BEGIN):
         _bad_input("--cert and --key go together, and only with 'begin'")
+    if force and phase not in (Phase.ADVANCE, Phase.FINISH):
+        _bad_input("--force goes with 'advance' and 'finish'")
     with errors_mapped():
         imported = _read_files(cert, key, chain) if cert and key else None
         with _session(state, files) as (store, sealer, mesh):
             if phase is Phase.BEGIN:
                 trust = service.rotate_root_begin(store, _need(sealer), mesh, _now(), imported)
             elif phase is Phase.ADVANCE:
-                trust = service.rotate_root_advance(store, _need(sealer), mesh, _now())
+                trust = service.rotate_root_advance(store, _need(sealer), mesh, _now(), force=force)
             elif phase is Phase.FINISH:
-                trust = service.rotate_root_finish(store)
+                trust = service.rotate_root_finish(store, force=force)
             else:
                 trust = service.rotate_root_abort(store)
-    label = "phase 3 done: old root dropped" if phase is Phase.FINISH else f"phase {trust.phase}"
     if phase is Phase.ABORT:
-        label = "rotation aborted"
+        _done(
+            f"root rotation aborted: root-cert.pem now carries only the current root "
+            f"{trust.active} again, and the new root is forgotten; next: render and apply every "
+            "cluster (those that got phase 1's cacerts still trust the forgotten root until then)"
+        )
+        return
+    label = "phase 3 done: old root dropped" if phase is Phase.FINISH else f"phase {trust.phase}"
     _done(f"root rotation: {label}; next: {_NEXT_STEP[trust.phase]}")

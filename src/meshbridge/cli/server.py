@@ -108,7 +108,9 @@ def serve(
         store = open_store(url)
         if pki:
             load_sealer(url, store)  # fail now, not on the first request, without the key
-            from meshbridge.service.pki import material_provider
+            from meshbridge.service.pki import material_provider, refuse_lost_store
+
+            refuse_lost_store(url, store)  # nor beside the key file of a lost database
 
             material = material_provider(url)
     app = create_app(

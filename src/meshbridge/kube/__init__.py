@@ -4,6 +4,7 @@ Everything else hands it plain objects (dicts) and gets plain reports back; ligh
 errors stay inside.
 """
 
+from meshbridge.kube.cacerts import LiveCacerts, read_cacerts
 from meshbridge.kube.discovery import DiscoveryError, GatewayAddress, discover
 from meshbridge.kube.fleet import (
     ClusterReport,
@@ -20,11 +21,13 @@ __all__ = [
     "ClusterReport",
     "DiscoveryError",
     "GatewayAddress",
+    "LiveCacerts",
     "MeshRef",
     "Options",
     "Outcome",
     "Target",
     "client_for",
     "discover",
+    "read_cacerts",
     "reconcile_all",
 ]

@@ -180,11 +180,15 @@ def _sign(
 # ------------------------------------------------------------------------------------- profiles
 
 
-def issue_root(settings: CASettings, now: datetime) -> Issued:
-    """The mesh's self-signed root CA, per ``Mesh.spec.rootCA``."""
+def issue_root(settings: CASettings, now: datetime, unit: str | None = None) -> Issued:
+    """The mesh's self-signed root CA, per ``Mesh.spec.rootCA``; ``unit`` adds an OU (what
+    tells a rotation's new root from the old one when both come from the same settings)."""
     key = generate_key(settings.key_algorithm)
+    subject = list(_name(settings.organization, settings.common_name))
+    if unit:
+        subject.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit[:_NAME_MAX]))
     return _sign(
-        subject=_name(settings.organization, settings.common_name),
+        subject=x509.Name(subject),
         key=key,
         signer=None,
         window=_window(now, settings.validity_days, None),

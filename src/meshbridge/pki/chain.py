@@ -135,18 +135,27 @@ def _in_validity(cert: x509.Certificate, now: datetime, label: str) -> None:
         raise PKIError(f"the {label} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
 
 
-def check_signing_ca(
-    cert: x509.Certificate, key: PrivateKey, chain: Sequence[x509.Certificate], now: datetime
-) -> None:
-    """Refuse a CA to import unless it can sign cluster intermediates that verify to an anchor.
-
-    ``chain`` lists the issuers of ``cert`` from the nearest up to a self-signed root (empty
-    when ``cert`` is itself the root).
-    """
+def _check_key(cert: x509.Certificate, key: PrivateKey) -> None:
     if public_der(key) != cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ):
         raise PKIError("the private key does not belong to the certificate")
+
+
+def check_signing_ca(
+    cert: x509.Certificate,
+    key: PrivateKey | None,
+    chain: Sequence[x509.Certificate],
+    now: datetime,
+) -> None:
+    """Refuse a CA to import unless it can sign cluster intermediates that verify to an anchor.
+
+    ``chain`` lists the issuers of ``cert`` from the nearest up to a self-signed root (empty
+    when ``cert`` is itself the root). ``key`` None: a root kept without its key (trusted,
+    signing nothing), whose other properties are checked all the same.
+    """
+    if key is not None:
+        _check_key(cert, key)
     _can_sign_cas(cert, 1, "certificate")
     _in_validity(cert, now, "certificate")
     if not chain:
@@ -224,17 +233,38 @@ def summarize(cert: x509.Certificate, role: str, name: str, now: datetime) -> Ce
 
 
 def parse_signing_ca(
-    cert_pem: bytes, key_pem: bytes, chain_pem: bytes | None, now: datetime
-) -> tuple[x509.Certificate, PrivateKey, tuple[x509.Certificate, ...]]:
-    """Read and check a CA to import: its certificate, key, and issuers up to the anchor.
+    cert_pem: bytes, key_pem: bytes | None, chain_pem: bytes | None, now: datetime
+) -> tuple[x509.Certificate, PrivateKey | None, tuple[x509.Certificate, ...]]:
+    """Read and check a CA to import: its certificate, key (None: kept without one), and
+    issuers up to the anchor.
 
     A chain file may start with the certificate itself (as many CAs hand out "full chain"
     files); that copy is dropped.
     """
     cert = load_cert(cert_pem, "certificate file")
-    key = load_key_pem(key_pem, "key file")
+    key = load_key_pem(key_pem, "key file") if key_pem is not None else None
     chain = tuple(load_certs(chain_pem, "chain file")) if chain_pem else ()
     if chain and chain[0] == cert:
         chain = chain[1:]
     check_signing_ca(cert, key, chain, now)
     return cert, key, chain
+
+
+def parse_cluster_ca(
+    cert_pem: bytes, key_pem: bytes, issuer: x509.Certificate, now: datetime
+) -> tuple[x509.Certificate, PrivateKey]:
+    """Read and check a cluster's intermediate CA to take back from its live ``cacerts``
+    (``ca-cert.pem``, ``ca-key.pem``): the key matches, it may sign workload certificates, it
+    is in its validity, and ``issuer`` signed it."""
+    cert = load_cert(cert_pem, "certificate file")
+    key = load_key_pem(key_pem, "key file")
+    _check_key(cert, key)
+    _can_sign_cas(cert, 0, "certificate")
+    _in_validity(cert, now, "certificate")
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        raise PKIError(
+            f"the certificate was not signed by the mesh's root {issuer.subject.rfc4514_string()}"
+        ) from None
+    return cert, key

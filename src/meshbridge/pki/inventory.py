@@ -110,6 +110,8 @@ def _root_entries(inv: Inventory, trust: Trust, now: datetime) -> list[StatusEnt
             note += ", signs new intermediates"
         if record.chain_pem:
             note += f", under {record.anchor.subject.rfc4514_string()}"
+        if not record.sealed_key:
+            note += ", kept without its key (signs nothing)"
         out.append(StatusEntry(summarize(record.cert, "root", rid, now), note))
     return out
 

@@ -43,6 +43,7 @@ from meshbridge.kube import (
     reconcile_all,
 )
 from meshbridge.pki.sealing import row_aad
+from meshbridge.service.holdings import KIND_HELD
 from meshbridge.service.ownership import mesh_ref, record_adoptions
 from meshbridge.service.statekey import load_sealer
 from meshbridge.source import Source
@@ -57,7 +58,7 @@ KEPT_KIND = "apply-render"  # the kept render (one per store)
 KEPT_NAME = "last"
 KEPT_FORMAT = 2
 # Blobs an apply writes that are not render inputs: left out of the store's digest.
-VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND, LEGACY_ADOPTION})
+VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND, LEGACY_ADOPTION, KIND_HELD})
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {

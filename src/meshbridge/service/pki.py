@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from meshbridge.compile import Plan
 from meshbridge.compile.inputs import ClusterCA, IngressCredential, Material
 from meshbridge.errors import PKIError, StateError
-from meshbridge.model import Mesh
+from meshbridge.model import CASettings, Mesh
 from meshbridge.pki import (
     SERVER_CA,
     CertRecord,
@@ -49,17 +50,22 @@ from meshbridge.pki import (
     build_status,
     cert_id,
     client_ca_name,
+    fingerprint,
     intermediate_algorithm,
     issue_client,
     issue_ingress_ca,
     issue_intermediate,
     issue_root,
     issue_server,
+    parse_cluster_ca,
     parse_signing_ca,
+    pem_of,
     row_aad,
     summarize,
     trust_bundle,
 )
+from meshbridge.pki.bundle import CacertsFacts
+from meshbridge.service.holdings import not_holding
 from meshbridge.service.statekey import (
     CHECK_NAME,
     CHECK_TEXT,
@@ -71,6 +77,8 @@ from meshbridge.service.statekey import (
     STATE_KEY_ENV,
     key_file_path,
     load_sealer,
+    pair_key_file,
+    refuse_lost_store,
 )
 from meshbridge.store.base import Store
 
@@ -80,6 +88,8 @@ __all__ = [
     "PkiStatus",
     "ensure_material",
     "export_cacerts",
+    "export_root",
+    "import_intermediate",
     "import_root",
     "ingress_server_ca_pem",
     "init_root",
@@ -88,6 +98,8 @@ __all__ = [
     "load_sealer",
     "material_provider",
     "mesh_for",
+    "pair_key_file",
+    "refuse_lost_store",
     "root_bundle_pem",
     "rotate_client_ca",
     "rotate_intermediate",
@@ -211,7 +223,15 @@ def _ensure_root(store: Store, sealer: Sealer, mesh: Mesh, now: datetime) -> Tru
 def _issue_intermediate(
     store: Store, sealer: Sealer, mesh: Mesh, cluster: str, signing_id: str, now: datetime
 ) -> CertRecord:
-    signer = _root(store, signing_id).open(sealer, KIND_ROOT, signing_id)
+    root = _root(store, signing_id)
+    if not root.sealed_key:
+        raise PKIError(
+            f"cluster {cluster} needs an intermediate CA, but root {signing_id} is kept without "
+            f"its key and signs nothing: take the cluster's own back from its live cacerts "
+            f"('pki import --cluster {cluster} --cert ca-cert.pem --key ca-key.pem'), or move "
+            "the mesh to a new root ('pki rotate-root begin')"
+        )
+    signer = root.open(sealer, KIND_ROOT, signing_id)
     settings = mesh.spec.intermediate_ca
     algorithm = intermediate_algorithm(settings, signer, mesh.spec.root_ca.key_algorithm)
     issued = issue_intermediate(signer, settings, cluster, algorithm, now)
@@ -342,7 +362,7 @@ def import_root(
     store: Store,
     sealer: Sealer,
     cert_pem: bytes,
-    key_pem: bytes,
+    key_pem: bytes | None,
     chain_pem: bytes | None,
     now: datetime,
     *,
@@ -351,12 +371,61 @@ def import_root(
     """Bring your own root (cert + key) or an enterprise-issued CA (cert, key, chain to root).
 
     The CA is checked first (key matches, may sign CAs, chain links to a self-signed root, in
-    validity); nothing is stored when it would not work.
+    validity); nothing is stored when it would not work. ``key_pem`` None keeps the root
+    without its key (a root whose key is lost: trusted, signing nothing; see
+    :func:`import_intermediate`).
     """
     cert, key, chain = parse_signing_ca(cert_pem, key_pem, chain_pem, now)
     _refuse_replacing(store, force)
-    _replace_root(store, _install_root(store, sealer, Issued(cert, key), chain, now))
-    return summarize(cert, "root", cert_id(cert), now)
+    if key is not None:
+        root_id = _install_root(store, sealer, Issued(cert, key), chain, now)
+    else:
+        root_id = cert_id(cert)
+        record = CertRecord(
+            cert_pem=pem_of(cert),
+            chain_pem=tuple(pem_of(c) for c in chain),
+            created=now.isoformat(timespec="seconds"),
+            labels={"key": "none"},
+        )
+        _put(store, sealer, KIND_ROOT, root_id, record)
+    _replace_root(store, root_id)
+    return summarize(cert, "root", root_id, now)
+
+
+def import_intermediate(
+    store: Store,
+    sealer: Sealer,
+    cluster: str,
+    cert_pem: bytes,
+    key_pem: bytes,
+    now: datetime,
+    *,
+    force: bool = False,
+) -> CertSummary:
+    """Take a cluster's intermediate CA back from its live ``cacerts`` (``ca-cert.pem``,
+    ``ca-key.pem``), as it is: issued by a root the mesh trusts, the key its own.
+
+    The way back when a store is lost with the root's key: the root comes back without its key
+    (``import_root``), each cluster's intermediate from its ``cacerts``; apply then writes
+    nothing new, and ``pki rotate-root`` moves the mesh to a root with a key, without an outage.
+    """
+    trust = _require_trust(store)
+    if _get(store, KIND_INTERMEDIATE, cluster) is not None and not force:
+        raise PKIError(
+            f"cluster {cluster} has an intermediate CA already; pass --force to replace it"
+        )
+    errors = []
+    for root_id in trust.trusted:
+        try:
+            cert, key = parse_cluster_ca(cert_pem, key_pem, _root(store, root_id).cert, now)
+        except PKIError as exc:
+            errors.append(str(exc))
+            continue
+        record = _seal(
+            store, sealer, KIND_INTERMEDIATE, cluster, Issued(cert, key), now, issuer_id=root_id
+        )
+        return summarize(record.cert, "intermediate", cluster, now)
+    raise PKIError(errors[-1])
 
 
 # ================================================================================== rotation
@@ -404,40 +473,109 @@ def rotate_client_ca(
     return summarize(record.cert, "ingress client CA", host, now)
 
 
+def _distinct_unit(active: x509.Certificate, settings: CASettings) -> str | None:
+    """The OU that sets a new root apart from ``active`` when ``rootCA`` would give both the
+    same subject: ``generation N``, one more than the active root's (which is 1 without one)."""
+    same = [
+        (NameOID.ORGANIZATION_NAME, settings.organization),
+        (NameOID.COMMON_NAME, settings.common_name),
+    ]
+    if any(
+        [a.value for a in active.subject.get_attributes_for_oid(oid)] != [value[:64]]
+        for oid, value in same
+    ):
+        return None
+    units = active.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    text = str(units[0].value) if units else ""
+    number = text.removeprefix("generation ")
+    return f"generation {int(number) + 1 if number.isdigit() else 2}"
+
+
+def _phase_cacerts(store: Store, trust: Trust) -> dict[str, CacertsFacts]:
+    """What every cluster's cacerts holds in the current phase, as fingerprints."""
+    roots = tuple(fingerprint(_root(store, rid).anchor) for rid in trust.trusted)
+    out = {}
+    for cluster, data in store.list_blobs(KIND_INTERMEDIATE).items():
+        inter = CertRecord.from_json(data, f"{KIND_INTERMEDIATE}/{cluster}")
+        out[cluster] = CacertsFacts(roots, intermediate=fingerprint(inter.cert))
+    return out
+
+
+_BREAKS = {
+    "advance": "clusters still without the new root would refuse workloads certified under it",
+    "finish": "workloads certified under intermediates of the old root would be refused",
+}
+
+
+def _require_rolled_out(store: Store, trust: Trust, verb: str, force: bool) -> None:
+    """Refuse to leave a phase before every cluster holds its cacerts, as apply recorded it."""
+    if force:
+        return
+    behind = not_holding(store, _phase_cacerts(store, trust))
+    if behind:
+        raise PKIError(
+            f"not every cluster holds the cacerts of phase {trust.phase} yet, and after '{verb}' "
+            f"{_BREAKS[verb]}. As apply last recorded:\n  "
+            + "\n  ".join(behind)
+            + f"\nrender and apply those clusters, then run 'pki rotate-root {verb}' again; if "
+            "their cacerts reached them another way (GitOps, pki export), pass --force"
+        )
+
+
 def rotate_root_begin(
     store: Store,
     sealer: Sealer,
     mesh: Mesh,
     now: datetime,
-    imported: tuple[bytes, bytes, bytes | None] | None = None,
+    imported: tuple[bytes, bytes | None, bytes | None] | None = None,
 ) -> Trust:
     """Phase 1: a new root (issued per rootCA, or imported: cert, key, chain) trusted alongside."""
     trust = _require_trust(store)
+    active = _root(store, trust.active).cert
     chain: tuple[x509.Certificate, ...] = ()
     if imported is not None:
         cert, key, chain = parse_signing_ca(*imported, now)
+        if key is None:
+            raise PKIError("a new root needs its private key: it signs every intermediate")
         issued = Issued(cert, key)
     else:
-        issued = issue_root(mesh.spec.root_ca, now)
+        issued = issue_root(mesh.spec.root_ca, now, _distinct_unit(active, mesh.spec.root_ca))
     next_trust = trust.begin(cert_id(issued.cert))
+    if issued.cert.subject == active.subject:
+        raise PKIError(
+            f"the new root's subject ({active.subject.rfc4514_string()}) is the current root's: "
+            "TLS stacks look issuers up by subject, so two trusted roots of one subject are "
+            "confused mid-rotation; give the new CA another subject"
+        )
     _install_root(store, sealer, issued, chain, now)
     store.put_blob(KIND_TRUST, _MESH, next_trust.to_json())
     return next_trust
 
 
-def rotate_root_advance(store: Store, sealer: Sealer, mesh: Mesh, now: datetime) -> Trust:
-    """Phase 2: every cluster's intermediate re-issued under the new root; both still trusted."""
-    trust = _require_trust(store).advance()
+def rotate_root_advance(
+    store: Store, sealer: Sealer, mesh: Mesh, now: datetime, *, force: bool = False
+) -> Trust:
+    """Phase 2: every cluster's intermediate re-issued under the new root; both still trusted.
+
+    Refused (unless ``force``) while a cluster is not recorded as holding phase 1's cacerts.
+    """
+    current = _require_trust(store)
+    trust = current.advance()
+    _require_rolled_out(store, current, "advance", force)
     for cluster in sorted(store.list_blobs(KIND_INTERMEDIATE)):
         _issue_intermediate(store, sealer, mesh, cluster, trust.signing, now)
     store.put_blob(KIND_TRUST, _MESH, trust.to_json())
     return trust
 
 
-def rotate_root_finish(store: Store) -> Trust:
-    """Phase 3: the old root is dropped from every root-cert.pem and from the store."""
+def rotate_root_finish(store: Store, *, force: bool = False) -> Trust:
+    """Phase 3: the old root is dropped from every root-cert.pem and from the store.
+
+    Refused (unless ``force``) while a cluster is not recorded as holding phase 2's cacerts.
+    """
     old = _require_trust(store)
     trust = old.finish()
+    _require_rolled_out(store, old, "finish", force)
     store.delete_blob(KIND_ROOT, old.active)
     store.put_blob(KIND_TRUST, _MESH, trust.to_json())
     return trust
@@ -476,6 +614,15 @@ def export_cacerts(
         _remember(store, mesh)
         inter = _issue_intermediate(store, sealer, mesh, cluster, trust.signing, now)
     return _cluster_ca(store, sealer, trust, cluster, inter)
+
+
+def export_root(store: Store, sealer: Sealer) -> tuple[str, str, str]:
+    """The active root CA: certificate, private key (PEM) and its chain ("" when self-signed),
+    as ``import_root`` takes them back."""
+    trust = _require_trust(store)
+    record = _root(store, trust.active)
+    key = record.key_pem(sealer, KIND_ROOT, trust.active)
+    return record.cert_pem, key, "".join(record.chain_pem)
 
 
 @dataclass(frozen=True)
@@ -562,6 +709,7 @@ def material_provider(
 
     def provide(store: Store, plan: Plan) -> Material:
         sealer = load_sealer(state_path, store)
+        refuse_lost_store(state_path, store)
         snap = plan.snapshot
         external = sorted(
             {

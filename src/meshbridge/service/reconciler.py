@@ -6,6 +6,11 @@ the same plan, VIPs and certificates the manifests endpoint serves. Clusters wit
 ``spec.kubeconfig`` are left out (their manifests are still served for GitOps). Gateway
 discovery is a CLI feature (``meshbridge apply``); the server needs explicit gateway addresses.
 
+Like ``apply``, it never replaces the root of trust live in a cluster
+(:mod:`meshbridge.service.rootguard`): when a cluster would get a ``cacerts`` of a root it does
+not trust now (a new database that minted its own root), it writes to no cluster and reports
+that as every cluster's status until the root is brought back (``pki import``).
+
 Several server processes on one database would each reconcile; run the reconciler in one of
 them (``serve --reconcile-interval 0`` in the others).
 """
@@ -20,12 +25,19 @@ from typing import Any
 
 from meshbridge import compile as mbcompile
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, reconcile_all
+from meshbridge.service import rootguard
 from meshbridge.service.apply import record_status, status, targets
 from meshbridge.service.catalog import Catalog
 from meshbridge.service.ownership import mesh_ref
 from meshbridge.service.render import MaterialProvider
 
 log = logging.getLogger("meshbridge.reconciler")
+
+SERVER_ADVICE = (
+    "If the server's database lost its PKI, bring the live root back into it: meshbridge pki "
+    "import --state DB --force --cert ROOT.pem --key ROOT-KEY.pem (ROOT.pem is root-cert.pem of "
+    "the live cacerts; see docs/pki.md)."
+)
 
 
 @dataclass
@@ -84,13 +96,31 @@ class Reconciler:
         chosen, mesh, objects = await asyncio.to_thread(self._desired)
         if not chosen or mesh is None:
             return []
-        reports = await reconcile_all(chosen, objects, mesh, self.options)
-        await asyncio.to_thread(record_status, self.catalog.store, reports, objects)
+        checked = await rootguard.check(chosen, objects, self.options)
+        if checked.replacements:
+            message = f"{rootguard.describe(checked)}; nothing written. {SERVER_ADVICE}"
+            reports = rootguard.refused(checked, message)
+            await asyncio.to_thread(record_status, self.catalog.store, reports, objects)
+            log.warning("%s", message)
+            self.runs += 1
+            return reports
+        found = await reconcile_all(checked.targets, objects, mesh, self.options)
+        reports = rootguard.merged(checked, found)
+        await asyncio.to_thread(self._record, reports, objects, checked)
         self.runs += 1
         for r in reports:
             if r.state != "Applied":
                 log.warning("cluster %s: %s %s", r.cluster, r.state, r.error)
         return reports
+
+    def _record(
+        self,
+        reports: list[ClusterReport],
+        objects: dict[str, list[dict[str, Any]]],
+        checked: rootguard.Checked,
+    ) -> None:
+        record_status(self.catalog.store, reports, objects)
+        rootguard.record(self.catalog.store, checked, reports)
 
     def status(self) -> list[dict[str, Any]]:
         return status(self.catalog.store)

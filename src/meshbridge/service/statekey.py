@@ -4,7 +4,13 @@ Private keys in the state store are sealed under a 32-byte key that never enters
 ``MESHBRIDGE_STATE_KEY`` (base64 or hex) or, for a SQLite file store, the 0600 file
 ``<state file>.key`` created on first use. A sealed constant row (``pki.kek/check``) tells a wrong
 key from a damaged row, so a wrong or missing key is a clear SealingError — never a fresh key,
-never a silently regenerated CA.
+never a silently regenerated CA. The row is written when the key file is created, so a key file
+and its store are known to belong together.
+
+A store with no PKI beside a key file that does not open it is a store that was lost, emptied
+or replaced (the key file of its first life is still there): :func:`refuse_lost_store` stops a
+render from starting a new root of trust there unasked. ``pki init`` and ``pki import`` are the
+explicit ways to start one.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ import os
 import stat
 from pathlib import Path
 
-from meshbridge.errors import SealingError
+from meshbridge.errors import SealingError, StateError
 from meshbridge.pki.sealing import Sealer, new_key_text, parse_key_text, row_aad
 from meshbridge.store.base import Store
 
-__all__ = ["STATE_KEY_ENV", "key_file_path", "load_sealer"]
+__all__ = ["STATE_KEY_ENV", "key_file_path", "load_sealer", "pair_key_file", "refuse_lost_store"]
 
 STATE_KEY_ENV = "MESHBRIDGE_STATE_KEY"
 KEY_FILE_SUFFIX = ".key"
@@ -108,8 +114,47 @@ def load_sealer(state_path: str | None, store: Store) -> Sealer:
         )
     else:
         sealer = _create_key_file(path)
+        # the store's half of the pair: this key file and this store belong together
+        store.put_blob(KIND_KEK, CHECK_NAME, sealer.seal(CHECK_TEXT, row_aad(KIND_KEK, CHECK_NAME)))
     _verify(sealer, store, path)
     return sealer
+
+
+def pair_key_file(state_path: str | None, store: Store) -> None:
+    """Create the key file and record it in the store now, in a transaction of its own, when a
+    render is about to need one.
+
+    Created by a render, the store's record of it would be undone with a dry run's rollback or a
+    failed render's, leaving a key file the store does not know: what
+    :func:`refuse_lost_store` takes for a lost store. Call before a render's transaction.
+    """
+    path = key_file_path(state_path)
+    if path is None or path.exists() or os.environ.get(STATE_KEY_ENV, "").strip():
+        return
+    with store.transaction():
+        if not _holds_sealed(store):  # else the render reports the missing key file
+            load_sealer(state_path, store)
+
+
+def refuse_lost_store(state_path: str | None, store: Store) -> None:
+    """StateError when the store holds no PKI (not even the key check) while its key file exists.
+
+    That is a store whose first life is gone (deleted, emptied, swapped for a new one) next to
+    the key file it left behind: issuing now would start a new root of trust, which clusters
+    and external callers of the old one do not trust. Called where a PKI would start implicitly
+    (render, apply, the server); ``pki init`` and ``pki import`` start one explicitly.
+    """
+    path = key_file_path(state_path)
+    if path is None or not path.exists() or _holds_sealed(store):
+        return
+    raise StateError(
+        f"the state store {state_path} holds no PKI, but the key file {path} beside it exists: "
+        "the store it was made for looks lost, emptied or replaced, and going on would start a "
+        "new root of trust. Restore the store (with this key file) from a backup; or bring the "
+        "mesh's root back with 'meshbridge pki import --cert ROOT.pem --key ROOT-KEY.pem' (see "
+        '"Recovering a lost store" in docs/pki.md); or, if this store is new (or an earlier '
+        "first run stopped half-way), start its PKI on purpose with 'meshbridge pki init'"
+    )
 
 
 def _verify(sealer: Sealer, store: Store, path: Path | None) -> None:

@@ -44,7 +44,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import StateError, StateLocked
@@ -108,8 +108,8 @@ class SqlStore(RowsMixin):
             with self.engine.connect() as conn:
                 found = migrate.current_revision(conn)
                 conn.rollback()
-        except OperationalError as exc:
-            raise _state_error(exc) from exc
+        except DBAPIError as exc:
+            raise _state_error(exc, self._where) from exc
         except SQLAlchemyError as exc:
             raise StateError(f"cannot use the state store: {getattr(exc, 'orig', exc)}") from exc
         if found != migrate.HEAD:
@@ -117,6 +117,11 @@ class SqlStore(RowsMixin):
                 f"the state store is at schema revision {found or 'none'}, expected "
                 f"{migrate.HEAD}: run `meshbridge db upgrade`"
             )
+
+    @property
+    def _where(self) -> str:
+        """The SQLite file, for messages (never a database URL: it may carry a password)."""
+        return (self.engine.url.database or "") if self.dialect == "sqlite" else ""
 
     @property
     def dialect(self) -> str:
@@ -145,8 +150,8 @@ class SqlStore(RowsMixin):
                     yield
                 finally:
                     self._conn = None
-        except OperationalError as exc:
-            raise _state_error(exc) from exc
+        except DBAPIError as exc:
+            raise _state_error(exc, self._where) from exc
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -168,8 +173,8 @@ class SqlStore(RowsMixin):
                         yield
                     finally:
                         self._conn = None
-        except OperationalError as exc:
-            raise _state_error(exc) from exc
+        except DBAPIError as exc:
+            raise _state_error(exc, self._where) from exc
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -183,8 +188,8 @@ class SqlStore(RowsMixin):
                     yield conn
                 finally:
                     self._conn = None
-        except OperationalError as exc:
-            raise _state_error(exc) from exc
+        except DBAPIError as exc:
+            raise _state_error(exc, self._where) from exc
 
     def lock_writes(self) -> None:
         """Inside ``transaction()``: wait for, then exclude, every other writer of documents."""
@@ -339,11 +344,22 @@ def _vip_row(r: VipRecord) -> dict[str, Any]:
     return {"cluster": r.cluster, "address": r.address, "key": r.key, "released": r.released}
 
 
-def _state_error(exc: SQLAlchemyError) -> StateError:
-    text_ = str(getattr(exc, "orig", exc))
+# What SQLite says of a file that is not a usable database (damaged pages, another format).
+_DAMAGED = ("malformed", "not a database", "file is encrypted", "database corrupt")
+
+
+def _state_error(exc: SQLAlchemyError, where: str = "") -> StateError:
+    """One line for the user, never a traceback: busy, damaged, or whatever the database said."""
+    raw = str(getattr(exc, "orig", None) or exc)
+    text_ = raw.splitlines()[0] if raw else type(exc).__name__
     if "locked" in text_ or "busy" in text_:
         return StateLocked(f"the state store is busy (another meshbridge is writing it): {text_}")
-    return StateError(f"cannot use the state store: {text_}")
+    store = f"the state store {where}" if where else "the state store"
+    if any(word in text_ for word in _DAMAGED):
+        return StateError(
+            f"{store} is damaged or not a meshbridge store ({text_}): restore it from a backup"
+        )
+    return StateError(f"cannot use {store}: {text_}")
 
 
 def store_url(location: str) -> str:

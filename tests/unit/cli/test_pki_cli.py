@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from meshbridge.cli.pki import app
 from meshbridge.model import Mesh
-from meshbridge.pki import CertRecord, issue_root, key_pem, load_cert, load_certs
+from meshbridge.pki import CertRecord, fingerprint, issue_root, key_pem, load_cert, load_certs
 from meshbridge.service import pki as service
 from meshbridge.store import open_store
 
@@ -68,6 +68,9 @@ def run(work: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     assert "PRIVATE KEY" not in result.output, "a private key was printed"
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result
+
+
+CACERTS = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 
 
 def mode(path: Path) -> int:
@@ -357,7 +360,12 @@ def test_rotate_root_in_phases(work: Path) -> None:
         str(work / "intents.yaml"),
     )
     for phase, expected in (("begin", 1), ("advance", 2), ("finish", 0)):
-        result = run(work, "rotate-root", phase)
+        if phase != "begin":  # no apply recorded what cluster1 holds: refused, then forced
+            refused = run(work, "rotate-root", phase)
+            assert refused.exit_code == 1 and "cluster1: no apply recorded" in refused.stderr
+            assert "--force" in refused.stderr
+            assert status_json(work)["rotationPhase"] == expected - 1 if expected else 2
+        result = run(work, "rotate-root", phase, *(["--force"] if phase != "begin" else []))
         assert result.exit_code == 0, result.output
         assert "next:" in result.stderr
         assert status_json(work)["rotationPhase"] == expected
@@ -369,6 +377,41 @@ def test_rotate_root_in_phases(work: Path) -> None:
     wrong = run(work, "rotate-root", "advance")
     assert wrong.exit_code == 1 and "begin" in wrong.stderr
     assert run(work, "rotate-root", "sideways").exit_code == 2
+
+
+def test_rotate_root_abort_says_what_the_bundle_holds(work: Path) -> None:
+    run(work, "init", "-f", str(work / "mesh.yaml"))
+    current = load_certs(run(work, "show", "--root").stdout)
+    assert run(work, "rotate-root", "begin").exit_code == 0
+    assert len(load_certs(run(work, "show", "--root").stdout)) == 2
+    aborted = run(work, "rotate-root", "abort")
+    assert aborted.exit_code == 0, aborted.output
+    text = " ".join(aborted.stderr.split())
+    root_id = fingerprint(current[0])[:16]
+    assert f"root-cert.pem now carries only the current root {root_id} again" in text
+    assert "new root" not in text.replace("the new root is forgotten", "")
+    assert load_certs(run(work, "show", "--root").stdout) == current
+
+
+def test_rotate_root_refuses_a_new_root_of_the_same_subject(work: Path) -> None:
+    run(work, "init", "-f", str(work / "mesh.yaml"))
+    m = Mesh.model_validate(
+        {
+            "apiVersion": "meshbridge.dev/v1alpha1",
+            "kind": "Mesh",
+            "metadata": {"name": "m"},
+            "spec": {"rootCA": {"commonName": "CLI Root", "keyAlgorithm": "ECDSA-P256"}},
+        }
+    )
+    twin = issue_root(m.spec.root_ca, datetime.now(UTC))  # same O and CN, another key
+    (work / "twin.crt").write_text(twin.cert_pem)
+    (work / "twin.key").write_bytes(key_pem(twin.key))
+    result = run(
+        work, "rotate-root", "begin", "--cert", str(work / "twin.crt"), "--key", str(work / "twin.key")
+    )
+    assert result.exit_code == 1
+    assert "subject" in result.stderr and "CLI Root" in result.stderr
+    assert status_json(work)["rotationPhase"] == 0
 
 
 # ---------------------------------------------------------------------------------- import
@@ -407,6 +450,50 @@ def test_import_a_root_from_files(work: Path) -> None:
     )
     assert bad.exit_code == 1 and "private key" in bad.stderr
     assert run(work, "import", "--cert", str(work / "nofile"), "--key", "x").exit_code == 2
+
+
+def test_a_root_without_its_key_and_the_intermediates_it_signed(work: Path) -> None:
+    # a mesh whose store, and root key, are lost: its live cacerts are what is left
+    run(work, "init", "-f", str(work / "mesh.yaml"))
+    run(work, "export", "--cluster", "cluster1", "--dir", str(work / "live"), "-f",
+        str(work / "intents.yaml"))
+    live = work / "live"
+    lost = ["--state", str(work / "new" / "state.db")]
+    cli = CliRunner()
+
+    def again(*args: str) -> Result:
+        return cli.invoke(app, [*args, *lost])
+
+    assert again("import", "--cert", str(live / "root-cert.pem")).exit_code == 2  # --key?
+    root = again("import", "--without-key", "--cert", str(live / "root-cert.pem"))
+    assert root.exit_code == 0, root.output
+    assert "without its key" in root.stderr
+    # an intermediate of another root is refused; the cluster's own is taken back as it is
+    other = work / "other"
+    run(work, "init", "--force", "-f", str(work / "mesh.yaml"))
+    run(work, "export", "--cluster", "cluster1", "--dir", str(other), "-f",
+        str(work / "intents.yaml"))
+    wrong = again("import", "--cluster", "cluster1", "--cert", str(other / "ca-cert.pem"),
+                  "--key", str(other / "ca-key.pem"))
+    assert wrong.exit_code == 1 and "not signed by the mesh's root" in wrong.stderr
+    ok = again("import", "--cluster", "cluster1", "--cert", str(live / "ca-cert.pem"),
+               "--key", str(live / "ca-key.pem"))
+    assert ok.exit_code == 0, ok.output
+    back = again("export", "--cluster", "cluster1", "--dir", str(work / "back"))
+    assert back.exit_code == 0, back.output
+    for name in CACERTS:
+        assert (work / "back" / name).read_text() == (live / name).read_text()
+    # a cluster with no intermediate cannot get one from a root without a key: say so
+    (work / "two.yaml").write_text(
+        MESH_YAML % 730 + INTENTS_YAML.replace("cluster1", "cluster2")
+    )
+    new = again("export", "--cluster", "cluster2", "--dir", str(work / "c2"), "-f",
+                str(work / "two.yaml"))
+    assert new.exit_code == 1
+    assert "kept without its key" in new.stderr and "pki import --cluster cluster2" in new.stderr
+    roots = [c for c in json.loads(again("status", "--json").stdout)["certificates"]
+             if c["role"] == "root"]
+    assert "kept without its key" in roots[0]["note"]
 
 
 # ---------------------------------------------------------------------------------- keys

@@ -36,6 +36,7 @@ def docs() -> list[dict[str, Any]]:
 def prepare(
     sources: list[Source], store: SqlStore, state: Path, **options: Any
 ) -> service.Prepared:
+    pki_service.pair_key_file(str(state), store)  # as apply does before rendering
     return service.prepare(sources, store, str(state), Options(**options))
 
 

@@ -28,7 +28,9 @@ from meshbridge.pki import (
     load_key_pem,
     pem_of,
 )
+from meshbridge.pki.bundle import CacertsFacts
 from meshbridge.service import pki as service
+from meshbridge.service.holdings import put_held
 from meshbridge.store import SqlStore, open_store
 
 NOW = datetime(2030, 1, 2, tzinfo=UTC)
@@ -72,6 +74,15 @@ def ensure(
 ) -> Material:
     with store.transaction():
         return service.ensure_material(store, sealer, m, clusters, external or [], now)
+
+
+def hold(store: SqlStore, material: Material, clusters: list[str]) -> None:
+    """Record, as apply does after writing them, that ``clusters`` hold ``material``'s cacerts."""
+    for cluster in clusters:
+        ca = material.cacerts[cluster]
+        files = {"root-cert.pem": ca.root_cert, "ca-cert.pem": ca.ca_cert,
+                 "cert-chain.pem": ca.cert_chain}
+        put_held(store, cluster, CacertsFacts.of(files), "applied", "2030-01-02T00:00:00+00:00")
 
 
 def chain_certs(ca: ClusterCA) -> list[x509.Certificate]:
@@ -314,7 +325,19 @@ def test_root_rotation_phases(store: SqlStore, sealer: Sealer, tmp_path: Path) -
         assert phase1.cacerts[cluster].cert_chain == phase0.cacerts[cluster].cert_chain
     assert verify(tmp_path, old_root, phase1.cacerts["c3"].ca_cert)  # new cluster: old root
     assert service.status(store, NOW).phase == 1
+    # the new root is told apart from the old one by its subject, not only by its key
+    assert load_cert(new_root).subject != load_cert(old_root).subject
+    assert "OU=generation 2" in load_cert(new_root).subject.rfc4514_string()
 
+    # a phase does not advance until every cluster holds the previous phase's bundle
+    hold(store, phase0, ["c1", "c2"])
+    hold(store, phase1, ["c1"])
+    with pytest.raises(PKIError) as refused, store.transaction():
+        service.rotate_root_advance(store, sealer, MESH, NOW)
+    assert "c2: holds roots" in str(refused.value) and "c3: no apply recorded" in str(refused.value)
+    assert "\n  c1:" not in str(refused.value)
+    assert service.status(store, NOW).phase == 1
+    hold(store, phase1, ["c2", "c3"])
     with store.transaction():
         assert service.rotate_root_advance(store, sealer, MESH, NOW).phase == 2
     phase2 = ensure(store, sealer, ["c1", "c2", "c3"])
@@ -328,6 +351,10 @@ def test_root_rotation_phases(store: SqlStore, sealer: Sealer, tmp_path: Path) -
         # an old intermediate (still in use by running workloads) verifies against the bundle
         assert verify(tmp_path, ca.root_cert, phase0.cacerts["c1"].ca_cert)
 
+    # same roots as phase 1, but the old intermediates
+    with pytest.raises(PKIError, match=r"c1: holds roots .*, with another intermediate"):
+        service.rotate_root_finish(store)
+    hold(store, phase2, ["c1", "c2", "c3"])
     with store.transaction():
         assert service.rotate_root_finish(store).phase == 0
     phase3 = ensure(store, sealer, ["c1", "c2", "c3"])
@@ -345,7 +372,7 @@ def test_rotation_abort_and_wrong_order(store: SqlStore, sealer: Sealer) -> None
     with store.transaction():
         service.rotate_root_begin(store, sealer, MESH, NOW)
     with pytest.raises(PKIError, match="advance"), store.transaction():
-        service.rotate_root_finish(store)
+        service.rotate_root_finish(store, force=True)
     with store.transaction():
         service.rotate_root_abort(store)
     assert ensure(store, sealer, ["c1"]) == phase0

@@ -1,0 +1,98 @@
+"""Read each cluster's live ``cacerts`` Secret (istio-system), keeping only its public files.
+
+Before apply writes a ``cacerts`` anywhere it must know, for every cluster, which roots the
+cluster trusts now (``meshbridge.service.rootguard``). This module does the reading: one GET of
+``istio-system/cacerts`` per cluster, all clusters at once (``parallel`` at a time), with the
+same retries as a reconcile. Whoever owns the Secret, it is read: a ``cacerts`` made by hand
+(the seed procedure's ``kubectl create secret``) carries the root the mesh runs on as much as
+one meshbridge wrote.
+
+Only ``root-cert.pem``, ``ca-cert.pem`` and ``cert-chain.pem`` leave this module; the key
+(``ca-key.pem``) is dropped with the answer and never decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import httpx2
+from lightkube import ApiError, ConfigError
+from lightkube.resources.core_v1 import Secret
+
+from meshbridge.kube.fleet import RETRYABLE, Options, Target, client_for
+
+__all__ = ["CACERTS", "LiveCacerts", "read_cacerts"]
+
+CACERTS = ("istio-system", "cacerts")
+_PUBLIC = ("root-cert.pem", "ca-cert.pem", "cert-chain.pem")
+
+# unconfigured: no client could be made (kubeconfig); the reconcile reports that itself.
+ReadState = Literal["found", "absent", "unreachable", "failed", "unconfigured"]
+
+
+@dataclass(frozen=True)
+class LiveCacerts:
+    """What one cluster holds: ``files`` (public PEM files) when ``state`` is ``found``."""
+
+    cluster: str
+    state: ReadState
+    files: Mapping[str, str] = field(default_factory=dict)
+    error: str = ""
+    attempts: int = 0
+
+
+def _public(secret: Secret) -> dict[str, str]:
+    data = secret.data or {}
+    out = {}
+    for name in _PUBLIC:
+        if name in data:
+            try:
+                out[name] = base64.b64decode(data[name]).decode("ascii", "replace")
+            except (binascii.Error, ValueError):
+                out[name] = ""  # unreadable: the caller sees no certificate there
+    return out
+
+
+async def _read_one(target: Target, options: Options) -> LiveCacerts:
+    delay = options.backoff
+    error = ""
+    state: ReadState = "unreachable"
+    for attempt in range(1, options.retries + 1):
+        try:
+            client = client_for(target, options.timeout)
+        except (ConfigError, OSError, ValueError, KeyError) as exc:
+            error = f"kubeconfig: {exc}"
+            return LiveCacerts(target.name, "unconfigured", error=error, attempts=attempt)
+        try:
+            secret = await client.get(Secret, CACERTS[1], namespace=CACERTS[0])
+            return LiveCacerts(target.name, "found", _public(secret), attempts=attempt)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return LiveCacerts(target.name, "absent", attempts=attempt)
+            error, state = f"{exc.status.code}: {exc.status.message}", "failed"
+            if exc.status.code not in RETRYABLE:
+                return LiveCacerts(target.name, "failed", error=error, attempts=attempt)
+        except (httpx2.TransportError, OSError) as exc:
+            error, state = (str(exc) or type(exc).__name__).splitlines()[0][:300], "unreachable"
+        finally:
+            await client.close()
+        if attempt < options.retries:
+            await asyncio.sleep(delay)
+            delay *= 2
+    return LiveCacerts(target.name, state, error=error, attempts=options.retries)
+
+
+async def read_cacerts(targets: list[Target], options: Options) -> list[LiveCacerts]:
+    """Every target's live ``cacerts`` (public files only), in target order."""
+    gate = asyncio.Semaphore(max(1, options.parallel))
+
+    async def one(target: Target) -> LiveCacerts:
+        async with gate:
+            return await _read_one(target, options)
+
+    return list(await asyncio.gather(*(one(t) for t in targets)))

@@ -1,0 +1,289 @@
+"""The root of trust is never replaced by accident: apply checks every cluster before writing.
+
+A state store that lost its PKI (a deleted or emptied file, a new server database) mints a new
+root on its next render. Pushed as ``cacerts``, it would make every cluster distrust every other
+until istiod and every workload restarted. So before anything is written, every cluster's live
+``cacerts`` is read (``meshbridge.kube.read_cacerts``) and compared with the one apply would
+write (:func:`meshbridge.pki.bundle.keeps_trust`); a cluster without one yet is compared with
+the others'. When a cluster would get a root not trusted there, nothing is written anywhere: no object to any cluster, no status, and (through
+:func:`prepare`) none of what the render put in the store, such as a freshly minted root, so
+``pki import`` can bring the old one back. ``apply --replace-root`` is the way through on purpose.
+
+A cluster whose ``cacerts`` cannot be read is not written this run either (it is reported
+Unreachable or Failed like a cluster apply could not reach); the others go ahead.
+
+After an apply, :func:`record` keeps per cluster what its ``cacerts`` now holds
+(:mod:`meshbridge.service.holdings`): root rotation phases wait for it. The server's background
+reconciler runs the same :func:`check` and reports a refusal as every cluster's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from meshbridge.errors import InvalidInput, Problem, RootReplaced
+from meshbridge.kube import ClusterReport, Options, Target, read_cacerts
+from meshbridge.kube.fleet import State
+from meshbridge.pki.bundle import PUBLIC_FILES, CacertsFacts, keeps_trust
+from meshbridge.service.apply import Prepared
+from meshbridge.service.holdings import put_held
+from meshbridge.service.statekey import pair_key_file
+from meshbridge.store import Store
+
+__all__ = [
+    "Checked",
+    "Replacement",
+    "check",
+    "describe",
+    "desired_facts",
+    "merged",
+    "prepare",
+    "record",
+    "refused",
+]
+
+CACERTS_REF = ("Secret", "istio-system", "cacerts")
+HELD_ACTIONS = frozenset({"create", "update", "unchanged"})  # the cluster holds what was sent
+
+CLI_ADVICE = """\
+Workloads there hold certificates under the live root: with another root, the clusters \
+distrust each other until every cluster has it and istiod and every workload have restarted.
+- If this state store lost its PKI (deleted, emptied, a new database), bring the live root \
+back: meshbridge pki import --cert ROOT.pem --key ROOT-KEY.pem (ROOT.pem is root-cert.pem of \
+the live cacerts; add --force if the store has a root of its own; see "Recovering a lost \
+store" in docs/pki.md).
+- To move the mesh to a new root without an outage: meshbridge pki rotate-root.
+- To replace the root anyway: meshbridge apply --replace-root."""
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A cluster that would get a ``cacerts`` of a root not trusted live: its own live
+    ``cacerts`` (``where`` is the cluster itself) or, for a cluster with none yet, another
+    cluster's of the mesh (``where``)."""
+
+    cluster: str
+    live: CacertsFacts
+    new: CacertsFacts
+    where: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What the check found: which clusters may be written, and why others may not."""
+
+    order: tuple[str, ...]  # every chosen cluster, in target order
+    targets: list[Target]  # clusters to reconcile: their cacerts was read, or they get none
+    unread: list[ClusterReport]  # clusters whose cacerts could not be read: not written
+    live: Mapping[str, CacertsFacts | None]  # None: the cluster has no cacerts
+    desired: Mapping[str, CacertsFacts]
+    replacements: tuple[Replacement, ...]
+
+
+# ---------------------------------------------------------------------------------- checking
+
+
+def desired_facts(objects: Mapping[str, list[dict[str, Any]]]) -> dict[str, CacertsFacts]:
+    """The facts of the ``cacerts`` each cluster's objects carry (clusters without one left out)."""
+    out = {}
+    for cluster, objs in objects.items():
+        for obj in objs:
+            meta = obj.get("metadata") or {}
+            if (obj.get("kind"), meta.get("namespace"), meta.get("name")) != CACERTS_REF:
+                continue
+            data = obj.get("data") or {}
+            files = {}
+            for name in PUBLIC_FILES:
+                try:
+                    files[name] = base64.b64decode(data.get(name, "")).decode("ascii")
+                except (binascii.Error, ValueError):
+                    files[name] = ""
+            out[cluster] = CacertsFacts.of(files)
+    return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+async def check(
+    targets: list[Target],
+    objects: Mapping[str, list[dict[str, Any]]],
+    options: Options,
+    only: Collection[str] | None = None,
+) -> Checked:
+    """Read the live ``cacerts`` of every target; compare what the clusters ``only`` (default:
+    every target) are to get with it; write nothing.
+
+    A cluster that has a ``cacerts`` is compared with its own; a cluster with none yet with the
+    other clusters' (a cluster added to a mesh whose store lost its root must not start a root of
+    its own either). Clusters outside ``only`` are read for that, never reported.
+    """
+    chosen = [t for t in targets if only is None or t.name in only]
+    desired = desired_facts(objects)
+    reading = [t for t in targets if t.name in desired]
+    live: dict[str, CacertsFacts | None] = {}
+    unread: list[ClusterReport] = []
+    names = {t.name for t in chosen}
+    for found in await read_cacerts(reading, options) if reading else []:
+        if found.state == "absent":
+            live[found.cluster] = None
+        elif found.state == "found":
+            try:
+                live[found.cluster] = CacertsFacts.of(found.files)
+            except ValueError:
+                live[found.cluster] = CacertsFacts(())  # unreadable: trusts nothing we know
+        elif found.state != "unconfigured" and found.cluster in names:
+            # (unconfigured: no client, so the reconcile cannot write there either)
+            state: State = "Unreachable" if found.state == "unreachable" else "Failed"
+            error = f"cannot read istio-system/cacerts (not written): {found.error}"
+            unread.append(
+                ClusterReport(
+                    found.cluster, state, error=error, attempts=found.attempts, finished_at=_now()
+                )
+            )
+    skipped = {r.cluster for r in unread}
+    return Checked(
+        order=tuple(t.name for t in chosen),
+        targets=[t for t in chosen if t.name not in skipped],
+        unread=unread,
+        live=live,
+        desired=desired,
+        replacements=_replacements(sorted(names), desired, live),
+    )
+
+
+def _replacements(
+    clusters: list[str],
+    desired: Mapping[str, CacertsFacts],
+    live: Mapping[str, CacertsFacts | None],
+) -> tuple[Replacement, ...]:
+    out = []
+    for cluster in clusters:
+        if cluster not in desired or cluster not in live:
+            continue  # no cacerts to write, or the cluster could not be read
+        own = live[cluster]
+        against = [(cluster, own)] if own is not None else sorted(live.items())
+        for where, facts in against:
+            if facts is not None and not keeps_trust(desired[cluster], facts):
+                out.append(Replacement(cluster, facts, desired[cluster], where))
+                break
+    return tuple(out)
+
+
+def _roots(facts: CacertsFacts) -> str:
+    if not facts.roots:
+        return "root (none readable)"
+    plural = "s" if len(facts.roots) > 1 else ""
+    return f"root{plural} " + ", ".join(f"sha256:{r}" for r in facts.roots)
+
+
+def describe(checked: Checked) -> str:
+    """Which clusters would get another root, with both sides' fingerprints (no advice)."""
+    lines = [
+        f"  {r.cluster}: "
+        + (
+            f"live {_roots(r.live)}"
+            if r.where == r.cluster
+            else f"no cacerts yet, {r.where}'s live {_roots(r.live)}"
+        )
+        + f"; new cacerts: {_roots(r.new)}"
+        for r in checked.replacements
+    ]
+    count = len(checked.replacements)
+    head = (
+        f"apply would replace the root of trust of {count} of {len(checked.order)} "
+        f"cluster{'s' if len(checked.order) != 1 else ''}"
+    )
+    return "\n".join([head, *lines])
+
+
+def refused(checked: Checked, message: str) -> list[ClusterReport]:
+    """Every chosen cluster reported Failed with ``message``: nothing was written to any."""
+    now = _now()
+    return [ClusterReport(c, "Failed", error=message, finished_at=now) for c in checked.order]
+
+
+def merged(checked: Checked, reports: list[ClusterReport]) -> list[ClusterReport]:
+    """The reconcile's reports with the unread clusters' added, in target order."""
+    by_name = {r.cluster: r for r in [*reports, *checked.unread]}
+    return [by_name[c] for c in checked.order if c in by_name]
+
+
+# ---------------------------------------------------------------------------- apply (the CLI)
+
+
+def prepare(
+    store: Store,
+    state_path: str | None,
+    make: Callable[[], Prepared],
+    options: Options,
+    only: list[str] | None = None,
+    *,
+    replace_root: bool,
+) -> tuple[Prepared, Checked]:
+    """``make()`` (apply's prepare, for every cluster), then the check of the clusters ``only``
+    (``--cluster``; default every cluster) against every cluster's live ``cacerts``.
+
+    A refusal raises RootReplaced before anything is written; for an apply (not a dry run) the
+    render's store writes (VIPs, certificates minted on the way) are undone with it, since
+    ``make()`` runs inside the transaction the check ends. The returned Prepared targets the
+    clusters ``only`` whose ``cacerts`` could be read.
+    """
+
+    def checked(prepared: Prepared) -> Checked:
+        _known(prepared.targets, only)
+        found = asyncio.run(check(prepared.targets, prepared.objects, options, only))
+        if found.replacements and not replace_root:
+            raise RootReplaced(
+                f"{describe(found)}\nnothing was written to any cluster or to the state store. "
+                f"{CLI_ADVICE}",
+                (r.cluster for r in found.replacements),
+            )
+        return found
+
+    pair_key_file(state_path, store)  # a key file made by a rolled-back render looks orphaned
+    if options.dry_run:  # make() keeps nothing itself
+        prepared = make()
+        found = checked(prepared)
+    else:
+        with store.transaction():
+            prepared = make()
+            found = checked(prepared)
+    return dataclasses.replace(prepared, targets=found.targets), found
+
+
+def _known(targets: list[Target], only: list[str] | None) -> None:
+    """InvalidInput for names in ``only`` (``--cluster``) that name no Cluster."""
+    known = {t.name for t in targets}
+    unknown = [c for c in only or [] if c not in known]
+    if unknown:
+        raise InvalidInput(
+            Problem("--cluster", 0, "", "", "", f"no Cluster named {c!r}") for c in unknown
+        )
+
+
+def record(store: Store, checked: Checked, reports: list[ClusterReport]) -> None:
+    """Keep what each cluster's ``cacerts`` holds after an apply (see ``holdings``)."""
+    now = _now()
+    with store.transaction():
+        for report in reports:
+            cluster = report.cluster
+            if cluster not in checked.desired or cluster not in checked.live:
+                continue  # no cacerts wanted there, or not read: nothing learnt
+            sent = next(
+                (c for c in report.outcome.changes if (c.kind, c.namespace, c.name) == CACERTS_REF),
+                None,
+            )
+            if sent is not None and sent.action in HELD_ACTIONS:
+                put_held(store, cluster, checked.desired[cluster], "applied", now)
+            else:
+                facts = checked.live[cluster] or CacertsFacts(())
+                put_held(store, cluster, facts, "live", now)

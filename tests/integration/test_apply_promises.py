@@ -110,8 +110,13 @@ def test_two_stores_that_leave_mesh_out_never_touch_each_others_objects(cli, tes
         theirs = _objects(clusters, "default")
         assert theirs
 
-        second = cli("apply", "-f", str(b_src), *b)
-        # both meshes want istio-system/cacerts: B may not take A's, nor prune any of A's objects
+        # B's root is not the one the clusters trust: refused before anything is written
+        refused = cli("apply", "-f", str(b_src), *b)
+        assert refused.exit_code == 1 and "would replace the root of trust" in refused.stderr
+        assert _objects(clusters, "default") == theirs
+        # past that guard (--replace-root), the ownership one: both meshes want
+        # istio-system/cacerts; B may not take A's, nor prune any of A's objects
+        second = cli("apply", "-f", str(b_src), "--replace-root", *b)
         now = _objects(clusters, "default")
         assert {k: v for k, v in now.items() if k in theirs} == theirs, "B touched A's objects"
         assert second.exit_code == 1, second.stdout + second.stderr
@@ -126,7 +131,8 @@ def test_two_stores_that_leave_mesh_out_never_touch_each_others_objects(cli, tes
         # B asked for A's objects by name, even with --force-conflicts: refused, untouched
         both = write_docs(tmp_path / "b" / "apps.yaml",
                           [d for d in a_docs if d["kind"] in ("App", "InboundIntent")])
-        third = cli("apply", "-f", str(b_src), "-f", str(both), "--force-conflicts", *b)
+        third = cli("apply", "-f", str(b_src), "-f", str(both), "--force-conflicts",
+                    "--replace-root", *b)
         assert third.exit_code == 1
         assert ("conflict DestinationRule/foo/httpbin.bar.cluster2: this object belongs to "
                 "another meshbridge mesh") in third.stderr
@@ -160,7 +166,8 @@ def test_an_upgraded_store_adopts_its_own_old_objects_once(cli, mesh, tmp_path: 
 
     # another store of a mesh of the same name does not take them
     src = write_docs(mesh["tmp"] / "intents" / "mesh.yaml", docs)
-    other = cli("apply", "-f", str(src), "--state", str(tmp_path / "other" / "state.db"))
+    other = cli("apply", "-f", str(src), "--state", str(tmp_path / "other" / "state.db"),
+                "--replace-root")  # past the root guard, to the ownership one
     assert other.exit_code == 1
     assert f"this object belongs to meshbridge mesh '{mesh['name']}' as an older meshbridge labelled it" in other.stderr
     assert _objects(clusters, mesh["name"]) == old

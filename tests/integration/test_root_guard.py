@@ -135,6 +135,8 @@ def test_a_lost_store_stops_apply_until_pki_import_brings_the_root_back(cli, mes
     again = cli("apply", "-f", f, "--state", lost)
     assert again.exit_code == 0, again.stdout + again.stderr
     assert [live_roots(c) for c in clusters] == [root] * 3
+    # with the root back, the store is that mesh again: its objects carry the old identity
+    assert f"now carries the identity of mesh {mesh['name']!r}" in " ".join(again.stderr.split())
 
 
 def test_replace_root_is_the_explicit_way_through(cli, mesh) -> None:
@@ -143,8 +145,21 @@ def test_replace_root_is_the_explicit_way_through(cli, mesh) -> None:
     old = live_roots(clusters[0])
     other = str(mesh["tmp"] / "other" / "state.db")
     assert cli("apply", "-f", f, "--state", other).exit_code == 1
-    replaced = cli("apply", "-f", f, "--state", other, "--replace-root")
+    # a new root alone does not make this store that mesh: the lost store's objects (all in
+    # cluster1) stay another mesh's and are left alone
+    before = {k: v for k, v in snapshot(clusters, mesh["name"]).items() if k.startswith("c1:")}
+    alone = cli("apply", "-f", f, "--state", other, "--replace-root")
+    assert alone.exit_code == 1
+    assert "conflict Secret/istio-system/cacerts: this object belongs to another meshbridge mesh"\
+        in alone.stderr
+    after = snapshot(clusters, mesh["name"])
+    assert {k: after[k] for k in before} == before
+    with clusters[0].client() as http:
+        identity = http.get(CACERTS).json()["metadata"]["labels"]["meshbridge.dev/mesh-id"]
+    replaced = cli("apply", "-f", f, "--state", other, "--replace-root",
+                   "--adopt-mesh-id", identity)
     assert replaced.exit_code == 0, replaced.stdout + replaced.stderr
+    assert f"now carries the identity of mesh {mesh['name']!r}, {identity}" in replaced.stderr
     new = pem_fingerprints(cli("pki", "show", "--root", "--state", other).stdout)
     assert len(new) == 1 and new != old
     assert f"live root sha256:{old[0]}; new cacerts: root sha256:{new[0]}" in replaced.stderr

@@ -87,6 +87,7 @@ def _run(
     verb: str,
     *,
     replace_root: bool = False,
+    adopt_mesh_id: str | None = None,
 ) -> list[ClusterReport]:
     with errors_mapped(), apply_service.quiet_gc():
         sources = read_sources(files)
@@ -105,7 +106,17 @@ def _run(
                 options,
                 clusters,
                 replace_root=replace_root,
+                adopt_mesh_id=adopt_mesh_id,
             )
+            if checked.took is not None:
+                err_console.print(
+                    f"note: this store {'would take' if options.dry_run else 'now carries'} the "
+                    f"identity of mesh {prepared.mesh.name!r}, {checked.took}, which the "
+                    f"clusters' objects carry: the store of that mesh was lost, and this one "
+                    f"replaces it",
+                    style="yellow",
+                    markup=False,
+                )
             if checked.replacements:  # only with --replace-root
                 err_console.print(
                     f"warning: {rootguard.describe(checked)} (--replace-root): restart istiod, "
@@ -173,6 +184,16 @@ def apply(
             "clusters and both roots.",
         ),
     ] = False,
+    adopt_mesh_id: Annotated[
+        str | None,
+        typer.Option(
+            "--adopt-mesh-id",
+            metavar="ID",
+            help="This state store replaces a lost one: take over that mesh's identity (the "
+            "meshbridge.dev/mesh-id label of its objects) before writing. Not needed when the "
+            "store holds the clusters' live root again (pki import): apply takes it then.",
+        ),
+    ] = None,
     parallel: ParallelOption = 4,
     retries: RetriesOption = 3,
     timeout: TimeoutOption = 10.0,
@@ -196,10 +217,10 @@ def apply(
     or was unreachable, 2 on invalid input.
     """
     if server:
-        if replace_root:
+        if replace_root or adopt_mesh_id:
             err_console.print(
-                "error: --replace-root is for clusters apply writes itself; a server's "
-                "reconciler never replaces a root (see docs/pki.md)",
+                "error: --replace-root and --adopt-mesh-id are for clusters apply writes "
+                "itself; a server's reconciler never replaces a root (see docs/pki.md)",
                 style="red",
                 markup=False,
             )
@@ -214,7 +235,8 @@ def apply(
         timeout=timeout,
     )
     verb = "planning" if dry_run else "applying"
-    reports = _run(files, state, options, cluster, verb, replace_root=replace_root)
+    reports = _run(files, state, options, cluster, verb, replace_root=replace_root,
+                   adopt_mesh_id=adopt_mesh_id)
     for r in reports:
         for c in r.outcome.changes:
             if c.action in ("conflict", "failed"):

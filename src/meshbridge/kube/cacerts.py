@@ -25,6 +25,7 @@ from lightkube import ApiError, ConfigError
 from lightkube.resources.core_v1 import Secret
 
 from meshbridge.kube.fleet import RETRYABLE, Options, Target, client_for
+from meshbridge.kube.plan import MESH_ID_LABEL, MESH_LABEL
 
 __all__ = ["CACERTS", "LiveCacerts", "read_cacerts"]
 
@@ -44,6 +45,7 @@ class LiveCacerts:
     files: Mapping[str, str] = field(default_factory=dict)
     error: str = ""
     attempts: int = 0
+    owner: tuple[str, str] | None = None  # (mesh name, mesh-id) of meshbridge's labels, if any
 
 
 def _public(secret: Secret) -> dict[str, str]:
@@ -70,7 +72,12 @@ async def _read_one(target: Target, options: Options) -> LiveCacerts:
             return LiveCacerts(target.name, "unconfigured", error=error, attempts=attempt)
         try:
             secret = await client.get(Secret, CACERTS[1], namespace=CACERTS[0])
-            return LiveCacerts(target.name, "found", _public(secret), attempts=attempt)
+            labels = (secret.metadata.labels if secret.metadata else None) or {}
+            owner = None
+            if labels.get(MESH_LABEL) and labels.get(MESH_ID_LABEL):
+                owner = (labels[MESH_LABEL], labels[MESH_ID_LABEL])
+            return LiveCacerts(target.name, "found", _public(secret), attempts=attempt,
+                               owner=owner)
         except ApiError as exc:
             if exc.status.code == 404:
                 return LiveCacerts(target.name, "absent", attempts=attempt)

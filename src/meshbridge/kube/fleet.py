@@ -49,9 +49,11 @@ class MeshRef:
     uid: str
     adopt_legacy_in: frozenset[str] = frozenset()
     sidecar_injection: bool = True
+    previous_ids: frozenset[str] = frozenset()
 
     def ownership(self, cluster: str) -> Ownership:
-        return Ownership(self.name, self.uid, adopt_legacy=cluster in self.adopt_legacy_in)
+        return Ownership(self.name, self.uid, adopt_legacy=cluster in self.adopt_legacy_in,
+                         previous=self.previous_ids)
 
     @property
     def namespace_labels(self) -> dict[str, str]:

@@ -195,11 +195,14 @@ def _project(value: Any, shape: Shape) -> Any:
 class Ownership:
     """Whose objects a reconcile writes and prunes: one mesh, known by the identity minted for
     its state store. ``adopt_legacy``: objects labelled with this mesh's name and no identity
-    (by a meshbridge from before identities) are this mesh's, and get relabelled."""
+    (by a meshbridge from before identities) are this mesh's, and get relabelled; so are
+    objects labelled with an identity in ``previous`` (the store's own before it took over a
+    lost store's, see ``service.rootguard``)."""
 
     mesh: str
     uid: str
     adopt_legacy: bool = False
+    previous: frozenset[str] = frozenset()  # identities this store carried before: still its own
 
     @property
     def labels(self) -> dict[str, str]:
@@ -211,7 +214,9 @@ class Ownership:
             return "unmanaged"
         uid = labels.get(MESH_ID_LABEL)
         if uid is not None:
-            return "mine" if uid == self.uid else "other-mesh"
+            if uid == self.uid:
+                return "mine"
+            return "legacy" if uid in self.previous else "other-mesh"
         mesh = labels.get(MESH_LABEL)
         if mesh is None:
             return "unmanaged"  # meshbridge's rendered files, applied by another tool

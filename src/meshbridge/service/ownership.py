@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from meshbridge.kube import ClusterReport, MeshRef
-from meshbridge.store import LEGACY_ADOPTION, Store
+from meshbridge.store import LEGACY_ADOPTION, PREVIOUS_MESH_ID, Store
 
 
 def mesh_ref(store: Store, name: str, *, sidecar_injection: bool = True) -> MeshRef:
     """The mesh as a reconcile needs it: name, identity, clusters still to adopt in."""
     adopt = frozenset(store.list_blobs(LEGACY_ADOPTION))
-    return MeshRef(name, store.mesh_id(), adopt, sidecar_injection)
+    previous = frozenset(store.list_blobs(PREVIOUS_MESH_ID))
+    return MeshRef(name, store.mesh_id(), adopt, sidecar_injection, previous)
 
 
 def record_adoptions(store: Store, reports: Iterable[ClusterReport]) -> None:

@@ -23,13 +23,14 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meshbridge.errors import InvalidInput, Problem, RootReplaced
-from meshbridge.kube import ClusterReport, Options, Target, read_cacerts
+from meshbridge.errors import InvalidInput, Problem, RootReplaced, StateError
+from meshbridge.kube import ClusterReport, MeshRef, Options, Target, read_cacerts
 from meshbridge.kube.fleet import State
 from meshbridge.pki.bundle import PUBLIC_FILES, CacertsFacts, keeps_trust
 from meshbridge.service.apply import Prepared
@@ -43,6 +44,7 @@ __all__ = [
     "check",
     "describe",
     "desired_facts",
+    "identity_to_take",
     "merged",
     "prepare",
     "record",
@@ -85,6 +87,9 @@ class Checked:
     live: Mapping[str, CacertsFacts | None]  # None: the cluster has no cacerts
     desired: Mapping[str, CacertsFacts]
     replacements: tuple[Replacement, ...]
+    # (mesh name, mesh-id) meshbridge's labels give each live cacerts, where it has them
+    owners: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    took: str | None = None  # the mesh identity this store took over in this apply
 
 
 # ---------------------------------------------------------------------------------- checking
@@ -132,7 +137,10 @@ async def check(
     live: dict[str, CacertsFacts | None] = {}
     unread: list[ClusterReport] = []
     names = {t.name for t in chosen}
+    owners: dict[str, tuple[str, str]] = {}
     for found in await read_cacerts(reading, options) if reading else []:
+        if found.owner is not None:
+            owners[found.cluster] = found.owner
         if found.state == "absent":
             live[found.cluster] = None
         elif found.state == "found":
@@ -157,6 +165,7 @@ async def check(
         live=live,
         desired=desired,
         replacements=_replacements(sorted(names), desired, live),
+        owners=owners,
     )
 
 
@@ -205,6 +214,37 @@ def describe(checked: Checked) -> str:
     return "\n".join([head, *lines])
 
 
+def identity_to_take(checked: Checked, mesh: MeshRef, explicit: str | None) -> str | None:
+    """The mesh identity this store must take over before it writes, if any.
+
+    A store that lost its state (and had its root brought back with ``pki import``) carries a
+    new identity, so every object of its mesh in the clusters would look like another mesh's.
+    Where the clusters' live ``cacerts`` is labelled with this mesh's name and one other
+    identity, under a root this store holds (no replacement: trust is proven, as only the
+    mesh's own store can hold its root), the store takes that identity. ``explicit``
+    (``--adopt-mesh-id``) names it instead, for a store that cannot prove it (a root replaced
+    with ``--replace-root``).
+    """
+    if explicit is not None:
+        if not re.fullmatch(r"[0-9a-f][0-9a-f-]{7,63}", explicit):
+            raise InvalidInput([Problem("--adopt-mesh-id", 0, "", "", "",
+                                        f"{explicit!r} is not a mesh identity (the "
+                                        f"meshbridge.dev/mesh-id label of the mesh's objects)")])
+        return None if explicit == mesh.uid else explicit
+    if checked.replacements:
+        return None
+    others = sorted({uid for name, uid in checked.owners.values()
+                     if name == mesh.name and uid != mesh.uid})
+    if len(others) > 1:
+        holders = ", ".join(f"{c}: {u}" for c, (n, u) in sorted(checked.owners.items())
+                            if n == mesh.name)
+        raise StateError(
+            f"the clusters' cacerts carry {len(others)} identities of mesh {mesh.name!r} "
+            f"({holders}): name the one this store is with --adopt-mesh-id"
+        )
+    return others[0] if others else None
+
+
 def refused(checked: Checked, message: str) -> list[ClusterReport]:
     """Every chosen cluster reported Failed with ``message``: nothing was written to any."""
     now = _now()
@@ -228,6 +268,7 @@ def prepare(
     only: list[str] | None = None,
     *,
     replace_root: bool,
+    adopt_mesh_id: str | None = None,
 ) -> tuple[Prepared, Checked]:
     """``make()`` (apply's prepare, for every cluster), then the check of the clusters ``only``
     (``--cluster``; default every cluster) against every cluster's live ``cacerts``.
@@ -247,7 +288,10 @@ def prepare(
                 f"{CLI_ADVICE}",
                 (r.cluster for r in found.replacements),
             )
-        return found
+        take = identity_to_take(found, prepared.mesh, adopt_mesh_id)
+        if take is not None and not options.dry_run:
+            store.take_mesh_id(take)  # in the transaction: undone if anything below fails
+        return dataclasses.replace(found, took=take)
 
     pair_key_file(state_path, store)  # a key file made by a rolled-back render looks orphaned
     if options.dry_run:  # make() keeps nothing itself
@@ -257,7 +301,11 @@ def prepare(
         with store.transaction():
             prepared = make()
             found = checked(prepared)
-    return dataclasses.replace(prepared, targets=found.targets), found
+    mesh = prepared.mesh
+    if found.took is not None:  # what it wrote under its own identity stays its own
+        mesh = dataclasses.replace(mesh, uid=found.took,
+                                   previous_ids=mesh.previous_ids | {mesh.uid})
+    return dataclasses.replace(prepared, targets=found.targets, mesh=mesh), found
 
 
 def _known(targets: list[Target], only: list[str] | None) -> None:

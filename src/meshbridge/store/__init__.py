@@ -10,11 +10,12 @@ before they get here.
 from meshbridge.store.base import ResourceStore, Store
 from meshbridge.store.migrate import HEAD as SCHEMA_HEAD
 from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
-from meshbridge.store.schema import LEGACY_ADOPTION
+from meshbridge.store.schema import LEGACY_ADOPTION, PREVIOUS_MESH_ID
 from meshbridge.store.sql import SqlStore, open_store, store_exists, store_url
 
 __all__ = [
     "LEGACY_ADOPTION",
+    "PREVIOUS_MESH_ID",
     "SCHEMA_HEAD",
     "AuditEntry",
     "ResourceRow",

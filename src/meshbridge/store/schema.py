@@ -90,3 +90,4 @@ STATE = "state"
 
 MESH_ID_KEY = "mesh_id"  # the meta row of the mesh's identity (migration 0003)
 LEGACY_ADOPTION = "legacy-adoption"  # blobs named by cluster: adopt pre-identity objects there
+PREVIOUS_MESH_ID = "mesh-id.previous"  # blobs named by an identity this store carried before

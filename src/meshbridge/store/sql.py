@@ -53,6 +53,7 @@ from meshbridge.store.records import Revisions
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (
     MESH_ID_KEY,
+    PREVIOUS_MESH_ID,
     RESOURCES,
     STATE,
     blobs_table,
@@ -242,6 +243,23 @@ class SqlStore(RowsMixin):
         if row is None:
             raise StateError("the state store has no mesh identity: run `meshbridge db upgrade`")
         return str(row[0])
+
+    def take_mesh_id(self, mesh_id: str) -> None:
+        """Carry the identity of a mesh whose store was lost (see ``service.rootguard``): this
+        store becomes that mesh, for every apply from now on. The identity it carried so far is
+        kept as a previous one: objects it wrote under it are still its own."""
+        previous = self.mesh_id()
+        with self._connection() as conn:
+            conn.execute(
+                delete(blobs_table).where(
+                    blobs_table.c.kind == PREVIOUS_MESH_ID, blobs_table.c.name == previous
+                )
+            )
+            conn.execute(insert(blobs_table).values(kind=PREVIOUS_MESH_ID, name=previous, data=b""))
+            conn.execute(
+                update(meta_table).where(meta_table.c.key == MESH_ID_KEY).values(value=mesh_id)
+            )
+            self._bump(STATE)
 
     # ---------------------------------------------------------------------------------- VIPs
 

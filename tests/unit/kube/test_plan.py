@@ -219,3 +219,20 @@ def test_objects_labelled_before_identities_are_adopted_only_where_told() -> Non
     steps = plan([desired], listing, {"ns1"}, MINE)
     assert [(s.action, s.name) for s in steps] == [("conflict", "a")]
     assert "as an older meshbridge labelled it" in steps[0].reason
+
+
+def test_objects_a_store_wrote_before_it_took_over_a_lost_mesh_stay_its_own() -> None:
+    """A store that took over a lost store's identity (apply --adopt-mesh-id, or after pki
+    import) relabels what it wrote under its own earlier identity; other identities stay out."""
+    desired = desired_obj("ServiceEntry", "ns1", "a", 1)
+    earlier = Ownership(MINE.mesh, "earlier-id")
+    mine_before, theirs = prepare(desired, earlier), prepare(desired_obj("ServiceEntry", "ns1", "b", 1),
+                                                             Ownership(MINE.mesh, "someone-else"))
+    listing = {k: [] for k in PRUNABLE} | {"ServiceEntry": [live_of(mine_before), live_of(theirs)]}
+    took = Ownership(MINE.mesh, MINE.uid, previous=frozenset({"earlier-id"}))
+    steps = plan([desired], listing, {"ns1"}, took)
+    assert [(s.action, s.name) for s in steps] == [("update", "a")]
+    assert steps[0].desired is not None
+    assert steps[0].desired["metadata"]["labels"][MESH_ID_LABEL] == MINE.uid
+    assert [(s.action, s.name) for s in plan([desired], listing, {"ns1"}, MINE)] == [
+        ("conflict", "a")]

@@ -227,8 +227,7 @@ class Lab:
         installs = self._installs(plan, tools)
         self._start_control_planes(plan, tools)
         self._start_dns()
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda c: self._start_gateway(c, installs[c], tools), plan.clusters))
+        each(lambda c: self._start_gateway(c, installs[c], tools), list(plan.clusters))
         self._sync_pods(plan, tools)
         self._apply_and_wait()
 
@@ -468,9 +467,7 @@ class Lab:
         for key, inst in wanted.items():
             if key not in self.state["pods"]:
                 by_cluster.setdefault(inst.cluster, []).append(inst)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda c: self._start_instances(c, by_cluster[c], tools),
-                          sorted(by_cluster)))
+        each(lambda c: self._start_instances(c, by_cluster[c], tools), sorted(by_cluster))
         for key, ext in plan.externals.items():
             if key not in self.state["pods"]:
                 self._start_external(key, ext)
@@ -867,6 +864,22 @@ class Lab:
         self.state_path.unlink(missing_ok=True)
         if not quiet:
             log(f"down: every process stopped, every network namespace deleted ({self.dir})")
+
+
+def each(work: Callable[[str], None], clusters: list[str]) -> None:
+    """``work`` for every cluster, the clusters after the first four at a time.
+
+    The first runs alone. Once, under load, the lab process died of a SIGSEGV inside msgspec's
+    compiled core (lightkube decodes the API server's answers with msgspec) while four threads
+    decoded their first answers at once; it did not happen again. The suspected cause is the
+    decoder msgspec builds for a type on its first use: after one cluster done alone, every type
+    the others use has one.
+    """
+    if not clusters:
+        return
+    work(clusters[0])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(work, clusters[1:]))
 
 
 def untraversable(path: Path) -> Path | None:

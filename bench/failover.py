@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def main() -> None:
             print(f"{form}: {figures}", file=sys.stderr, flush=True)
     finally:
         lab("down", "--dir", d)
+        shutil.rmtree(folder, ignore_errors=True)
     print(f"outlier detection: 2 consecutive 5xx, interval 1 s, ejection 5 s; a request every "
           f"{args.pace} s; {args.rounds} rounds per form")
     header = ("form", "failed requests", "switch p50 (s)", "switch max (s)",

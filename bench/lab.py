@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def main() -> None:
             t0 = time.monotonic()
             lab("down", "--dir", d)
             t_down = time.monotonic() - t0
+            shutil.rmtree(folder, ignore_errors=True)
         print(f"{name}: up {t_up:.1f} s, down {t_down:.1f} s", file=sys.stderr, flush=True)
     print(f"requests per path: {args.count}, each on a new connection, timed by the client")
     header = ("scenario", "up (s)", "path", "p50 (ms)", "p90 (ms)", "p99 (ms)", "failed")

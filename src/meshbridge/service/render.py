@@ -13,6 +13,7 @@ from meshbridge.compile.output import files as manifest_files
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.loading import Source, load
 from meshbridge.model import Intents
+from meshbridge.service.progress import SILENT, Progress
 from meshbridge.service.writer import KeyPlacement, Written, staging
 from meshbridge.store import Store
 
@@ -48,18 +49,25 @@ def build(
     memo: DumpMemo | None = None,
     *,
     serialise: bool = True,
+    progress: Progress = SILENT,
 ) -> Rendered:
     """Plan against the store, compile and serialise every cluster's objects; persist new VIPs.
 
     Runs in one store transaction, so allocations and certificates land together or not at all.
     ``serialise=False`` (apply: objects go to clusters, not files) leaves ``files`` empty.
+    ``progress`` hears of each stage and of each cluster serialised.
     """
     with store.transaction():
+        progress.stage("allocating VIPs and certificates")
         previous = store.vip_records()
         plan = mbcompile.plan(intents, previous)
         mat = material(store, plan) if material is not None else mbcompile.Material()
+        progress.stage("computing objects")
         objs = mbcompile.objects(plan, mat)
-        files = manifest_files(objs, memo) if serialise else {}
+        files: dict[str, ManifestFile] = {}
+        if serialise:
+            progress.stage("serialising clusters", len(objs))
+            files = manifest_files(objs, memo, lambda _cluster: progress.advance())
         if plan.vips != previous:
             store.replace_vip_records(plan.vips)
     before = {(r.cluster, r.key) for r in previous if r.active}
@@ -73,6 +81,7 @@ def render(
     store: Store,
     material: MaterialProvider | None = None,
     keys: KeyPlacement | None = None,
+    progress: Progress = SILENT,
 ) -> tuple[Rendered, Written]:
     """Render every cluster's manifests into ``out_dir`` (replaced whole); Secrets holding a
     private key are left out unless ``keys`` places them (a secrets directory, or ``out_dir``).
@@ -80,11 +89,13 @@ def render(
     The targets are checked before anything is rendered. The files are written beside them
     inside the store transaction (if they cannot be written, the new VIPs and certificates are
     not kept either) and put in place once it is committed, so an interrupted render leaves the
-    old output as it was, and output never holds what the store does not.
+    old output as it was, and output never holds what the store does not. ``progress`` hears
+    of each stage as it begins, and of clusters serialised and files written.
     """
     with staging(out_dir, keys) as stage:
         with store.transaction():
-            result = build(intents, store, material)
-            stage.fill(result.files)
+            result = build(intents, store, material, progress=progress)
+            stage.fill(result.files, progress)
+        progress.stage("replacing the previous output")
         written = stage.swap()
     return result, written

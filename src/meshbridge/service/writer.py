@@ -13,6 +13,11 @@ A staging directory is removed on every way out (:func:`staging`): an error, any
 Ctrl-C. The swap and that clean-up hold Ctrl-C until they are done, so neither is left half-way
 and no key is left beside the output. A directory that holds files but no meshbridge marker is
 refused: it may be somebody's work, and a render must never wipe it.
+
+A large tree is written by a few threads, each a contiguous run of files (so mostly its own
+directories): creating a file is a system call that waits on the file system, not on Python, and
+on the generated 100-cluster mesh (22,771 files) four threads wrote in about half the time of
+one (bench/README.md). The first error, or Ctrl-C, stops them all after the file each is on.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from meshbridge.compile.output import ManifestFile
 from meshbridge.errors import OutputError
+from meshbridge.service.progress import SILENT, Progress
 
 __all__ = [
     "MARKER",
@@ -42,6 +49,9 @@ __all__ = [
 ]
 
 MARKER = ".meshbridge-render"
+WRITERS = 4  # threads writing one tree
+SERIAL_BELOW = 512  # files: fewer are written by the calling thread alone
+PROGRESS_EVERY = 256  # files written between two progress reports
 MARKER_TEXT = "Written by `meshbridge render`; this directory is replaced whole on every render.\n"
 SECRETS_MARKER_TEXT = (
     "Written by `meshbridge render --secrets-dir`: Secrets holding private keys. Keep this "
@@ -149,10 +159,11 @@ class Staging:
         self._staged: list[tuple[Path, Path]] = []  # (staging directory, its target)
         self._written: Written | None = None
 
-    def fill(self, files: Mapping[str, ManifestFile]) -> None:
-        """Write every tree to a staging directory beside its target, the key tree first.
-        Ctrl-C is not held here: a long write stops at once, and :func:`staging` removes what
-        was written."""
+    def fill(self, files: Mapping[str, ManifestFile], progress: Progress | None = None) -> None:
+        """Write every tree to a staging directory beside its target, the key tree first;
+        ``progress`` hears of the files as they are written (one stage). Ctrl-C is not held
+        here: a long write stops at once, and :func:`staging` removes what was written."""
+        progress = progress or SILENT
         keys = {rel: holder for rel, (_, holder) in files.items() if holder is not None}
         trees: list[_Tree] = []
         keys_to: Path | None = None
@@ -167,12 +178,13 @@ class Staging:
             manifests = {rel: file for rel, file in files.items() if file[1] is None}
             trees.append(_Tree(self.output, manifests, private=False))
             count = len(manifests)
+        progress.stage("writing files", sum(len(tree.files) for tree in trees))
         for tree in trees:
             with _interrupts_held():  # a staging directory is always one we know of
                 staged = _staging_dir(tree.target)
                 self._staged.append((staged, tree.target))
             try:
-                _fill(staged, tree)
+                _fill(staged, tree, progress)
             except OSError as exc:
                 raise OutputError(f"cannot write {tree.target}: {exc.strerror}") from exc
         self._written = Written(self.output, count, keys, keys_to)
@@ -217,17 +229,50 @@ def _staging_dir(target: Path) -> Path:
         raise OutputError(f"cannot create {parent}: {exc.strerror}") from exc
 
 
-def _fill(root: Path, tree: _Tree) -> None:
+def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
     if not tree.private:
         os.chmod(root, 0o755)  # noqa: S103 - manifests are not secret; key files are 0600
     marker = SECRETS_MARKER_TEXT if tree.private else MARKER_TEXT
     _write_file(root / MARKER, marker.encode(), 0o600 if tree.private else 0o644)
     made: set[Path] = {root}
-    for rel, (data, holder) in sorted(tree.files.items()):
-        path = root / rel
-        if path.parent not in made:
-            _make_dirs(root, path.parent, 0o700 if tree.private else 0o777, made)
-        _write_file(path, data, 0o600 if tree.private or holder is not None else 0o644)
+    items = sorted(tree.files.items())
+    for rel, _ in items:  # every directory first: the files can then go in any order
+        parent = (root / rel).parent
+        if parent not in made:
+            _make_dirs(root, parent, 0o700 if tree.private else 0o777, made)
+    if len(items) < SERIAL_BELOW:
+        _write_run(root, items, tree.private, threading.Event(), progress)
+        return
+    stop = threading.Event()
+    size = -(-len(items) // WRITERS)
+    runs = [items[i : i + size] for i in range(0, len(items), size)]
+    with ThreadPoolExecutor(len(runs), thread_name_prefix="meshbridge-write") as pool:
+        futures = [pool.submit(_write_run, root, run, tree.private, stop, progress) for run in runs]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # the first error, raised here (Ctrl-C in a thread included)
+        finally:
+            stop.set()  # on an error or Ctrl-C, the others stop after their current file
+
+
+def _write_run(
+    root: Path,
+    items: Sequence[tuple[str, ManifestFile]],
+    private: bool,
+    stop: threading.Event,
+    progress: Progress,
+) -> None:
+    written = 0
+    for rel, (data, holder) in items:
+        if stop.is_set():
+            return
+        _write_file(root / rel, data, 0o600 if private or holder is not None else 0o644)
+        written += 1
+        if written == PROGRESS_EVERY:
+            progress.advance(written)
+            written = 0
+    progress.advance(written)
 
 
 def _make_dirs(root: Path, directory: Path, mode: int, made: set[Path]) -> None:

@@ -3,11 +3,17 @@
 A cluster that cannot be reached is retried (``retries`` attempts, the wait doubling from
 ``backoff`` seconds) and then reported Unreachable; a cluster whose objects fail or conflict is
 reported Failed. Neither stops the others.
+
+Clients are lightkube's, on its own transport (httpx2), with the kubeconfig's credentials.
+Proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured as kubectl
+honours them, loopback included: an API server on ``localhost`` or a loopback address is never
+reached through a proxy (Go's rule; httpx alone would send it to the proxy too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +26,6 @@ from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge.kube.plan import INJECTION_LABEL, Outcome, Ownership
 from meshbridge.kube.reconcile import ClusterReconciler, Unreachable
-from meshbridge.kube.wire import transport_for
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
 
@@ -103,8 +108,23 @@ def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
         config=single,
         timeout=httpx2.Timeout(timeout),
         field_manager="meshbridge",
-        transport=transport_for(single),
+        trust_env=not _on_loopback(single.cluster.server),  # False: no proxy from the env
     )
+
+
+def _on_loopback(server: str) -> bool:
+    """The API server is this machine's own (``localhost`` or a loopback address): kubectl
+    (Go's net/http) never sends such requests to a proxy, whatever ``NO_PROXY`` says."""
+    try:
+        host = httpx2.URL(server).host
+    except (httpx2.InvalidURL, TypeError):
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def reconcile_one(

@@ -294,8 +294,16 @@ class ClusterReconciler:
 async def _delete_if(
     client: AsyncClient, res: Any, name: str, namespace: str, preconditions: dict[str, str]
 ) -> None:
-    """DELETE with ``DeleteOptions.preconditions`` (lightkube's ``delete`` sends no body)."""
-    generic: Any = client._client  # lightkube's request builder and transport, for the body
+    """DELETE with ``DeleteOptions.preconditions``.
+
+    lightkube's public ``delete`` sends no body, and the API server reads preconditions only
+    from the body (not from query parameters). So this one request is built and sent by the
+    client's internal ``GenericAsyncClient`` (``AsyncClient._client``: ``prepare_request``,
+    ``build_adapter_request``, ``send``, ``raise_for_status``), through the same connections,
+    authentication and proxies as every other request. pyproject.toml pins lightkube to the
+    minor this was written against.
+    """
+    generic: Any = client._client  # internal: see the docstring and the pin in pyproject.toml
     request = generic.prepare_request("delete", res=res, name=name, namespace=namespace or None)
     request.data = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
 

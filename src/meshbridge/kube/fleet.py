@@ -1,8 +1,9 @@
-"""Reconcile many clusters at once: bounded concurrency, retries with backoff, one report each.
+"""Reconcile many clusters at once: bounded concurrency, retries, one report each.
 
-A cluster that cannot be reached is retried (``retries`` attempts, the wait doubling from
-``backoff`` seconds) and then reported Unreachable; a cluster whose objects fail or conflict is
-reported Failed. Neither stops the others.
+A cluster that cannot be reached, or answers "not now", is tried again (``Options.retries``
+attempts in all, waits as ``kube.retry.per_cluster`` says) and then reported Unreachable (or
+Failed, for an answer); a cluster whose objects fail or conflict is reported Failed. Neither
+stops the others.
 
 Clients are lightkube's, on its own transport (httpx2), with the kubeconfig's credentials.
 Proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured as kubectl
@@ -25,13 +26,10 @@ import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge.kube.plan import INJECTION_LABEL, Outcome, Ownership
-from meshbridge.kube.reconcile import ClusterReconciler, Unreachable
+from meshbridge.kube.reconcile import ClusterReconciler
+from meshbridge.kube.retry import Unreachable, per_cluster
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
-
-# Answers that say "not now" rather than "no": the API server is starting, overloaded or behind
-# a proxy that lost it. The cluster is tried again like an unreachable one.
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -77,6 +75,9 @@ class ClusterReport:
 
 @dataclass(frozen=True)
 class Options:
+    """How a run goes: ``retries`` attempts per cluster, the wait between them doubling from
+    ``backoff`` seconds (``kube.retry``); ``timeout``: seconds for each request."""
+
     dry_run: bool = False
     force_conflicts: bool = False
     with_diff: bool = False
@@ -131,40 +132,34 @@ async def reconcile_one(
     target: Target, desired: list[dict[str, Any]], mesh: MeshRef, options: Options
 ) -> ClusterReport:
     report = ClusterReport(target.name, "Unreachable")
-    delay = options.backoff
-    for attempt in range(1, options.retries + 1):
-        report.attempts = attempt
-        try:
-            client = client_for(target, options.timeout)
-        except (ConfigError, OSError, ValueError, KeyError) as exc:
-            report.state, report.error = "Failed", f"kubeconfig: {exc}"
-            break
-        try:
-            outcome = await ClusterReconciler(
-                client,
-                mesh.ownership(target.name),
-                namespace_labels=mesh.namespace_labels,
-                dry_run=options.dry_run,
-                force_conflicts=options.force_conflicts,
-                with_diff=options.with_diff,
-            ).run(desired)
-        except (Unreachable, httpx2.TransportError, OSError) as exc:
-            report.state, report.error = "Unreachable", _reason(exc)
-            if attempt < options.retries:
-                await asyncio.sleep(delay)
-                delay *= 2
-            continue
-        except httpx2.HTTPStatusError as exc:
-            report.state, report.error = "Failed", _status_text(exc)
-            if exc.response.status_code in RETRYABLE and attempt < options.retries:
-                await asyncio.sleep(delay)
-                delay *= 2
-                continue
-            break
-        finally:
-            await client.close()
+    try:
+        client = client_for(target, options.timeout)
+    except (ConfigError, OSError, ValueError, KeyError) as exc:
+        report.state, report.error, report.attempts = "Failed", f"kubeconfig: {exc}", 1
+        report.finished_at = _now()
+        return report
+
+    async def attempt(number: int) -> Outcome:
+        report.attempts = number
+        return await ClusterReconciler(
+            client,
+            mesh.ownership(target.name),
+            namespace_labels=mesh.namespace_labels,
+            dry_run=options.dry_run,
+            force_conflicts=options.force_conflicts,
+            with_diff=options.with_diff,
+        ).run(desired)
+
+    try:
+        outcome = await per_cluster(attempt, attempts=options.retries, backoff=options.backoff)
+    except (Unreachable, httpx2.TransportError, OSError) as exc:
+        report.state, report.error = "Unreachable", _reason(exc)
+    except httpx2.HTTPStatusError as exc:
+        report.state, report.error = "Failed", _status_text(exc)
+    except ConfigError as exc:  # credentials that fail when used (an exec plugin, a token file)
+        report.state, report.error = "Failed", f"kubeconfig: {exc}"
+    else:
         report.outcome = outcome
-        report.error = ""
         if outcome.failed:
             report.state = "Failed"
             report.error = (
@@ -172,9 +167,14 @@ async def reconcile_one(
             )
         else:
             report.state = "Planned" if options.dry_run else "Applied"
-        break
-    report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    finally:
+        await client.close()
+    report.finished_at = _now()
     return report
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _status_text(exc: httpx2.HTTPStatusError) -> str:

@@ -98,6 +98,7 @@ def render(
     state: StateOption = None,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
+    server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Write every cluster's Istio manifests (GitOps-ready YAML) to a directory.
 
@@ -110,7 +111,7 @@ def render(
     """
     placement = keys_opt.placement(output, secrets_dir, include_secrets)
     if server:
-        remote_cmd.render_remote(server, token, output, files, placement)
+        remote_cmd.render_remote(server, token, output, files, placement, server_ca)
         return
     with errors_mapped():
         from meshbridge.service import pki as pki_service

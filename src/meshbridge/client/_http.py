@@ -1,51 +1,134 @@
-"""The CLI's side of a meshbridge server: the same documents and commands, sent over HTTP.
+"""The CLI's side of a meshbridge server: the same documents and commands, sent over HTTP(S).
 
 :class:`Client` wraps the REST API and turns error answers back into meshbridge errors, so the
 CLI prints and exits as it does locally: 422 -> InvalidInput (problems named by the user's own
 files and documents, not by the request body), 409 -> Conflict, 404 -> NotFound, anything
-else -> ServerError. :func:`render_from_server` writes every cluster's manifests to a
-directory exactly as a local ``meshbridge render`` would.
+else -> ServerError.
+
+Before anything is sent, the connection is checked (:func:`check_server_url`): the token never
+travels over plain HTTP to a host that is not loopback, and an ``https`` server is verified
+against the system's trust or the CA bundle given (``--server-ca``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from meshbridge.compile.output import ManifestFile, file_name, private_key_holder
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.loading import Source, load_objects
 from meshbridge.service.documents import BODY, parse_documents
 from meshbridge.service.errors import Conflict, NotFound, ServerError
-from meshbridge.service.manifests import split_yaml
 from meshbridge.service.resources import ResourceKind, strip_server_fields
-from meshbridge.service.writer import KeyPlacement, Written, write_render
 
-__all__ = ["Client", "RemoteRender", "read_documents", "render_from_server"]
+__all__ = [
+    "Client",
+    "ClientCertificate",
+    "FileDocument",
+    "UnsafeConnection",
+    "check_server_url",
+    "is_loopback",
+    "read_documents",
+]
 
 _WHERE = re.compile(
     r"^(?P<source>.*)#(?P<index>\d+) (?:(?P<kind>[A-Za-z]+)/(?P<name>.*)|document)$"
 )
-_CONSISTENT_TRIES = 3
 
-Located = tuple[str, int, Any]  # (file name, document index, raw document)
+FileDocument = tuple[str, int, Any]  # (file name, document index, raw document)
+ClientCertificate = tuple[Path, Path]  # (certificate chain PEM, private key PEM)
 
 
-def read_documents(sources: Sequence[Source]) -> list[Located]:
+class UnsafeConnection(ServerError):
+    """The server URL or TLS settings would expose the token or trust an unverified server;
+    nothing was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine by its own spelling: ``localhost`` or a loopback
+    address (127.0.0.0/8, ::1). Names are not resolved: no packet leaves to find out."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_server_url(server: str, token: str | None) -> httpx.URL:
+    """The server's URL, once it is safe to send ``token`` there; UnsafeConnection otherwise.
+
+    A token goes over ``https``, or over ``http`` to a loopback host only: on any other
+    network a bearer token in clear text is anyone's token.
+    """
+    try:
+        url = httpx.URL(server)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise UnsafeConnection(
+            "the server URL is not a URL: give it as https://HOST:PORT"
+        ) from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UnsafeConnection(
+            f"the server URL must be https://HOST[:PORT] (or http:// to a loopback address), "
+            f"not {_shown(url)}"
+        )
+    if url.scheme == "http" and token and not is_loopback(url.host):
+        raise UnsafeConnection(
+            f"refusing to send the API token over plain HTTP to {url.host}: only a loopback "
+            "address (127.0.0.1, ::1, localhost) is reached without TLS. Use "
+            f"https://{url.netloc.decode('ascii', 'replace').rpartition('@')[2]} (the server runs "
+            "with --tls-cert/--tls-key; --server-ca or MESHBRIDGE_SERVER_CA names the CA that "
+            "signed its certificate)"
+        )
+    return url
+
+
+def _shown(url: httpx.URL) -> str:
+    """A URL fit for a message: no user name or password."""
+    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
+
+
+def _tls_context(server_ca: Path | None, client_cert: ClientCertificate | None) -> ssl.SSLContext:
+    """The context verifying the server: the system's trust, or ``server_ca`` alone; with a
+    client certificate for a server that asks for one (``serve --tls-client-ca``)."""
+    try:
+        context = ssl.create_default_context(cafile=str(server_ca) if server_ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise UnsafeConnection(
+            f"cannot use the server CA file {server_ca} (--server-ca, MESHBRIDGE_SERVER_CA): "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    if client_cert is not None:
+        cert, key = client_cert
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise UnsafeConnection(
+                f"cannot use the client certificate {cert} with key {key}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
+    return context
+
+
+def read_documents(sources: Sequence[Source]) -> list[FileDocument]:
     """Every document of the sources as plain data, checked against the models first.
 
     Server-set fields (``resourceVersion`` ...) are allowed and kept: the server reads
     ``resourceVersion`` as a precondition. Cross-document rules are left to the server, which
     holds the other documents.
     """
-    docs: list[Located] = []
+    docs: list[FileDocument] = []
     for source in sources:
         for index, raw in parse_documents(source.text.encode(), "application/yaml", source.name):
             docs.append((source.name, index, raw))
@@ -66,26 +149,36 @@ def _problem(item: Any, origins: Sequence[tuple[str, int]] = ()) -> Problem:
     return Problem(source, index, where["kind"] or "", where["name"] or "", path, message)
 
 
-def _hide_userinfo(url: str) -> str:
-    parsed = httpx.URL(url)
-    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
-
-
 class Client:
-    """A meshbridge server at ``server`` (``http://host:port``), as a bearer of ``token``."""
+    """A meshbridge server at ``server`` (``https://host:port``), as a bearer of ``token``.
+
+    ``server_ca``: the CA bundle that verifies an ``https`` server (default: the system's
+    trust); ``client_cert``: (certificate, key) for a server that asks for one. The URL is
+    checked before anything is sent (:func:`check_server_url`).
+    """
 
     def __init__(
         self,
         server: str,
         token: str | None,
         *,
+        server_ca: Path | None = None,
+        client_cert: ClientCertificate | None = None,
         timeout: float = 120.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.server = _hide_userinfo(server)
+        url = check_server_url(server, token)
+        self.server = _shown(url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: ssl.SSLContext | bool = True
+        if url.scheme == "https":
+            verify = _tls_context(server_ca, client_cert)
         self._http = httpx.Client(
-            base_url=server.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+            base_url=server.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
         )
 
     def close(self) -> None:
@@ -103,8 +196,14 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                hint = (
+                    " (the server's certificate is not trusted: --server-ca or "
+                    "MESHBRIDGE_SERVER_CA names the CA that signed it)"
+                )
             raise ServerError(
-                0, f"cannot reach the meshbridge server {self.server}: {exc}"
+                0, f"cannot reach the meshbridge server {self.server}: {exc}{hint}"
             ) from None
         if response.status_code < 400:
             return response
@@ -129,7 +228,7 @@ class Client:
     # ------------------------------------------------------------------------------ calls
 
     def apply(
-        self, docs: Sequence[Located], *, prune: bool = False, dry_run: bool = False
+        self, docs: Sequence[FileDocument], *, prune: bool = False, dry_run: bool = False
     ) -> dict[str, Any]:
         body = json.dumps([raw for _, _, raw in docs], default=str)
         params = {"prune": "true"} if prune else {}
@@ -175,53 +274,3 @@ class Client:
             "GET", f"/api/v1/clusters/{cluster}/manifests", headers={"Accept": "application/yaml"}
         )
         return response.content, response.headers.get("X-Meshbridge-Revision", "")
-
-
-@dataclass(frozen=True)
-class RemoteRender:
-    """What a render from a server fetched: files (path -> (bytes, private key holder)),
-    objects by cluster."""
-
-    files: dict[str, ManifestFile]
-    objects: dict[str, int]
-    revision: str
-
-
-def fetch_all(client: Client) -> RemoteRender:
-    """Every cluster's files at one store revision (fetched again if a write came between)."""
-    from meshbridge.service.resources import KINDS
-
-    for _ in range(_CONSISTENT_TRIES):
-        clusters = [c["metadata"]["name"] for c in client.list(KINDS["Cluster"])["items"]]
-        files: dict[str, ManifestFile] = {}
-        counts: dict[str, int] = {}
-        revisions: set[str] = set()
-        try:
-            for cluster in sorted(clusters):
-                stream, revision = client.manifests(cluster)
-                revisions.add(revision)
-                docs = split_yaml(stream)
-                counts[cluster] = len(docs)
-                for data in docs:
-                    obj = yaml.load(data, Loader=yaml.CSafeLoader)
-                    files[f"{cluster}/{file_name(obj)}"] = (data, private_key_holder(obj))
-        except NotFound:
-            continue  # a cluster went away while we read: read them all again
-        if len(revisions) <= 1:
-            return RemoteRender(files, counts, next(iter(revisions), ""))
-    raise ServerError(0, "the server's documents kept changing while rendering: try again")
-
-
-def render_from_server(
-    server: str,
-    token: str | None,
-    out_dir: Path,
-    keys: KeyPlacement | None = None,
-    *,
-    transport: httpx.BaseTransport | None = None,
-) -> tuple[RemoteRender, Written]:
-    """Write every cluster's manifests from ``server`` to ``out_dir``, like a local render:
-    Secrets holding a private key go where ``keys`` says (left out by default)."""
-    with Client(server, token, transport=transport) as client:
-        result = fetch_all(client)
-    return result, write_render(out_dir, result.files, keys)

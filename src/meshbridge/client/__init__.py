@@ -1,0 +1,31 @@
+"""The meshbridge server's client: what the CLI uses to talk to ``meshbridge serve``.
+
+An edge, like ``cli/`` and ``api/``: it calls the service layer (documents, resource kinds,
+the render writer) and is called by the CLI; nothing below it knows HTTP. It holds the client
+half of the server's boundary rules: a token goes over TLS (or to a loopback address only), and
+the server is verified (``--server-ca``).
+"""
+
+from meshbridge.client._http import (
+    Client,
+    ClientCertificate,
+    FileDocument,
+    UnsafeConnection,
+    check_server_url,
+    is_loopback,
+    read_documents,
+)
+from meshbridge.client._render import RemoteRender, fetch_all, render_from_server
+
+__all__ = [
+    "Client",
+    "ClientCertificate",
+    "FileDocument",
+    "RemoteRender",
+    "UnsafeConnection",
+    "check_server_url",
+    "fetch_all",
+    "is_loopback",
+    "read_documents",
+    "render_from_server",
+]

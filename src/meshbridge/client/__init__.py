@@ -2,8 +2,9 @@
 
 An edge, like ``cli/`` and ``api/``: it calls the service layer (documents, resource kinds,
 the render writer) and is called by the CLI; nothing below it knows HTTP. It holds the client
-half of the server's boundary rules: a token goes over TLS (or to a loopback address only), and
-the server is verified (``--server-ca``).
+half of the server's boundary rules: a token goes over TLS (or to a loopback address only), the
+server is verified (``--server-ca``), and ``render --server`` writes only inside its output
+directory, whatever names the server sends.
 """
 
 from meshbridge.client._http import (
@@ -15,7 +16,13 @@ from meshbridge.client._http import (
     is_loopback,
     read_documents,
 )
-from meshbridge.client._render import RemoteRender, fetch_all, render_from_server
+from meshbridge.client._render import (
+    RemoteRender,
+    UnsafePath,
+    fetch_all,
+    render_from_server,
+    safe_relative_path,
+)
 
 __all__ = [
     "Client",
@@ -23,9 +30,11 @@ __all__ = [
     "FileDocument",
     "RemoteRender",
     "UnsafeConnection",
+    "UnsafePath",
     "check_server_url",
     "fetch_all",
     "is_loopback",
     "read_documents",
     "render_from_server",
+    "safe_relative_path",
 ]

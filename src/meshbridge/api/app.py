@@ -137,7 +137,8 @@ def create_app(
         title="meshbridge",
         version=__version__,
         description="Istio multi-cluster intents in, every cluster's manifests out.",
-        docs_url="/docs",
+        openapi_url=None,  # served by ops.router, behind a token like every call but health
+        docs_url=None,
         redoc_url=None,
     )
     app.state.server = server

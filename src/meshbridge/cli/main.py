@@ -12,6 +12,7 @@ import typer
 
 from meshbridge import __version__
 from meshbridge.cli import apply as apply_cmd
+from meshbridge.cli import credentials as credential_cmd
 from meshbridge.cli import keys as keys_opt
 from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
@@ -146,6 +147,7 @@ app.command()(remote_cmd.delete)
 app.command()(server_cmd.serve)
 app.add_typer(server_cmd.db_app)
 app.add_typer(server_cmd.token_app)
+app.add_typer(credential_cmd.app)
 
 
 def main() -> None:

@@ -216,6 +216,8 @@ def serve(
             refuse_lost_store(url, store)  # nor beside the key file of a lost database
 
             material = material_provider(url)
+    from meshbridge.service.credentials import Credentials
+
     app = create_app(
         store,
         material,
@@ -223,6 +225,8 @@ def serve(
         metrics_public=public_metrics,
         freeze_gc=True,
         reconcile_interval=reconcile_interval,
+        # the state key is asked for when a credential is first registered or used
+        credentials=Credentials(store, lambda: load_sealer(url, store)),
     )
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host

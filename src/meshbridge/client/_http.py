@@ -12,6 +12,7 @@ against the system's trust or the CA bundle given (``--server-ca``).
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import json
 import re
@@ -19,6 +20,7 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -267,6 +269,25 @@ class Client:
             "DELETE", kind.path(namespace, name), params=params
         ).json()
         return result
+
+    def credentials(self) -> builtins.list[dict[str, Any]]:
+        """Every registered cluster credential's public view (admin)."""
+        items: builtins.list[dict[str, Any]] = self.request("GET", "/api/v1/credentials").json()["items"]
+        return items
+
+    def put_credential(self, name: str, kubeconfig: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Register (or replace) credential ``name``: (its public view, whether it is new)."""
+        response = self.request(
+            "PUT",
+            f"/api/v1/credentials/{quote(name, safe='')}",
+            content=json.dumps(kubeconfig).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        result: dict[str, Any] = response.json()
+        return result, response.status_code == 201
+
+    def delete_credential(self, name: str) -> None:
+        self.request("DELETE", f"/api/v1/credentials/{quote(name, safe='')}")
 
     def manifests(self, cluster: str) -> tuple[bytes, str]:
         """The cluster's manifests as render writes them, and the store revision they are of."""

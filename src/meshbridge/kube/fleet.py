@@ -34,11 +34,15 @@ State = Literal["Applied", "Planned", "Failed", "Unreachable"]
 
 @dataclass(frozen=True)
 class Target:
-    """How to reach one cluster."""
+    """How to reach one cluster: a kubeconfig file (``kubeconfig``, the CLI's), or the
+    kubeconfig itself as data (``config``: a credential registered on the server, which reads
+    no file), or why it cannot be reached (``unusable``: its Failed reason; nothing is read)."""
 
     name: str
     kubeconfig: str | None
     context: str | None = None
+    config: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    unusable: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,19 +96,29 @@ Progress = Callable[[ClusterReport], None]
 
 def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
     """A lightkube client for a target, or ConfigError naming what is wrong with its kubeconfig."""
-    if not target.kubeconfig:
-        raise ConfigError(f"cluster {target.name!r} has no spec.kubeconfig")
-    path = Path(target.kubeconfig).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"kubeconfig {path} does not exist")
-    try:
-        with path.open("rb") as f:  # the C loader: lightkube's own reading uses the Python one
-            config = KubeConfig.from_dict(yaml.load(f, Loader=yaml.CSafeLoader), fname=path)
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"kubeconfig {path} is not a valid kubeconfig: {exc}") from None
+    if target.unusable:
+        raise ConfigError(target.unusable)
+    if target.config is not None:
+        where = f"the credential of cluster {target.name!r}"
+        try:
+            config = KubeConfig.from_dict(dict(target.config))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise ConfigError(f"{where} is not a valid kubeconfig") from None
+    else:
+        if not target.kubeconfig:
+            raise ConfigError(f"cluster {target.name!r} has no spec.kubeconfig")
+        path = Path(target.kubeconfig).expanduser()
+        where = f"kubeconfig {path}"
+        if not path.is_file():
+            raise ConfigError(f"kubeconfig {path} does not exist")
+        try:
+            with path.open("rb") as f:  # the C loader: lightkube's own reading uses the Python one
+                config = KubeConfig.from_dict(yaml.load(f, Loader=yaml.CSafeLoader), fname=path)
+        except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"kubeconfig {path} is not a valid kubeconfig: {exc}") from None
     single = config.get(target.context) if target.context else config.get()
     if single is None:
-        raise ConfigError(f"kubeconfig {path} has no context {target.context!r}")
+        raise ConfigError(f"{where} has no context {target.context!r}")
     return AsyncClient(
         config=single,
         timeout=httpx2.Timeout(timeout),

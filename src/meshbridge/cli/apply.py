@@ -129,7 +129,7 @@ def _run(
                 TimeElapsedColumn(),
                 console=err_console,
                 transient=True,
-                disable=total < 2,
+                disable=total < 2 or not err_console.is_terminal,  # nothing in pipes and logs
             ) as bar:
                 task = bar.add_task(verb, total=total)
                 reports = apply_service.reconcile(

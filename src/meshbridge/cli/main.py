@@ -24,6 +24,7 @@ from meshbridge.cli.common import (
     out_console,
     state_path,
 )
+from meshbridge.cli.progress import shown
 from meshbridge.service.sources import read_sources
 from meshbridge.store import open_store
 
@@ -60,10 +61,10 @@ def validate(files: FilesOption) -> None:
     Exit 0 when valid; otherwise exit 2 with one line per problem on stderr, naming the file,
     the document (kind/name) and the field path.
     """
-    with errors_mapped():
+    with errors_mapped(), shown(err_console) as progress:
         from meshbridge.service import render as render_service
 
-        checked = render_service.validate(read_sources(files))
+        checked = render_service.validate(read_sources(files), progress)
     count = len(checked.intents.documents())
     err_console.print(f"valid: {count} document{'s' if count != 1 else ''}", markup=False)
 
@@ -99,6 +100,9 @@ def render(
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
     server_ca: remote_cmd.ServerCAOption = None,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Also list every cluster's object count.")
+    ] = False,
 ) -> None:
     """Write every cluster's Istio manifests (GitOps-ready YAML) to a directory.
 
@@ -113,22 +117,30 @@ def render(
     if server:
         remote_cmd.render_remote(server, token, output, files, placement, server_ca)
         return
-    with errors_mapped():
+    with errors_mapped(), shown(err_console) as progress:
         from meshbridge.service import pki as pki_service
         from meshbridge.service import render as render_service
 
-        checked = render_service.validate(read_sources(files or []))
+        checked = render_service.validate(read_sources(files or []), progress)
         store = open_store(state_path(state))
         try:
             pki_service.pair_key_file(state_path(state), store)  # kept if the render fails
             material = pki_service.material_provider(state_path(state))
             result, written = render_service.render(
-                checked, output, store, material, placement
+                checked, output, store, material, placement, progress
             )
         finally:
             store.close()
-    for cluster, objs in sorted(result.objects.items()):
-        err_console.print(f"{cluster}: {len(objs)} objects", markup=False)
+    counts = {cluster: len(objs) for cluster, objs in sorted(result.objects.items())}
+    if verbose:
+        for cluster, count in counts.items():
+            err_console.print(f"{cluster}: {count} objects", markup=False)
+    elif len(counts) > 1:  # a few lines whatever the number of clusters; -v lists them
+        err_console.print(
+            f"objects per cluster: {min(counts.values())} to {max(counts.values())}, "
+            f"{sum(counts.values())} in all",
+            markup=False,
+        )
     err_console.print(
         f"wrote {written.files} files for {len(result.objects)} clusters to {output}"
         + (f" ({result.new_vips} new VIPs)" if result.new_vips else ""),

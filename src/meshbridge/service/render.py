@@ -36,10 +36,14 @@ def parse(sources: list[Source]) -> Intents:
     return load(sources)
 
 
-def validate(sources: list[Source]) -> Snapshot:
+def validate(sources: list[Source], progress: Progress = SILENT) -> Snapshot:
     """The checked snapshot of the intents (``.intents``), or InvalidInput listing every
-    problem (schema and cross-document). Pass it on to build/render: no second check."""
-    return mbcompile.check(load(sources))
+    problem (schema and cross-document). Pass it on to build/render: no second check.
+    ``progress`` hears of the two stages (documents one by one, then across documents)."""
+    progress.stage("reading intents")
+    intents = load(sources)
+    progress.stage("checking intents across documents")
+    return mbcompile.check(intents)
 
 
 def build(

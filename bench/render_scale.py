@@ -1,98 +1,153 @@
-"""Render a large generated mesh and print what it costs.
+"""The CLI render of a large generated mesh: against a bare PyYAML dump, and from 100 to 1,000
+clusters.
 
-Prints the object count, cold and warm render time, peak memory, and the ratio of the warm
-render to a bare PyYAML C dump (``CSafeDumper``) of the same output objects, measured in the
-same run. A render here is everything from intent YAML text to manifest bytes: parse, validate,
-plan VIPs against the state store, compile, serialise. Writing files is timed separately.
+Everything here runs ``meshbridge render`` as a process (``.venv/bin/meshbridge``), as a user
+or a CI job does: start-up, parse, validate, plan VIPs against the SQLite state store, load or
+issue certificate material (ECDSA P-256), compile, serialise, write the tree and swap it in.
 
-Certificate material is included (the generated Mesh uses ECDSA P-256 keys: RSA-4096, the
-contract's default, would make the cold figure mostly key generation). Cold: a fresh state store
-(so the root and 100 intermediates are issued) and no memo. Warm: the same process renders the same intents again
-(what ``meshbridge serve`` does on every read), so allocations are read back from the store and
-unchanged objects are not serialised again.
+1. **Ratio** (``--ratio-clusters``, default 100 clusters / 2,000 servers): a first render fills
+   the state store (root and intermediates issued); then, ``--rounds`` times, alternately: the
+   CLI render again (same store, same intents: the case of issue 14) and a bare
+   ``yaml.dump_all(objs, Dumper=CSafeDumper)`` in this process of the same objects (read back
+   from the output; meshbridge's options, so the same bytes). Each round prints its ratio; the
+   median is the figure. ``--include-secrets`` is given so the output holds every object.
+   The output tree must be byte-identical in every round.
+2. **Scale** (``--scale``, default 100 300 1000 clusters, 20 servers per cluster): a cold render
+   (fresh state store) at each size, its wall time and the peak RSS of the render process
+   (``wait4``), and time per cluster, to see whether growth is linear.
 
-    .venv/bin/python bench/render_scale.py [--clusters 100 --servers 2000 --clients 2]
+    .venv/bin/python bench/render_scale.py [--ratio-clusters 100] [--rounds 5]
+                                           [--scale 100 300 1000] [--skip-ratio] [--skip-scale]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import resource
+import hashlib
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from bench.meshgen import generate
-from meshbridge.compile.output import DumpMemo
-from meshbridge.loading import Source
-from meshbridge.service import pki as pki_service
-from meshbridge.service import render as render_service
-from meshbridge.service.writer import write_tree
-from meshbridge.store import open_store
+from bench.meshgen import generate  # noqa: E402
+
+MESHBRIDGE = str(ROOT / ".venv" / "bin" / "meshbridge")
+OPTIONS: dict[str, Any] = {
+    "sort_keys": False,
+    "default_flow_style": False,
+    "width": 4096,
+    "allow_unicode": True,
+}
+GIB = 1024**3
+
+
+def cli_render(intents: Path, out: Path, state: Path, *extra: str) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes) of one ``meshbridge render`` process."""
+    env = {**os.environ, "MESHBRIDGE_STATE": str(state)}
+    argv = [MESHBRIDGE, "render", "-f", str(intents), "-o", str(out), *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{stdout.decode()}\n{stderr.decode()}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def write_intents(path: Path, clusters: int, servers: int) -> int:
+    docs = generate(clusters=clusters, servers=servers, clients=2)
+    path.write_text(yaml.dump_all(docs, Dumper=yaml.CSafeDumper))
+    return len(docs)
+
+
+def tree(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.yaml") if p.is_file())
+
+
+def digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in tree(root):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def ratio(clusters: int, servers: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        intents, out, state = tmp / "mesh.yaml", tmp / "out", tmp / "state.db"
+        docs = write_intents(intents, clusters, servers)
+        first, _ = cli_render(intents, out, state, "--include-secrets")
+        objs = [yaml.load(p.read_bytes(), Loader=yaml.CSafeLoader) for p in tree(out)]
+        expected = digest(out)
+        print(f"== CLI render, second run on the same store: {clusters} clusters, {servers} "
+              f"servers, {docs} intent documents, {len(objs)} objects")
+        print(f"first render (store filled, root and {clusters} intermediates issued): "
+              f"{first:.2f} s")
+        ratios, renders, dumps = [], [], []
+        for i in range(rounds):
+            render_s, rss = cli_render(intents, out, state, "--include-secrets")
+            if digest(out) != expected:
+                raise SystemExit("the same render gave different bytes")
+            t0 = time.perf_counter()
+            yaml.dump_all(objs, Dumper=yaml.CSafeDumper, encoding="utf-8", **OPTIONS)
+            dump_s = time.perf_counter() - t0
+            ratios.append(render_s / dump_s)
+            renders.append(render_s)
+            dumps.append(dump_s)
+            print(f"round {i + 1}: CLI render {render_s:.2f} s (max RSS {rss / 2**20:.0f} MiB), "
+                  f"bare dump_all {dump_s:.2f} s, ratio {render_s / dump_s:.2f}")
+        print(f"median: CLI render {statistics.median(renders):.2f} s, bare dump_all "
+              f"{statistics.median(dumps):.2f} s, ratio {statistics.median(ratios):.2f} "
+              f"(target <= 1.5, goal <= 1.0); output identical in every round")
+
+
+def scale(sizes: list[int], per_cluster: int) -> None:
+    print(f"== cold CLI render (fresh state store), {per_cluster} servers per cluster")
+    rows = []
+    for clusters in sizes:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            intents = tmp / "mesh.yaml"
+            docs = write_intents(intents, clusters, clusters * per_cluster)
+            seconds, rss = cli_render(intents, tmp / "out", tmp / "state.db")
+            objects = len(tree(tmp / "out"))
+        rows.append((clusters, seconds))
+        print(f"{clusters} clusters ({docs} documents, {objects} files written): {seconds:.1f} s, "
+              f"peak RSS {rss / GIB:.2f} GiB, {1000 * seconds / clusters:.0f} ms per cluster")
+    if len(rows) > 1:
+        (c0, s0), (c1, s1) = rows[0], rows[-1]
+        print(f"time per cluster at {c1} / at {c0}: {(s1 / c1) / (s0 / c0):.2f} (1.00: linear)")
+    print("targets at 1,000 clusters: <= 60 s, < 2 GiB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clusters", type=int, default=100)
-    parser.add_argument("--servers", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="warm renders; the best is shown")
+    parser.add_argument("--ratio-clusters", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--scale", type=int, nargs="+", default=[100, 300, 1000])
+    parser.add_argument("--servers-per-cluster", type=int, default=20)
+    parser.add_argument("--skip-ratio", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
-
-    docs = generate(clusters=args.clusters, servers=args.servers, clients=args.clients)
-    text = yaml.dump_all(docs, Dumper=yaml.CSafeDumper)
-    sources = [Source("mesh.yaml", text)]
-    print(f"input: {len(docs)} documents, {len(text) / 1e6:.1f} MB of YAML")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        state = str(Path(tmp) / "state.db")
-        store = open_store(state)
-        memo = DumpMemo()
-        material = pki_service.material_provider(state)
-
-        def render() -> render_service.Rendered:
-            intents = render_service.validate(sources)
-            return render_service.build(intents, store, material, memo=memo)
-
-        gc.collect()
-        t0 = time.perf_counter()
-        cold = render()
-        cold_s = time.perf_counter() - t0
-        objects = [o for objs in cold.objects.values() for o in objs]
-
-        warm_s = float("inf")
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            warm = render()
-            warm_s = min(warm_s, time.perf_counter() - t0)
-        assert warm.files == cold.files, "a warm render gave different bytes"
-
-        t0 = time.perf_counter()
-        for obj in objects:
-            yaml.dump(obj, Dumper=yaml.CSafeDumper, sort_keys=False, default_flow_style=False)
-        dump_s = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        write_tree(Path(tmp) / "out", warm.files)
-        write_s = time.perf_counter() - t0
-        store.close()
-
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"clusters: {len(cold.objects)}")
-    print(f"objects: {len(objects)}")
-    print(f"cold render: {cold_s:.2f} s")
-    print(f"warm render: {warm_s:.2f} s (best of {args.repeat})")
-    print(f"bare CSafeDumper dump of the same objects: {dump_s:.2f} s")
-    print(f"ratio warm render / bare dump: {warm_s / dump_s:.2f} (target <= 1.5)")
-    print(f"ratio cold render / bare dump: {cold_s / dump_s:.2f}")
-    print(f"writing {len(warm.files)} files: {write_s:.2f} s")
-    print(f"peak memory (max RSS): {peak_mib:.0f} MiB (target < 1024)")
+    if not args.skip_ratio:
+        ratio(args.ratio_clusters, args.ratio_clusters * args.servers_per_cluster, args.rounds)
+        sys.stdout.flush()
+    if not args.skip_scale:
+        scale(args.scale, args.servers_per_cluster)
 
 
 if __name__ == "__main__":

@@ -193,3 +193,29 @@ def test_a_passthrough_host_gets_routes_by_sni_and_no_credential(cli, tmp_path: 
     status = cli("pki", "status")
     assert "web.example.com" in status.stdout + status.stderr
     assert "ledger.example.com" not in status.stdout + status.stderr
+
+
+def test_rendering_again_restores_a_file_changed_by_hand_and_follows_no_link(
+    cli, tmp_path: Path
+) -> None:
+    """A render of unchanged intents may keep the output's own files (same bytes, same mode);
+    anything else in their place is replaced, never followed or kept."""
+    out = tmp_path / "out"
+    args = ("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out), "--include-secrets")
+    assert cli(*args).exit_code == 0
+    before = _digest(out)
+    files = sorted(p for p in out.rglob("*.yaml") if p.stat().st_mode & 0o777 == 0o644)
+    edited, linked, loose = files[0], files[1], files[2]
+    edited.write_text(edited.read_text() + "# changed by hand\n")
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_bytes(linked.read_bytes())
+    linked.unlink()
+    linked.symlink_to(elsewhere)
+    loose.chmod(0o666)
+    assert cli(*args).exit_code == 0
+    assert _digest(out) == before
+    assert not linked.is_symlink()
+    assert elsewhere.read_bytes() == linked.read_bytes()  # outside file untouched
+    assert loose.stat().st_mode & 0o777 == 0o644
+    key = next(p for p in out.rglob("*.yaml") if p.stat().st_mode & 0o777 == 0o600)
+    assert all(p.stat().st_nlink == 1 for p in out.rglob("*") if p.is_file()), key

@@ -190,20 +190,30 @@ def test_a_secrets_dir_meshbridge_did_not_write_is_not_wiped(cli, tmp_path: Path
 def _fail_while_writing(monkeypatch: pytest.MonkeyPatch, error: BaseException, option: str
                         ) -> list[str]:
     """Make the render's writer fail as it creates its second key file (the first is written),
-    or with the keys left out, its fifth file."""
-    real_open = os.open
+    or with the keys left out, its fifth file: a file written anew, or one of the old output
+    linked into the new tree (same bytes)."""
+    real_open, real_link = os.open, os.link
     opened: list[str] = []
     prefix, nth = ("secret.", 2) if option else ("", 5)
 
-    def failing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+    def created(path: Any) -> None:
         name = Path(path).name
-        if flags & os.O_EXCL and name.startswith(prefix) and name != ".meshbridge-render":
+        if name.startswith(prefix) and name != ".meshbridge-render":
             opened.append(str(path))
             if len(opened) == nth:
                 raise error
+
+    def failing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_EXCL:
+            created(path)
         return real_open(path, flags, *args, **kwargs)
 
+    def failing_link(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        created(dst)
+        real_link(src, dst, *args, **kwargs)
+
     monkeypatch.setattr(os, "open", failing_open)
+    monkeypatch.setattr(os, "link", failing_link)
     return opened
 
 

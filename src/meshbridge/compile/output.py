@@ -65,9 +65,15 @@ class _Dumper(yaml.CSafeDumper):
             explicit_start=True,  # every document starts with "---", cut off in Emitter.dump
         )
         self._plain_tags: dict[str, str] = {}
+        if self.yaml_path_resolvers:  # what resolve() relies on
+            raise AssertionError("path resolvers are not supported")
 
     def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is ScalarNode and implicit[0] and not implicit[1]:
+        if kind is ScalarNode:
+            if not implicit[0]:
+                # Asked for quoted text: no implicit resolver applies, and a SafeDumper has no
+                # path resolvers, so PyYAML's answer is always the default scalar tag.
+                return _STR
             tag = self._plain_tags.get(value)
             if tag is None:
                 tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]

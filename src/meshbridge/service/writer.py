@@ -18,13 +18,18 @@ A large tree is written by a few threads, each a contiguous run of files (so mos
 directories): creating a file is a system call that waits on the file system, not on Python, and
 on the generated 100-cluster mesh (22,771 files) four threads wrote in about half the time of
 one (bench/README.md). The first error, or Ctrl-C, stops them all after the file each is on.
+The tree a render replaces is removed the same way once the new one is in place. A file of it
+that holds exactly the new bytes, with the right mode, is linked into the new tree rather than
+written again (:func:`_reused`): a render of unchanged intents costs the file system little.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -240,14 +245,15 @@ def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
         parent = (root / rel).parent
         if parent not in made:
             _make_dirs(root, parent, 0o700 if tree.private else 0o777, made)
+    previous = tree.target if tree.target.is_dir() else None  # checked: one we wrote
     if len(items) < SERIAL_BELOW:
-        _write_run(root, items, tree.private, threading.Event(), progress)
+        _write_run(root, previous, items, tree.private, threading.Event(), progress)
         return
     stop = threading.Event()
     size = -(-len(items) // WRITERS)
     runs = [items[i : i + size] for i in range(0, len(items), size)]
     with ThreadPoolExecutor(len(runs), thread_name_prefix="meshbridge-write") as pool:
-        futures = [pool.submit(_write_run, root, run, tree.private, stop, progress) for run in runs]
+        futures = [pool.submit(_write_run, root, previous, run, tree.private, stop, progress) for run in runs]
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
@@ -258,6 +264,7 @@ def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
 
 def _write_run(
     root: Path,
+    previous: Path | None,
     items: Sequence[tuple[str, ManifestFile]],
     private: bool,
     stop: threading.Event,
@@ -267,7 +274,9 @@ def _write_run(
     for rel, (data, holder) in items:
         if stop.is_set():
             return
-        _write_file(root / rel, data, 0o600 if private or holder is not None else 0o644)
+        mode = 0o600 if private or holder is not None else 0o644
+        if previous is None or not _reused(previous / rel, root / rel, data, mode):
+            _write_file(root / rel, data, mode)
         written += 1
         if written == PROGRESS_EVERY:
             progress.advance(written)
@@ -283,6 +292,44 @@ def _make_dirs(root: Path, directory: Path, mode: int, made: set[Path]) -> None:
         if path not in made:
             path.mkdir(mode=mode, exist_ok=True)
             made.add(path)
+
+
+def _reused(old: Path, new: Path, data: bytes, mode: int) -> bool:
+    """Link ``old`` at ``new`` if it holds exactly ``data`` with ``mode`` (a regular file of
+    ours with no other link); False, and nothing done, otherwise.
+
+    Rendering the same intents again mostly gives the bytes already in the output: reading a
+    file and linking it costs the file system far less than writing a new one and freeing the
+    old (on the 100-cluster mesh, ext4: 0.5 s against 4-5 s for 22,871 files, bench/README.md).
+    The output is still replaced whole: the old names go with the old tree, and a file changed
+    by hand is written anew, since only identical bytes are linked.
+    """
+    try:
+        fd = os.open(old, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or stat.S_IMODE(info.st_mode) != mode
+            or info.st_nlink != 1
+            or info.st_uid != os.geteuid()
+            or info.st_size != len(data)
+        ):
+            return False
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            if fh.read(len(data) + 1) != data:
+                return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        os.link(old, new, follow_symlinks=False)
+    except OSError:  # a file system without hard links, for one
+        return False
+    return True
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:
@@ -311,7 +358,30 @@ def _swap_all(staged: Sequence[tuple[Path, Path]]) -> None:
         raise
     for _, _, old in moved:
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_tree(old)
+
+
+def _remove_tree(root: Path) -> None:
+    """Remove ``root`` and what it holds, best effort: its files by a few threads, as they are
+    written (on the 100-cluster mesh, 22,871 files on ext4: 1.5 s alone, 0.7 s with four), then
+    its directories, deepest first; whatever is left, by ``shutil.rmtree``."""
+    files: list[str] = []
+    directories: list[str] = []
+    for folder, _, names in os.walk(root):
+        directories.append(folder)
+        files.extend(os.path.join(folder, name) for name in names)
+    if len(files) >= SERIAL_BELOW:
+        size = -(-len(files) // WRITERS)
+        with ThreadPoolExecutor(WRITERS, thread_name_prefix="meshbridge-remove") as pool:
+            for _ in pool.map(_unlink_all, [files[i : i + size] for i in range(0, len(files), size)]):
+                pass
+    shutil.rmtree(root, ignore_errors=True)  # the directories, and any file left
+
+
+def _unlink_all(paths: Sequence[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):  # left to shutil.rmtree, which ignores it too
+            os.unlink(path)
 
 
 @contextmanager

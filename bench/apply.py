@@ -26,7 +26,11 @@ here). IstioOperator files are left out of kubectl's input: the test API servers
 that kind (meshbridge reports it as skipped). Every process started here is stopped on the way
 out, whatever happens.
 
-    .venv/bin/python bench/apply.py [--clusters 5 --objects 400 --latency-ms 10 0 --repeat 3]
+Rounds (``--rounds``) repeat every scenario on fresh clusters, kubectl going first in every
+second one, and a summary gives each round's ratios and their median.
+
+    .venv/bin/python bench/apply.py [--clusters 5 --objects 400 --latency-ms 10 0 --repeat 3
+                                     --rounds 2]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,10 +179,11 @@ class Figures:
     kubectl: float
     kubectl_cpu: float
     kubectl_again: float
+    kubectl_first: bool
 
 
 def scenario(args: argparse.Namespace, tools: dict[str, Path], latency_ms: int,
-             tmp: Path) -> Figures:
+             tmp: Path, kubectl_first: bool) -> Figures:
     env_dir = tmp / "env"
     n = args.clusters
     names = [f"mb{i}" for i in range(n)] + [f"kc{i}" for i in range(n)]
@@ -193,13 +199,13 @@ def scenario(args: argparse.Namespace, tools: dict[str, Path], latency_ms: int,
                 if latency_ms or args.jitter_ms:
                     toxi.latency(name, latency_ms, args.jitter_ms)
                 configs[name] = proxied_kubeconfig(original, listen, tmp / f"{name}.proxied")
-            return measure(args, tools, latency_ms, tmp, configs, servers)
+            return measure(args, tools, latency_ms, tmp, configs, servers, kubectl_first)
         finally:
             toxi.stop()
 
 
 def measure(args: argparse.Namespace, tools: dict[str, Path], latency_ms: int, tmp: Path,
-            configs: dict[str, Path], servers: int) -> Figures:
+            configs: dict[str, Path], servers: int, kubectl_first: bool) -> Figures:
     n = args.clusters
     kubectl = str(tools["kubectl"])
     meshbridge = str(ROOT / ".venv" / "bin" / "meshbridge")
@@ -244,8 +250,6 @@ def measure(args: argparse.Namespace, tools: dict[str, Path], latency_ms: int, t
         list(pool.map(warm, configs))
 
     apply = [meshbridge, "apply", "-f", str(intents), "--parallel", str(n)]
-    first, first_cpu = timed(apply, env)
-    noop = min(timed(apply, env)[0] for _ in range(args.repeat))
 
     def kubectl_all() -> tuple[float, float]:
         def one(i: int) -> tuple[float, float]:
@@ -257,16 +261,27 @@ def measure(args: argparse.Namespace, tools: dict[str, Path], latency_ms: int, t
             cpu = sum(c for _, c in pool.map(one, range(n)))
         return time.perf_counter() - t0, cpu
 
-    kubectl_s, kubectl_cpu = kubectl_all()
-    again = min(kubectl_all()[0] for _ in range(args.repeat))
-    return Figures(latency_ms, sum(counts), first, first_cpu, noop, kubectl_s, kubectl_cpu, again)
+    # Whichever goes first meets the machine in its state then (other work on it, caches):
+    # the rounds alternate the order, and the ratios are taken within a round.
+    if kubectl_first:
+        kubectl_s, kubectl_cpu = kubectl_all()
+    first, first_cpu = timed(apply, env)
+    if not kubectl_first:
+        kubectl_s, kubectl_cpu = kubectl_all()
+    noop, again = float("inf"), float("inf")
+    for _ in range(args.repeat):  # no-ops alternate too
+        noop = min(noop, timed(apply, env)[0])
+        again = min(again, kubectl_all()[0])
+    return Figures(latency_ms, sum(counts), first, first_cpu, noop, kubectl_s, kubectl_cpu, again,
+                   kubectl_first)
 
 
 def report(f: Figures, args: argparse.Namespace) -> None:
     lat = f"{f.latency_ms} ms each way" + (f" (+-{args.jitter_ms} ms)" if args.jitter_ms else "")
     if not f.latency_ms and not args.jitter_ms:
         lat = "none (proxies without toxics)"
-    print(f"== latency: {lat}; {args.clusters} clusters per tool, {f.objects} objects")
+    order = "kubectl first" if f.kubectl_first else "meshbridge first"
+    print(f"== latency: {lat}; {args.clusters} clusters per tool, {f.objects} objects; {order}")
     print(f"meshbridge first apply: {f.first:.2f} s (CPU {f.first_cpu:.2f} s)")
     print(f"meshbridge no-op re-apply: {f.noop:.2f} s (best of {args.repeat})")
     print(f"kubectl apply --server-side, same objects: {f.kubectl:.2f} s (CPU {f.kubectl_cpu:.2f} s)")
@@ -283,15 +298,26 @@ def main() -> None:
                         help="one scenario per value, each on fresh clusters (0: no toxic)")
     parser.add_argument("--jitter-ms", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="no-op re-applies; the best is shown")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="scenarios per latency, on fresh clusters; the order alternates")
     args = parser.parse_args()
     built = sh(sys.executable, str(TESTENV), "build", "--kubectl", "--toxiproxy").stdout
     tools = {k: Path(v) for k, _, v in (line.partition("=") for line in built.splitlines()) if v}
-    results = []
+    results: list[Figures] = []
+    for round_ in range(args.rounds):
+        for latency_ms in args.latency_ms:
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(scenario(args, tools, latency_ms, Path(tmp), round_ % 2 == 1))
+                report(results[-1], args)
+                sys.stdout.flush()
     for latency_ms in args.latency_ms:
-        with tempfile.TemporaryDirectory() as tmp:
-            results.append(scenario(args, tools, latency_ms, Path(tmp)))
-            report(results[-1], args)
-            sys.stdout.flush()
+        mine = [f for f in results if f.latency_ms == latency_ms]
+        firsts = [f.first / f.kubectl for f in mine]
+        noops = [f.noop / f.first for f in mine]
+        print(f"== summary, latency {latency_ms} ms, {len(mine)} rounds: first apply / kubectl "
+              f"{', '.join(f'{r:.2f}' for r in firsts)} (median {statistics.median(firsts):.2f}); "
+              f"no-op / first {', '.join(f'{r:.3f}' for r in noops)} "
+              f"(median {statistics.median(noops):.3f})")
 
 
 if __name__ == "__main__":

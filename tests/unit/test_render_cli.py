@@ -219,3 +219,21 @@ def test_rendering_again_restores_a_file_changed_by_hand_and_follows_no_link(
     assert loose.stat().st_mode & 0o777 == 0o644
     key = next(p for p in out.rglob("*.yaml") if p.stat().st_mode & 0o777 == 0o600)
     assert all(p.stat().st_nlink == 1 for p in out.rglob("*") if p.is_file()), key
+
+
+def test_rendering_again_takes_nothing_through_a_linked_directory(cli, tmp_path: Path) -> None:
+    """A folder of the output replaced by a link to somewhere else: the new output is written
+    anew there, holding no file of that other place."""
+    out = tmp_path / "out"
+    args = ("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out))
+    assert cli(*args).exit_code == 0
+    before = _digest(out)
+    elsewhere = tmp_path / "elsewhere"
+    (out / "cluster1").rename(elsewhere)
+    (out / "cluster1").symlink_to(elsewhere, target_is_directory=True)
+    assert cli(*args).exit_code == 0
+    assert _digest(out) == before
+    assert not (out / "cluster1").is_symlink()
+    outside = {p.stat().st_ino for p in elsewhere.rglob("*") if p.is_file()}
+    assert not outside & {p.stat().st_ino for p in out.rglob("*") if p.is_file()}
+    assert elsewhere.is_dir(), "the other place was not followed into and removed"

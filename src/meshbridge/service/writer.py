@@ -246,14 +246,18 @@ def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
         if parent not in made:
             _make_dirs(root, parent, 0o700 if tree.private else 0o777, made)
     previous = tree.target if tree.target.is_dir() else None  # checked: one we wrote
+    own = _own_directories(previous, [rel for rel, _ in items]) if previous else frozenset()
     if len(items) < SERIAL_BELOW:
-        _write_run(root, previous, items, tree.private, threading.Event(), progress)
+        _write_run(root, previous, own, items, tree.private, threading.Event(), progress)
         return
     stop = threading.Event()
     size = -(-len(items) // WRITERS)
     runs = [items[i : i + size] for i in range(0, len(items), size)]
     with ThreadPoolExecutor(len(runs), thread_name_prefix="meshbridge-write") as pool:
-        futures = [pool.submit(_write_run, root, previous, run, tree.private, stop, progress) for run in runs]
+        futures = [
+            pool.submit(_write_run, root, previous, own, run, tree.private, stop, progress)
+            for run in runs
+        ]
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
@@ -265,6 +269,7 @@ def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
 def _write_run(
     root: Path,
     previous: Path | None,
+    own: frozenset[str],
     items: Sequence[tuple[str, ManifestFile]],
     private: bool,
     stop: threading.Event,
@@ -275,7 +280,8 @@ def _write_run(
         if stop.is_set():
             return
         mode = 0o600 if private or holder is not None else 0o644
-        if previous is None or not _reused(previous / rel, root / rel, data, mode):
+        old = previous / rel if previous is not None and os.path.dirname(rel) in own else None
+        if old is None or not _reused(old, root / rel, data, mode):
             _write_file(root / rel, data, mode)
         written += 1
         if written == PROGRESS_EVERY:
@@ -292,6 +298,17 @@ def _make_dirs(root: Path, directory: Path, mode: int, made: set[Path]) -> None:
         if path not in made:
             path.mkdir(mode=mode, exist_ok=True)
             made.add(path)
+
+
+def _own_directories(previous: Path, files: Sequence[str]) -> frozenset[str]:
+    """The directories of ``files`` (relative) that are plain directories of ``previous``: no
+    symbolic link on the way, so a file found there is one of the old tree's own."""
+    real = os.path.realpath(previous)
+    return frozenset(
+        parent
+        for parent in {os.path.dirname(rel) for rel in files}
+        if os.path.realpath(previous / parent) == os.path.normpath(os.path.join(real, parent))
+    )
 
 
 def _reused(old: Path, new: Path, data: bytes, mode: int) -> bool:

@@ -89,20 +89,17 @@ def _run(
     replace_root: bool = False,
     adopt_mesh_id: str | None = None,
 ) -> list[ClusterReport]:
-    with errors_mapped(), apply_service.quiet_gc():
-        sources = read_sources(files)
-        location = state_path(state)
-        intents = None
-        if not store_exists(location):  # nothing kept yet; bad input must not create the store
-            from meshbridge.service.render import parse
+    with errors_mapped():
+        from meshbridge.service.render import parse
 
-            intents = parse(sources)
+        intents = parse(read_sources(files))  # before the store: bad input must not create it
+        location = state_path(state)
         store = open_store(location)
         try:
             prepared, checked = rootguard.prepare(
                 store,
                 location,
-                lambda: apply_service.prepare(sources, store, location, options, intents=intents),
+                lambda: apply_service.prepare(intents, store, location, options),
                 options,
                 clusters,
                 replace_root=replace_root,

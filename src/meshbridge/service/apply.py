@@ -3,34 +3,20 @@
 An apply runs in three steps. ``prepare`` renders exactly as ``render`` does (same VIPs, same
 certificates, kept in the same store) and discovers gateway addresses a Cluster leaves out;
 ``reconcile`` brings every selected cluster to that state; ``finish`` records per-cluster,
-per-object status in the store for ``status``.
-
-The render an apply made is kept in the store, sealed with the state key (it holds the
-clusters' CA keys), under a digest of everything it was made from: the intent files as read,
-meshbridge's version, and every VIP, certificate and key in the store. When the next apply
-reads the same files against the same store, ``prepare`` takes the kept render instead of
-parsing and rendering again, which is most of the work of an apply that changes nothing. A
-render that needed gateway discovery (whose answer may change) or a dry run is never kept.
-
-The models and the compiler are imported only when a render is made.
+per-object status in the store for ``status``. Every apply renders: what it sends is what
+``render`` would write from the same intents and store, never an older render.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import hashlib
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from meshbridge import __version__
-from meshbridge.errors import InvalidInput, Problem, SealingError
+from meshbridge.errors import InvalidInput, Problem
 from meshbridge.kube import (
     ClusterReport,
     DiscoveryError,
@@ -42,23 +28,17 @@ from meshbridge.kube import (
     discover,
     reconcile_all,
 )
-from meshbridge.pki.sealing import row_aad
-from meshbridge.service.holdings import KIND_HELD
 from meshbridge.service.ownership import mesh_ref, record_adoptions
-from meshbridge.service.statekey import load_sealer
-from meshbridge.source import Source
-from meshbridge.store import LEGACY_ADOPTION, Store
+from meshbridge.store import Store
 
 if TYPE_CHECKING:
     from meshbridge.model import Cluster, Intents, Located
     from meshbridge.service.render import MaterialProvider, Rendered
 
 STATUS_KIND = "status"
-KEPT_KIND = "apply-render"  # the kept render (one per store)
-KEPT_NAME = "last"
-KEPT_FORMAT = 2
-# Blobs an apply writes that are not render inputs: left out of the store's digest.
-VOLATILE_KINDS = frozenset({STATUS_KIND, KEPT_KIND, LEGACY_ADOPTION, KIND_HELD})
+# Where earlier versions kept the render of the last apply (sealed; it held the clusters' CA
+# keys): a store's next apply deletes it.
+FORMER_RENDER_KIND = "apply-render"
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {
@@ -179,34 +159,20 @@ class Prepared:
     targets: list[Target]
     objects: dict[str, list[dict[str, Any]]]
     found: list[Discovered]
-    kept: bool  # taken from the kept render
-    keep: Callable[[], None] | None = None  # keeps this render for the next apply
 
 
 def prepare(
-    sources: list[Source],
+    intents: Intents,
     store: Store,
     state_path: str | None,
     options: Options,
     only: list[str] | None = None,
-    *,
-    intents: Intents | None = None,
 ) -> Prepared:
-    """The kept render when ``sources`` and the store are what it was made from; otherwise
-    parse (unless ``intents``, parsed from ``sources``, is given), discover gateways and render
-    (kept unless dry-running or discovery was needed)."""
-    if intents is None:
-        kept = _load_kept(store, state_path, sources)
-        if kept is not None:
-            every = [Target(name, path, context) for name, path, context in kept.clusters]
-            mesh = mesh_ref(store, kept.mesh, sidecar_injection=kept.sidecar_injection)
-            return Prepared(mesh, _choose(every, only), kept.objects, [], kept=True)
-
+    """Discover the gateways the intents leave out, then render as ``render`` does (a dry run
+    keeps no new VIP or certificate)."""
     from meshbridge.service import pki as pki_service
-    from meshbridge.service.render import build, parse
+    from meshbridge.service.render import build
 
-    if intents is None:
-        intents = parse(sources)
     chosen = targets(intents, only)
     found = asyncio.run(_discover_all(intents, options.timeout))
     intents = with_discovered_gateways(intents, found)
@@ -216,17 +182,11 @@ def prepare(
     try:
         if options.dry_run:
             rendered = _render_without_keeping(intents, store, material)
-            return Prepared(mesh, chosen, rendered.objects, found, kept=False)
-        rendered = build(intents, store, material, serialise=False)
+        else:
+            rendered = build(intents, store, material, serialise=False)
     except InvalidInput as exc:
         raise _with_discovery_errors(exc, intents, found) from None
-    prepared = Prepared(mesh, chosen, rendered.objects, found, kept=False)
-    if not found:  # discovered addresses are inputs the digest does not cover
-        clusters = [(t.name, t.kubeconfig, t.context) for t in targets(intents)]
-        key = _render_key(sources, store)
-        record = _Kept(key, mesh.name, injection, clusters, prepared.objects)
-        prepared.keep = lambda: _save_kept(store, state_path, record)
-    return prepared
+    return Prepared(mesh, chosen, rendered.objects, found)
 
 
 def reconcile(
@@ -235,54 +195,16 @@ def reconcile(
     progress: Callable[[ClusterReport], None] | None = None,
 ) -> list[ClusterReport]:
     """Every chosen cluster reconciled with its objects."""
-    with quiet_gc():
-        return asyncio.run(
-            reconcile_all(prepared.targets, prepared.objects, prepared.mesh, options, progress)
-        )
+    return asyncio.run(
+        reconcile_all(prepared.targets, prepared.objects, prepared.mesh, options, progress)
+    )
 
 
 def finish(store: Store, prepared: Prepared, reports: list[ClusterReport]) -> None:
-    """Status recorded and the render kept (not for a dry run: call it only for an apply)."""
+    """Status recorded (not for a dry run: call it only for an apply)."""
     with store.transaction():
         record_status(store, reports, prepared.objects)
-        if prepared.keep is not None:
-            prepared.keep()
-
-
-class _Kept(msgspec.Struct, array_like=True):
-    key: str
-    mesh: str
-    sidecar_injection: bool
-    clusters: list[tuple[str, str | None, str | None]]
-    objects: dict[str, list[dict[str, Any]]]
-
-
-def _render_key(sources: list[Source], store: Store) -> str:
-    digest = hashlib.sha256(f"meshbridge {__version__} render {KEPT_FORMAT}".encode())
-    for source in sources:
-        for part in (source.name.encode(), source.text.encode()):
-            digest.update(b"%d:" % len(part))
-            digest.update(part)
-    digest.update(store.fingerprint(VOLATILE_KINDS).encode())
-    return digest.hexdigest()
-
-
-def _load_kept(store: Store, state_path: str | None, sources: list[Source]) -> _Kept | None:
-    sealed = store.get_blob(KEPT_KIND, KEPT_NAME)
-    if sealed is None:
-        return None  # and no state key is looked for (or created), no digest made
-    try:
-        data = load_sealer(state_path, store).open(sealed, row_aad(KEPT_KIND, KEPT_NAME))
-        kept = msgspec.json.decode(data, type=_Kept)
-    except (SealingError, msgspec.DecodeError):
-        return None  # not readable with this key or format: render again (and say why then)
-    return kept if kept.key == _render_key(sources, store) else None
-
-
-def _save_kept(store: Store, state_path: str | None, record: _Kept) -> None:
-    data = msgspec.json.encode(record)
-    sealed = load_sealer(state_path, store).seal(data, row_aad(KEPT_KIND, KEPT_NAME))
-    store.put_blob(KEPT_KIND, KEPT_NAME, sealed)
+        store.delete_blob(FORMER_RENDER_KIND, "last")
 
 
 def record_status(
@@ -296,38 +218,6 @@ def record_status(
         record_adoptions(store, reports)
 
 
-_quiet_depth = 0
-
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """Keep the cyclic garbage collector off the intents and the rendered mesh while they are
-    parsed and built and while requests run (nested uses: the outermost one counts).
-
-    Both are large, long-lived object graphs; every collection of the oldest generation would
-    walk all of them, thousands of times over a big apply (measured: about 10 % of the client's
-    CPU, which on a small machine the API servers then miss, and half of the render time of a
-    no-op apply). Reference counting still frees everything as usual.
-    """
-    global _quiet_depth
-    _quiet_depth += 1
-    if _quiet_depth > 1:
-        try:
-            yield
-        finally:
-            _quiet_depth -= 1
-        return
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 50)
-    try:
-        yield
-    finally:
-        _quiet_depth -= 1
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 class _Rollback(Exception):
     """Raised inside a transaction to undo it: a dry run keeps no new VIP or certificate."""
 
@@ -337,14 +227,14 @@ def _render_without_keeping(
 ) -> Rendered:
     from meshbridge.service.render import build
 
-    kept: list[Rendered] = []
+    out: list[Rendered] = []
     try:
         with store.transaction():
-            kept.append(build(intents, store, material, serialise=False))
+            out.append(build(intents, store, material, serialise=False))
             raise _Rollback
     except _Rollback:
         pass
-    return kept[0]
+    return out[0]
 
 
 def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]]]) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from pathlib import Path
@@ -148,44 +147,16 @@ app.add_typer(server_cmd.token_app)
 
 
 def main() -> None:
-    """The console entry point: runs the command, then ends the process without tearing the
-    interpreter down.
-
-    Every command closes what it opened (state store, output files, API clients) before it
-    returns, so the interpreter's own shutdown would only free memory object by object: about
-    0.2 s of a no-op ``apply``. The standard streams are flushed first; an unexpected error
-    still propagates and exits the usual way, with its traceback.
-    """
-    # Everything imported so far lives until the process ends: keep the cyclic garbage
-    # collector from walking it again on every full collection (measured: about half of the
-    # render time of a no-op `apply` of a large mesh went to such collections).
-    gc.freeze()
+    """The console entry point: the command's exit code; a reader that went away early
+    (``meshbridge get cluster | head -1``) is exit 1 without a traceback."""
     try:
         app()
-        code = 0
+        code: str | int | None = 0
     except SystemExit as exc:
-        code = _exit_code(exc.code)
-    os._exit(_flushed(code))
-
-
-def _exit_code(value: object) -> int:
-    """What the interpreter would exit with for ``sys.exit(value)``."""
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value
-    print(value, file=sys.stderr)
-    return 1
-
-
-def _flushed(code: int) -> int:
-    """Flush the standard streams (and logging, when used); a reader that went away early
-    (``meshbridge render | head``) is not an error worth a traceback."""
-    if "logging" in sys.modules:
-        sys.modules["logging"].shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
-            code = code or 1
-    return code
+        code = exc.code
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        code = code or 1
+    sys.exit(code)

@@ -1,12 +1,13 @@
 """The console entry point as installed: a real process, its exit code and its output.
 
-``main()`` ends the process with ``os._exit`` after the command; these tests hold it to what
-the interpreter's own exit gives: the output reaches a pipe whole, exit codes are the
-command's, and what the command wrote (files, the state store) is complete.
+The process ends the interpreter's own way: the output reaches a pipe whole, exit codes are the
+command's, what the command wrote (files, the state store) is complete, and exit hooks that
+others registered (coverage, a profiler, a plugin) run.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,13 @@ from tests.support.helpers import EXAMPLES
 ENTRY = "import sys; from meshbridge.cli import main; sys.argv[0] = 'meshbridge'; main()"
 
 
-def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", ENTRY, *args],
         cwd=cwd,
+        env=env,
         input=stdin,
         capture_output=True,
         text=True,
@@ -28,7 +32,7 @@ def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Completed
     )
 
 
-def test_output_written_before_the_fast_exit_reaches_a_pipe(tmp_path: Path) -> None:
+def test_the_whole_output_reaches_a_pipe(tmp_path: Path) -> None:
     done = run("--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith("╯")  # the whole help box, bottom line included
@@ -74,3 +78,22 @@ def test_a_rendered_tree_is_complete_when_the_process_ends(tmp_path: Path) -> No
     assert again.returncode == 0, again.stderr
     for f in files:  # the store was committed and closed: same VIPs, same certificates
         assert (out / f).read_bytes() == (tmp_path / "again" / f).read_bytes()
+
+
+def test_exit_hooks_of_a_plugin_run(tmp_path: Path) -> None:
+    """A plugin loaded at start-up (here through ``sitecustomize``, as coverage and profilers
+    hook in) registers an ``atexit`` handler: it runs when the command ends, success or not."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "sitecustomize.py").write_text(
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('plugin: exit hook ran', file=sys.stderr))\n"
+    )
+    path = os.pathsep.join(p for p in (str(plugin), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    ok = run("validate", "-f", str(EXAMPLES / "sleep-httpbin"), cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr.rstrip().endswith("plugin: exit hook ran")
+    bad = run("validate", "-f", "-", cwd=tmp_path, stdin="kind: Nope\n", env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.rstrip().endswith("plugin: exit hook ran")

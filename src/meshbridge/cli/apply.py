@@ -1,12 +1,14 @@
-"""apply, diff and status: the commands that touch live clusters."""
+"""apply, diff and status: the commands that touch live clusters.
+
+The services (models, compiler, Kubernetes client, store) are imported by the commands that use
+them, not whenever the CLI starts.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli.common import (
@@ -17,11 +19,12 @@ from meshbridge.cli.common import (
     out_console,
     state_path,
 )
-from meshbridge.kube import ClusterReport, Options
-from meshbridge.service import apply as apply_service
-from meshbridge.service import rootguard
 from meshbridge.service.sources import read_sources
-from meshbridge.store import open_store, store_exists
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from meshbridge.kube import ClusterReport, Options
 
 ClusterOption = Annotated[
     list[str] | None,
@@ -50,6 +53,8 @@ TimeoutOption = Annotated[
 
 
 def _summary(reports: list[ClusterReport], title: str) -> Table:
+    from rich.table import Table
+
     table = Table(
         title=title,
         title_justify="left",
@@ -89,9 +94,14 @@ def _run(
     replace_root: bool = False,
     adopt_mesh_id: str | None = None,
 ) -> list[ClusterReport]:
-    with errors_mapped():
-        from meshbridge.service.render import parse
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from meshbridge.service import apply as apply_service
+    from meshbridge.service import rootguard
+    from meshbridge.service.render import parse
+    from meshbridge.store import open_store
+
+    with errors_mapped():
         intents = parse(read_sources(files))  # before the store: bad input must not create it
         location = state_path(state)
         store = open_store(location)
@@ -224,6 +234,8 @@ def apply(
             raise typer.Exit(2)
         remote_cmd.apply_to_server(files, server, token, dry_run=dry_run)
         return
+    from meshbridge.kube import Options
+
     options = Options(
         dry_run=dry_run,
         force_conflicts=force_conflicts,
@@ -232,8 +244,9 @@ def apply(
         timeout=timeout,
     )
     verb = "planning" if dry_run else "applying"
-    reports = _run(files, state, options, cluster, verb, replace_root=replace_root,
-                   adopt_mesh_id=adopt_mesh_id)
+    reports = _run(
+        files, state, options, cluster, verb, replace_root=replace_root, adopt_mesh_id=adopt_mesh_id
+    )
     for r in reports:
         for c in r.outcome.changes:
             if c.action in ("conflict", "failed"):
@@ -258,6 +271,8 @@ def diff(
     Exit 0 when nothing would change, 1 when something would, 3 when a cluster could not be
     read, 2 on invalid input.
     """
+    from meshbridge.kube import Options
+
     options = Options(
         dry_run=True, with_diff=True, parallel=parallel, retries=retries, timeout=timeout
     )
@@ -296,6 +311,11 @@ def status(
     Exit 1 when a cluster's last apply failed or could not reach it. A store that does not
     exist is reported as such and not created.
     """
+    from rich.table import Table
+
+    from meshbridge.service import apply as apply_service
+    from meshbridge.store import open_store, store_exists
+
     location = state_path(state)
     if not store_exists(location):
         err_console.print(f"no state store at {location}: nothing applied yet", markup=False)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -43,21 +40,6 @@ StateOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def lazy_module(name: str) -> ModuleType:
-    """The module ``name``, loaded on first attribute access: a command's heavy service module
-    is then imported only when that command runs, not whenever the CLI starts."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no module named {name!r}")
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def state_path(option: str | None) -> str:

@@ -5,7 +5,8 @@ act: bring an enterprise CA, check expiry, export ``cacerts`` for a cluster mana
 give an external caller a client certificate, rotate an intermediate or the root. Each command
 is a thin shell over :mod:`meshbridge.service.pki`: parse, open the store, call one use case in
 one transaction, print. Private keys are printed nowhere; only ``export`` and ``issue-client``
-write them, to 0600 files.
+write them, to 0600 files. The service (with the models and X.509) is imported by the commands
+that use it, not whenever the CLI starts.
 """
 
 from __future__ import annotations
@@ -20,26 +21,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from meshbridge.cli.common import (
     StateOption,
     err_console,
     errors_mapped,
-    lazy_module,
     out_console,
     state_path,
 )
 from meshbridge.service.sources import read_sources
-from meshbridge.store import Store, open_store
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from meshbridge.model import Intents, Mesh
-    from meshbridge.pki import CertSummary, PkiStatus, Sealer
-    from meshbridge.service import pki as service
-else:  # loaded when a pki command runs, not whenever the CLI starts
-    service = lazy_module("meshbridge.service.pki")
+    from meshbridge.pki.chain import CertSummary
+    from meshbridge.pki.inventory import PkiStatus
+    from meshbridge.pki.sealing import Sealer
+    from meshbridge.store import Store
 
 app = typer.Typer(
     name="pki",
@@ -80,6 +79,9 @@ def _session(
     state: str | None, files: list[str] | None = None, *, sealed: bool = True
 ) -> Iterator[tuple[Store, Sealer | None, Mesh]]:
     """Open the store, the sealer (when keys are needed) and the Mesh; one transaction."""
+    from meshbridge.service import pki as service
+    from meshbridge.store import open_store
+
     path = state_path(state)
     intents = _intents(files)
     store = open_store(path)
@@ -142,6 +144,8 @@ def init_cmd(
     new cacerts (apply writes it only with --replace-root). To change a root without an outage
     use 'pki rotate-root'.
     """
+    from meshbridge.service import pki as service
+
     with errors_mapped(), _session(state, files) as (store, sealer, mesh):
         summary = service.init_root(store, _need(sealer), mesh, _now(), force=force)
     _done(f"created {_cert_line(summary)}")
@@ -160,7 +164,8 @@ def import_cmd(
     key: Annotated[
         Path | None,
         typer.Option(
-            "--key", help="Its unencrypted PEM private key (with --cluster: its ca-key.pem)."
+            "--key",
+            help="Its unencrypted PEM private key (with --cluster: its ca-key.pem).",
         ),
     ] = None,
     chain: Annotated[
@@ -199,6 +204,8 @@ def import_cmd(
     the chain links to a self-signed root, it is within its validity. Refuses when the mesh has a
     root unless --force (see 'pki init'); with --cluster, when the cluster has an intermediate.
     """
+    from meshbridge.service import pki as service
+
     if cluster is not None and (chain is not None or without_key):
         _bad_input("--cluster takes --cert and --key only")
     if (key is None) != without_key:
@@ -245,6 +252,9 @@ _HEALTH_STYLE = {  # by Health value
 
 
 def _table(report: PkiStatus) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"mesh PKI — root rotation: {report.phase_text}", title_justify="left")
     table.add_column("role", no_wrap=True)
     table.add_column("name", overflow="fold")
@@ -293,6 +303,8 @@ def _as_json(report: PkiStatus) -> str:
 
 
 def _report(state: str | None, as_json: bool) -> None:
+    from meshbridge.service import pki as service
+
     path = state_path(state)
     if "://" not in path and not Path(path).expanduser().exists():
         _done(f"no state store at {path} yet: nothing has been issued")
@@ -350,6 +362,8 @@ def show_cmd(
     ] = False,
 ) -> None:
     """Like 'status'; with --root or --ingress-ca, print that public certificate as PEM."""
+    from meshbridge.service import pki as service
+
     if not (root or ingress_ca):
         _report(state, as_json)
         return
@@ -369,10 +383,12 @@ CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 @app.command("export")
 def export_cmd(
     directory: Annotated[
-        Path, typer.Option("--dir", help="Directory to write the files to (mode 0600).")
+        Path,
+        typer.Option("--dir", help="Directory to write the files to (mode 0600)."),
     ],
     cluster: Annotated[
-        str | None, typer.Option("--cluster", help="The cluster whose cacerts to write.")
+        str | None,
+        typer.Option("--cluster", help="The cluster whose cacerts to write."),
     ] = None,
     root: Annotated[
         bool,
@@ -393,6 +409,8 @@ def export_cmd(
     --from-file=DIR/ca-cert.pem ... A cluster without an intermediate yet gets one when -f
     declares it (a Cluster document); otherwise render first.
     """
+    from meshbridge.service import pki as service
+
     if (cluster is None) == (not root):
         _bad_input("give exactly one of --cluster and --root")
     if cluster is None:
@@ -416,6 +434,8 @@ def export_cmd(
 
 
 def _export_root(directory: Path, state: str | None) -> None:
+    from meshbridge.service import pki as service
+
     with errors_mapped(), _session(state) as (store, sealer, _mesh):
         cert, key, chain = service.export_root(store, _need(sealer))
         out = _out_dir(directory)
@@ -480,7 +500,8 @@ def issue_client_cmd(
         typer.Option("--out", help="Directory for client.crt, client.key (0600) and ca.crt."),
     ],
     days: Annotated[
-        int, typer.Option("--days", min=1, max=3650, help="Validity of the certificate in days.")
+        int,
+        typer.Option("--days", min=1, max=3650, help="Validity of the certificate in days."),
     ] = 365,
     files: MeshFilesOption = None,
     state: StateOption = None,
@@ -493,6 +514,8 @@ def issue_client_cmd(
     ingress server certificates, for the caller to verify the server. With -f, HOST must be the
     host of an external MUTUAL intent. Refuses to overwrite client.key unless --force.
     """
+    from meshbridge.service import pki as service
+
     with errors_mapped():
         _check_names(host, cn)
         _check_mutual_host(files, host)
@@ -529,7 +552,10 @@ def rotate_cmd(
     ] = None,
     host: Annotated[
         str | None,
-        typer.Option("--host", help="Re-issue this external host's ingress server certificate."),
+        typer.Option(
+            "--host",
+            help="Re-issue this external host's ingress server certificate.",
+        ),
     ] = None,
     client_ca: Annotated[
         bool,
@@ -548,6 +574,8 @@ def rotate_cmd(
     afterwards; istiod picks up the new cacerts on restart. To replace the root, use
     'pki rotate-root'.
     """
+    from meshbridge.service import pki as service
+
     if (cluster is None) == (host is None) or (client_ca and host is None):
         _bad_input("give exactly one of --cluster and --host (--client-ca goes with --host)")
     with errors_mapped(), _session(state, files) as (store, sealer, mesh):
@@ -588,11 +616,13 @@ def rotate_root_cmd(
         ),
     ],
     cert: Annotated[
-        Path | None, typer.Option("--cert", help="begin only: import this CA as the new root.")
+        Path | None,
+        typer.Option("--cert", help="begin only: import this CA as the new root."),
     ] = None,
     key: Annotated[Path | None, typer.Option("--key", help="begin only: its private key.")] = None,
     chain: Annotated[
-        Path | None, typer.Option("--chain", help="begin only: its chain up to your root.")
+        Path | None,
+        typer.Option("--chain", help="begin only: its chain up to your root."),
     ] = None,
     files: MeshFilesOption = None,
     state: StateOption = None,
@@ -613,6 +643,8 @@ def rotate_root_cmd(
     cacerts. A new root issued by 'begin' gets a subject of its own (OU=generation N) when
     rootCA would repeat the current root's. 'pki status' shows the phase.
     """
+    from meshbridge.service import pki as service
+
     if (cert is None) != (key is None) or (cert is not None and phase is not Phase.BEGIN):
         _bad_input("--cert and --key go together, and only with 'begin'")
     if force and phase not in (Phase.ADVANCE, Phase.FINISH):

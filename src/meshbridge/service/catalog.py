@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshbridge import compile as mbcompile
-from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located
@@ -38,6 +37,7 @@ from meshbridge.service.errors import Conflict, NotFound
 from meshbridge.service.resources import KINDS, ObjectKey, source_of, to_object
 from meshbridge.service.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
+from meshbridge.viprecord import VipRecord
 
 __all__ = ["Catalog", "Delete", "Outcome", "Put", "WriteResult", "utc_now"]
 

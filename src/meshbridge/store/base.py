@@ -11,8 +11,8 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from meshbridge.compile.viprecord import VipRecord
 from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
+from meshbridge.viprecord import VipRecord
 
 
 class Store(Protocol):

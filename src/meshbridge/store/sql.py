@@ -46,7 +46,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import StateError, StateLocked
 from meshbridge.store import migrate
 from meshbridge.store.records import Revisions
@@ -61,6 +60,7 @@ from meshbridge.store.schema import (
     meta_table,
     vips_table,
 )
+from meshbridge.viprecord import VipRecord
 
 SCHEMA_VERSION = "2"
 _READ_OPTION = "meshbridge_read"

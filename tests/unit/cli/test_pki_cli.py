@@ -14,7 +14,10 @@ from typer.testing import CliRunner, Result
 
 from meshbridge.cli.pki import app
 from meshbridge.model import Mesh
-from meshbridge.pki import CertRecord, fingerprint, issue_root, key_pem, load_cert, load_certs
+from meshbridge.pki.certs import issue_root
+from meshbridge.pki.chain import fingerprint, load_cert, load_certs
+from meshbridge.pki.keys import key_pem
+from meshbridge.pki.records import CertRecord
 from meshbridge.service import pki as service
 from meshbridge.store import open_store
 

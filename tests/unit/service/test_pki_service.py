@@ -14,21 +14,12 @@ from cryptography.hazmat.primitives import hashes
 from meshbridge.compile.inputs import ClusterCA, Material
 from meshbridge.errors import PKIError, SealingError
 from meshbridge.model import KeyAlgorithm, Mesh
-from meshbridge.pki import (
-    CertRecord,
-    Health,
-    Issued,
-    Sealer,
-    fingerprint,
-    generate_key,
-    issue_workload,
-    key_pem,
-    load_cert,
-    load_certs,
-    load_key_pem,
-    pem_of,
-)
 from meshbridge.pki.bundle import CacertsFacts
+from meshbridge.pki.certs import Issued, issue_workload
+from meshbridge.pki.chain import Health, fingerprint, load_cert, load_certs, pem_of
+from meshbridge.pki.keys import generate_key, key_pem, load_key_pem
+from meshbridge.pki.records import CertRecord
+from meshbridge.pki.sealing import Sealer
 from meshbridge.service import pki as service
 from meshbridge.service.holdings import put_held
 from meshbridge.store import SqlStore, open_store

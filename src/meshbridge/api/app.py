@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshbridge import __version__
+from meshbridge.api import credentials as credentials_routes
 from meshbridge.api import errors, ops, resources, status
 from meshbridge.api.context import MiB, Server
 from meshbridge.api.errors import PayloadTooLarge, internal_error
@@ -30,10 +31,12 @@ from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
 from meshbridge.kube import Options
 from meshbridge.service.catalog import Catalog
+from meshbridge.service.credentials import Credentials
 from meshbridge.service.manifests import Manifests
 from meshbridge.service.reconciler import Reconciler
 from meshbridge.service.render import MaterialProvider
 from meshbridge.service.resources import KINDS
+from meshbridge.service.statekey import load_sealer
 from meshbridge.store import ResourceStore, open_store
 
 __all__ = ["create_app"]
@@ -102,24 +105,31 @@ def create_app(
     freeze_gc: bool = False,
     reconcile_interval: float = 0.0,
     reconcile_options: Options | None = None,
+    credentials: Credentials | None = None,
 ) -> FastAPI:
     """The meshbridge API over ``store`` (opened, and migrated, when given as a location).
 
     With ``reconcile_interval`` > 0 the app reconciles the stored mesh with its clusters in the
-    background, after every change and at least that often (see ``service.reconciler``).
+    background, after every change and at least that often (see ``service.reconciler``),
+    reaching each cluster with the credential its Cluster names, kept in ``credentials``
+    (without it the credentials routes answer 409 and such clusters fail; given a store
+    location, the app keeps them sealed under that store's state key).
 
     ``freeze_gc`` (what ``meshbridge serve`` sets) moves the document cache out of the cyclic
     garbage collector's way after each write: see ``meshbridge.service.catalog``.
     """
     opened = open_store(store) if isinstance(store, str) else store
+    if credentials is None and isinstance(store, str):
+        credentials = Credentials(opened, lambda: load_sealer(store, opened))
     catalog = Catalog(opened, freeze_gc=freeze_gc)
     metrics = Metrics(catalog_counts(opened))
     manifests = Manifests(catalog, material, on_render=metrics.render.observe)
     reconciler = None
     if reconcile_interval > 0:
         reconciler = Reconciler(catalog, material, interval=reconcile_interval,
-                                options=reconcile_options or Options())
-    server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler)
+                                options=reconcile_options or Options(), credentials=credentials)
+    server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler,
+                    credentials)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -137,7 +147,8 @@ def create_app(
         title="meshbridge",
         version=__version__,
         description="Istio multi-cluster intents in, every cluster's manifests out.",
-        docs_url="/docs",
+        openapi_url=None,  # served by ops.router, behind a token like every call but health
+        docs_url=None,
         redoc_url=None,
     )
     app.state.server = server
@@ -145,6 +156,7 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(resources.router)
     app.include_router(status.router)
+    app.include_router(credentials_routes.router)
     app.add_middleware(EdgeMiddleware, server=server)
     _extend_openapi(app)
     return app

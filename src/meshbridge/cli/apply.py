@@ -206,6 +206,7 @@ def apply(
     timeout: TimeoutOption = 10.0,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
+    server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Apply the rendered mesh to live clusters (server-side apply, pruning, drift correction).
 
@@ -232,7 +233,7 @@ def apply(
                 markup=False,
             )
             raise typer.Exit(2)
-        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run)
+        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run, server_ca=server_ca)
         return
     from meshbridge.kube import Options
 

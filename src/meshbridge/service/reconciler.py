@@ -2,7 +2,9 @@
 change and every ``interval`` seconds, with per-cluster status kept for the API.
 
 It is the CLI's reconciler (``meshbridge.kube``) fed from the server's catalog instead of files:
-the same plan, VIPs and certificates the manifests endpoint serves. Clusters without
+the same plan, VIPs and certificates the manifests endpoint serves. Clusters reach their API
+servers through the credential their ``spec.kubeconfig`` names, registered by an admin
+(:mod:`meshbridge.service.credentials`; the server reads no kubeconfig file); clusters without
 ``spec.kubeconfig`` are left out (their manifests are still served for GitOps). Gateway
 discovery is a CLI feature (``meshbridge apply``); the server needs explicit gateway addresses.
 
@@ -26,8 +28,9 @@ from typing import Any
 from meshbridge import compile as mbcompile
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, reconcile_all
 from meshbridge.service import rootguard
-from meshbridge.service.apply import record_status, status, targets
+from meshbridge.service.apply import record_status, status
 from meshbridge.service.catalog import Catalog
+from meshbridge.service.credentials import Credentials, cluster_targets
 from meshbridge.service.ownership import mesh_ref
 from meshbridge.service.render import MaterialProvider
 
@@ -47,6 +50,7 @@ class Reconciler:
     interval: float = 60.0  # seconds between runs when nothing changes
     poll: float = 1.0  # seconds between looks at the store's revision counters
     options: Options = field(default_factory=Options)
+    credentials: Credentials | None = None  # what Clusters' spec.kubeconfig.credential names
     runs: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -81,7 +85,7 @@ class Reconciler:
             self.catalog.sync()
             plan = self.catalog.plan()
             intents = plan.snapshot.intents
-            chosen = [t for t in targets(intents) if t.kubeconfig]
+            chosen = cluster_targets(intents, self.credentials)
             if not chosen:
                 return [], None, {}
             mesh = mesh_ref(

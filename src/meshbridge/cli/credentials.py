@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from meshbridge.cli.common import err_console, errors_mapped, out_console
 from meshbridge.cli.remote import Remote, ServerCAOption, ServerOption, TokenOption
@@ -99,6 +98,8 @@ def flatten_kubeconfig(
 
 
 def _load(path: Path) -> dict[str, Any]:
+    import yaml
+
     text = _read_file(path.expanduser(), "the kubeconfig")
     try:
         data = yaml.load(text, Loader=yaml.CSafeLoader)

@@ -25,7 +25,6 @@ from meshbridge.cli.common import (
     state_path,
 )
 from meshbridge.service.sources import read_sources
-from meshbridge.store import open_store
 
 app = typer.Typer(
     name="meshbridge",
@@ -116,6 +115,7 @@ def render(
     with errors_mapped():
         from meshbridge.service import pki as pki_service
         from meshbridge.service import render as render_service
+        from meshbridge.store import open_store
 
         checked = render_service.validate(read_sources(files or []))
         store = open_store(state_path(state))

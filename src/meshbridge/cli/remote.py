@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
 from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
 from meshbridge.cli.keys import report
@@ -240,6 +239,8 @@ def get(
     if output == "json":
         out_console.print(json.dumps(found, indent=2), markup=False, highlight=False)
     elif output == "yaml":
+        import yaml
+
         out_console.print(
             yaml.safe_dump_all(items, sort_keys=False).rstrip("\n"), markup=False, highlight=False
         )

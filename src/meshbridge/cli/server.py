@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -24,10 +23,7 @@ from typing import Annotated
 import typer
 
 from meshbridge.cli.common import err_console, errors_mapped, out_console
-from meshbridge.service.statekey import load_sealer
-from meshbridge.service.tokens import ROLES, create_token, list_tokens, revoke_token
-from meshbridge.store import open_store, store_url
-from meshbridge.store.sql import upgrade_store
+from meshbridge.service.roles import ROLES
 
 __all__ = ["db_app", "default_db", "serve", "server_app", "token_app"]
 
@@ -59,6 +55,8 @@ def _shown(url: str) -> str:
     """A store URL fit for a log line: the password, if any, is hidden."""
     from sqlalchemy.engine import make_url
 
+    from meshbridge.store import store_url
+
     try:
         return make_url(store_url(url)).render_as_string(hide_password=True)
     except Exception:
@@ -87,6 +85,8 @@ def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Tls | N
         return None
     if cert is None or key is None:
         raise _usage("--tls-cert and --tls-key go together: give both")
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(str(cert), str(key))
@@ -198,9 +198,13 @@ def serve(
     tls = _tls(tls_cert, tls_key, tls_client_ca)
     check_listener(host, tls, insecure)
 
+    import ssl
+
     import uvicorn
 
     from meshbridge.api import create_app
+    from meshbridge.service.statekey import load_sealer
+    from meshbridge.store import open_store
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -257,6 +261,8 @@ db_app = typer.Typer(name="db", help="The server's database.", no_args_is_help=T
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Apply every pending schema migration (done on every open as well)."""
+    from meshbridge.store.sql import upgrade_store
+
     with errors_mapped():
         done = upgrade_store(_db(db))
     if done.before == done.after:
@@ -278,6 +284,9 @@ def token_create(
     db: DbOption = None,
 ) -> None:
     """Create a token and print it, once: it is stored only as a hash."""
+    from meshbridge.service.tokens import create_token
+    from meshbridge.store import open_store
+
     with errors_mapped():
         store = open_store(_db(db))
         try:
@@ -291,6 +300,9 @@ def token_create(
 @token_app.command("list")
 def token_list(db: DbOption = None) -> None:
     """List tokens: name, role, created, revoked (never the token)."""
+    from meshbridge.service.tokens import list_tokens
+    from meshbridge.store import open_store
+
     with errors_mapped():
         store = open_store(_db(db))
         try:
@@ -313,6 +325,9 @@ def token_revoke(
     db: DbOption = None,
 ) -> None:
     """Revoke a token: it stops working at once, on every server process."""
+    from meshbridge.service.tokens import revoke_token
+    from meshbridge.store import open_store
+
     with errors_mapped():
         store = open_store(_db(db))
         try:

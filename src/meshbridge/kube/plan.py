@@ -34,7 +34,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from meshbridge.kube.kinds import APPLY_ORDER, PRUNABLE
+from meshbridge.compile.envelope import APPLY_ORDER
+from meshbridge.kube.kinds import PRUNABLE
 
 FIELD_MANAGER = "meshbridge"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "meshbridge")

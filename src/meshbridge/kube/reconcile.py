@@ -37,7 +37,8 @@ from lightkube import ApiError, AsyncClient
 from lightkube.core import resource as lk_resource
 from lightkube.types import PatchType
 
-from meshbridge.kube.kinds import APPLY_ORDER, KINDS, PRUNABLE
+from meshbridge.compile.envelope import APPLY_ORDER
+from meshbridge.kube.kinds import KINDS, PRUNABLE
 from meshbridge.kube.plan import (
     FIELD_MANAGER,
     MANAGED_BY,

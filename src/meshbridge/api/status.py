@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.exceptions import HTTPException
 
 from meshbridge.api.context import Editor, ServerDep, Viewer
-from meshbridge.service.apply import status as stored_status
+from meshbridge.service.apply import cluster_statuses
 
 router = APIRouter()
 
@@ -17,7 +17,7 @@ router = APIRouter()
 @router.get("/api/v1/status", tags=["status"], summary="Last reconcile result of every cluster")
 def all_status(server: ServerDep, _: Viewer) -> dict[str, Any]:
     with server.store.reading():
-        items = stored_status(server.store)
+        items = cluster_statuses(server.store)
     return {"items": items, "reconciler": server.reconciler is not None}
 
 
@@ -29,7 +29,7 @@ def all_status(server: ServerDep, _: Viewer) -> dict[str, Any]:
 )
 def cluster_status(name: str, server: ServerDep, _: Viewer) -> dict[str, Any]:
     with server.store.reading():
-        items = [s for s in stored_status(server.store) if s["cluster"] == name]
+        items = [s for s in cluster_statuses(server.store) if s["cluster"] == name]
     if not items:
         raise HTTPException(404, f"no reconcile recorded for cluster {name!r}")
     return items[0]

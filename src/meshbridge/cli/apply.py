@@ -301,7 +301,7 @@ def _short_time(iso: str) -> str:
     return iso.replace("T", " ").removesuffix("+00:00")
 
 
-def status(
+def status_cmd(
     state: StateOption = None,
     objects: Annotated[
         bool, typer.Option("--objects", help="List every object's state too.")
@@ -324,7 +324,7 @@ def status(
     with errors_mapped():
         store = open_store(location)
         try:
-            records = apply_service.status(store)
+            records = apply_service.cluster_statuses(store)
         finally:
             store.close()
     if not records:

@@ -140,7 +140,7 @@ def render(
 app.add_typer(pki_cmd.app)
 app.command()(apply_cmd.apply)
 app.command()(apply_cmd.diff)
-app.command()(apply_cmd.status)
+app.command("status")(apply_cmd.status_cmd)
 app.command()(remote_cmd.get)
 app.command()(remote_cmd.delete)
 app.command()(server_cmd.serve)

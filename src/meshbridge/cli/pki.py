@@ -310,7 +310,7 @@ def _report(state: str | None, as_json: bool) -> None:
         _done(f"no state store at {path} yet: nothing has been issued")
         return
     with errors_mapped(), _session(state, sealed=False) as (store, _sealer, _mesh):
-        report = service.status(store, _now())
+        report = service.pki_status(store, _now())
     if as_json:
         out_console.print(_as_json(report), markup=False)
     else:

@@ -76,15 +76,13 @@ class Change:
 
 
 @dataclass
-class Outcome:
+class ChangeSet:
+    """What one cluster's reconcile did (or, in a dry run, would do): one Change per object."""
+
     changes: list[Change] = field(default_factory=list)
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action == action)
-
-    @property
-    def writes(self) -> int:
-        return sum(1 for c in self.changes if c.action in ("create", "update", "delete"))
 
     @property
     def failed(self) -> bool:

@@ -262,6 +262,6 @@ def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]
     return json.dumps(record, sort_keys=True).encode()
 
 
-def status(store: Store) -> list[dict[str, Any]]:
+def cluster_statuses(store: Store) -> list[dict[str, Any]]:
     """The recorded status of every cluster, by name."""
     return [json.loads(data) for _, data in sorted(store.list_blobs(STATUS_KIND).items())]

@@ -39,7 +39,7 @@ from meshbridge.service.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
 from meshbridge.viprecord import VipRecord
 
-__all__ = ["Catalog", "Delete", "Outcome", "Put", "WriteResult", "utc_now"]
+__all__ = ["Catalog", "Delete", "DocumentWrite", "Put", "WriteResult", "utc_now"]
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 
@@ -67,7 +67,7 @@ class Delete:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DocumentWrite:
     """What one document's write did: created, configured, unchanged or deleted."""
 
     key: ObjectKey
@@ -77,7 +77,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class WriteResult:
-    outcomes: list[Outcome]
+    outcomes: list[DocumentWrite]
     revision: int
 
 
@@ -273,7 +273,7 @@ class _Batch:
     def __init__(self, entries: dict[ObjectKey, _Entry], now: str) -> None:
         self.entries = entries
         self.now = now
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[DocumentWrite] = []
         self.rows: list[ResourceRow] = []
         self.deleted: list[tuple[ObjectKey, _Entry]] = []
         self._pending: list[tuple[ObjectKey, Any, Located[Any], _Entry | None]] = []
@@ -298,7 +298,9 @@ class _Batch:
         _precondition(change.key, change.expect, current)
         del self.entries[change.key]
         self.deleted.append((change.key, current))
-        self.outcomes.append(Outcome(change.key, "deleted", to_object(current.row, current.raw)))
+        self.outcomes.append(
+            DocumentWrite(change.key, "deleted", to_object(current.row, current.raw))
+        )
 
     def _put(self, change: Put) -> list[Problem]:
         raw = _with_url_namespace(change.raw, change.key)
@@ -322,7 +324,9 @@ class _Batch:
         current = self.entries.get(key)
         _precondition(key, change.expect, current)
         if current is not None and current.raw == raw:
-            self.outcomes.append(Outcome(key, "unchanged", to_object(current.row, current.raw)))
+            self.outcomes.append(
+                DocumentWrite(key, "unchanged", to_object(current.row, current.raw))
+            )
             return []
         self._pending.append((key, raw, located, current))
         self.entries[key] = _Entry(current.row if current else _placeholder(key), raw, located)
@@ -351,7 +355,7 @@ class _Batch:
             self.rows.append(row)
             self.entries[key] = _Entry(row, raw, located)
             action = "configured" if current else "created"
-            self.outcomes.append(Outcome(key, action, to_object(row, raw)))
+            self.outcomes.append(DocumentWrite(key, action, to_object(row, raw)))
         return self.rows
 
     def locate_stored(self) -> None:

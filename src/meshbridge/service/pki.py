@@ -102,6 +102,7 @@ __all__ = [
     "material_provider",
     "mesh_for",
     "pair_key_file",
+    "pki_status",
     "refuse_lost_store",
     "root_bundle_pem",
     "rotate_client_ca",
@@ -111,7 +112,6 @@ __all__ = [
     "rotate_root_begin",
     "rotate_root_finish",
     "rotate_server",
-    "status",
 ]
 
 SERVER_CERT_DAYS = 365
@@ -682,7 +682,7 @@ def root_bundle_pem(store: Store) -> str:
 # =================================================================================== status
 
 
-def status(store: Store, now: datetime) -> PkiStatus:
+def pki_status(store: Store, now: datetime) -> PkiStatus:
     """Every certificate the mesh holds, with expiry health and the rotation phase.
 
     Only public certificates are read: no key is opened, so this works without the state key.

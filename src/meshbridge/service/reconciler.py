@@ -28,7 +28,7 @@ from typing import Any
 from meshbridge import compile as mbcompile
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, reconcile_all
 from meshbridge.service import rootguard
-from meshbridge.service.apply import record_status, status
+from meshbridge.service.apply import record_status
 from meshbridge.service.catalog import Catalog
 from meshbridge.service.credentials import Credentials, cluster_targets
 from meshbridge.service.ownership import mesh_ref
@@ -51,7 +51,6 @@ class Reconciler:
     poll: float = 1.0  # seconds between looks at the store's revision counters
     options: Options = field(default_factory=Options)
     credentials: Credentials | None = None  # what Clusters' spec.kubeconfig.credential names
-    runs: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def trigger(self) -> None:
@@ -106,12 +105,10 @@ class Reconciler:
             reports = rootguard.refused(checked, message)
             await asyncio.to_thread(record_status, self.catalog.store, reports, objects)
             log.warning("%s", message)
-            self.runs += 1
             return reports
         found = await reconcile_all(checked.targets, objects, mesh, self.options)
         reports = rootguard.merged(checked, found)
         await asyncio.to_thread(self._record, reports, objects, checked)
-        self.runs += 1
         for r in reports:
             if r.state != "Applied":
                 log.warning("cluster %s: %s %s", r.cluster, r.state, r.error)
@@ -126,5 +123,3 @@ class Reconciler:
         record_status(self.catalog.store, reports, objects)
         rootguard.record(self.catalog.store, checked, reports)
 
-    def status(self) -> list[dict[str, Any]]:
-        return status(self.catalog.store)

@@ -62,7 +62,6 @@ from meshbridge.store.schema import (
 )
 from meshbridge.viprecord import VipRecord
 
-SCHEMA_VERSION = "2"
 _READ_OPTION = "meshbridge_read"
 
 

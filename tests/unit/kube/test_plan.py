@@ -241,4 +241,4 @@ def test_objects_a_store_wrote_before_it_took_over_a_lost_mesh_stay_its_own() ->
 
 def test_the_apply_order_is_the_compilers_and_every_kind_in_it_has_a_resource() -> None:
     assert list(KINDS) == list(APPLY_ORDER)
-    assert PRUNABLE == [k for k in APPLY_ORDER if k != "Namespace"]
+    assert [k for k in APPLY_ORDER if k != "Namespace"] == PRUNABLE

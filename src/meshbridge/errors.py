@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from meshbridge import wording
+
 __all__ = [
     "InvalidInput",
     "MeshbridgeError",
@@ -76,7 +78,7 @@ class InvalidInput(MeshbridgeError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
         count = len(self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the input")
+        super().__init__(f"{wording.count(count, 'problem')} in the input")
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)

@@ -36,19 +36,20 @@ ClusterOption = Annotated[
     ),
 ]
 ParallelOption = Annotated[
-    int, typer.Option("--parallel", min=1, max=64, help="Clusters reconciled at the same time.")
+    int, typer.Option("--parallel", metavar="N", min=1, max=64, help="Clusters reconciled at the same time.")
 ]
 RetriesOption = Annotated[
     int,
     typer.Option(
         "--retries",
+        metavar="N",
         min=1,
         max=20,
         help="Attempts per unreachable cluster, the wait doubling from 0.5 s.",
     ),
 ]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=0.5, help="Seconds to wait for each API request.")
+    float, typer.Option("--timeout", metavar="SECONDS", min=0.5, help="Seconds to wait for each API request.")
 ]
 
 

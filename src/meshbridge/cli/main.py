@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from meshbridge import __version__
+from meshbridge import __version__, wording
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
 from meshbridge.cli import keys as keys_opt
@@ -17,9 +17,10 @@ from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli import server as server_cmd
 from meshbridge.cli.common import (
+    Command,
     FilesOption,
+    Group,
     StateOption,
-    err_console,
     errors_mapped,
     out_console,
     state_path,
@@ -27,6 +28,7 @@ from meshbridge.cli.common import (
 from meshbridge.service.sources import read_sources
 
 app = typer.Typer(
+    cls=Group,
     name="meshbridge",
     help="One Istio mesh across many Kubernetes clusters: write intents (which app runs where, "
     "who may call whom), get every cluster's Istio manifests.",
@@ -52,7 +54,7 @@ def _root(
     """One Istio mesh across many Kubernetes clusters."""
 
 
-@app.command()
+@app.command(cls=Command)
 def validate(files: FilesOption) -> None:
     """Check intent documents without writing anything.
 
@@ -64,10 +66,10 @@ def validate(files: FilesOption) -> None:
 
         checked = render_service.validate(read_sources(files))
     count = len(checked.intents.documents())
-    err_console.print(f"valid: {count} document{'s' if count != 1 else ''}", markup=False)
+    out_console.print(f"valid: {wording.count(count, 'document')}", markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def render(
     output: Annotated[
         Path,
@@ -128,22 +130,23 @@ def render(
         finally:
             store.close()
     for cluster, objs in sorted(result.objects.items()):
-        err_console.print(f"{cluster}: {len(objs)} objects", markup=False)
-    err_console.print(
-        f"wrote {written.files} files for {len(result.objects)} clusters to {output}"
-        + (f" ({result.new_vips} new VIPs)" if result.new_vips else ""),
+        out_console.print(f"{cluster}: {wording.count(len(objs), 'object')}", markup=False)
+    out_console.print(
+        f"wrote {wording.count(written.files, 'file')} for "
+        f"{wording.count(len(result.objects), 'cluster')} to {output}"
+        + (f" ({wording.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
         markup=False,
     )
     keys_opt.report(written)
 
 
 app.add_typer(pki_cmd.app)
-app.command()(apply_cmd.apply)
-app.command()(apply_cmd.diff)
-app.command("status")(apply_cmd.status_cmd)
-app.command()(remote_cmd.get)
-app.command()(remote_cmd.delete)
-app.command()(server_cmd.serve)
+app.command(cls=Command)(apply_cmd.apply)
+app.command(cls=Command)(apply_cmd.diff)
+app.command("status", cls=Command)(apply_cmd.status_cmd)
+app.command(cls=Command)(remote_cmd.get)
+app.command(cls=Command)(remote_cmd.delete)
+app.command(cls=Command)(server_cmd.serve)
 app.add_typer(server_cmd.db_app)
 app.add_typer(server_cmd.token_app)
 app.add_typer(credential_cmd.app)

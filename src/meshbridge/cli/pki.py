@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from meshbridge import wording
 from meshbridge.cli.common import (
+    Command,
+    Group,
     StateOption,
     err_console,
     errors_mapped,
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from meshbridge.store import Store
 
 app = typer.Typer(
+    cls=Group,
     name="pki",
     help="The mesh PKI: one shared root, an intermediate CA per cluster (the cacerts Secret), "
     "ingress credentials for external hosts. Show, export, issue client certificates, rotate.",
@@ -118,6 +122,13 @@ def _out_dir(path: Path) -> Path:
 
 
 def _done(message: str) -> None:
+    """What a command did: its result, so stdout (as kubectl prints "secret/x created")."""
+    out_console.print(message, markup=False)
+
+
+def _lead_in(message: str) -> None:
+    """The words before a command printed for the user to run: stderr, so that stdout holds
+    the command alone (``$(meshbridge pki export --root ...)`` is the import command)."""
     err_console.print(message, markup=False)
 
 
@@ -131,7 +142,7 @@ def _cert_line(summary: CertSummary) -> str:
 # ----------------------------------------------------------------------------------- roots
 
 
-@app.command("init")
+@app.command("init", cls=Command)
 def init_cmd(
     files: MeshFilesOption = None,
     state: StateOption = None,
@@ -151,12 +162,13 @@ def init_cmd(
     _done(f"created {_cert_line(summary)}")
 
 
-@app.command("import")
+@app.command("import", cls=Command)
 def import_cmd(
     cert: Annotated[
         Path,
         typer.Option(
             "--cert",
+            metavar="FILE",
             help="PEM certificate of the CA to sign intermediates with (with --cluster: the "
             "cluster's ca-cert.pem).",
         ),
@@ -165,6 +177,7 @@ def import_cmd(
         Path | None,
         typer.Option(
             "--key",
+            metavar="FILE",
             help="Its unencrypted PEM private key (with --cluster: its ca-key.pem).",
         ),
     ] = None,
@@ -172,6 +185,7 @@ def import_cmd(
         Path | None,
         typer.Option(
             "--chain",
+            metavar="FILE",
             help="For a CA issued by your enterprise CA: the PEM chain from its issuer up to and "
             "including the enterprise root. Omit for a self-signed root.",
         ),
@@ -307,7 +321,7 @@ def _report(state: str | None, as_json: bool) -> None:
 
     path = state_path(state)
     if "://" not in path and not Path(path).expanduser().exists():
-        _done(f"no state store at {path} yet: nothing has been issued")
+        err_console.print(f"no state store at {path} yet: nothing has been issued", markup=False)
         return
     with errors_mapped(), _session(state, sealed=False) as (store, _sealer, _mesh):
         report = service.pki_status(store, _now())
@@ -319,7 +333,7 @@ def _report(state: str | None, as_json: bool) -> None:
         c = entry.cert
         if c.health.value == "expiring":
             err_console.print(
-                f"warning: {c.role} {c.name} expires in {c.days_left} days",
+                f"warning: {c.role} {c.name} expires in {wording.count(c.days_left, 'day')}",
                 style="yellow",
                 markup=False,
             )
@@ -333,7 +347,7 @@ def _report(state: str | None, as_json: bool) -> None:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-@app.command("status")
+@app.command("status", cls=Command)
 def status_cmd(state: StateOption = None, as_json: JsonOption = False) -> None:
     """Every certificate of the mesh: subject, fingerprint, expiry, and the rotation phase.
 
@@ -344,7 +358,7 @@ def status_cmd(state: StateOption = None, as_json: JsonOption = False) -> None:
     _report(state, as_json)
 
 
-@app.command("show")
+@app.command("show", cls=Command)
 def show_cmd(
     state: StateOption = None,
     as_json: JsonOption = False,
@@ -380,7 +394,7 @@ MAX_CN = 64
 CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 
 
-@app.command("export")
+@app.command("export", cls=Command)
 def export_cmd(
     directory: Annotated[
         Path,
@@ -429,7 +443,7 @@ def export_cmd(
             for name, data in zip(CACERTS_FILES, contents, strict=True):
                 _write(out / name, data, 0o600)
     args = " ".join(f"--from-file={out / name}" for name in CACERTS_FILES)
-    _done(f"wrote {', '.join(CACERTS_FILES)} to {out} (mode 0600); apply with:")
+    _lead_in(f"wrote {', '.join(CACERTS_FILES)} to {out} (mode 0600); apply with:")
     out_console.print(f"kubectl create secret generic cacerts -n istio-system {args}", markup=False)
 
 
@@ -447,7 +461,7 @@ def _export_root(directory: Path, state: str | None) -> None:
     again = f"--cert {out / 'root-ca.pem'} --key {out / 'root-ca.key'}"
     if chain:
         again += f" --chain {out / 'root-ca-chain.pem'}"
-    _done(
+    _lead_in(
         f"wrote {', '.join(written)} to {out} (mode 0600); keep them offline, apart from the "
         "state store. Into a new store they go back with:"
     )
@@ -491,13 +505,13 @@ def _check_names(host: str, cn: str) -> None:
         _bad_input(f"--cn must be 1 to {MAX_CN} characters long")
 
 
-@app.command("issue-client")
+@app.command("issue-client", cls=Command)
 def issue_client_cmd(
     host: Annotated[str, typer.Option("--host", help="The external host the caller will reach.")],
     cn: Annotated[str, typer.Option("--cn", help="The caller's name (certificate CN).")],
     out: Annotated[
         Path,
-        typer.Option("--out", help="Directory for client.crt, client.key (0600) and ca.crt."),
+        typer.Option("--out", metavar="DIR", help="Directory for client.crt, client.key (0600) and ca.crt."),
     ],
     days: Annotated[
         int,
@@ -532,8 +546,8 @@ def issue_client_cmd(
             _write(target / "client.crt", bundle.cert, 0o644)
             _write(target / "client.key", bundle.key, 0o600)
             _write(target / "ca.crt", bundle.server_ca, 0o644)
-    _done(f"issued {_cert_line(bundle.summary)}")
-    _done(f"wrote client.crt, client.key (0600) and ca.crt (ingress server CA) to {target}; try:")
+    _lead_in(f"issued {_cert_line(bundle.summary)}")
+    _lead_in(f"wrote client.crt, client.key (0600) and ca.crt (ingress server CA) to {target}; try:")
     out_console.print(
         f"curl --cacert {target / 'ca.crt'} --cert {target / 'client.crt'} "
         f"--key {target / 'client.key'} https://{host}/",
@@ -544,7 +558,7 @@ def issue_client_cmd(
 # -------------------------------------------------------------------------------- rotation
 
 
-@app.command("rotate")
+@app.command("rotate", cls=Command)
 def rotate_cmd(
     cluster: Annotated[
         str | None,
@@ -605,7 +619,7 @@ _NEXT_STEP = {
 }
 
 
-@app.command("rotate-root")
+@app.command("rotate-root", cls=Command)
 def rotate_root_cmd(
     phase: Annotated[
         Phase,
@@ -617,12 +631,12 @@ def rotate_root_cmd(
     ],
     cert: Annotated[
         Path | None,
-        typer.Option("--cert", help="begin only: import this CA as the new root."),
+        typer.Option("--cert", metavar="FILE", help="begin only: import this CA as the new root."),
     ] = None,
-    key: Annotated[Path | None, typer.Option("--key", help="begin only: its private key.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", metavar="FILE", help="begin only: its private key.")] = None,
     chain: Annotated[
         Path | None,
-        typer.Option("--chain", help="begin only: its chain up to your root."),
+        typer.Option("--chain", metavar="FILE", help="begin only: its chain up to your root."),
     ] = None,
     files: MeshFilesOption = None,
     state: StateOption = None,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from meshbridge import wording
 from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
 from meshbridge.cli.keys import report
 from meshbridge.service.errors import BadRequest, Conflict
@@ -327,9 +328,10 @@ def render_remote(
             client_cert=client_certificate(),
         )
     for cluster, count in sorted(result.objects.items()):
-        err_console.print(f"{cluster}: {count} objects", markup=False)
-    err_console.print(
-        f"wrote {written.files} files for {len(result.objects)} clusters to {output} "
+        out_console.print(f"{cluster}: {wording.count(count, 'object')}", markup=False)
+    out_console.print(
+        f"wrote {wording.count(written.files, 'file')} for "
+        f"{wording.count(len(result.objects), 'cluster')} to {output} "
         f"(server revision {result.revision})",
         markup=False,
     )

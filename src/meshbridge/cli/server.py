@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from meshbridge.cli.common import err_console, errors_mapped, out_console
+from meshbridge.cli.common import Command, Group, err_console, errors_mapped, out_console
 from meshbridge.service.roles import ROLES
 
 __all__ = ["db_app", "default_db", "serve", "server_app", "token_app"]
@@ -134,9 +134,9 @@ def serve(
         bool, typer.Option("--public-metrics", help="Serve /metrics without a token.")
     ] = False,
     max_body_mib: Annotated[
-        int, typer.Option("--max-body-mib", min=1, max=1024, help="Largest request body.")
+        int, typer.Option("--max-body-mib", metavar="MIB", min=1, max=1024, help="Largest request body.")
     ] = 8,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level.")] = "info",
     pki: Annotated[
         bool,
         typer.Option(
@@ -149,6 +149,7 @@ def serve(
         float,
         typer.Option(
             "--reconcile-interval",
+            metavar="SECONDS",
             min=0,
             help="Reconcile the stored mesh with every cluster that has spec.kubeconfig, after "
             "each change and at least every this many seconds; 0 turns the reconciler off.",
@@ -255,10 +256,10 @@ def serve(
         store.close()
 
 
-db_app = typer.Typer(name="db", help="The server's database.", no_args_is_help=True)
+db_app = typer.Typer(cls=Group, name="db", help="The server's database.", no_args_is_help=True)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", cls=Command)
 def db_upgrade(db: DbOption = None) -> None:
     """Apply every pending schema migration (done on every open as well)."""
     from meshbridge.store.sql import upgrade_store
@@ -274,10 +275,10 @@ def db_upgrade(db: DbOption = None) -> None:
         )
 
 
-token_app = typer.Typer(name="token", help="API tokens of the server.", no_args_is_help=True)
+token_app = typer.Typer(cls=Group, name="token", help="API tokens of the server.", no_args_is_help=True)
 
 
-@token_app.command("create")
+@token_app.command("create", cls=Command)
 def token_create(
     name: Annotated[str, typer.Option("--name", help="Who or what will use it (audit log).")],
     role: Annotated[str, typer.Option("--role", help=f"One of {', '.join(ROLES)}.")] = "viewer",
@@ -297,7 +298,7 @@ def token_create(
     err_console.print(f"token {name!r} ({role}) created: it is shown this once", markup=False)
 
 
-@token_app.command("list")
+@token_app.command("list", cls=Command)
 def token_list(db: DbOption = None) -> None:
     """List tokens: name, role, created, revoked (never the token)."""
     from meshbridge.service.tokens import list_tokens
@@ -319,7 +320,7 @@ def token_list(db: DbOption = None) -> None:
         out_console.print(line, markup=False, highlight=False)
 
 
-@token_app.command("revoke")
+@token_app.command("revoke", cls=Command)
 def token_revoke(
     name: Annotated[str, typer.Option("--name", help="The token's name.")],
     db: DbOption = None,
@@ -334,17 +335,18 @@ def token_revoke(
             revoke_token(store, name, actor="cli")
         finally:
             store.close()
-    err_console.print(f"token {name!r} revoked", markup=False)
+    out_console.print(f"token {name!r} revoked", markup=False)
 
 
 server_app = typer.Typer(
+    cls=Group,
     name="meshbridge-server",
     help="The meshbridge server's commands (also registered on `meshbridge`).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-server_app.command()(serve)
+server_app.command(cls=Command)(serve)
 server_app.add_typer(db_app)
 server_app.add_typer(token_app)
 

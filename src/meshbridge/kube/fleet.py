@@ -25,6 +25,7 @@ import httpx2
 import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
+from meshbridge import wording
 from meshbridge.kube.plan import INJECTION_LABEL, ChangeSet, Ownership
 from meshbridge.kube.reconcile import ClusterReconciler
 from meshbridge.kube.retry import Unreachable, per_cluster
@@ -177,7 +178,8 @@ async def reconcile_one(
         if outcome.failed:
             report.state = "Failed"
             report.error = (
-                f"{outcome.count('conflict')} conflict(s), {outcome.count('failed')} failure(s)"
+                f"{wording.count(outcome.count('conflict'), 'conflict')}, "
+                f"{wording.count(outcome.count('failed'), 'failure')}"
             )
         else:
             report.state = "Planned" if options.dry_run else "Applied"

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from meshbridge.store.dialect import upsert
 from meshbridge.store.records import AuditEntry, ResourceRow, TokenRecord
 from meshbridge.store.schema import audit_table, resources_table, tokens_table
 
@@ -50,15 +51,11 @@ class RowsMixin:
         return None if row is None else _resource(row)
 
     def put_resources(self, rows: Sequence[ResourceRow]) -> None:
-        """Insert or replace each row (keyed by kind, namespace, name)."""
+        """Insert or replace each row (keyed by kind, namespace, name): one upsert."""
         if not rows:
             return
         with self._connection() as conn:
-            for row in rows:
-                conn.execute(
-                    delete(resources_table).where(*_key(row.kind, row.namespace, row.name))
-                )
-            conn.execute(insert(resources_table), [_resource_values(r) for r in rows])
+            upsert(conn, resources_table, [_resource_values(r) for r in rows])
 
     def delete_resources(self, keys: Sequence[tuple[str, str, str]]) -> None:
         with self._connection() as conn:

@@ -91,3 +91,10 @@ STATE = "state"
 MESH_ID_KEY = "mesh_id"  # the meta row of the mesh's identity (migration 0003)
 LEGACY_ADOPTION = "legacy-adoption"  # blobs named by cluster: adopt pre-identity objects there
 PREVIOUS_MESH_ID = "mesh-id.previous"  # blobs named by an identity this store carried before
+
+# Blob kinds that record what was done rather than feed a render: writing them does not move the
+# ``state`` counter, so they invalidate no server cache (a reconcile's status, written after
+# every run, would otherwise make every replica render every cluster again). The names are the
+# service layer's: ``status`` and ``apply-render`` (service.apply), ``pki.held``
+# (service.holdings); a unit test keeps this set and ``service.apply.VOLATILE_KINDS`` equal.
+UNCOUNTED_BLOBS = frozenset({"status", "apply-render", "pki.held", LEGACY_ADOPTION})

@@ -99,7 +99,6 @@ def create_app(
     *,
     max_body: int = 8 * MiB,
     metrics_public: bool = False,
-    freeze_gc: bool = False,
     reconcile_interval: float = 0.0,
     reconcile_options: Options | None = None,
 ) -> FastAPI:
@@ -107,12 +106,9 @@ def create_app(
 
     With ``reconcile_interval`` > 0 the app reconciles the stored mesh with its clusters in the
     background, after every change and at least that often (see ``service.reconciler``).
-
-    ``freeze_gc`` (what ``meshbridge serve`` sets) moves the document cache out of the cyclic
-    garbage collector's way after each write: see ``meshbridge.service.catalog``.
     """
     opened = open_store(store) if isinstance(store, str) else store
-    catalog = Catalog(opened, freeze_gc=freeze_gc)
+    catalog = Catalog(opened)
     metrics = Metrics(catalog_counts(opened))
     manifests = Manifests(catalog, material, on_render=metrics.render.observe)
     reconciler = None

@@ -118,7 +118,6 @@ def serve(
         material,
         max_body=max_body_mib * 1024 * 1024,
         metrics_public=public_metrics,
-        freeze_gc=True,
         reconcile_interval=reconcile_interval,
     )
     err_console.print(

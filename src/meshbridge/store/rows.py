@@ -39,6 +39,20 @@ class RowsMixin:
         with self._connection() as conn:
             return [_resource(r) for r in conn.execute(query).all()]
 
+    def resources_since(self, version: int) -> list[ResourceRow]:
+        """Every document written at a resourceVersion above ``version`` (a server catching up
+        with other writers reads only these, and :meth:`resource_keys` for what was deleted)."""
+        query = select(resources_table).where(resources_table.c.resource_version > version)
+        with self._connection() as conn:
+            return [_resource(r) for r in conn.execute(query).all()]
+
+    def resource_keys(self) -> set[tuple[str, str, str]]:
+        """The (kind, namespace, name) of every stored document."""
+        t = resources_table
+        with self._connection() as conn:
+            rows = conn.execute(select(t.c.kind, t.c.namespace, t.c.name)).all()
+        return {(str(k), str(ns), str(n)) for k, ns, n in rows}
+
     def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRow | None:
         with self._connection() as conn:
             row = conn.execute(

@@ -19,7 +19,7 @@ from meshbridge.cli.common import (
 )
 from meshbridge.kube import ClusterReport, Options
 from meshbridge.service import apply as apply_service
-from meshbridge.service import rootguard
+from meshbridge.service import leases, rootguard
 from meshbridge.service.sources import read_sources
 from meshbridge.store import open_store, store_exists
 
@@ -135,9 +135,12 @@ def _run(
                 disable=total < 2,
             ) as bar:
                 task = bar.add_task(verb, total=total)
-                reports = apply_service.reconcile(
-                    prepared, options, progress=lambda _r: bar.advance(task)
-                )
+                # one writer per cluster: the leases the server's replicas take too
+                names = [t.name for t in prepared.targets]
+                with leases.holding(store, names, writes=not options.dry_run):
+                    reports = apply_service.reconcile(
+                        prepared, options, progress=lambda _r: bar.advance(task)
+                    )
             reports = rootguard.merged(checked, reports)
             if not options.dry_run:
                 apply_service.finish(store, prepared, reports)
@@ -293,12 +296,20 @@ def status(
     objects: Annotated[
         bool, typer.Option("--objects", help="List every object's state too.")
     ] = False,
+    server: remote_cmd.ServerOption = None,
+    token: remote_cmd.TokenOption = None,
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
+
+    With --server, the server's: each cluster's last reconcile, by which replica, its last
+    success and failures since, and the stored documents left out of renders.
 
     Exit 1 when a cluster's last apply failed or could not reach it. A store that does not
     exist is reported as such and not created.
     """
+    if server:
+        remote_cmd.status_from_server(server, token, objects=objects)
+        return
     location = state_path(state)
     if not store_exists(location):
         err_console.print(f"no state store at {location}: nothing applied yet", markup=False)

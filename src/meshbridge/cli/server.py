@@ -89,11 +89,31 @@ def serve(
             "each change and at least every this many seconds; 0 turns the reconciler off.",
         ),
     ] = 60.0,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=3,
+            max=600,
+            help="Replicas: a cluster's lease lasts this long after its last renewal; a replica "
+            "that dies leaves its clusters to another within about this time.",
+        ),
+    ] = 15.0,
+    replica_id: Annotated[
+        str | None,
+        typer.Option(
+            "--replica-id",
+            metavar="NAME",
+            help="This replica's name in leases and reconcile records (default: host:pid).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the REST API (documents, apply, rendered manifests, status, audit, metrics).
 
-    Several server processes may share one PostgreSQL database: writes are serialised there,
-    and each process notices the others' writes.
+    Several server processes (replicas) may share one PostgreSQL database: writes are
+    serialised there, each process notices the others' writes, and each cluster is reconciled
+    by one replica at a time (docs/server.md, "Several replicas").
     """
     import uvicorn
 
@@ -119,6 +139,8 @@ def serve(
         max_body=max_body_mib * 1024 * 1024,
         metrics_public=public_metrics,
         reconcile_interval=reconcile_interval,
+        replica=replica_id,
+        lease_ttl=lease_seconds,
     )
     err_console.print(
         f"meshbridge: store {_shown(url)}; listening on http://{host}:{port}", markup=False

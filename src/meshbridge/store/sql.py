@@ -59,6 +59,7 @@ from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import StateError, StateLocked, StateUnavailable
 from meshbridge.store import migrate
 from meshbridge.store.dialect import upsert
+from meshbridge.store.leases import LeasesMixin
 from meshbridge.store.records import Revisions
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (
@@ -108,7 +109,7 @@ def _retry_locked(statement: Callable[[], object], tries: int = 100) -> None:
             time.sleep(0.1)
 
 
-class SqlStore(RowsMixin):
+class SqlStore(RowsMixin, LeasesMixin):
     """A Store over a SQLAlchemy engine; migrates the database to the current schema."""
 
     def __init__(self, engine: Engine, *, migrate_schema: bool = True) -> None:

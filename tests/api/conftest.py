@@ -4,6 +4,7 @@ client, and a real ``meshbridge serve`` process (uvicorn) on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -115,9 +116,11 @@ class LiveServer:
                 self.process.wait(5)
 
 
-def start_server(db: str, log: Path, port: int | None = None, *args: str) -> LiveServer:
+def start_server(db: str, log: Path, port: int | None = None, *args: str,
+                 verify: ssl.SSLContext | None = None) -> LiveServer:
     """``meshbridge serve`` in its own process; returns once /readyz answers. Without
-    certificate material unless ``--pki`` is passed in ``args``."""
+    certificate material unless ``--pki`` is passed in ``args``. With ``verify`` (the args
+    then give --tls-cert/--tls-key) it is reached over https, verified by that context."""
     port = port or free_port()
     env = {**os.environ, "MESHBRIDGE_DB": db}
     with log.open("ab") as out:
@@ -126,13 +129,13 @@ def start_server(db: str, log: Path, port: int | None = None, *args: str) -> Liv
              "--port", str(port), "--log-level", "warning", *(args or ("--no-pki",))],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if verify else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"meshbridge serve exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=1, verify=verify or True).status_code == 200:
                 return LiveServer(url, process)
         except httpx.HTTPError:
             pass
@@ -146,8 +149,9 @@ def live(db_url: str, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start servers on the test's database; all are stopped at the end."""
     started: list[LiveServer] = []
 
-    def start(port: int | None = None, *args: str) -> LiveServer:
-        server = start_server(db_url, tmp_path / "server.log", port, *args)
+    def start(port: int | None = None, *args: str, verify: ssl.SSLContext | None = None
+              ) -> LiveServer:
+        server = start_server(db_url, tmp_path / "server.log", port, *args, verify=verify)
         started.append(server)
         return server
 

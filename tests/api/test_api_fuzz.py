@@ -16,6 +16,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from meshbridge.api import create_app
+from meshbridge.pki.sealing import Sealer
+from meshbridge.service.credentials import Credentials
 from meshbridge.store import SqlStore
 
 from .conftest import Api, example_yaml
@@ -26,9 +28,9 @@ EXAMPLES = int(os.environ.get("MESHBRIDGE_FUZZ_EXAMPLES", "12"))
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
 def test_no_request_gets_a_500(api: Api, store: SqlStore, mode: GenerationMode) -> None:
     assert api.apply(example_yaml("external-mtls")).status_code == 200
-    app = create_app(store)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    app = create_app(store, credentials=Credentials(store, lambda: Sealer(bytes(32))))
     headers = api.as_("admin")
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=headers)
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30

@@ -18,13 +18,15 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from helpers import EXAMPLES, MESH_KINDS, remove_mesh, write_docs
+from helpers import EXAMPLES, MESH_KINDS, remove_mesh, with_server_credentials, write_docs
 
 from meshbridge.api import create_app
 from meshbridge.kube import Options
 from meshbridge.pki import load_certs
 from meshbridge.pki.bundle import pem_fingerprints
+from meshbridge.service.credentials import Credentials
 from meshbridge.service.pki import material_provider
+from meshbridge.service.statekey import load_sealer
 from meshbridge.service.tokens import create_token
 from meshbridge.store import open_store
 
@@ -241,11 +243,14 @@ def test_the_server_reports_a_foreign_root_and_writes_nothing(cli, mesh, monkeyp
     store = open_store(db)
     token = create_token(store, "ci", "editor")
     headers = {"Authorization": f"Bearer {token}"}
+    admin = {"Authorization": f"Bearer {create_token(store, 'root', 'admin')}"}
     app = create_app(store, material_provider(db), reconcile_interval=30,
-                     reconcile_options=Options(retries=1))
+                     reconcile_options=Options(retries=1),
+                     credentials=Credentials(store, lambda: load_sealer(db, store)))
     try:
         with TestClient(app) as http:
-            r = http.post("/api/v1/apply", content=yaml.safe_dump_all(mesh["docs"]).encode(),
+            docs = with_server_credentials(http, admin, mesh["docs"])
+            r = http.post("/api/v1/apply", content=yaml.safe_dump_all(docs).encode(),
                           headers={**headers, "Content-Type": "application/yaml"})
             assert r.status_code == 200, r.text
             deadline = time.monotonic() + 60

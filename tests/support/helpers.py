@@ -109,3 +109,22 @@ def store_from_before_identities(location: str, applied: list[str]) -> None:
                              {"n": cluster, "d": json.dumps(record).encode()})
     finally:
         store.close()
+
+
+def with_server_credentials(http: Any, admin: dict[str, str], docs: list[dict[str, Any]]
+                            ) -> list[dict[str, Any]]:
+    """``docs`` as a meshbridge server takes them: each Cluster's kubeconfig file registered
+    (by an admin, through ``http``) as a credential named after the Cluster, which the Cluster
+    then names instead of the file (a server reads no file a document names)."""
+    out = []
+    for doc in docs:
+        ref = (doc.get("spec") or {}).get("kubeconfig") if doc["kind"] == "Cluster" else None
+        if ref and "path" in ref:
+            name = doc["metadata"]["name"]
+            r = http.put(f"/api/v1/credentials/{name}", content=Path(ref["path"]).read_bytes(),
+                         headers={**admin, "Content-Type": "application/yaml"})
+            assert r.status_code in (200, 201), r.text
+            kept = {k: v for k, v in ref.items() if k != "path"}
+            doc = {**doc, "spec": {**doc["spec"], "kubeconfig": {**kept, "credential": name}}}
+        out.append(doc)
+    return out

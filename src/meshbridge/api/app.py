@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshbridge import __version__
+from meshbridge.api import credentials as credentials_routes
 from meshbridge.api import errors, ops, resources, status
 from meshbridge.api.context import MiB, Server
 from meshbridge.api.errors import PayloadTooLarge, internal_error
@@ -29,11 +30,13 @@ from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
 from meshbridge.kube import Options
 from meshbridge.service.catalog import Catalog
+from meshbridge.service.credentials import Credentials
 from meshbridge.service.leases import DEFAULT_TTL, replica_id
 from meshbridge.service.manifests import Manifests
 from meshbridge.service.reconciler import Reconciler
 from meshbridge.service.render import MaterialProvider
 from meshbridge.service.resources import KINDS
+from meshbridge.service.statekey import load_sealer
 from meshbridge.store import ClusterRuns, ResourceStore, open_store
 
 __all__ = ["create_app"]
@@ -101,6 +104,7 @@ def create_app(
     metrics_public: bool = False,
     reconcile_interval: float = 0.0,
     reconcile_options: Options | None = None,
+    credentials: Credentials | None = None,
     replica: str | None = None,
     lease_ttl: float = DEFAULT_TTL,
 ) -> FastAPI:
@@ -110,8 +114,13 @@ def create_app(
     background, in a thread of its own, after every change and at least that often, taking
     each cluster's lease (``lease_ttl`` seconds) first, so that of several replicas
     (``replica``: this one's name) one at a time writes to a cluster (``service.reconciler``).
+    It reaches each cluster with the credential its Cluster names, kept in ``credentials``
+    (without it the credentials routes answer 409 and such clusters fail; given a store
+    location, the app keeps them sealed under that store's state key).
     """
     opened = open_store(store) if isinstance(store, str) else store
+    if credentials is None and isinstance(store, str):
+        credentials = Credentials(opened, lambda: load_sealer(store, opened))
     catalog = Catalog(opened)
     metrics = Metrics(catalog_counts(opened), cluster_runs(opened))
     manifests = Manifests(catalog, material, on_render=metrics.render.observe)
@@ -122,11 +131,13 @@ def create_app(
             material,
             interval=reconcile_interval,
             options=reconcile_options or Options(),
+            credentials=credentials,
             replica=replica or replica_id(),
             lease_ttl=lease_ttl,
             on_run=metrics.reconciled,
         )
-    server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler)
+    server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler,
+                    credentials)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -143,7 +154,8 @@ def create_app(
         title="meshbridge",
         version=__version__,
         description="Istio multi-cluster intents in, every cluster's manifests out.",
-        docs_url="/docs",
+        openapi_url=None,  # served by ops.router, behind a token like every call but health
+        docs_url=None,
         redoc_url=None,
     )
     app.state.server = server
@@ -151,6 +163,7 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(resources.router)
     app.include_router(status.router)
+    app.include_router(credentials_routes.router)
     app.add_middleware(EdgeMiddleware, server=server)
     _extend_openapi(app)
     return app

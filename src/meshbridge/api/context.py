@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from meshbridge.api.metrics import Metrics
 from meshbridge.service.catalog import Catalog
+from meshbridge.service.credentials import Credentials
 from meshbridge.service.manifests import Manifests
 from meshbridge.service.reconciler import Reconciler
 from meshbridge.service.tokens import Principal, allows, authenticate
@@ -34,6 +35,7 @@ class Server:
     max_body: int = 8 * MiB
     metrics_public: bool = False
     reconciler: Reconciler | None = None
+    credentials: Credentials | None = None
 
 
 def server_of(request: Request) -> Server:

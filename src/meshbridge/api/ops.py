@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.params import Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, Field
@@ -52,6 +53,19 @@ def metrics(request: Request, server: ServerDep) -> Response:
     if not server.metrics_public:
         principal(request, server, _bearer_credentials(request))
     return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, _: Viewer) -> JSONResponse:
+    """The OpenAPI document of this API (any role)."""
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False)
+def docs(_: Viewer) -> HTMLResponse:
+    """Swagger UI over ``/openapi.json`` (any role; the page fetches the document with the
+    same ``Authorization`` header, e.g. one a browser extension adds)."""
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="meshbridge API")
 
 
 def _bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None:

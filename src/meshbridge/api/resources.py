@@ -11,7 +11,10 @@
     GET    /api/v1/{apps,inboundintents,externalservices}       every namespace
     POST   /api/v1/apply[?prune=true][&dryRun=All]              many documents, all or nothing
 
-Every write validates the whole resulting set of documents (see ``service.catalog``).
+Every write validates the whole resulting set of documents (see ``service.catalog``). A
+Cluster naming a kubeconfig file (``spec.kubeconfig.path``) is refused first: the server reads
+no file a caller names; Clusters name credentials an admin registered
+(``spec.kubeconfig.credential``, see ``api.credentials``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from meshbridge.api.context import Editor, ServerDep, Viewer
 from meshbridge.api.schemas import body_schema
 from meshbridge.model import API_VERSION
 from meshbridge.service.catalog import Delete, Put, WriteResult
+from meshbridge.service.credentials import refuse_kubeconfig_paths
 from meshbridge.service.documents import BODY, parse_documents, parse_one
 from meshbridge.service.errors import BadRequest
 from meshbridge.service.resources import (
@@ -84,6 +88,7 @@ def _handlers(kind: ResourceKind) -> dict[str, Callable[..., Any]]:
 
         def work() -> WriteResult:
             body, expect = strip_server_fields(parse_one(data, ctype))
+            refuse_kubeconfig_paths([(BODY, 1, body)])  # the server reads no file it is given
             return server.catalog.write([Put(body, BODY, 1, expect, key)], who.name)
 
         return _put_result(await run_in_threadpool(work))
@@ -183,6 +188,7 @@ async def apply(
         docs = parse_documents(data, ctype)
         if not docs:
             raise BadRequest("the body holds no document")
+        refuse_kubeconfig_paths((BODY, index, raw) for index, raw in docs)
         changes: list[Put | Delete] = []
         for index, raw in docs:
             body, expect = strip_server_fields(raw)

@@ -202,6 +202,7 @@ def apply(
     timeout: TimeoutOption = 10.0,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
+    server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Apply the rendered mesh to live clusters (server-side apply, pruning, drift correction).
 
@@ -228,7 +229,7 @@ def apply(
                 markup=False,
             )
             raise typer.Exit(2)
-        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run)
+        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run, server_ca=server_ca)
         return
     options = Options(
         dry_run=dry_run,
@@ -298,6 +299,7 @@ def status(
     ] = False,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
+    server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
 
@@ -308,7 +310,7 @@ def status(
     exist is reported as such and not created.
     """
     if server:
-        remote_cmd.status_from_server(server, token, objects=objects)
+        remote_cmd.status_from_server(remote_cmd.Remote(server, token, server_ca), objects=objects)
         return
     location = state_path(state)
     if not store_exists(location):

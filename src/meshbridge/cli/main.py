@@ -12,6 +12,7 @@ import typer
 
 from meshbridge import __version__
 from meshbridge.cli import apply as apply_cmd
+from meshbridge.cli import credentials as credential_cmd
 from meshbridge.cli import keys as keys_opt
 from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
@@ -98,6 +99,7 @@ def render(
     state: StateOption = None,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
+    server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Write every cluster's Istio manifests (GitOps-ready YAML) to a directory.
 
@@ -110,7 +112,7 @@ def render(
     """
     placement = keys_opt.placement(output, secrets_dir, include_secrets)
     if server:
-        remote_cmd.render_remote(server, token, output, files, placement)
+        remote_cmd.render_remote(server, token, output, files, placement, server_ca)
         return
     with errors_mapped():
         from meshbridge.service import pki as pki_service
@@ -145,6 +147,7 @@ app.command()(remote_cmd.delete)
 app.command()(server_cmd.serve)
 app.add_typer(server_cmd.db_app)
 app.add_typer(server_cmd.token_app)
+app.add_typer(credential_cmd.app)
 
 
 def main() -> None:

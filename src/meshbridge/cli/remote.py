@@ -2,14 +2,20 @@
 behind ``render --server``.
 
 The server is ``--server URL`` (or ``MESHBRIDGE_SERVER``), the token ``--token`` (or
-``MESHBRIDGE_TOKEN``; prefer the variable: a command line is visible to other users). The same
-files that ``validate`` and ``render`` read can be applied; problems name those files.
+``MESHBRIDGE_TOKEN``; prefer the variable: a command line is visible to other users). An
+``https`` server is verified against the system's trust, or against ``--server-ca FILE`` (or
+``MESHBRIDGE_SERVER_CA``) alone; a server started with ``--tls-client-ca`` is shown the client
+certificate in ``MESHBRIDGE_CLIENT_CERT`` / ``MESHBRIDGE_CLIENT_KEY``. The token is never sent
+over plain HTTP to a host that is not loopback (see :mod:`meshbridge.client`). The same files
+that ``validate`` and ``render`` read can be applied; problems name those files.
 Exit codes as everywhere: 0 success, 1 failure, 2 invalid input or usage.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,10 +28,15 @@ from meshbridge.service.errors import BadRequest, Conflict
 from meshbridge.service.sources import read_sources
 
 if TYPE_CHECKING:
+    from meshbridge.client import Client
     from meshbridge.service.resources import ResourceKind
     from meshbridge.service.writer import KeyPlacement
 
 __all__ = [
+    "CLIENT_CERT_ENV",
+    "CLIENT_KEY_ENV",
+    "Remote",
+    "ServerCAOption",
     "ServerOption",
     "TokenOption",
     "apply",
@@ -43,7 +54,8 @@ ServerOption = Annotated[
         metavar="URL",
         envvar="MESHBRIDGE_SERVER",
         show_envvar=True,
-        help="A meshbridge server (meshbridge serve), e.g. http://127.0.0.1:8080.",
+        help="A meshbridge server (meshbridge serve), e.g. https://meshbridge.internal:8443 "
+        "(plain http only to a loopback address).",
         show_default=False,
     ),
 ]
@@ -58,6 +70,20 @@ TokenOption = Annotated[
         show_default=False,
     ),
 ]
+ServerCAOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--server-ca",
+        metavar="FILE",
+        envvar="MESHBRIDGE_SERVER_CA",
+        show_envvar=True,
+        help="PEM bundle of the CA that signed an https server's certificate (default: the "
+        "system's trust).",
+        show_default=False,
+    ),
+]
+CLIENT_CERT_ENV = "MESHBRIDGE_CLIENT_CERT"
+CLIENT_KEY_ENV = "MESHBRIDGE_CLIENT_KEY"
 NamespaceOption = Annotated[
     str,
     typer.Option("-n", "--namespace", metavar="NS", help="Namespace of namespaced kinds."),
@@ -74,6 +100,34 @@ def _need_server(server: str | None, command: str) -> str:
         )
         raise typer.Exit(2)
     return server
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A server as the command line names it: URL, token, and the CA that verifies it."""
+
+    server: str
+    token: str | None = None
+    server_ca: Path | None = None
+
+    def client(self) -> Client:
+        """A client of the server; checked (URL, TLS files) before anything is sent."""
+        from meshbridge.client import Client
+
+        return Client(
+            self.server, self.token, server_ca=self.server_ca, client_cert=client_certificate()
+        )
+
+
+def client_certificate() -> tuple[Path, Path] | None:
+    """(certificate, key) from ``MESHBRIDGE_CLIENT_CERT`` / ``MESHBRIDGE_CLIENT_KEY``, for a
+    server that asks for one (``serve --tls-client-ca``); the key defaults to the certificate
+    file (a PEM holding both)."""
+    cert = os.environ.get(CLIENT_CERT_ENV, "").strip()
+    if not cert:
+        return None
+    key = os.environ.get(CLIENT_KEY_ENV, "").strip() or cert
+    return Path(cert).expanduser(), Path(key).expanduser()
 
 
 def _kind(word: str) -> ResourceKind:
@@ -107,13 +161,21 @@ def apply(
         bool,
         typer.Option("--dry-run", help="Report what would be stored; store nothing."),
     ] = False,
+    server_ca: ServerCAOption = None,
 ) -> None:
     """Store intent documents on a meshbridge server: all of them or none.
 
     The whole resulting set of documents is validated by the server; on any problem nothing is
     stored, every problem is printed (naming your files) and the exit code is 2.
     """
-    apply_to_server(files, _need_server(server, "apply"), token, prune=prune, dry_run=dry_run)
+    apply_to_server(
+        files,
+        _need_server(server, "apply"),
+        token,
+        prune=prune,
+        dry_run=dry_run,
+        server_ca=server_ca,
+    )
 
 
 def apply_to_server(
@@ -123,15 +185,17 @@ def apply_to_server(
     *,
     prune: bool = False,
     dry_run: bool = False,
+    server_ca: Path | None = None,
 ) -> None:
     """``apply -f ... --server URL``: what the ``apply`` command does when given a server.
     With ``dry_run`` the server validates and answers what it would do, and stores nothing."""
-    from meshbridge.service.remote import Client, read_documents  # httpx: only when needed
+    from meshbridge.client import read_documents  # httpx: only when needed
 
     with errors_mapped():
+        remote = Remote(server, token, server_ca)
         docs = read_documents(read_sources(files))
         try:
-            with Client(server, token) as client:
+            with remote.client() as client:
                 result = client.apply(docs, prune=prune, dry_run=dry_run)
         except Conflict as exc:
             _print_conflict(exc)
@@ -159,15 +223,15 @@ def get(
     ] = None,
     server: ServerOption = None,
     token: TokenOption = None,
+    server_ca: ServerCAOption = None,
 ) -> None:
     """Show documents stored on a meshbridge server (a table, or -o yaml|json)."""
-    url = _need_server(server, "get")
-    from meshbridge.service.remote import Client
+    remote = Remote(_need_server(server, "get"), token, server_ca)
     rk = _kind(kind)
     if output not in (None, "yaml", "json"):
         err_console.print("error: -o takes yaml or json", style="red", markup=False)
         raise typer.Exit(2)
-    with errors_mapped(), Client(url, token) as client:
+    with errors_mapped(), remote.client() as client:
         if name is not None:
             found: dict[str, Any] = client.get(rk, name, namespace if rk.namespaced else "")
             items = [found]
@@ -210,19 +274,19 @@ def delete(
     namespace: NamespaceOption = "default",
     server: ServerOption = None,
     token: TokenOption = None,
+    server_ca: ServerCAOption = None,
 ) -> None:
     """Delete one document on a meshbridge server.
 
     Refused (exit 1, nothing deleted) while other documents still refer to it; the problems
     name them.
     """
-    url = _need_server(server, "delete")
-    from meshbridge.service.remote import Client
+    remote = Remote(_need_server(server, "delete"), token, server_ca)
     rk = _kind(kind)
     ns = namespace if rk.namespaced else ""
     with errors_mapped():
         try:
-            with Client(url, token) as client:
+            with remote.client() as client:
                 client.delete(rk, name, ns)
         except Conflict as exc:
             _print_conflict(exc)
@@ -230,15 +294,13 @@ def delete(
     out_console.print(f"{_describe(rk.kind, ns, name)} deleted", markup=False)
 
 
-def status_from_server(server: str, token: str | None, *, objects: bool = False) -> None:
+def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     """``status --server``: every cluster's last reconcile on the server, by which replica,
     its last success and failures since; the replicas; the documents left out of renders.
     Exit 1 when a cluster's last reconcile failed or could not reach it, or documents are."""
     from rich.table import Table
 
-    from meshbridge.service.remote import Client
-
-    with errors_mapped(), Client(server, token) as client:
+    with errors_mapped(), remote.client() as client:
         found = client.request("GET", "/api/v1/status").json()
         flagged = client.request("GET", "/api/v1/problems").json()
     items = found.get("items", [])
@@ -306,6 +368,7 @@ def render_remote(
     output: Path,
     files: list[str] | None = None,
     placement: KeyPlacement | None = None,
+    server_ca: Path | None = None,
 ) -> None:
     """``render --server URL -o DIR``: the server's stored documents, rendered into DIR, with
     Secrets holding a private key placed as for a local render (left out by default).
@@ -321,9 +384,16 @@ def render_remote(
         )
         raise typer.Exit(2)
     with errors_mapped():
-        from meshbridge.service.remote import render_from_server
+        from meshbridge.client import render_from_server
 
-        result, written = render_from_server(server, token, output, placement)
+        result, written = render_from_server(
+            server,
+            token,
+            output,
+            placement,
+            server_ca=server_ca,
+            client_cert=client_certificate(),
+        )
     for cluster, count in sorted(result.objects.items()):
         err_console.print(f"{cluster}: {count} objects", markup=False)
     err_console.print(

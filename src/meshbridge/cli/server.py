@@ -6,12 +6,18 @@ The store is ``--db URL`` (or ``MESHBRIDGE_DB``): ``sqlite:///PATH`` or
 password: a command line is visible to other users. Migrations run on every open, so ``serve``
 and ``token`` work on a fresh database; ``db upgrade`` runs them on their own (e.g. before
 rolling out several server processes).
+
+``serve`` speaks HTTPS with ``--tls-cert/--tls-key`` (and asks every client for a certificate
+with ``--tls-client-ca``); it refuses to listen in plain HTTP on an address other machines
+reach unless ``--insecure`` is given.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -59,9 +65,68 @@ def _shown(url: str) -> str:
         return "<store>"
 
 
+@dataclass(frozen=True)
+class Tls:
+    """The server's TLS files, checked to load before anything else starts."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+def _usage(message: str) -> typer.Exit:
+    err_console.print(f"error: {message}", style="red", markup=False)
+    return typer.Exit(2)
+
+
+def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Tls | None:
+    """The TLS files given, loaded once to fail now with a clear message (exit 2)."""
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise _usage("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if cert is None or key is None:
+        raise _usage("--tls-cert and --tls-key go together: give both")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise _usage(f"cannot use --tls-cert {cert} with --tls-key {key}: {reason}") from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise _usage(f"cannot use --tls-client-ca {client_ca}: {reason}") from None
+    return Tls(cert, key, client_ca)
+
+
+def check_listener(host: str, tls: Tls | None, insecure: bool) -> None:
+    """Exit 2, before anything is opened or bound, for plain HTTP on an address other machines
+    reach: bearer tokens and manifests holding CA keys would cross the network in clear text.
+    ``--insecure`` allows it (TLS ended by a proxy on the same host, a test network)."""
+    from meshbridge.client import is_loopback  # the client's rule: one notion of loopback
+
+    if tls is None and not insecure and not is_loopback(host):
+        raise _usage(
+            f"refusing to serve plain HTTP on {host}, an address other machines reach: tokens "
+            "and manifests holding CA keys would cross the network in clear text. Give "
+            "--tls-cert FILE --tls-key FILE, listen on a loopback address (127.0.0.1), or pass "
+            "--insecure if TLS is ended in front of the server"
+        )
+
+
 def serve(
     db: DbOption = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on. Any but a loopback address needs --tls-cert/--tls-key "
+            "(or --insecure).",
+        ),
+    ] = "127.0.0.1",
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")
     ] = 8080,
@@ -108,13 +173,51 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            metavar="FILE",
+            help="Serve HTTPS with this certificate (PEM, the chain after the leaf).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key", metavar="FILE", help="The certificate's private key (PEM).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-client-ca",
+            metavar="FILE",
+            help="Also require a client certificate signed by this CA (PEM) on every "
+            "connection, before any token is read.",
+            show_default=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow plain HTTP on an address that is not loopback (TLS ended in front of "
+            "the server).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the REST API (documents, apply, rendered manifests, status, audit, metrics).
 
     Several server processes (replicas) may share one PostgreSQL database: writes are
     serialised there, each process notices the others' writes, and each cluster is reconciled
-    by one replica at a time (docs/server.md, "Several replicas").
+    by one replica at a time (docs/server.md, "Several replicas"). Off a loopback address it
+    speaks HTTPS only (--tls-cert/--tls-key), unless --insecure is given.
     """
+    tls = _tls(tls_cert, tls_key, tls_client_ca)
+    check_listener(host, tls, insecure)
+
     import uvicorn
 
     from meshbridge.api import create_app
@@ -133,20 +236,38 @@ def serve(
             refuse_lost_store(url, store)  # nor beside the key file of a lost database
 
             material = material_provider(url)
+    from meshbridge.service.credentials import Credentials
+
     app = create_app(
         store,
         material,
         max_body=max_body_mib * 1024 * 1024,
         metrics_public=public_metrics,
         reconcile_interval=reconcile_interval,
+        # the state key is asked for when a credential is first registered or used
+        credentials=Credentials(store, lambda: load_sealer(url, store)),
         replica=replica_id,
         lease_ttl=lease_seconds,
     )
+    scheme = "https" if tls else "http"
+    shown_host = f"[{host}]" if ":" in host else host
     err_console.print(
-        f"meshbridge: store {_shown(url)}; listening on http://{host}:{port}", markup=False
+        f"meshbridge: store {_shown(url)}; listening on {scheme}://{shown_host}:{port}"
+        + (" (client certificates required)" if tls and tls.client_ca else ""),
+        markup=False,
     )
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            ssl_certfile=tls.cert if tls else None,
+            ssl_keyfile=tls.key if tls else None,
+            ssl_ca_certs=tls.client_ca if tls else None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.client_ca else ssl.CERT_NONE,
+        )
     finally:
         store.close()
 

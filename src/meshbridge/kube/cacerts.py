@@ -3,9 +3,9 @@
 Before apply writes a ``cacerts`` anywhere it must know, for every cluster, which roots the
 cluster trusts now (``meshbridge.service.rootguard``). This module does the reading: one GET of
 ``istio-system/cacerts`` per cluster, all clusters at once (``parallel`` at a time), with the
-same retries as a reconcile. Whoever owns the Secret, it is read: a ``cacerts`` made by hand
-(the seed procedure's ``kubectl create secret``) carries the root the mesh runs on as much as
-one meshbridge wrote.
+same retries as a reconcile (``kube.retry``). Whoever owns the Secret, it is read: a
+``cacerts`` made by hand (the seed procedure's ``kubectl create secret``) carries the root the
+mesh runs on as much as one meshbridge wrote.
 
 Only ``root-cert.pem``, ``ca-cert.pem`` and ``cert-chain.pem`` leave this module; the key
 (``ca-key.pem``) is dropped with the answer and never decoded.
@@ -24,8 +24,9 @@ import httpx2
 from lightkube import ApiError, ConfigError
 from lightkube.resources.core_v1 import Secret
 
-from meshbridge.kube.fleet import RETRYABLE, Options, Target, client_for
+from meshbridge.kube.fleet import Options, Target, client_for
 from meshbridge.kube.plan import MESH_ID_LABEL, MESH_LABEL
+from meshbridge.kube.retry import patiently, per_cluster
 
 __all__ = ["CACERTS", "LiveCacerts", "read_cacerts"]
 
@@ -61,37 +62,43 @@ def _public(secret: Secret) -> dict[str, str]:
 
 
 async def _read_one(target: Target, options: Options) -> LiveCacerts:
-    delay = options.backoff
-    error = ""
-    state: ReadState = "unreachable"
-    for attempt in range(1, options.retries + 1):
-        try:
-            client = client_for(target, options.timeout)
-        except (ConfigError, OSError, ValueError, KeyError) as exc:
-            error = f"kubeconfig: {exc}"
-            return LiveCacerts(target.name, "unconfigured", error=error, attempts=attempt)
-        try:
-            secret = await client.get(Secret, CACERTS[1], namespace=CACERTS[0])
-            labels = (secret.metadata.labels if secret.metadata else None) or {}
-            owner = None
-            if labels.get(MESH_LABEL) and labels.get(MESH_ID_LABEL):
-                owner = (labels[MESH_LABEL], labels[MESH_ID_LABEL])
-            return LiveCacerts(target.name, "found", _public(secret), attempts=attempt,
-                               owner=owner)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return LiveCacerts(target.name, "absent", attempts=attempt)
-            error, state = f"{exc.status.code}: {exc.status.message}", "failed"
-            if exc.status.code not in RETRYABLE:
-                return LiveCacerts(target.name, "failed", error=error, attempts=attempt)
-        except (httpx2.TransportError, OSError) as exc:
-            error, state = (str(exc) or type(exc).__name__).splitlines()[0][:300], "unreachable"
-        finally:
-            await client.close()
-        if attempt < options.retries:
-            await asyncio.sleep(delay)
-            delay *= 2
-    return LiveCacerts(target.name, state, error=error, attempts=options.retries)
+    try:
+        client = client_for(target, options.timeout)
+    except (ConfigError, OSError, ValueError, KeyError) as exc:
+        return LiveCacerts(target.name, "unconfigured", error=f"kubeconfig: {exc}", attempts=1)
+    attempts = 0
+
+    async def attempt(number: int) -> Secret:
+        nonlocal attempts
+        attempts = number
+        secret: Secret = await patiently(
+            lambda: client.get(Secret, CACERTS[1], namespace=CACERTS[0])
+        )
+        return secret
+
+    try:
+        secret = await per_cluster(attempt, attempts=options.retries, backoff=options.backoff)
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return LiveCacerts(target.name, "absent", attempts=attempts)
+        error = f"{exc.status.code}: {exc.status.message}"
+        return LiveCacerts(target.name, "failed", error=error, attempts=attempts)
+    except (httpx2.TransportError, OSError) as exc:
+        error = (str(exc) or type(exc).__name__).splitlines()[0][:300]
+        return LiveCacerts(target.name, "unreachable", error=error, attempts=attempts)
+    except httpx2.HTTPStatusError as exc:  # an answer that is not the API server's (a proxy's)
+        error = f"{exc.response.status_code}: {exc.request.method} {exc.request.url.path}"
+        return LiveCacerts(target.name, "failed", error=error, attempts=attempts)
+    except ConfigError as exc:  # credentials that fail when used (an exec plugin, a token file)
+        return LiveCacerts(target.name, "unconfigured", error=f"kubeconfig: {exc}",
+                           attempts=attempts)
+    finally:
+        await client.close()
+    labels = (secret.metadata.labels if secret.metadata else None) or {}
+    owner = None
+    if labels.get(MESH_LABEL) and labels.get(MESH_ID_LABEL):
+        owner = (labels[MESH_LABEL], labels[MESH_ID_LABEL])
+    return LiveCacerts(target.name, "found", _public(secret), attempts=attempts, owner=owner)
 
 
 async def read_cacerts(targets: list[Target], options: Options) -> list[LiveCacerts]:

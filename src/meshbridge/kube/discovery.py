@@ -2,7 +2,8 @@
 
 Read from the ``istio-ingressgateway`` Service in ``istio-system``: a LoadBalancer's ingress
 address and port 15443, or else (NodePort) a node's address and the node port of 15443. A node
-address prefers ExternalIP, then InternalIP, of the first node in name order.
+address prefers ExternalIP, then InternalIP, of the first node in name order. Each read is
+sent again while the server answers 429 (``kube.retry.patiently``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Node, Service
+
+from meshbridge.kube.retry import patiently
 
 SERVICE = ("istio-system", "istio-ingressgateway")
 TLS_PORT = 15443
@@ -42,7 +45,8 @@ async def discover(client: AsyncClient) -> GatewayAddress:
 
 async def _discover(client: AsyncClient) -> GatewayAddress:
     try:
-        svc = (await client.get(Service, SERVICE[1], namespace=SERVICE[0])).to_dict()
+        found = await patiently(lambda: client.get(Service, SERVICE[1], namespace=SERVICE[0]))
+        svc = found.to_dict()
     except ApiError as exc:
         raise DiscoveryError(f"service {SERVICE[0]}/{SERVICE[1]}: {exc.status.message}") from exc
     spec: dict[str, Any] = svc.get("spec") or {}
@@ -60,7 +64,7 @@ async def _discover(client: AsyncClient) -> GatewayAddress:
             f"and no node port for {TLS_PORT}"
         )
     try:
-        listed = [n.to_dict() async for n in client.list(Node)]
+        listed = await patiently(lambda: _nodes(client))
     except ApiError as exc:
         raise DiscoveryError(
             f"service {SERVICE[0]}/{SERVICE[1]} is a NodePort service, and the nodes cannot be "
@@ -77,3 +81,7 @@ async def _discover(client: AsyncClient) -> GatewayAddress:
                         f"node {node['metadata']['name']} {wanted}, NodePort",
                     )
     raise DiscoveryError("no node with an ExternalIP or InternalIP address")
+
+
+async def _nodes(client: AsyncClient) -> list[dict[str, Any]]:
+    return [n.to_dict() async for n in client.list(Node)]

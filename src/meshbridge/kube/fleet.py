@@ -1,13 +1,20 @@
-"""Reconcile many clusters at once: bounded concurrency, retries with backoff, one report each.
+"""Reconcile many clusters at once: bounded concurrency, retries, one report each.
 
-A cluster that cannot be reached is retried (``retries`` attempts, the wait doubling from
-``backoff`` seconds) and then reported Unreachable; a cluster whose objects fail or conflict is
-reported Failed. Neither stops the others.
+A cluster that cannot be reached, or answers "not now", is tried again (``Options.retries``
+attempts in all, waits as ``kube.retry.per_cluster`` says) and then reported Unreachable (or
+Failed, for an answer); a cluster whose objects fail or conflict is reported Failed. Neither
+stops the others.
+
+Clients are lightkube's, on its own transport (httpx2), with the kubeconfig's credentials.
+Proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured as kubectl
+honours them, loopback included: an API server on ``localhost`` or a loopback address is never
+reached through a proxy (Go's rule; httpx alone would send it to the proxy too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,23 +26,23 @@ import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge.kube.plan import INJECTION_LABEL, Outcome, Ownership
-from meshbridge.kube.reconcile import ClusterReconciler, Unreachable
-from meshbridge.kube.wire import transport_for
+from meshbridge.kube.reconcile import ClusterReconciler
+from meshbridge.kube.retry import Unreachable, per_cluster
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
-
-# Answers that say "not now" rather than "no": the API server is starting, overloaded or behind
-# a proxy that lost it. The cluster is tried again like an unreachable one.
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
 class Target:
-    """How to reach one cluster."""
+    """How to reach one cluster: a kubeconfig file (``kubeconfig``, the CLI's), or the
+    kubeconfig itself as data (``config``: a credential registered on the server, which reads
+    no file), or why it cannot be reached (``unusable``: its Failed reason; nothing is read)."""
 
     name: str
     kubeconfig: str | None
     context: str | None = None
+    config: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    unusable: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,9 @@ class ClusterReport:
 
 @dataclass(frozen=True)
 class Options:
+    """How a run goes: ``retries`` attempts per cluster, the wait between them doubling from
+    ``backoff`` seconds (``kube.retry``); ``timeout``: seconds for each request."""
+
     dry_run: bool = False
     force_conflicts: bool = False
     with_diff: bool = False
@@ -86,65 +96,84 @@ Progress = Callable[[ClusterReport], None]
 
 def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
     """A lightkube client for a target, or ConfigError naming what is wrong with its kubeconfig."""
-    if not target.kubeconfig:
-        raise ConfigError(f"cluster {target.name!r} has no spec.kubeconfig")
-    path = Path(target.kubeconfig).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"kubeconfig {path} does not exist")
-    try:
-        with path.open("rb") as f:  # the C loader: lightkube's own reading uses the Python one
-            config = KubeConfig.from_dict(yaml.load(f, Loader=yaml.CSafeLoader), fname=path)
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"kubeconfig {path} is not a valid kubeconfig: {exc}") from None
+    if target.unusable:
+        raise ConfigError(target.unusable)
+    if target.config is not None:
+        where = f"the credential of cluster {target.name!r}"
+        try:
+            config = KubeConfig.from_dict(dict(target.config))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise ConfigError(f"{where} is not a valid kubeconfig") from None
+    else:
+        if not target.kubeconfig:
+            raise ConfigError(f"cluster {target.name!r} has no spec.kubeconfig")
+        path = Path(target.kubeconfig).expanduser()
+        where = f"kubeconfig {path}"
+        if not path.is_file():
+            raise ConfigError(f"kubeconfig {path} does not exist")
+        try:
+            with path.open("rb") as f:  # the C loader: lightkube's own reading uses the Python one
+                config = KubeConfig.from_dict(yaml.load(f, Loader=yaml.CSafeLoader), fname=path)
+        except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"kubeconfig {path} is not a valid kubeconfig: {exc}") from None
     single = config.get(target.context) if target.context else config.get()
     if single is None:
-        raise ConfigError(f"kubeconfig {path} has no context {target.context!r}")
+        raise ConfigError(f"{where} has no context {target.context!r}")
     return AsyncClient(
         config=single,
         timeout=httpx2.Timeout(timeout),
         field_manager="meshbridge",
-        transport=transport_for(single),
+        trust_env=not _on_loopback(single.cluster.server),  # False: no proxy from the env
     )
+
+
+def _on_loopback(server: str) -> bool:
+    """The API server is this machine's own (``localhost`` or a loopback address): kubectl
+    (Go's net/http) never sends such requests to a proxy, whatever ``NO_PROXY`` says."""
+    try:
+        host = httpx2.URL(server).host
+    except (httpx2.InvalidURL, TypeError):
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def reconcile_one(
     target: Target, desired: list[dict[str, Any]], mesh: MeshRef, options: Options
 ) -> ClusterReport:
     report = ClusterReport(target.name, "Unreachable")
-    delay = options.backoff
-    for attempt in range(1, options.retries + 1):
-        report.attempts = attempt
-        try:
-            client = client_for(target, options.timeout)
-        except (ConfigError, OSError, ValueError, KeyError) as exc:
-            report.state, report.error = "Failed", f"kubeconfig: {exc}"
-            break
-        try:
-            outcome = await ClusterReconciler(
-                client,
-                mesh.ownership(target.name),
-                namespace_labels=mesh.namespace_labels,
-                dry_run=options.dry_run,
-                force_conflicts=options.force_conflicts,
-                with_diff=options.with_diff,
-            ).run(desired)
-        except (Unreachable, httpx2.TransportError, OSError) as exc:
-            report.state, report.error = "Unreachable", _reason(exc)
-            if attempt < options.retries:
-                await asyncio.sleep(delay)
-                delay *= 2
-            continue
-        except httpx2.HTTPStatusError as exc:
-            report.state, report.error = "Failed", _status_text(exc)
-            if exc.response.status_code in RETRYABLE and attempt < options.retries:
-                await asyncio.sleep(delay)
-                delay *= 2
-                continue
-            break
-        finally:
-            await client.close()
+    try:
+        client = client_for(target, options.timeout)
+    except (ConfigError, OSError, ValueError, KeyError) as exc:
+        report.state, report.error, report.attempts = "Failed", f"kubeconfig: {exc}", 1
+        report.finished_at = _now()
+        return report
+
+    async def attempt(number: int) -> Outcome:
+        report.attempts = number
+        return await ClusterReconciler(
+            client,
+            mesh.ownership(target.name),
+            namespace_labels=mesh.namespace_labels,
+            dry_run=options.dry_run,
+            force_conflicts=options.force_conflicts,
+            with_diff=options.with_diff,
+        ).run(desired)
+
+    try:
+        outcome = await per_cluster(attempt, attempts=options.retries, backoff=options.backoff)
+    except (Unreachable, httpx2.TransportError, OSError) as exc:
+        report.state, report.error = "Unreachable", _reason(exc)
+    except httpx2.HTTPStatusError as exc:
+        report.state, report.error = "Failed", _status_text(exc)
+    except ConfigError as exc:  # credentials that fail when used (an exec plugin, a token file)
+        report.state, report.error = "Failed", f"kubeconfig: {exc}"
+    else:
         report.outcome = outcome
-        report.error = ""
         if outcome.failed:
             report.state = "Failed"
             report.error = (
@@ -152,9 +181,14 @@ async def reconcile_one(
             )
         else:
             report.state = "Planned" if options.dry_run else "Applied"
-        break
-    report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    finally:
+        await client.close()
+    report.finished_at = _now()
     return report
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _status_text(exc: httpx2.HTTPStatusError) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx2
@@ -52,6 +52,7 @@ from meshbridge.kube.plan import (
     owned_shape,
     plan,
 )
+from meshbridge.kube.retry import Unreachable, patiently
 
 LABELLED_ONLY = frozenset({"Secret"})  # kinds listed by label only (see _list_kind)
 
@@ -63,10 +64,6 @@ DEFAULT_VERSIONS = {
 }
 
 _MEANWHILE = "after meshbridge read the cluster"
-
-
-class Unreachable(Exception):
-    """The cluster's API server could not be reached (connection, TLS, timeout)."""
 
 
 @functools.cache
@@ -113,7 +110,7 @@ class ClusterReconciler:
         versions = _versions(desired)
         listing, namespaces = await asyncio.gather(
             self._listing(versions),
-            _patient(functools.partial(self._list, "Namespace", "v1", None)),
+            patiently(functools.partial(self._list, "Namespace", "v1", None)),
         )
         steps = plan(
             desired,
@@ -158,7 +155,7 @@ class ClusterReconciler:
             {MANAGED_BY[0]: MANAGED_BY[1]} if kind in LABELLED_ONLY else None
         )
         try:
-            items: list[Live] = await _patient(
+            items: list[Live] = await patiently(
                 functools.partial(self._list, kind, version, selector)
             )
         except httpx2.HTTPStatusError as exc:  # ApiError, or a bare 404 for an unknown group
@@ -181,7 +178,7 @@ class ClusterReconciler:
     async def _get(self, kind: str, version: str, name: str, ns: str) -> Live | None:
         res: Any = live_resource(kind, version)
         try:
-            item: Live = await _patient(lambda: self.client.get(res, name, namespace=ns or None))
+            item: Live = await patiently(lambda: self.client.get(res, name, namespace=ns or None))
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
@@ -195,7 +192,7 @@ class ClusterReconciler:
         if not self.dry_run:
             res = KINDS["Namespace"].resource("v1")
             try:
-                await _patient(lambda: self.client.create(res.from_dict(step.desired)))
+                await patiently(lambda: self.client.create(res.from_dict(step.desired)))
             except ApiError as exc:
                 if exc.status.code != 409:  # created meanwhile by someone else: fine, not ours
                     raise
@@ -239,7 +236,7 @@ class ClusterReconciler:
         self, kind: str, version: str, name: str, ns: str, body: dict[str, Any], *, force: bool
     ) -> Live:
         res: Any = live_resource(kind, version)  # the answer is decoded as a Live record
-        answer: Live = await _patient(
+        answer: Live = await patiently(
             lambda: self.client.patch(
                 res,
                 name,
@@ -294,8 +291,16 @@ class ClusterReconciler:
 async def _delete_if(
     client: AsyncClient, res: Any, name: str, namespace: str, preconditions: dict[str, str]
 ) -> None:
-    """DELETE with ``DeleteOptions.preconditions`` (lightkube's ``delete`` sends no body)."""
-    generic: Any = client._client  # lightkube's request builder and transport, for the body
+    """DELETE with ``DeleteOptions.preconditions``, sent like any request (``patiently``).
+
+    lightkube's public ``delete`` sends no body, and the API server reads preconditions only
+    from the body (not from query parameters). So this one request is built and sent by the
+    client's internal ``GenericAsyncClient`` (``AsyncClient._client``: ``prepare_request``,
+    ``build_adapter_request``, ``send``, ``raise_for_status``), through the same connections,
+    authentication and proxies as every other request. pyproject.toml pins lightkube to the
+    minor this was written against; ``tests/unit/kube/test_retry.py`` sends such a delete.
+    """
+    generic: Any = client._client  # internal: see the docstring and the pin in pyproject.toml
     request = generic.prepare_request("delete", res=res, name=name, namespace=namespace or None)
     request.data = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
 
@@ -303,7 +308,7 @@ async def _delete_if(
         response = await generic.send(generic.build_adapter_request(request))
         generic.raise_for_status(response)
 
-    await _patient(send)
+    await patiently(send)
 
 
 def _failed_write(step: Step, exc: ApiError) -> Change:
@@ -323,23 +328,6 @@ def _failed_write(step: Step, exc: ApiError) -> Change:
 
 def _status(exc: ApiError) -> str:
     return f"{exc.status.code}: {exc.status.message}"
-
-
-async def _patient(call: Callable[[], Awaitable[Any]], tries: int = 16) -> Any:
-    """``call()``, again after a short wait while the server answers 429 (too many requests, or
-    a resource's storage still initialising on first use: seen for a second or more on fresh
-    API servers); waits from 0.1 s doubling up to 1 s, about 12 s in all, then the last
-    answer's error is raised."""
-    delay = 0.1
-    for attempt in range(tries):
-        try:
-            return await call()
-        except ApiError as exc:
-            if exc.status.code != 429 or attempt == tries - 1:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-    raise AssertionError("unreachable")
 
 
 def _versions(objs: list[dict[str, Any]]) -> dict[str, str]:

@@ -212,8 +212,22 @@ class GatewaySpec(_Model):
 
 
 class KubeconfigRef(_Model):
-    path: Annotated[str, Field(min_length=1)]
+    """How to reach the cluster: a kubeconfig file (``path``, read by the CLI's ``apply``) or a
+    credential registered on a meshbridge server by an admin (``credential``, by name: the
+    server reads no file); one of the two. ``context``: a context of that kubeconfig."""
+
+    path: Annotated[str, Field(min_length=1)] | None = None
+    credential: DNSLabel | None = None
     context: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubeconfigRef:
+        if (self.path is None) == (self.credential is None):
+            raise ValueError(
+                "give path (a kubeconfig file, for the CLI) or credential (one registered on "
+                "the server), not both or neither"
+            )
+        return self
 
 
 class ClusterSpec(_Model):

@@ -43,6 +43,7 @@ from meshbridge.kube import (
     reconcile_all,
 )
 from meshbridge.pki.sealing import row_aad
+from meshbridge.service.credentials import file_target
 from meshbridge.service.holdings import KIND_HELD
 from meshbridge.service.ownership import mesh_ref, record_adoptions
 from meshbridge.service.statekey import load_sealer
@@ -83,8 +84,7 @@ def targets(intents: Intents, only: list[str] | None = None) -> list[Target]:
     """Clusters to reconcile; unknown names in ``only`` are bad input."""
     every = []
     for doc in sorted(intents.clusters, key=lambda d: d.obj.name):
-        ref = doc.obj.spec.kubeconfig
-        every.append(Target(doc.obj.name, ref.path if ref else None, ref.context if ref else None))
+        every.append(file_target(doc.obj))
     return _choose(every, only)
 
 
@@ -103,8 +103,7 @@ async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
     address out, read from the cluster."""
 
     async def one(doc: Located[Cluster]) -> Discovered:
-        ref = doc.obj.spec.kubeconfig
-        target = Target(doc.obj.name, ref.path if ref else None, ref.context if ref else None)
+        target = file_target(doc.obj)
         try:
             client = client_for(target, timeout)
         except Exception as exc:

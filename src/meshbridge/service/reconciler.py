@@ -2,7 +2,9 @@
 change and every ``interval`` seconds, by exactly one replica per cluster at a time.
 
 It is the CLI's reconciler (``meshbridge.kube``) fed from the server's catalog instead of files:
-the same plan, VIPs and certificates the manifests endpoint serves. Clusters without
+the same plan, VIPs and certificates the manifests endpoint serves. Clusters reach their API
+servers through the credential their ``spec.kubeconfig`` names, registered by an admin
+(:mod:`meshbridge.service.credentials`; the server reads no kubeconfig file); clusters without
 ``spec.kubeconfig`` are left out (their manifests are still served for GitOps). Gateway
 discovery is a CLI feature (``meshbridge apply``); the server needs explicit gateway addresses.
 
@@ -43,8 +45,9 @@ from meshbridge import compile as mbcompile
 from meshbridge.errors import InvalidInput, MeshbridgeError
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, reconcile_all
 from meshbridge.service import rootguard
-from meshbridge.service.apply import record_status, targets
+from meshbridge.service.apply import record_status
 from meshbridge.service.catalog import Catalog
+from meshbridge.service.credentials import Credentials, cluster_targets
 from meshbridge.service.leases import DEFAULT_TTL, FENCE, lease_name, owner, replica_id
 from meshbridge.service.manifests import narrowed
 from meshbridge.service.ownership import mesh_ref
@@ -87,6 +90,7 @@ class Reconciler:
     interval: float = 60.0  # seconds between runs of a cluster when nothing changes
     poll: float = 1.0  # seconds between heartbeats, lease renewals and looks at the store
     options: Options = field(default_factory=Options)
+    credentials: Credentials | None = None  # what Clusters' spec.kubeconfig.credential names
     replica: str = field(default_factory=replica_id)
     lease_ttl: float = DEFAULT_TTL
     on_run: Callable[[str, str], None] | None = None  # (cluster, state) after each run
@@ -220,7 +224,7 @@ class Reconciler:
                 revision = catalog.revisions.resources if catalog.revisions else 0
                 plan = catalog.plan()
                 intents = plan.snapshot.intents
-                chosen = [t for t in targets(intents) if t.kubeconfig]
+                chosen = cluster_targets(intents, self.credentials)
                 if not chosen:
                     return Desired(revision, [], None, {}, "", time.monotonic())
                 names = {t.name for t in chosen}
@@ -249,7 +253,28 @@ class Reconciler:
 
     # ------------------------------------------------------------------------ one batch
 
-    async def _run(self, batch: _Batch, desired: Desired) -> None:
+    async def reconcile_once(self) -> list[ClusterReport]:
+        """Reconcile now every cluster whose lease this replica can take, whoever owns it, and
+        return the reports (one-shot use and tests: the background loop's path, run outside
+        it; leases held by another are skipped)."""
+        desired = self._desired = await asyncio.to_thread(self._compute, self._desired)
+        store = self.catalog.store
+
+        def take() -> dict[str, Lease]:
+            found = {
+                t.name: store.acquire_lease(lease_name(t.name), self.replica, self.lease_ttl)
+                for t in desired.targets
+            }
+            return {c: lease for c, lease in found.items() if lease is not None}
+
+        leases = await asyncio.to_thread(take)
+        if not leases:
+            return []
+        batch = _Batch(sorted(leases), leases)
+        self._batches.append(batch)
+        return await self._run(batch, desired)
+
+    async def _run(self, batch: _Batch, desired: Desired) -> list[ClusterReport]:
         store = self.catalog.store
         runs = await asyncio.to_thread(self._start_runs, batch, desired)
         reports: list[ClusterReport] = []
@@ -274,6 +299,7 @@ class Reconciler:
                                       [lease_name(c) for c in batch.clusters])
                 )
             self._batches.remove(batch)
+        return reports
 
     def _start_runs(self, batch: _Batch, desired: Desired) -> dict[str, int]:
         store = self.catalog.store

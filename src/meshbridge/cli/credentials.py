@@ -1,0 +1,196 @@
+"""``meshbridge credential add|list|delete``: cluster credentials on a meshbridge server (admin).
+
+A server reads no kubeconfig file: an admin registers each cluster's credentials and the
+Cluster documents name them (``spec.kubeconfig.credential``). ``add`` reads the admin's own
+kubeconfig here, on the admin's machine, and sends it whole: files it names
+(``certificate-authority``, ``client-certificate``, ``client-key``, ``tokenFile``; relative to
+the kubeconfig) are read and inlined, and ``--context`` keeps one context with its cluster and
+user. The server refuses what it cannot use without files or programs (``exec``,
+``auth-provider``). Nothing secret is printed, and the server never answers it back.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from meshbridge.cli.common import err_console, errors_mapped, out_console
+from meshbridge.cli.remote import Remote, ServerCAOption, ServerOption, TokenOption
+from meshbridge.errors import InvalidInput, MeshbridgeError, Problem
+
+__all__ = ["app", "flatten_kubeconfig"]
+
+app = typer.Typer(
+    name="credential",
+    help="Cluster credentials on a meshbridge server (admin): what Clusters' "
+    "spec.kubeconfig.credential names.",
+    no_args_is_help=True,
+)
+
+_INLINE = {  # a field naming a file -> the field holding its content, and how
+    "certificate-authority": ("certificate-authority-data", "base64"),
+    "client-certificate": ("client-certificate-data", "base64"),
+    "client-key": ("client-key-data", "base64"),
+    "tokenFile": ("token", "text"),
+}
+
+
+class KubeconfigFileError(MeshbridgeError):
+    """The admin's kubeconfig (or a file it names) cannot be read."""
+
+
+def _remote(server: str | None, token: str | None, server_ca: Path | None) -> Remote:
+    if not server:
+        err_console.print(
+            "error: credentials live on a meshbridge server: pass --server URL (or set "
+            "MESHBRIDGE_SERVER)",
+            style="red",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    return Remote(server, token, server_ca)
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KubeconfigFileError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def flatten_kubeconfig(
+    config: dict[str, Any], base: Path, context: str | None = None
+) -> dict[str, Any]:
+    """``config`` with every file it names read (relative to ``base``) and inlined; with
+    ``context``, only that context, its cluster and user, and it as the current context."""
+    out = dict(config)
+    for section, inner in (("clusters", "cluster"), ("users", "user")):
+        items = []
+        for item in out.get(section) or []:
+            if not isinstance(item, dict) or not isinstance(item.get(inner), dict):
+                items.append(item)
+                continue
+            fields = dict(item[inner])
+            for key, (target, how) in _INLINE.items():
+                if key in fields and isinstance(fields[key], str):
+                    path = (base / Path(fields.pop(key)).expanduser()).resolve()
+                    data = _read_file(path, f"{section[:-1]} {item.get('name')!r}'s {key}")
+                    fields[target] = (
+                        base64.b64encode(data).decode("ascii")
+                        if how == "base64"
+                        else data.decode("utf-8", "replace").strip()
+                    )
+            items.append({**item, inner: fields})
+        out[section] = items
+    if context is not None:
+        contexts = [c for c in out.get("contexts") or [] if c.get("name") == context]
+        if not contexts:
+            raise KubeconfigFileError(f"the kubeconfig has no context {context!r}")
+        chosen = contexts[0].get("context") or {}
+        out["contexts"] = contexts
+        out["clusters"] = [c for c in out["clusters"] if c.get("name") == chosen.get("cluster")]
+        out["users"] = [u for u in out.get("users") or [] if u.get("name") == chosen.get("user")]
+        out["current-context"] = context
+    return out
+
+
+def _load(path: Path) -> dict[str, Any]:
+    text = _read_file(path.expanduser(), "the kubeconfig")
+    try:
+        data = yaml.load(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        raise KubeconfigFileError(f"{path} is not a YAML kubeconfig") from None
+    if not isinstance(data, dict):
+        raise KubeconfigFileError(f"{path} is not a kubeconfig (a mapping)")
+    return data
+
+
+def _named_by_file(exc: InvalidInput, path: Path) -> InvalidInput:
+    """The server's problems, located in the admin's file rather than in the request."""
+    return InvalidInput(
+        Problem(str(path), 1, p.kind, p.name, p.path, p.message) for p in exc.problems
+    )
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="The credential's name (a DNS label).")],
+    kubeconfig: Annotated[
+        Path,
+        typer.Option("--kubeconfig", metavar="FILE", help="The kubeconfig to register.",
+                     show_default=False),
+    ],
+    context: Annotated[
+        str | None,
+        typer.Option("--context", metavar="CTX",
+                     help="Register only this context (with its cluster and user)."),
+    ] = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+    server_ca: ServerCAOption = None,
+) -> None:
+    """Register (or replace) a cluster credential on the server, from a kubeconfig.
+
+    Files the kubeconfig names are read here and sent inline; the server seals the whole under
+    its state key. Clusters then name it: spec.kubeconfig: {credential: NAME, context: CTX}.
+    """
+    remote = _remote(server, token, server_ca)
+    with errors_mapped():
+        config = flatten_kubeconfig(_load(kubeconfig), kubeconfig.expanduser().parent, context)
+        try:
+            with remote.client() as client:
+                info, created = client.put_credential(name, config)
+        except InvalidInput as exc:
+            raise _named_by_file(exc, kubeconfig) from None
+    contexts = ", ".join(c.get("name", "") for c in info.get("contexts", []))
+    out_console.print(
+        f"credential {name} {'registered' if created else 'replaced'} (contexts: {contexts})",
+        markup=False,
+    )
+
+
+@app.command("list")
+def list_(
+    server: ServerOption = None,
+    token: TokenOption = None,
+    server_ca: ServerCAOption = None,
+) -> None:
+    """List the server's credentials: contexts, API servers, how they authenticate.
+
+    Never a key, certificate or token: the server does not answer them back.
+    """
+    remote = _remote(server, token, server_ca)
+    with errors_mapped(), remote.client() as client:
+        items = client.credentials()
+    if not items:
+        err_console.print("no credentials registered", markup=False)
+        return
+    rows = [("NAME", "CONTEXT", "SERVER", "AUTH", "UPDATED", "BY")]
+    for item in items:
+        for ctx in item.get("contexts") or [{}]:
+            current = "*" if ctx.get("name") == item.get("currentContext") else ""
+            rows.append((item["name"], current + str(ctx.get("name", "")),
+                         str(ctx.get("server", "")), str(ctx.get("auth", "")),
+                         str(item.get("updated", "")), str(item.get("updatedBy", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        line = "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        out_console.print(line, markup=False, highlight=False)
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="The credential's name.")],
+    server: ServerOption = None,
+    token: TokenOption = None,
+    server_ca: ServerCAOption = None,
+) -> None:
+    """Delete a credential (refused, exit 1, while a Cluster names it)."""
+    remote = _remote(server, token, server_ca)
+    with errors_mapped(), remote.client() as client:
+        client.delete_credential(name)
+    out_console.print(f"credential {name} deleted", markup=False)

@@ -1,0 +1,40 @@
+"""The meshbridge server's client: what the CLI uses to talk to ``meshbridge serve``.
+
+An edge, like ``cli/`` and ``api/``: it calls the service layer (documents, resource kinds,
+the render writer) and is called by the CLI; nothing below it knows HTTP. It holds the client
+half of the server's boundary rules: a token goes over TLS (or to a loopback address only), the
+server is verified (``--server-ca``), and ``render --server`` writes only inside its output
+directory, whatever names the server sends.
+"""
+
+from meshbridge.client._http import (
+    Client,
+    ClientCertificate,
+    FileDocument,
+    UnsafeConnection,
+    check_server_url,
+    is_loopback,
+    read_documents,
+)
+from meshbridge.client._render import (
+    RemoteRender,
+    UnsafePath,
+    fetch_all,
+    render_from_server,
+    safe_relative_path,
+)
+
+__all__ = [
+    "Client",
+    "ClientCertificate",
+    "FileDocument",
+    "RemoteRender",
+    "UnsafeConnection",
+    "UnsafePath",
+    "check_server_url",
+    "fetch_all",
+    "is_loopback",
+    "read_documents",
+    "render_from_server",
+    "safe_relative_path",
+]

@@ -1,0 +1,297 @@
+"""The CLI's side of a meshbridge server: the same documents and commands, sent over HTTP(S).
+
+:class:`Client` wraps the REST API and turns error answers back into meshbridge errors, so the
+CLI prints and exits as it does locally: 422 -> InvalidInput (problems named by the user's own
+files and documents, not by the request body), 409 -> Conflict, 404 -> NotFound, anything
+else -> ServerError.
+
+Before anything is sent, the connection is checked (:func:`check_server_url`): the token never
+travels over plain HTTP to a host that is not loopback, and an ``https`` server is verified
+against the system's trust or the CA bundle given (``--server-ca``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import ipaddress
+import json
+import re
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from meshbridge.errors import InvalidInput, Problem
+from meshbridge.loading import Source, load_objects
+from meshbridge.service.documents import BODY, parse_documents
+from meshbridge.service.errors import Conflict, NotFound, ServerError
+from meshbridge.service.resources import ResourceKind, strip_server_fields
+
+__all__ = [
+    "Client",
+    "ClientCertificate",
+    "FileDocument",
+    "UnsafeConnection",
+    "check_server_url",
+    "is_loopback",
+    "read_documents",
+]
+
+_WHERE = re.compile(
+    r"^(?P<source>.*)#(?P<index>\d+) (?:(?P<kind>[A-Za-z]+)/(?P<name>.*)|document)$"
+)
+
+FileDocument = tuple[str, int, Any]  # (file name, document index, raw document)
+ClientCertificate = tuple[Path, Path]  # (certificate chain PEM, private key PEM)
+
+
+class UnsafeConnection(ServerError):
+    """The server URL or TLS settings would expose the token or trust an unverified server;
+    nothing was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine by its own spelling: ``localhost`` or a loopback
+    address (127.0.0.0/8, ::1). Names are not resolved: no packet leaves to find out."""
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_server_url(server: str, token: str | None) -> httpx.URL:
+    """The server's URL, once it is safe to send ``token`` there; UnsafeConnection otherwise.
+
+    A token goes over ``https``, or over ``http`` to a loopback host only: on any other
+    network a bearer token in clear text is anyone's token.
+    """
+    try:
+        url = httpx.URL(server)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise UnsafeConnection(
+            "the server URL is not a URL: give it as https://HOST:PORT"
+        ) from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UnsafeConnection(
+            f"the server URL must be https://HOST[:PORT] (or http:// to a loopback address), "
+            f"not {_shown(url)}"
+        )
+    if url.scheme == "http" and token and not is_loopback(url.host):
+        raise UnsafeConnection(
+            f"refusing to send the API token over plain HTTP to {url.host}: only a loopback "
+            "address (127.0.0.1, ::1, localhost) is reached without TLS. Use "
+            f"https://{url.netloc.decode('ascii', 'replace').rpartition('@')[2]} (the server runs "
+            "with --tls-cert/--tls-key; --server-ca or MESHBRIDGE_SERVER_CA names the CA that "
+            "signed its certificate)"
+        )
+    return url
+
+
+def _shown(url: httpx.URL) -> str:
+    """A URL fit for a message: no user name or password."""
+    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
+
+
+def _tls_context(server_ca: Path | None, client_cert: ClientCertificate | None) -> ssl.SSLContext:
+    """The context verifying the server: the system's trust, or ``server_ca`` alone; with a
+    client certificate for a server that asks for one (``serve --tls-client-ca``)."""
+    try:
+        context = ssl.create_default_context(cafile=str(server_ca) if server_ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise UnsafeConnection(
+            f"cannot use the server CA file {server_ca} (--server-ca, MESHBRIDGE_SERVER_CA): "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    if client_cert is not None:
+        cert, key = client_cert
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise UnsafeConnection(
+                f"cannot use the client certificate {cert} with key {key}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
+    return context
+
+
+def read_documents(sources: Sequence[Source]) -> list[FileDocument]:
+    """Every document of the sources as plain data, checked against the models first.
+
+    Server-set fields (``resourceVersion`` ...) are allowed and kept: the server reads
+    ``resourceVersion`` as a precondition. Cross-document rules are left to the server, which
+    holds the other documents.
+    """
+    docs: list[FileDocument] = []
+    for source in sources:
+        for index, raw in parse_documents(source.text.encode(), "application/yaml", source.name):
+            docs.append((source.name, index, raw))
+    load_objects((name, index, strip_server_fields(raw)[0]) for name, index, raw in docs)
+    return docs
+
+
+def _problem(item: Any, origins: Sequence[tuple[str, int]] = ()) -> Problem:
+    if not isinstance(item, dict):
+        return Problem("server", 0, "", "", "", str(item))
+    where = _WHERE.match(str(item.get("document", "")))
+    path, message = str(item.get("path", "")), str(item.get("message", ""))
+    if where is None:
+        return Problem(str(item.get("document") or "server"), 0, "", "", path, message)
+    source, index = where["source"], int(where["index"])
+    if source == BODY and 1 <= index <= len(origins):
+        source, index = origins[index - 1]
+    return Problem(source, index, where["kind"] or "", where["name"] or "", path, message)
+
+
+class Client:
+    """A meshbridge server at ``server`` (``https://host:port``), as a bearer of ``token``.
+
+    ``server_ca``: the CA bundle that verifies an ``https`` server (default: the system's
+    trust); ``client_cert``: (certificate, key) for a server that asks for one. The URL is
+    checked before anything is sent (:func:`check_server_url`).
+    """
+
+    def __init__(
+        self,
+        server: str,
+        token: str | None,
+        *,
+        server_ca: Path | None = None,
+        client_cert: ClientCertificate | None = None,
+        timeout: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = check_server_url(server, token)
+        self.server = _shown(url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: ssl.SSLContext | bool = True
+        if url.scheme == "https":
+            verify = _tls_context(server_ca, client_cert)
+        self._http = httpx.Client(
+            base_url=server.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def request(
+        self, method: str, path: str, *, origins: Sequence[tuple[str, int]] = (), **kwargs: Any
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                hint = (
+                    " (the server's certificate is not trusted: --server-ca or "
+                    "MESHBRIDGE_SERVER_CA names the CA that signed it)"
+                )
+            raise ServerError(
+                0, f"cannot reach the meshbridge server {self.server}: {exc}{hint}"
+            ) from None
+        if response.status_code < 400:
+            return response
+        try:
+            errors = response.json().get("errors", [])
+        except (ValueError, AttributeError):
+            errors = []
+        problems = [
+            _problem(e, origins) for e in errors if isinstance(e, dict) and e.get("document")
+        ]
+        first = next((e.get("message") for e in errors if isinstance(e, dict)), None)
+        message = str(first or response.reason_phrase or "error")
+        status = response.status_code
+        if status == 422 and problems:
+            raise InvalidInput(problems)
+        if status == 409:
+            raise Conflict(message, problems)
+        if status == 404:
+            raise NotFound(message)
+        raise ServerError(status, f"the server answered {status}: {message}", problems)
+
+    # ------------------------------------------------------------------------------ calls
+
+    def apply(
+        self, docs: Sequence[FileDocument], *, prune: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        body = json.dumps([raw for _, _, raw in docs], default=str)
+        params = {"prune": "true"} if prune else {}
+        if dry_run:
+            params["dryRun"] = "All"
+        response = self.request(
+            "POST",
+            "/api/v1/apply",
+            params=params or None,
+            content=body.encode(),
+            headers={"Content-Type": "application/json"},
+            origins=[(name, index) for name, index, _ in docs],
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+    def get(self, kind: ResourceKind, name: str, namespace: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", kind.path(namespace, name)).json()
+        return result
+
+    def list(
+        self, kind: ResourceKind, namespace: str | None = None, selector: str | None = None
+    ) -> dict[str, Any]:
+        path = f"/api/v1/{kind.plural}"
+        if kind.namespaced and namespace is not None:
+            path = f"/api/v1/namespaces/{namespace}/{kind.plural}"
+        params = {"labelSelector": selector} if selector else None
+        result: dict[str, Any] = self.request("GET", path, params=params).json()
+        return result
+
+    def delete(
+        self, kind: ResourceKind, name: str, namespace: str = "", version: str | None = None
+    ) -> dict[str, Any]:
+        params = {"resourceVersion": version} if version else None
+        result: dict[str, Any] = self.request(
+            "DELETE", kind.path(namespace, name), params=params
+        ).json()
+        return result
+
+    def credentials(self) -> builtins.list[dict[str, Any]]:
+        """Every registered cluster credential's public view (admin)."""
+        items: builtins.list[dict[str, Any]] = self.request("GET", "/api/v1/credentials").json()["items"]
+        return items
+
+    def put_credential(self, name: str, kubeconfig: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Register (or replace) credential ``name``: (its public view, whether it is new)."""
+        response = self.request(
+            "PUT",
+            f"/api/v1/credentials/{quote(name, safe='')}",
+            content=json.dumps(kubeconfig).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        result: dict[str, Any] = response.json()
+        return result, response.status_code == 201
+
+    def delete_credential(self, name: str) -> None:
+        self.request("DELETE", f"/api/v1/credentials/{quote(name, safe='')}")
+
+    def manifests(self, cluster: str) -> tuple[bytes, str]:
+        """The cluster's manifests as render writes them, and the store revision they are of."""
+        response = self.request(
+            "GET", f"/api/v1/clusters/{cluster}/manifests", headers={"Accept": "application/yaml"}
+        )
+        return response.content, response.headers.get("X-Meshbridge-Revision", "")

@@ -248,11 +248,11 @@ def test_three_replicas_share_the_api_and_the_clusters(testenv, db, replicas) ->
             running[killed].process.send_signal(signal.SIGKILL)
             running[killed].process.wait(10)
             killed_at = time.time()
+            survivor = next(r for n, r in running.items() if n != killed)
+            http.base_url = httpx.URL(survivor.url)
             runs = http.get("/api/v1/reconciles", params={"cluster": victim["cluster"]}).json()
             assert next(r for r in runs["items"] if r["id"] == victim["id"])["finished"] is None, \
                 "the killed replica's run ended before the kill: not mid-reconcile"
-            survivor = next(r for n, r in running.items() if n != killed)
-            http.base_url = httpx.URL(survivor.url)
 
             # another replica finishes it, within the lease time (plus the run itself)
             def finished_by_another() -> dict[str, Any] | None:

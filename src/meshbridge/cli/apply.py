@@ -137,7 +137,12 @@ def _run(
                 task = bar.add_task(verb, total=total)
                 # one writer per cluster: the leases the server's replicas take too
                 names = [t.name for t in prepared.targets]
-                with leases.holding(store, names, writes=not options.dry_run):
+                with leases.holding(
+                    store,
+                    names,
+                    writes=not options.dry_run,
+                    waiting=lambda m: err_console.print(m, style="yellow", markup=False),
+                ):
                     reports = apply_service.reconcile(
                         prepared, options, progress=lambda _r: bar.advance(task)
                     )

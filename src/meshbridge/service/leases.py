@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from meshbridge.errors import StateError, StateLocked
@@ -78,17 +78,18 @@ def holding(
     holder: str | None = None,
     ttl: float = DEFAULT_TTL,
     wait: float = 120.0,
+    waiting: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
     """Hold the leases of ``clusters`` while the block runs (``meshbridge apply``): wait up to
-    ``wait`` seconds for replicas (or another apply) working on any of them, then StateLocked
-    naming who holds what. The leases are renewed in a thread and released at the end.
-    Nothing is taken when ``writes`` is false (a dry run, a diff)."""
+    ``wait`` seconds for replicas (or another apply) working on any of them (``waiting`` is
+    told once, naming them), then StateLocked naming who holds what. The leases are renewed in
+    a thread and released at the end. Nothing is taken when ``writes`` is false (a dry run)."""
     if not writes or not clusters:
         yield
         return
     holder = holder or f"cli:{replica_id()}"
     names = [lease_name(c) for c in sorted(set(clusters))]
-    _take_all(store, names, holder, ttl, wait)
+    _take_all(store, names, holder, ttl, wait, waiting)
     stop = threading.Event()
 
     def renew() -> None:
@@ -111,10 +112,18 @@ def holding(
         store.release_leases(holder, names)
 
 
-def _take_all(store: ReplicaStore, names: list[str], holder: str, ttl: float, wait: float) -> None:
+def _take_all(
+    store: ReplicaStore,
+    names: list[str],
+    holder: str,
+    ttl: float,
+    wait: float,
+    waiting: Callable[[str], None] | None,
+) -> None:
     """Every lease of ``names`` or none (so two appliers of overlapping clusters cannot each
     hold a part and wait for the other)."""
     deadline = time.monotonic() + wait
+    told = False
     while True:
         got: list[str] = []
         for name in names:
@@ -124,13 +133,17 @@ def _take_all(store: ReplicaStore, names: list[str], holder: str, ttl: float, wa
         else:
             return
         store.release_leases(holder, got)
+        now, leases = store.leases(CLUSTER)
+        busy = ", ".join(
+            f"{lease.name.removeprefix(CLUSTER)} ({lease.holder})"
+            for lease in leases
+            if lease.name in names and lease.holder != holder and lease.expires > now
+        )
+        if waiting is not None and not told:
+            waiting(f"waiting up to {wait:.0f} s for clusters another meshbridge is "
+                    f"reconciling: {busy or 'some'}")
+            told = True
         if time.monotonic() >= deadline:
-            _, leases = store.leases(CLUSTER)
-            busy = ", ".join(
-                f"{lease.name.removeprefix(CLUSTER)} ({lease.holder})"
-                for lease in leases
-                if lease.name in names and lease.holder != holder
-            )
             raise StateLocked(
                 f"clusters are being reconciled by another meshbridge: {busy or 'some'}; "
                 f"waited {wait:.0f} s: try again"

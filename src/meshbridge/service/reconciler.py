@@ -79,7 +79,7 @@ class Desired:
 class _Batch:
     clusters: list[str]
     leases: dict[str, Lease]
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[list[ClusterReport]] | None = None
     fence: asyncio.Timeout | None = None
 
 

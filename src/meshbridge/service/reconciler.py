@@ -137,6 +137,7 @@ class Reconciler:
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
         if ready is not None:
             ready.set()
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             while not self._stopping.is_set():
                 try:
@@ -149,6 +150,7 @@ class Reconciler:
                     w.cancel()
                 self._wake.clear()
         finally:
+            keeper.cancel()
             for batch in self._batches:
                 if batch.task is not None:
                     batch.task.cancel()
@@ -160,13 +162,27 @@ class Reconciler:
 
     # ------------------------------------------------------------------------ one tick
 
-    async def _tick(self) -> None:
+    async def _keep_leases(self) -> None:
+        """Every ``poll`` seconds, whatever the ticks are busy with (a render can take longer
+        than a lease): the heartbeat, and the leases of the runs in progress renewed; a run
+        whose leases were renewed may write until FENCE of the lease time from now."""
         loop = asyncio.get_running_loop()
-        renewing = loop.time()
-        now, live, kept, revision = await asyncio.to_thread(self._beat)
-        for batch in self._batches:  # writes stop before a lease not renewed can expire
-            if batch.fence is not None and all(lease_name(c) in kept for c in batch.clusters):
-                batch.fence.reschedule(renewing + FENCE * self.lease_ttl)
+        while True:
+            renewing = loop.time()
+            held = [lease_name(c) for b in self._batches for c in b.clusters]
+            try:
+                kept = await asyncio.to_thread(self._beat, held)
+            except Exception:  # the database is gone for now: the fences will stop the runs
+                log.exception("cannot renew this replica's heartbeat and leases")
+            else:
+                for batch in self._batches:  # writes stop before a lease not renewed expires
+                    renewed = all(lease_name(c) in kept for c in batch.clusters)
+                    if batch.fence is not None and renewed:
+                        batch.fence.reschedule(renewing + FENCE * self.lease_ttl)
+            await asyncio.sleep(self.poll)
+
+    async def _tick(self) -> None:
+        now, live, revision = await asyncio.to_thread(self._look)
         desired = self._desired
         stale = desired is None or time.monotonic() - desired.made >= self.interval
         if desired is None or stale or desired.revision != revision:
@@ -187,18 +203,21 @@ class Reconciler:
             batch.task = asyncio.create_task(self._run(batch, desired))
             self._batches.append(batch)
 
-    def _beat(self) -> tuple[float, list[str], set[str], int]:
-        """Heartbeat, renew held leases; the database time, live replicas, leases kept and the
-        documents' revision."""
+    def _beat(self, held: list[str]) -> set[str]:
+        """Heartbeat and renew the leases held; the leases kept."""
         store = self.catalog.store
-        now = store.heartbeat(self.replica, socket.gethostname(), os.getpid())
-        held = [lease_name(c) for b in self._batches for c in b.clusters]
-        kept = store.renew_leases(self.replica, held, self.lease_ttl)
-        _, replicas = store.replicas()
-        live = [r.id for r in replicas if r.seen >= now - self.lease_ttl]
+        store.heartbeat(self.replica, socket.gethostname(), os.getpid())
+        return store.renew_leases(self.replica, held, self.lease_ttl)
+
+    def _look(self) -> tuple[float, list[str], int]:
+        """The database's time, the live replicas (this one always) and the documents'
+        revision."""
+        store = self.catalog.store
+        now, replicas = store.replicas()
+        live = {r.id for r in replicas if r.seen >= now - self.lease_ttl} | {self.replica}
         with store.reading():
             revision = store.revisions().resources
-        return now, live, kept, revision
+        return now, sorted(live), revision
 
     def _due_and_taken(
         self, mine: list[str], desired: Desired, now: float, forced: bool

@@ -144,7 +144,7 @@ def _race(urls: list[str], headers: dict[str, str]) -> Counter[int]:
     one label of one App (retrying on 409)."""
     outcomes: Counter[int] = Counter()
     lock = threading.Lock()
-    path = "/api/v1/namespaces/ns0/apps/app-s0-client0"
+    path = "/api/v1/namespaces/ns0/apps/cli0-0"
 
     def client(i: int) -> None:
         with httpx.Client(base_url=urls[i % len(urls)], headers=headers, timeout=120) as http:
@@ -285,11 +285,11 @@ def test_three_replicas_share_the_api_and_the_clusters(testenv, db, replicas) ->
             start(killed)
             outcomes = _race([r.url for r in running.values()], headers)
             assert outcomes[200] == CLIENTS * ROUNDS
-            app = http.get("/api/v1/namespaces/ns0/apps/app-s0-client0").json()
+            app = http.get("/api/v1/namespaces/ns0/apps/cli0-0").json()
             assert app["metadata"]["labels"]["count"] == str(CLIENTS * ROUNDS), "a write was lost"
             audit = http.get("/api/v1/audit", params={"kind": "App", "limit": 1000}).json()["items"]
             updates = [(a["beforeResourceVersion"], a["afterResourceVersion"]) for a in audit
-                       if a["name"] == "app-s0-client0" and a["verb"] == "update"]
+                       if a["name"] == "cli0-0" and a["verb"] == "update"]
             assert len(updates) == CLIENTS * ROUNDS
             for (_, after), (before, _) in pairwise(updates):
                 assert before == after, "an update did not start from the version before it"

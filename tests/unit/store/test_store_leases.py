@@ -81,3 +81,18 @@ def test_heartbeats_list_replicas(store: SqlStore) -> None:
     assert [r.id for r in replicas] == ["r1", "r2"] and seen_at >= now
     store.forget_replica("r1")
     assert [r.id for r in store.replicas()[1]] == ["r2"]
+
+
+def test_leases_heartbeats_and_runs_do_not_move_the_counters(store: SqlStore) -> None:
+    """What the reconcilers write every second must not invalidate any server's caches."""
+    with store.reading():
+        before = store.revisions()
+    store.heartbeat("r1", "host", 1)
+    assert store.acquire_lease("cluster:east", "r1", 10) is not None
+    store.renew_leases("r1", ["cluster:east"], 10)
+    run = store.start_run("east", "r1", 1, before.resources)
+    store.finish_run(run, "Applied", "", 3)
+    store.release_leases("r1", ["cluster:east"])
+    store.forget_replica("r1")
+    with store.reading():
+        assert store.revisions() == before

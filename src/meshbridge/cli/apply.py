@@ -88,6 +88,7 @@ def _run(
     *,
     replace_root: bool = False,
     adopt_mesh_id: str | None = None,
+    lease_wait: float = 120.0,
 ) -> list[ClusterReport]:
     with errors_mapped(), apply_service.quiet_gc():
         sources = read_sources(files)
@@ -141,6 +142,7 @@ def _run(
                     store,
                     names,
                     writes=not options.dry_run,
+                    wait=lease_wait,
                     waiting=lambda m: err_console.print(m, style="yellow", markup=False),
                 ):
                     reports = apply_service.reconcile(
@@ -205,6 +207,16 @@ def apply(
     parallel: ParallelOption = 4,
     retries: RetriesOption = 3,
     timeout: TimeoutOption = 10.0,
+    lease_wait: Annotated[
+        float,
+        typer.Option(
+            "--lease-wait",
+            min=0,
+            metavar="SECONDS",
+            help="On a store meshbridge serve replicas share: wait this long for a replica "
+            "reconciling one of the clusters, then exit 1 naming it.",
+        ),
+    ] = 120.0,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
     server_ca: remote_cmd.ServerCAOption = None,
@@ -245,7 +257,7 @@ def apply(
     )
     verb = "planning" if dry_run else "applying"
     reports = _run(files, state, options, cluster, verb, replace_root=replace_root,
-                   adopt_mesh_id=adopt_mesh_id)
+                   adopt_mesh_id=adopt_mesh_id, lease_wait=lease_wait)
     for r in reports:
         for c in r.outcome.changes:
             if c.action in ("conflict", "failed"):

@@ -13,10 +13,12 @@ TLS loading, the comparison of live and desired objects, and the render of the c
 objects (done outside the catalog's lock) never hold the API's event loop.
 
 **Several replicas.** Every ``poll`` seconds a replica writes its heartbeat and renews the
-leases it holds (:mod:`meshbridge.service.leases`). A cluster is reconciled by the replica
+leases it holds (:mod:`meshbridge.service.leases`), in a thread of its own so that a busy
+reconcile does not delay it. A cluster is reconciled by the replica
 :func:`~meshbridge.service.leases.owner` names among the live ones, once it holds the cluster's
 lease, when the cluster is due: never reconciled, its last run unfinished (its replica died),
-made for an older revision of the documents, or older than ``interval``. Every run is recorded
+made for an older revision of the documents, failed more than ``retry`` seconds ago, or
+older than ``interval``. Every run is recorded
 (``reconciles``: replica, lease term, start and end on the database's clock, result), with the
 per-object status beside it (``service.apply.status``). A run whose leases could not be renewed
 is cancelled before they can expire; a replica that dies leaves its leases to expire, and the
@@ -93,6 +95,7 @@ class Reconciler:
     credentials: Credentials | None = None  # what Clusters' spec.kubeconfig.credential names
     replica: str = field(default_factory=replica_id)
     lease_ttl: float = DEFAULT_TTL
+    retry: float = 10.0  # seconds after a failed run before the next (at most ``interval``)
     on_run: Callable[[str, str], None] | None = None  # (cluster, state) after each run
     runs: int = 0
     _desired: Desired | None = None
@@ -137,7 +140,12 @@ class Reconciler:
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
         if ready is not None:
             ready.set()
-        keeper = asyncio.create_task(self._keep_leases())
+        stop_keeping = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_leases, args=(stop_keeping, self._loop),
+            name="meshbridge-leases", daemon=True,
+        )
+        keeper.start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -150,7 +158,8 @@ class Reconciler:
                     w.cancel()
                 self._wake.clear()
         finally:
-            keeper.cancel()
+            stop_keeping.set()
+            await asyncio.to_thread(keeper.join)
             for batch in self._batches:
                 if batch.task is not None:
                     batch.task.cancel()
@@ -162,24 +171,27 @@ class Reconciler:
 
     # ------------------------------------------------------------------------ one tick
 
-    async def _keep_leases(self) -> None:
-        """Every ``poll`` seconds, whatever the ticks are busy with (a render can take longer
-        than a lease): the heartbeat, and the leases of the runs in progress renewed; a run
-        whose leases were renewed may write until FENCE of the lease time from now."""
-        loop = asyncio.get_running_loop()
+    def _keep_leases(self, stop: threading.Event, loop: asyncio.AbstractEventLoop) -> None:
+        """A thread of its own: every ``poll`` seconds, however busy the reconciler's event loop
+        is (comparing objects is CPU work on it), the heartbeat and the leases of the runs in
+        progress renewed; a run whose leases were renewed may write until FENCE of the lease
+        time from the renewal (``loop.time()`` is ``time.monotonic()``)."""
         while True:
-            renewing = loop.time()
-            held = [lease_name(c) for b in self._batches for c in b.clusters]
+            renewing = time.monotonic()
+            batches = list(self._batches)
+            held = [lease_name(c) for b in batches for c in b.clusters]
             try:
-                kept = await asyncio.to_thread(self._beat, held)
+                kept = self._beat(held)
             except Exception:  # the database is gone for now: the fences will stop the runs
                 log.exception("cannot renew this replica's heartbeat and leases")
             else:
-                for batch in self._batches:  # writes stop before a lease not renewed expires
-                    renewed = all(lease_name(c) in kept for c in batch.clusters)
-                    if batch.fence is not None and renewed:
-                        batch.fence.reschedule(renewing + FENCE * self.lease_ttl)
-            await asyncio.sleep(self.poll)
+                until = renewing + FENCE * self.lease_ttl
+                for batch in batches:
+                    if all(lease_name(c) in kept for c in batch.clusters):
+                        with contextlib.suppress(RuntimeError):  # the loop has ended
+                            loop.call_soon_threadsafe(_extend, batch, until)
+            if stop.wait(self.poll):
+                return
 
     async def _tick(self) -> None:
         now, live, revision = await asyncio.to_thread(self._look)
@@ -227,7 +239,8 @@ class Reconciler:
         history = store.cluster_runs()
         taken = {}
         for cluster in mine:
-            if forced or _due(history.get(cluster), desired.revision, now, self.interval):
+            due = _due(history.get(cluster), desired.revision, now, self.interval, self.retry)
+            if forced or due:
                 lease = store.acquire_lease(lease_name(cluster), self.replica, self.lease_ttl)
                 if lease is not None:
                     taken[cluster] = lease
@@ -376,9 +389,21 @@ class Reconciler:
         rootguard.record(self.catalog.store, checked, reports)
 
 
-def _due(runs: ClusterRuns | None, revision: int, now: float, interval: float) -> bool:
+def _extend(batch: _Batch, until: float) -> None:
+    """On the loop: the batch's leases were renewed; it may write until ``until``."""
+    if batch.fence is not None:
+        with contextlib.suppress(RuntimeError):  # the run is over
+            batch.fence.reschedule(until)
+
+
+def _due(
+    runs: ClusterRuns | None, revision: int, now: float, interval: float, retry: float
+) -> bool:
     """Whether a cluster needs a run: never reconciled, last run unfinished (its replica died:
-    the lease decides whether it still runs), for an older revision, or too long ago."""
+    the lease decides whether it still runs), for an older revision, too long ago, or failed
+    more than ``retry`` seconds ago."""
     if runs is None or runs.last.finished is None:
+        return True
+    if runs.last.state != "Applied" and now - runs.last.finished >= min(retry, interval):
         return True
     return runs.last.revision != revision or now - runs.last.finished >= interval

@@ -6,7 +6,10 @@
     ├── InvalidInput                 the user's documents are wrong (CLI exit 2, API 422);
     │                                carries every Problem found, nothing was written
     ├── StateError                   the state store cannot be used as asked
-    │   ├── StateLocked              another process holds the store
+    │   ├── StateLocked              another process holds the store, or a concurrent writer
+    │   │                            won a race (a retry may succeed; API 503 + Retry-After)
+    │   ├── StateUnavailable         the database cannot be reached now (refused, lost in a
+    │   │                            fail-over; a retry may succeed; API 503 + Retry-After)
     │   └── SealingError             the key-encryption key is missing or wrong
     ├── PKIError                     certificate material cannot be issued or imported
     │   └── RootReplaced             apply would replace the root of trust live in clusters;
@@ -36,6 +39,7 @@ __all__ = [
     "SealingError",
     "StateError",
     "StateLocked",
+    "StateUnavailable",
 ]
 
 
@@ -90,6 +94,11 @@ class StateError(MeshbridgeError):
 
 class StateLocked(StateError):
     """Another process is writing the same state store."""
+
+
+class StateUnavailable(StateError):
+    """The database did not answer or lost the connection (a restart, a fail-over): nothing was
+    written by the statement that failed, and a retry may succeed."""
 
 
 class SealingError(StateError):

@@ -94,11 +94,12 @@ def _run(
     *,
     replace_root: bool = False,
     adopt_mesh_id: str | None = None,
+    lease_wait: float = 120.0,
 ) -> list[ClusterReport]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from meshbridge.service import apply as apply_service
-    from meshbridge.service import rootguard
+    from meshbridge.service import leases, rootguard
     from meshbridge.service.render import parse
     from meshbridge.store import open_store
 
@@ -143,9 +144,18 @@ def _run(
                 disable=total < 2,
             ) as bar:
                 task = bar.add_task(verb, total=total)
-                reports = apply_service.reconcile(
-                    prepared, options, progress=lambda _r: bar.advance(task)
-                )
+                # one writer per cluster: the leases the server's replicas take too
+                names = [t.name for t in prepared.targets]
+                with leases.holding(
+                    store,
+                    names,
+                    writes=not options.dry_run,
+                    wait=lease_wait,
+                    waiting=lambda m: err_console.print(m, style="yellow", markup=False),
+                ):
+                    reports = apply_service.reconcile(
+                        prepared, options, progress=lambda _r: bar.advance(task)
+                    )
             reports = rootguard.merged(checked, reports)
             if not options.dry_run:
                 apply_service.finish(store, prepared, reports)
@@ -205,6 +215,16 @@ def apply(
     parallel: ParallelOption = 4,
     retries: RetriesOption = 3,
     timeout: TimeoutOption = 10.0,
+    lease_wait: Annotated[
+        float,
+        typer.Option(
+            "--lease-wait",
+            min=0,
+            metavar="SECONDS",
+            help="On a store meshbridge serve replicas share: wait this long for a replica "
+            "reconciling one of the clusters, then exit 1 naming it.",
+        ),
+    ] = 120.0,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
     server_ca: remote_cmd.ServerCAOption = None,
@@ -247,7 +267,14 @@ def apply(
     )
     verb = "planning" if dry_run else "applying"
     reports = _run(
-        files, state, options, cluster, verb, replace_root=replace_root, adopt_mesh_id=adopt_mesh_id
+        files,
+        state,
+        options,
+        cluster,
+        verb,
+        replace_root=replace_root,
+        adopt_mesh_id=adopt_mesh_id,
+        lease_wait=lease_wait,
     )
     for r in reports:
         for c in r.outcome.changes:
@@ -307,12 +334,21 @@ def status_cmd(
     objects: Annotated[
         bool, typer.Option("--objects", help="List every object's state too.")
     ] = False,
+    server: remote_cmd.ServerOption = None,
+    token: remote_cmd.TokenOption = None,
+    server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
+
+    With --server, the server's: each cluster's last reconcile, by which replica, its last
+    success and failures since, and the stored documents left out of renders.
 
     Exit 1 when a cluster's last apply failed or could not reach it. A store that does not
     exist is reported as such and not created.
     """
+    if server:
+        remote_cmd.status_from_server(remote_cmd.Remote(server, token, server_ca), objects=objects)
+        return
     from rich.table import Table
 
     from meshbridge.service import apply as apply_service

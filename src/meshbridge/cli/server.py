@@ -155,6 +155,25 @@ def serve(
             "each change and at least every this many seconds; 0 turns the reconciler off.",
         ),
     ] = 60.0,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=3,
+            max=600,
+            help="Replicas: a cluster's lease lasts this long after its last renewal; a replica "
+            "that dies leaves its clusters to another within about this time.",
+        ),
+    ] = 15.0,
+    replica_id: Annotated[
+        str | None,
+        typer.Option(
+            "--replica-id",
+            metavar="NAME",
+            help="This replica's name in leases and reconcile records (default: host:pid).",
+            show_default=False,
+        ),
+    ] = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -192,9 +211,10 @@ def serve(
 ) -> None:
     """Serve the REST API (documents, apply, rendered manifests, status, audit, metrics).
 
-    Several server processes may share one PostgreSQL database: writes are serialised there,
-    and each process notices the others' writes. Off a loopback address it speaks HTTPS only
-    (--tls-cert/--tls-key), unless --insecure is given.
+    Several server processes (replicas) may share one PostgreSQL database: writes are
+    serialised there, each process notices the others' writes, and each cluster is reconciled
+    by one replica at a time (docs/server.md, "Several replicas"). Off a loopback address it
+    speaks HTTPS only (--tls-cert/--tls-key), unless --insecure is given.
     """
     tls = _tls(tls_cert, tls_key, tls_client_ca)
     check_listener(host, tls, insecure)
@@ -228,10 +248,11 @@ def serve(
         material,
         max_body=max_body_mib * 1024 * 1024,
         metrics_public=public_metrics,
-        freeze_gc=True,
         reconcile_interval=reconcile_interval,
         # the state key is asked for when a credential is first registered or used
         credentials=Credentials(store, lambda: load_sealer(url, store)),
+        replica=replica_id,
+        lease_ttl=lease_seconds,
     )
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host

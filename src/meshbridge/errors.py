@@ -6,7 +6,10 @@
     ├── InvalidInput                 the user's documents are wrong (CLI exit 2, API 422);
     │                                carries every Problem found, nothing was written
     ├── StateError                   the state store cannot be used as asked
-    │   ├── StateLocked              another process holds the store
+    │   ├── StateLocked              another process holds the store, or a concurrent writer
+    │   │                            won a race (a retry may succeed; API 503 + Retry-After)
+    │   ├── StateUnavailable         the database cannot be reached now (refused, lost in a
+    │   │                            fail-over; a retry may succeed; API 503 + Retry-After)
     │   └── SealingError             the key-encryption key is missing or wrong
     ├── PKIError                     certificate material cannot be issued or imported
     │   └── RootReplaced             apply would replace the root of trust live in clusters;
@@ -24,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from meshbridge import wording
+
 __all__ = [
     "InvalidInput",
     "MeshbridgeError",
@@ -34,6 +39,7 @@ __all__ = [
     "SealingError",
     "StateError",
     "StateLocked",
+    "StateUnavailable",
 ]
 
 
@@ -76,7 +82,7 @@ class InvalidInput(MeshbridgeError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
         count = len(self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the input")
+        super().__init__(f"{wording.count(count, 'problem')} in the input")
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
@@ -88,6 +94,11 @@ class StateError(MeshbridgeError):
 
 class StateLocked(StateError):
     """Another process is writing the same state store."""
+
+
+class StateUnavailable(StateError):
+    """The database did not answer or lost the connection (a restart, a fail-over): nothing was
+    written by the statement that failed, and a retry may succeed."""
 
 
 class SealingError(StateError):

@@ -199,13 +199,24 @@ def _validate(raw: Any, source: str, index: int) -> tuple[Located[Any] | None, l
 
 
 def load(sources: Iterable[Source]) -> Intents:
-    """Every document of every source, or :class:`InvalidInput` listing every problem."""
+    """Every document of every source, or :class:`InvalidInput` listing every problem.
+
+    Input without a single document (an empty file or stdin, only comments) is a problem too:
+    it is far more often a wrong path or an empty pipe than a mesh meant to be empty.
+    """
     docs: list[Located[Any]] = []
     problems: list[Problem] = []
+    names: list[str] = []
     for source in sources:
+        names.append(source.name)
         found_docs, found_problems = parse_documents(source)
         docs.extend(found_docs)
         problems.extend(found_problems)
+    if not docs and not problems:
+        problems = [
+            Problem(name, 0, "", "", "", "no intent document in the input (it is empty)")
+            for name in names or ["-f"]
+        ]
     if problems:
         raise InvalidInput(problems)
     return Intents.of(docs)

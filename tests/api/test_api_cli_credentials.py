@@ -107,7 +107,7 @@ def test_register_name_and_delete_credentials(run, tmp_path: Path) -> None:
     assert applied.exit_code == 0, applied.stderr
 
     in_use = run("admin", "credential", "delete", "prod")
-    assert in_use.exit_code == 1 and "named by the Cluster(s) east" in in_use.stderr
+    assert in_use.exit_code == 1 and "named by the Cluster east" in in_use.stderr
     assert run("editor", "delete", "cluster", "east").exit_code == 0
     deleted = run("admin", "credential", "delete", "prod")
     assert deleted.exit_code == 0 and "credential prod deleted" in deleted.stdout

@@ -371,3 +371,31 @@ def test_a_cluster_that_needs_no_gateway_reports_no_discovery(cli, mesh) -> None
     result = _apply(cli, mesh["tmp"], docs)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "discovery" not in result.stderr
+
+
+def test_apply_takes_the_cluster_leases_server_replicas_take(cli, mesh, tmp_path: Path) -> None:
+    """A local apply on the store of `meshbridge serve` replicas: while a replica holds a
+    cluster's lease it writes to no cluster and exits 1 naming the holder; once the lease is
+    free it applies, holding the leases itself (a new term) and releasing them at the end."""
+    from meshbridge.store import open_store
+
+    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    store = open_store(str(tmp_path / "state" / "state.db"))  # the path the cli fixture uses
+    try:
+        assert store.acquire_lease("cluster:cluster2", "replica-x", 120) is not None
+        held = _apply(cli, mesh["tmp"], docs, "--lease-wait", "2")
+        assert held.exit_code == 1, held.stdout + held.stderr
+        assert "waiting up to 2 s" in held.stderr and "cluster2 (replica-x)" in held.stderr
+        assert "cluster2 (replica-x); waited 2 s" in held.stderr
+        assert _rvs(mesh["clusters"][0], ["foo"], mesh["name"]) == {}, "cluster1 was written"
+        store.release_leases("replica-x", ["cluster:cluster2"])
+        free = _apply(cli, mesh["tmp"], docs, "--lease-wait", "2")
+        assert free.exit_code == 0, free.stdout + free.stderr
+        assert _rvs(mesh["clusters"][0], ["foo"], mesh["name"]) != {}
+        now, leases = store.leases("cluster:")
+        by_name = {lease.name: lease for lease in leases}
+        assert by_name["cluster:cluster2"].holder.startswith("cli:")
+        assert by_name["cluster:cluster2"].term == 2 and by_name["cluster:cluster2"].expires < now
+        assert by_name["cluster:cluster1"].expires < now  # released
+    finally:
+        store.close()

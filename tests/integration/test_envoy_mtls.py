@@ -39,7 +39,10 @@ from typer.testing import CliRunner
 from meshbridge.cli.pki import app as pki_app
 from meshbridge.compile.inputs import ClusterCA, Material
 from meshbridge.model import Mesh
-from meshbridge.pki import Issued, Sealer, issue_workload, load_cert, load_key_pem
+from meshbridge.pki.certs import Issued, issue_workload
+from meshbridge.pki.chain import load_cert
+from meshbridge.pki.keys import load_key_pem
+from meshbridge.pki.sealing import Sealer
 from meshbridge.service import pki as service
 from meshbridge.store import SqlStore, open_store
 

@@ -22,8 +22,8 @@ from helpers import EXAMPLES, MESH_KINDS, remove_mesh, with_server_credentials, 
 
 from meshbridge.api import create_app
 from meshbridge.kube import Options
-from meshbridge.pki import load_certs
 from meshbridge.pki.bundle import pem_fingerprints
+from meshbridge.pki.chain import load_certs
 from meshbridge.service.credentials import Credentials
 from meshbridge.service.pki import material_provider
 from meshbridge.service.statekey import load_sealer

@@ -37,6 +37,23 @@ def free_port() -> int:
 @dataclass
 class Cluster:
     port: int
+    control: list[str] | None = None  # pg_ctl with its -D, as the right user (running())
+    options: str = ""
+    log: Path | None = None
+
+    def stop(self) -> None:
+        """Stop the server, ending every client's connection (``-m fast``, as a restart or a
+        fail-over does; committed data kept, which ``immediate`` with this cluster's
+        ``synchronous_commit=off`` would not promise)."""
+        assert self.control is not None
+        subprocess.run([*self.control, "-m", "fast", "-w", "stop"], check=True,
+                       capture_output=True)
+
+    def start(self) -> None:
+        """Start it again on the same port, with the same data."""
+        assert self.control is not None and self.log is not None
+        subprocess.run([*self.control, "-o", self.options, "-l", str(self.log), "-w", "-t", "60",
+                        "start"], check=True, capture_output=True)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -81,8 +98,9 @@ def running() -> Iterator[Cluster]:
          "-t", "60", "start"],
         check=True, capture_output=True,
     )
+    control = [*as_user, str(bindir / "pg_ctl"), "-D", str(data)]
     try:
-        yield Cluster(port)
+        yield Cluster(port, control, options, log)
     finally:
         subprocess.run(
             [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],

@@ -31,7 +31,7 @@ def two_clusters() -> list[dict[str, Any]]:
 
 def test_failover_on_an_app_in_one_cluster(cli, tmp_path: Path) -> None:
     assert_rejected(cli, tmp_path, [*base(), intent(protocol="HTTP", failover={})],
-                    "InboundIntent/httpbin spec.failover: app 'httpbin' runs in 1 cluster(s) (c2);"
+                    "InboundIntent/httpbin spec.failover: app 'httpbin' runs in 1 cluster (c2);"
                     " failover needs an app placed in more than one")
 
 

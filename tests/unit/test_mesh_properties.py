@@ -15,6 +15,7 @@ from meshbridge.compile.output import files
 from meshbridge.compile.vips import lookup
 from meshbridge.errors import InvalidInput
 from meshbridge.loading import Source, load
+from meshbridge.viprecord import VipRecord
 
 API = "meshbridge.dev/v1alpha1"
 
@@ -56,7 +57,7 @@ def meshes(draw: st.DrawFn) -> list[dict[str, Any]]:
     return docs
 
 
-def _plan(docs: list[dict[str, Any]], previous: list[mbcompile.VipRecord]) -> mbcompile.Plan:
+def _plan(docs: list[dict[str, Any]], previous: list[VipRecord]) -> mbcompile.Plan:
     return mbcompile.plan(load([Source("m.yaml", yaml.safe_dump_all(docs))]), previous)
 
 
@@ -170,7 +171,7 @@ def test_no_vip_ever_moves_over_a_sequence_of_adds_removes_and_renames(
     sequence (also after being removed and added back), and no two hosts of a cluster share one."""
     pool = [d for d in docs if d["kind"] == "InboundIntent"]
     current = [d for d in docs if d["kind"] != "InboundIntent" or data.draw(st.booleans())]
-    records: list[mbcompile.VipRecord] = []
+    records: list[VipRecord] = []
     ever: dict[tuple[str, str], str] = {}
     for step in range(data.draw(st.integers(1, 8))):
         intents = [d for d in current if d["kind"] == "InboundIntent"]

@@ -59,7 +59,7 @@ def test_stdin_and_directories_and_files_mix(cli, tmp_path: Path) -> None:
 def test_validate_reports_success(cli) -> None:
     result = cli("validate", "-f", str(EXAMPLES / "helloworld-lb"))
     assert result.exit_code == 0
-    assert "valid: 5 documents" in result.stderr
+    assert "valid: 5 documents" in result.stdout
 
 
 def test_state_option_and_env(cli, tmp_path: Path, monkeypatch) -> None:

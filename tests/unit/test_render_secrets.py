@@ -105,7 +105,7 @@ def test_secrets_dir_holds_the_keys_apart_in_a_private_tree(cli, tmp_path: Path)
     for path in [keys, *keys.rglob("*")]:
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), path
-    assert f"wrote 3 Secrets holding private keys (cacerts in 2 clusters, 1 ingress credential) to {keys}" in result.stderr
+    assert f"wrote 3 Secrets holding private keys (cacerts in 2 clusters, 1 ingress credential) to {keys}" in result.stdout
     assert "left out" not in result.stderr
     # the same bytes as --include-secrets writes, from the same store
     both = tmp_path / "both"

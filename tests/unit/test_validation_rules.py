@@ -104,7 +104,7 @@ def test_weights_naming_a_cluster_the_app_does_not_run_in(cli, tmp_path: Path) -
 
 def test_load_balancing_an_app_in_one_cluster(cli, tmp_path: Path) -> None:
     assert_rejected(cli, tmp_path, [*base(), intent(loadBalancing={"weights": {"c2": 100}})],
-                    "spec.loadBalancing: app 'httpbin' runs in 1 cluster(s)")
+                    "spec.loadBalancing: app 'httpbin' runs in 1 cluster")
 
 
 def test_server_cluster_without_gateway(cli, tmp_path: Path) -> None:

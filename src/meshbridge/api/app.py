@@ -12,7 +12,6 @@ the handlers into a bare ``500 internal error`` while the traceback goes to the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,12 +31,13 @@ from meshbridge.api.schemas import components
 from meshbridge.kube import Options
 from meshbridge.service.catalog import Catalog
 from meshbridge.service.credentials import Credentials
+from meshbridge.service.leases import DEFAULT_TTL, replica_id
 from meshbridge.service.manifests import Manifests
 from meshbridge.service.reconciler import Reconciler
 from meshbridge.service.render import MaterialProvider
 from meshbridge.service.resources import KINDS
 from meshbridge.service.statekey import load_sealer
-from meshbridge.store import ResourceStore, open_store
+from meshbridge.store import ClusterRuns, ResourceStore, open_store
 
 __all__ = ["create_app"]
 
@@ -102,45 +102,52 @@ def create_app(
     *,
     max_body: int = 8 * MiB,
     metrics_public: bool = False,
-    freeze_gc: bool = False,
     reconcile_interval: float = 0.0,
     reconcile_options: Options | None = None,
     credentials: Credentials | None = None,
+    replica: str | None = None,
+    lease_ttl: float = DEFAULT_TTL,
 ) -> FastAPI:
     """The meshbridge API over ``store`` (opened, and migrated, when given as a location).
 
     With ``reconcile_interval`` > 0 the app reconciles the stored mesh with its clusters in the
-    background, after every change and at least that often (see ``service.reconciler``),
-    reaching each cluster with the credential its Cluster names, kept in ``credentials``
+    background, in a thread of its own, after every change and at least that often, taking
+    each cluster's lease (``lease_ttl`` seconds) first, so that of several replicas
+    (``replica``: this one's name) one at a time writes to a cluster (``service.reconciler``).
+    It reaches each cluster with the credential its Cluster names, kept in ``credentials``
     (without it the credentials routes answer 409 and such clusters fail; given a store
     location, the app keeps them sealed under that store's state key).
-
-    ``freeze_gc`` (what ``meshbridge serve`` sets) moves the document cache out of the cyclic
-    garbage collector's way after each write: see ``meshbridge.service.catalog``.
     """
     opened = open_store(store) if isinstance(store, str) else store
     if credentials is None and isinstance(store, str):
         credentials = Credentials(opened, lambda: load_sealer(store, opened))
-    catalog = Catalog(opened, freeze_gc=freeze_gc)
-    metrics = Metrics(catalog_counts(opened))
+    catalog = Catalog(opened)
+    metrics = Metrics(catalog_counts(opened), cluster_runs(opened))
     manifests = Manifests(catalog, material, on_render=metrics.render.observe)
     reconciler = None
     if reconcile_interval > 0:
-        reconciler = Reconciler(catalog, material, interval=reconcile_interval,
-                                options=reconcile_options or Options(), credentials=credentials)
+        reconciler = Reconciler(
+            catalog,
+            material,
+            interval=reconcile_interval,
+            options=reconcile_options or Options(),
+            credentials=credentials,
+            replica=replica or replica_id(),
+            lease_ttl=lease_ttl,
+            on_run=metrics.reconciled,
+        )
     server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler,
                     credentials)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(reconciler.run_forever()) if reconciler else None
+        if reconciler is not None:
+            reconciler.start()
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if reconciler is not None:
+                await asyncio.to_thread(reconciler.stop)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -171,6 +178,16 @@ def catalog_counts(store: ResourceStore) -> Callable[[], dict[str, int]]:
         return {kind: found.get(kind, 0) for kind in KINDS}
 
     return counts
+
+
+def cluster_runs(store: ResourceStore) -> Callable[[], dict[str, ClusterRuns]]:
+    """Each cluster's reconcile history, read in the store (for ``/metrics``)."""
+
+    def runs() -> dict[str, ClusterRuns]:
+        with store.reading():
+            return store.cluster_runs()
+
+    return runs
 
 
 def _extend_openapi(app: FastAPI) -> None:

@@ -20,7 +20,8 @@ from meshbridge.service.catalog import Catalog
 from meshbridge.service.credentials import Credentials
 from meshbridge.service.manifests import Manifests
 from meshbridge.service.reconciler import Reconciler
-from meshbridge.service.tokens import Principal, allows, authenticate
+from meshbridge.service.roles import allows
+from meshbridge.service.tokens import Principal, authenticate
 from meshbridge.store import ResourceStore
 
 MiB = 1024 * 1024

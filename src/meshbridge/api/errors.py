@@ -15,7 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from meshbridge.errors import InvalidInput, MeshbridgeError, Problem, StateError, StateLocked
+from meshbridge.errors import (
+    InvalidInput,
+    MeshbridgeError,
+    Problem,
+    StateError,
+    StateLocked,
+    StateUnavailable,
+)
 from meshbridge.service.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger("meshbridge.api")
@@ -79,6 +86,9 @@ def install(app: FastAPI) -> None:
     async def _state(_: Request, exc: StateError) -> JSONResponse:
         if isinstance(exc, StateLocked):
             return respond(503, "the store is busy: retry", headers={"Retry-After": "1"})
+        if isinstance(exc, StateUnavailable):
+            log.warning("state store unavailable: %s", exc)
+            return respond(503, "the state store is unavailable: retry", headers={"Retry-After": "1"})
         log.error("state store error: %s", exc)
         return respond(503, "the state store is unavailable")
 

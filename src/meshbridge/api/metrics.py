@@ -2,7 +2,10 @@
 
 Requests by route template (never the raw path: names would explode the label space), method
 and status; request latency; the time to compute one cluster's manifests; documents per kind,
-counted in the store at scrape time so every process reports the same numbers.
+counted in the store at scrape time so every process reports the same numbers. Per cluster, for
+alerting, also read in the store at scrape time (so whichever replica is scraped, the answer is
+the same): when its last successful reconcile ended, how many runs failed since, how many
+objects it holds; and, per process, the reconcile runs this replica made.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from meshbridge.store import ClusterRuns
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -35,11 +40,54 @@ class _ObjectsCollector(Collector):
         yield family
 
 
+class _ClustersCollector(Collector):
+    def __init__(self, runs: Callable[[], dict[str, ClusterRuns]]) -> None:
+        self._runs = runs
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        success = GaugeMetricFamily(
+            "meshbridge_cluster_last_success_timestamp_seconds",
+            "When the cluster's last successful (Applied) reconcile ended (Unix time).",
+            labels=["cluster"],
+        )
+        failures = GaugeMetricFamily(
+            "meshbridge_cluster_reconcile_failures",
+            "Reconcile runs of the cluster that failed since its last successful one.",
+            labels=["cluster"],
+        )
+        objects = GaugeMetricFamily(
+            "meshbridge_cluster_objects",
+            "Objects the cluster is to hold, as of its last reconcile.",
+            labels=["cluster"],
+        )
+        running = GaugeMetricFamily(
+            "meshbridge_cluster_reconciling",
+            "1 while a reconcile of the cluster is in progress (by the replica named).",
+            labels=["cluster", "replica"],
+        )
+        try:
+            runs = self._runs()
+        except Exception:
+            runs = {}
+        for cluster, r in sorted(runs.items()):
+            if r.last_success is not None:
+                success.add_metric([cluster], r.last_success)
+            failures.add_metric([cluster], r.failures)
+            objects.add_metric([cluster], r.last.objects)
+            if r.last.finished is None:
+                running.add_metric([cluster, r.last.replica], 1)
+        yield from (success, failures, objects, running)
+
+
 class Metrics:
     """The registry and instruments of one app (not the process-global registry: tests and
     embedders may build several apps in one process)."""
 
-    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        counts: Callable[[], dict[str, int]],
+        runs: Callable[[], dict[str, ClusterRuns]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "meshbridge_http_requests",
@@ -60,7 +108,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.reconciles = Counter(
+            "meshbridge_reconciles",
+            "Reconcile runs this replica made, by cluster and result.",
+            ["cluster", "state"],
+            registry=self.registry,
+        )
         self.registry.register(_ObjectsCollector(counts))
+        if runs is not None:
+            self.registry.register(_ClustersCollector(runs))
+
+    def reconciled(self, cluster: str, state: str) -> None:
+        self.reconciles.labels(cluster, state).inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

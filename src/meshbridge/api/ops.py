@@ -27,7 +27,8 @@ from meshbridge.api.context import Admin, Editor, ServerDep, Viewer, principal
 from meshbridge.api.metrics import CONTENT_TYPE
 from meshbridge.errors import StateError
 from meshbridge.service.manifests import ClusterManifests
-from meshbridge.service.tokens import ROLES, create_token, list_tokens, revoke_token
+from meshbridge.service.roles import ROLES
+from meshbridge.service.tokens import create_token, list_tokens, revoke_token
 
 router = APIRouter()
 

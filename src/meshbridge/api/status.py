@@ -1,24 +1,97 @@
-"""Reconcile status over the API: what the background reconciler last did per cluster and per
-object, and a way to ask for a run now."""
+"""Status over the API: what the background reconciler last did per cluster and per object, a
+way to ask for a run now, and the stored documents left out of the set (``/api/v1/problems``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.exceptions import HTTPException
 
 from meshbridge.api.context import Editor, ServerDep, Viewer
-from meshbridge.service.apply import status as stored_status
+from meshbridge.service.apply import cluster_statuses
+from meshbridge.service.leases import CLUSTER
+from meshbridge.service.resources import source_of
+from meshbridge.store import ReconcileRun, ResourceStore
 
 router = APIRouter()
 
 
+def _time(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def _run(run: ReconcileRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "cluster": run.cluster,
+        "replica": run.replica,
+        "term": run.term,
+        "revision": str(run.revision),
+        "started": _time(run.started),
+        "finished": _time(run.finished),
+        "state": run.state,
+        "error": run.error,
+        "objects": run.objects,
+    }
+
+
+def _status(store: ResourceStore) -> dict[str, Any]:
+    """Every cluster's last recorded result, with who reconciles it (its lease and last run),
+    its last success and failures since, and the replicas on this database."""
+    with store.reading():
+        items = {s["cluster"]: s for s in cluster_statuses(store)}
+        runs = store.cluster_runs()
+        now, leases = store.leases(CLUSTER)
+        _, replicas = store.replicas()
+    held = {lease.name.removeprefix(CLUSTER): lease for lease in leases}
+    for cluster in sorted(set(runs) - set(items)):
+        items[cluster] = {"cluster": cluster, "state": "Pending", "error": "", "objects": []}
+    for cluster, item in items.items():
+        summary = runs.get(cluster)
+        lease = held.get(cluster)
+        item["lastRun"] = _run(summary.last) if summary else None
+        item["lastSuccess"] = _time(summary.last_success) if summary else None
+        item["failures"] = summary.failures if summary else 0
+        item["lease"] = None if lease is None or lease.expires <= now else {
+            "holder": lease.holder, "term": lease.term, "expires": _time(lease.expires)}
+    return {
+        "items": [items[c] for c in sorted(items)],
+        "time": _time(now),
+        "replicas": [
+            {"id": r.id, "host": r.host, "pid": r.pid, "started": _time(r.started),
+             "seen": _time(r.seen)}
+            for r in replicas
+        ],
+    }
+
+
 @router.get("/api/v1/status", tags=["status"], summary="Last reconcile result of every cluster")
 def all_status(server: ServerDep, _: Viewer) -> dict[str, Any]:
+    """Per cluster: state, error, time, each object's state, the last run (replica, lease term,
+    start, end), the last success, failures since, and the lease if one is held now; and the
+    replicas seen on this database (with their last heartbeat)."""
+    return {**_status(server.store), "reconciler": server.reconciler is not None}
+
+
+@router.get("/api/v1/reconciles", tags=["status"], summary="Reconcile runs, oldest first")
+def reconciles(
+    server: ServerDep,
+    _: Viewer,
+    cluster: Annotated[str | None, Query(max_length=63)] = None,
+    after: Annotated[int, Query(ge=0, le=2**62, description="Runs after this id.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Who reconciled which cluster, under which lease term, from when to when (the database's
+    clock; ``finished`` null while running or if its replica died), and how it ended. The last
+    100 runs of each cluster are kept."""
     with server.store.reading():
-        items = stored_status(server.store)
-    return {"items": items, "reconciler": server.reconciler is not None}
+        runs = server.store.runs(cluster, after=after, limit=limit)
+    items = [_run(r) for r in runs]
+    return {"items": items, "next": items[-1]["id"] if items else after}
 
 
 @router.get(
@@ -28,11 +101,11 @@ def all_status(server: ServerDep, _: Viewer) -> dict[str, Any]:
     responses={404: {}},
 )
 def cluster_status(name: str, server: ServerDep, _: Viewer) -> dict[str, Any]:
-    with server.store.reading():
-        items = [s for s in stored_status(server.store) if s["cluster"] == name]
-    if not items:
+    items: list[dict[str, Any]] = _status(server.store)["items"]
+    found = [s for s in items if s["cluster"] == name]
+    if not found:
         raise HTTPException(404, f"no reconcile recorded for cluster {name!r}")
-    return items[0]
+    return found[0]
 
 
 @router.post(
@@ -47,3 +120,29 @@ def reconcile_now(server: ServerDep, _: Editor) -> dict[str, str]:
         raise HTTPException(409, "this server runs no reconciler (serve --reconcile-interval 0)")
     server.reconciler.trigger()
     return {"status": "scheduled"}
+
+
+@router.get(
+    "/api/v1/problems",
+    tags=["status"],
+    summary="Stored documents left out of every render, and why",
+)
+def problems(server: ServerDep, _: Viewer) -> dict[str, Any]:
+    """Documents the store holds that are not valid (a newer meshbridge with a stricter model,
+    an edit behind the API's back: ``invalid``), or valid alone but not with the others
+    (``excluded``). They are left out of every render; replace (PUT) or delete them. ``set``:
+    problems of the rest no document is to blame for (nothing renders until they are fixed)."""
+    flagged, unblamed = server.catalog.flagged()
+    items = [
+        {
+            "kind": f.key[0],
+            "namespace": f.key[1] or None,
+            "name": f.key[2],
+            "path": source_of(f.key),
+            "resourceVersion": str(f.row.resource_version),
+            "reason": f.reason,
+            "problems": [{"path": p.path, "message": p.message} for p in f.problems],
+        }
+        for f in flagged
+    ]
+    return {"items": items, "set": [p.as_dict() for p in unblamed]}

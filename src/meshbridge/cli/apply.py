@@ -1,12 +1,14 @@
-"""apply, diff and status: the commands that touch live clusters."""
+"""apply, diff and status: the commands that touch live clusters.
+
+The services (models, compiler, Kubernetes client, store) are imported by the commands that use
+them, not whenever the CLI starts.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli.common import (
@@ -17,11 +19,12 @@ from meshbridge.cli.common import (
     out_console,
     state_path,
 )
-from meshbridge.kube import ClusterReport, Options
-from meshbridge.service import apply as apply_service
-from meshbridge.service import rootguard
 from meshbridge.service.sources import read_sources
-from meshbridge.store import open_store, store_exists
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from meshbridge.kube import ClusterReport, Options
 
 ClusterOption = Annotated[
     list[str] | None,
@@ -33,23 +36,26 @@ ClusterOption = Annotated[
     ),
 ]
 ParallelOption = Annotated[
-    int, typer.Option("--parallel", min=1, max=64, help="Clusters reconciled at the same time.")
+    int, typer.Option("--parallel", metavar="N", min=1, max=64, help="Clusters reconciled at the same time.")
 ]
 RetriesOption = Annotated[
     int,
     typer.Option(
         "--retries",
+        metavar="N",
         min=1,
         max=20,
         help="Attempts per unreachable cluster, the wait doubling from 0.5 s.",
     ),
 ]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=0.5, help="Seconds to wait for each API request.")
+    float, typer.Option("--timeout", metavar="SECONDS", min=0.5, help="Seconds to wait for each API request.")
 ]
 
 
 def _summary(reports: list[ClusterReport], title: str) -> Table:
+    from rich.table import Table
+
     table = Table(
         title=title,
         title_justify="left",
@@ -88,10 +94,16 @@ def _run(
     *,
     replace_root: bool = False,
     adopt_mesh_id: str | None = None,
+    lease_wait: float = 120.0,
 ) -> list[ClusterReport]:
-    with errors_mapped():
-        from meshbridge.service.render import parse
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from meshbridge.service import apply as apply_service
+    from meshbridge.service import leases, rootguard
+    from meshbridge.service.render import parse
+    from meshbridge.store import open_store
+
+    with errors_mapped():
         intents = parse(read_sources(files))  # before the store: bad input must not create it
         location = state_path(state)
         store = open_store(location)
@@ -132,9 +144,18 @@ def _run(
                 disable=total < 2 or not err_console.is_terminal,  # nothing in pipes and logs
             ) as bar:
                 task = bar.add_task(verb, total=total)
-                reports = apply_service.reconcile(
-                    prepared, options, progress=lambda _r: bar.advance(task)
-                )
+                # one writer per cluster: the leases the server's replicas take too
+                names = [t.name for t in prepared.targets]
+                with leases.holding(
+                    store,
+                    names,
+                    writes=not options.dry_run,
+                    wait=lease_wait,
+                    waiting=lambda m: err_console.print(m, style="yellow", markup=False),
+                ):
+                    reports = apply_service.reconcile(
+                        prepared, options, progress=lambda _r: bar.advance(task)
+                    )
             reports = rootguard.merged(checked, reports)
             if not options.dry_run:
                 apply_service.finish(store, prepared, reports)
@@ -194,6 +215,16 @@ def apply(
     parallel: ParallelOption = 4,
     retries: RetriesOption = 3,
     timeout: TimeoutOption = 10.0,
+    lease_wait: Annotated[
+        float,
+        typer.Option(
+            "--lease-wait",
+            min=0,
+            metavar="SECONDS",
+            help="On a store meshbridge serve replicas share: wait this long for a replica "
+            "reconciling one of the clusters, then exit 1 naming it.",
+        ),
+    ] = 120.0,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
     server_ca: remote_cmd.ServerCAOption = None,
@@ -225,6 +256,8 @@ def apply(
             raise typer.Exit(2)
         remote_cmd.apply_to_server(files, server, token, dry_run=dry_run, server_ca=server_ca)
         return
+    from meshbridge.kube import Options
+
     options = Options(
         dry_run=dry_run,
         force_conflicts=force_conflicts,
@@ -233,8 +266,16 @@ def apply(
         timeout=timeout,
     )
     verb = "planning" if dry_run else "applying"
-    reports = _run(files, state, options, cluster, verb, replace_root=replace_root,
-                   adopt_mesh_id=adopt_mesh_id)
+    reports = _run(
+        files,
+        state,
+        options,
+        cluster,
+        verb,
+        replace_root=replace_root,
+        adopt_mesh_id=adopt_mesh_id,
+        lease_wait=lease_wait,
+    )
     for r in reports:
         for c in r.outcome.changes:
             if c.action in ("conflict", "failed"):
@@ -259,6 +300,8 @@ def diff(
     Exit 0 when nothing would change, 1 when something would, 3 when a cluster could not be
     read, 2 on invalid input.
     """
+    from meshbridge.kube import Options
+
     options = Options(
         dry_run=True, with_diff=True, parallel=parallel, retries=retries, timeout=timeout
     )
@@ -286,17 +329,31 @@ def _short_time(iso: str) -> str:
     return iso.replace("T", " ").removesuffix("+00:00")
 
 
-def status(
+def status_cmd(
     state: StateOption = None,
     objects: Annotated[
         bool, typer.Option("--objects", help="List every object's state too.")
     ] = False,
+    server: remote_cmd.ServerOption = None,
+    token: remote_cmd.TokenOption = None,
+    server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
+
+    With --server, the server's: each cluster's last reconcile, by which replica, its last
+    success and failures since, and the stored documents left out of renders.
 
     Exit 1 when a cluster's last apply failed or could not reach it. A store that does not
     exist is reported as such and not created.
     """
+    if server:
+        remote_cmd.status_from_server(remote_cmd.Remote(server, token, server_ca), objects=objects)
+        return
+    from rich.table import Table
+
+    from meshbridge.service import apply as apply_service
+    from meshbridge.store import open_store, store_exists
+
     location = state_path(state)
     if not store_exists(location):
         err_console.print(f"no state store at {location}: nothing applied yet", markup=False)
@@ -304,7 +361,7 @@ def status(
     with errors_mapped():
         store = open_store(location)
         try:
-            records = apply_service.status(store)
+            records = apply_service.cluster_statuses(store)
         finally:
             store.close()
     if not records:

@@ -1,18 +1,21 @@
-"""Options and error mapping shared by every command."""
+"""Options, help layout and error mapping shared by every command.
+
+Output follows kubectl: a command's results (what it wrote, found or changed) go to stdout,
+everything else (progress, notes, warnings, errors) to stderr.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import ModuleType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 
+from meshbridge import wording
 from meshbridge.errors import InvalidInput, MeshbridgeError
 
 DEFAULT_STATE = ".meshbridge/state.db"
@@ -20,14 +23,52 @@ DEFAULT_STATE = ".meshbridge/state.db"
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 
+
+def _plain_metavars(params: list[Any]) -> list[Any]:
+    """Help without type placeholders: typer shows ``<bool>`` beside a flag (``--help`` too)
+    and ``<path>``, ``<int range>`` beside a value. A flag shows nothing; a value without a
+    metavar of its own shows its option's name (``--days DAYS``); an argument is named in
+    capitals in the usage line (``get KIND [NAME]``). Typer still prints an argument's type in
+    its Arguments panel: it offers no setting for that column."""
+    for param in params:
+        if param is None or param.metavar is not None:
+            continue
+        if isinstance(param, typer.core.TyperArgument):
+            param.metavar = param.name.upper()
+            continue
+        if not isinstance(param, typer.core.TyperOption):
+            continue
+        if param.is_flag:
+            param.metavar = ""
+        else:
+            longest = max(param.opts, key=len)
+            param.metavar = longest.lstrip("-").upper().replace("-", "_")
+    return params
+
+
+class Command(typer.core.TyperCommand):
+    """A command whose help has no type placeholders (see :func:`_plain_metavars`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        _plain_metavars([self.get_help_option(ctx)])
+        return _plain_metavars(super().get_params(ctx))
+
+
+class Group(typer.core.TyperGroup):
+    """A command group whose help has no type placeholders (see :func:`_plain_metavars`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        _plain_metavars([self.get_help_option(ctx)])
+        return _plain_metavars(super().get_params(ctx))
+
 FilesOption = Annotated[
     list[str],
     typer.Option(
         "-f",
         "--filename",
         metavar="FILE|DIR|-",
-        help="Intent documents: a YAML file, a directory (every *.yaml / *.yml in it) or - for "
-        "standard input. Repeat for more.",
+        help="Intent documents: a YAML file, a directory (the *.yaml / *.yml files directly in "
+        "it; not its subdirectories) or - for standard input. Repeat for more.",
         show_default=False,
     ),
 ]
@@ -45,21 +86,6 @@ StateOption = Annotated[
 ]
 
 
-def lazy_module(name: str) -> ModuleType:
-    """The module ``name``, loaded on first attribute access: a command's heavy service module
-    is then imported only when that command runs, not whenever the CLI starts."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"no module named {name!r}")
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def state_path(option: str | None) -> str:
     return option or os.environ.get("MESHBRIDGE_STATE") or DEFAULT_STATE
 
@@ -74,7 +100,7 @@ def errors_mapped() -> Iterator[None]:
             err_console.print(str(problem), markup=False)
         count = len(exc.problems)
         err_console.print(
-            f"error: {count} problem{'s' if count != 1 else ''} found; nothing was written",
+            f"error: {wording.count(count, 'problem')} found; nothing was written",
             style="red",
             markup=False,
         )

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
-from meshbridge.cli.common import err_console, errors_mapped, out_console
+from meshbridge.cli.common import Command, Group, err_console, errors_mapped, out_console
 from meshbridge.cli.remote import Remote, ServerCAOption, ServerOption, TokenOption
 from meshbridge.errors import InvalidInput, MeshbridgeError, Problem
 
 __all__ = ["app", "flatten_kubeconfig"]
 
 app = typer.Typer(
+    cls=Group,
     name="credential",
     help="Cluster credentials on a meshbridge server (admin): what Clusters' "
     "spec.kubeconfig.credential names.",
@@ -99,6 +99,8 @@ def flatten_kubeconfig(
 
 
 def _load(path: Path) -> dict[str, Any]:
+    import yaml
+
     text = _read_file(path.expanduser(), "the kubeconfig")
     try:
         data = yaml.load(text, Loader=yaml.CSafeLoader)
@@ -116,7 +118,7 @@ def _named_by_file(exc: InvalidInput, path: Path) -> InvalidInput:
     )
 
 
-@app.command("add")
+@app.command("add", cls=Command)
 def add(
     name: Annotated[str, typer.Argument(help="The credential's name (a DNS label).")],
     kubeconfig: Annotated[
@@ -153,7 +155,7 @@ def add(
     )
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_(
     server: ServerOption = None,
     token: TokenOption = None,
@@ -182,7 +184,7 @@ def list_(
         out_console.print(line, markup=False, highlight=False)
 
 
-@app.command("delete")
+@app.command("delete", cls=Command)
 def delete(
     name: Annotated[str, typer.Argument(help="The credential's name.")],
     server: ServerOption = None,

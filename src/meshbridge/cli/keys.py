@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from meshbridge.cli.common import err_console
+from meshbridge.cli.common import err_console, out_console
+from meshbridge.wording import count
 
 if TYPE_CHECKING:
     from meshbridge.service.writer import KeyPlacement, Written
@@ -57,10 +58,6 @@ def placement(output: Path, secrets_dir: Path | None, include: bool) -> KeyPlace
     return chosen
 
 
-def _plural(count: int, one: str, many: str) -> str:
-    return f"{count} {one if count == 1 else many}"
-
-
 def describe(holders: Iterable[str]) -> str:
     """``3 Secrets holding private keys (cacerts in 2 clusters, 1 ingress credential)``."""
     from meshbridge.compile.output import CACERTS, INGRESS_CREDENTIAL, OTHER_HOLDER
@@ -68,15 +65,15 @@ def describe(holders: Iterable[str]) -> str:
     counts = Counter(holders)
     parts = []
     if counts[CACERTS]:
-        parts.append(f"cacerts in {_plural(counts[CACERTS], 'cluster', 'clusters')}")
+        parts.append(f"cacerts in {count(counts[CACERTS], 'cluster')}")
     if counts[INGRESS_CREDENTIAL]:
         parts.append(
-            _plural(counts[INGRESS_CREDENTIAL], "ingress credential", "ingress credentials")
+            count(counts[INGRESS_CREDENTIAL], "ingress credential")
         )
     if counts[OTHER_HOLDER]:
-        parts.append(_plural(counts[OTHER_HOLDER], "other Secret", "other Secrets"))
+        parts.append(count(counts[OTHER_HOLDER], "other Secret"))
     total = sum(counts.values())
-    what = _plural(total, "Secret holding a private key", "Secrets holding private keys")
+    what = count(total, "Secret holding a private key", "Secrets holding private keys")
     return f"{what} ({', '.join(parts)})"
 
 
@@ -95,6 +92,9 @@ def report(written: Written) -> None:
             f"{what} written among them (mode 0600): Git keeps no file modes, so do not commit "
             "them"
         )
-    else:
-        line = f"wrote {what} to {written.keys_to} (files 0600): keep it out of Git"
-    err_console.print(line, markup=False)
+    else:  # a result: stdout, as the files written are
+        out_console.print(
+            f"wrote {what} to {written.keys_to} (files 0600): keep it out of Git", markup=False
+        )
+        return
+    err_console.print(line, markup=False)  # advice, not a result: stderr

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from meshbridge import __version__
+from meshbridge import __version__, wording
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
 from meshbridge.cli import keys as keys_opt
@@ -17,7 +17,9 @@ from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli import server as server_cmd
 from meshbridge.cli.common import (
+    Command,
     FilesOption,
+    Group,
     StateOption,
     err_console,
     errors_mapped,
@@ -26,9 +28,9 @@ from meshbridge.cli.common import (
 )
 from meshbridge.cli.progress import shown
 from meshbridge.service.sources import read_sources
-from meshbridge.store import open_store
 
 app = typer.Typer(
+    cls=Group,
     name="meshbridge",
     help="One Istio mesh across many Kubernetes clusters: write intents (which app runs where, "
     "who may call whom), get every cluster's Istio manifests.",
@@ -54,7 +56,7 @@ def _root(
     """One Istio mesh across many Kubernetes clusters."""
 
 
-@app.command()
+@app.command(cls=Command)
 def validate(files: FilesOption) -> None:
     """Check intent documents without writing anything.
 
@@ -66,10 +68,10 @@ def validate(files: FilesOption) -> None:
 
         checked = render_service.validate(read_sources(files), progress)
     count = len(checked.intents.documents())
-    err_console.print(f"valid: {count} document{'s' if count != 1 else ''}", markup=False)
+    out_console.print(f"valid: {wording.count(count, 'document')}", markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def render(
     output: Annotated[
         Path,
@@ -120,6 +122,7 @@ def render(
     with errors_mapped(), shown(err_console) as progress:
         from meshbridge.service import pki as pki_service
         from meshbridge.service import render as render_service
+        from meshbridge.store import open_store
 
         checked = render_service.validate(read_sources(files or []), progress)
         store = open_store(state_path(state))
@@ -134,28 +137,29 @@ def render(
     counts = {cluster: len(objs) for cluster, objs in sorted(result.objects.items())}
     if verbose:
         for cluster, count in counts.items():
-            err_console.print(f"{cluster}: {count} objects", markup=False)
+            out_console.print(f"{cluster}: {wording.count(count, 'object')}", markup=False)
     elif len(counts) > 1:  # a few lines whatever the number of clusters; -v lists them
-        err_console.print(
+        out_console.print(
             f"objects per cluster: {min(counts.values())} to {max(counts.values())}, "
             f"{sum(counts.values())} in all",
             markup=False,
         )
-    err_console.print(
-        f"wrote {written.files} files for {len(result.objects)} clusters to {output}"
-        + (f" ({result.new_vips} new VIPs)" if result.new_vips else ""),
+    out_console.print(
+        f"wrote {wording.count(written.files, 'file')} for "
+        f"{wording.count(len(result.objects), 'cluster')} to {output}"
+        + (f" ({wording.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
         markup=False,
     )
     keys_opt.report(written)
 
 
 app.add_typer(pki_cmd.app)
-app.command()(apply_cmd.apply)
-app.command()(apply_cmd.diff)
-app.command()(apply_cmd.status)
-app.command()(remote_cmd.get)
-app.command()(remote_cmd.delete)
-app.command()(server_cmd.serve)
+app.command(cls=Command)(apply_cmd.apply)
+app.command(cls=Command)(apply_cmd.diff)
+app.command("status", cls=Command)(apply_cmd.status_cmd)
+app.command(cls=Command)(remote_cmd.get)
+app.command(cls=Command)(remote_cmd.delete)
+app.command(cls=Command)(server_cmd.serve)
 app.add_typer(server_cmd.db_app)
 app.add_typer(server_cmd.token_app)
 app.add_typer(credential_cmd.app)

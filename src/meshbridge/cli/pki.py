@@ -5,7 +5,8 @@ act: bring an enterprise CA, check expiry, export ``cacerts`` for a cluster mana
 give an external caller a client certificate, rotate an intermediate or the root. Each command
 is a thin shell over :mod:`meshbridge.service.pki`: parse, open the store, call one use case in
 one transaction, print. Private keys are printed nowhere; only ``export`` and ``issue-client``
-write them, to 0600 files.
+write them, to 0600 files. The service (with the models and X.509) is imported by the commands
+that use it, not whenever the CLI starts.
 """
 
 from __future__ import annotations
@@ -20,28 +21,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from meshbridge import wording
 from meshbridge.cli.common import (
+    Command,
+    Group,
     StateOption,
     err_console,
     errors_mapped,
-    lazy_module,
     out_console,
     state_path,
 )
 from meshbridge.service.sources import read_sources
-from meshbridge.store import Store, open_store
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from meshbridge.model import Intents, Mesh
-    from meshbridge.pki import CertSummary, PkiStatus, Sealer
-    from meshbridge.service import pki as service
-else:  # loaded when a pki command runs, not whenever the CLI starts
-    service = lazy_module("meshbridge.service.pki")
+    from meshbridge.pki.chain import CertSummary
+    from meshbridge.pki.inventory import PkiStatus
+    from meshbridge.pki.sealing import Sealer
+    from meshbridge.store import Store
 
 app = typer.Typer(
+    cls=Group,
     name="pki",
     help="The mesh PKI: one shared root, an intermediate CA per cluster (the cacerts Secret), "
     "ingress credentials for external hosts. Show, export, issue client certificates, rotate.",
@@ -80,6 +83,9 @@ def _session(
     state: str | None, files: list[str] | None = None, *, sealed: bool = True
 ) -> Iterator[tuple[Store, Sealer | None, Mesh]]:
     """Open the store, the sealer (when keys are needed) and the Mesh; one transaction."""
+    from meshbridge.service import pki as service
+    from meshbridge.store import open_store
+
     path = state_path(state)
     intents = _intents(files)
     store = open_store(path)
@@ -116,6 +122,13 @@ def _out_dir(path: Path) -> Path:
 
 
 def _done(message: str) -> None:
+    """What a command did: its result, so stdout (as kubectl prints "secret/x created")."""
+    out_console.print(message, markup=False)
+
+
+def _lead_in(message: str) -> None:
+    """The words before a command printed for the user to run: stderr, so that stdout holds
+    the command alone (``$(meshbridge pki export --root ...)`` is the import command)."""
     err_console.print(message, markup=False)
 
 
@@ -129,7 +142,7 @@ def _cert_line(summary: CertSummary) -> str:
 # ----------------------------------------------------------------------------------- roots
 
 
-@app.command("init")
+@app.command("init", cls=Command)
 def init_cmd(
     files: MeshFilesOption = None,
     state: StateOption = None,
@@ -142,17 +155,20 @@ def init_cmd(
     new cacerts (apply writes it only with --replace-root). To change a root without an outage
     use 'pki rotate-root'.
     """
+    from meshbridge.service import pki as service
+
     with errors_mapped(), _session(state, files) as (store, sealer, mesh):
         summary = service.init_root(store, _need(sealer), mesh, _now(), force=force)
     _done(f"created {_cert_line(summary)}")
 
 
-@app.command("import")
+@app.command("import", cls=Command)
 def import_cmd(
     cert: Annotated[
         Path,
         typer.Option(
             "--cert",
+            metavar="FILE",
             help="PEM certificate of the CA to sign intermediates with (with --cluster: the "
             "cluster's ca-cert.pem).",
         ),
@@ -160,13 +176,16 @@ def import_cmd(
     key: Annotated[
         Path | None,
         typer.Option(
-            "--key", help="Its unencrypted PEM private key (with --cluster: its ca-key.pem)."
+            "--key",
+            metavar="FILE",
+            help="Its unencrypted PEM private key (with --cluster: its ca-key.pem).",
         ),
     ] = None,
     chain: Annotated[
         Path | None,
         typer.Option(
             "--chain",
+            metavar="FILE",
             help="For a CA issued by your enterprise CA: the PEM chain from its issuer up to and "
             "including the enterprise root. Omit for a self-signed root.",
         ),
@@ -199,6 +218,8 @@ def import_cmd(
     the chain links to a self-signed root, it is within its validity. Refuses when the mesh has a
     root unless --force (see 'pki init'); with --cluster, when the cluster has an intermediate.
     """
+    from meshbridge.service import pki as service
+
     if cluster is not None and (chain is not None or without_key):
         _bad_input("--cluster takes --cert and --key only")
     if (key is None) != without_key:
@@ -245,6 +266,9 @@ _HEALTH_STYLE = {  # by Health value
 
 
 def _table(report: PkiStatus) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"mesh PKI — root rotation: {report.phase_text}", title_justify="left")
     table.add_column("role", no_wrap=True)
     table.add_column("name", overflow="fold")
@@ -293,12 +317,14 @@ def _as_json(report: PkiStatus) -> str:
 
 
 def _report(state: str | None, as_json: bool) -> None:
+    from meshbridge.service import pki as service
+
     path = state_path(state)
     if "://" not in path and not Path(path).expanduser().exists():
-        _done(f"no state store at {path} yet: nothing has been issued")
+        err_console.print(f"no state store at {path} yet: nothing has been issued", markup=False)
         return
     with errors_mapped(), _session(state, sealed=False) as (store, _sealer, _mesh):
-        report = service.status(store, _now())
+        report = service.pki_status(store, _now())
     if as_json:
         out_console.print(_as_json(report), markup=False)
     else:
@@ -307,7 +333,7 @@ def _report(state: str | None, as_json: bool) -> None:
         c = entry.cert
         if c.health.value == "expiring":
             err_console.print(
-                f"warning: {c.role} {c.name} expires in {c.days_left} days",
+                f"warning: {c.role} {c.name} expires in {wording.count(c.days_left, 'day')}",
                 style="yellow",
                 markup=False,
             )
@@ -321,7 +347,7 @@ def _report(state: str | None, as_json: bool) -> None:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-@app.command("status")
+@app.command("status", cls=Command)
 def status_cmd(state: StateOption = None, as_json: JsonOption = False) -> None:
     """Every certificate of the mesh: subject, fingerprint, expiry, and the rotation phase.
 
@@ -332,7 +358,7 @@ def status_cmd(state: StateOption = None, as_json: JsonOption = False) -> None:
     _report(state, as_json)
 
 
-@app.command("show")
+@app.command("show", cls=Command)
 def show_cmd(
     state: StateOption = None,
     as_json: JsonOption = False,
@@ -350,6 +376,8 @@ def show_cmd(
     ] = False,
 ) -> None:
     """Like 'status'; with --root or --ingress-ca, print that public certificate as PEM."""
+    from meshbridge.service import pki as service
+
     if not (root or ingress_ca):
         _report(state, as_json)
         return
@@ -366,13 +394,15 @@ MAX_CN = 64
 CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 
 
-@app.command("export")
+@app.command("export", cls=Command)
 def export_cmd(
     directory: Annotated[
-        Path, typer.Option("--dir", help="Directory to write the files to (mode 0600).")
+        Path,
+        typer.Option("--dir", help="Directory to write the files to (mode 0600)."),
     ],
     cluster: Annotated[
-        str | None, typer.Option("--cluster", help="The cluster whose cacerts to write.")
+        str | None,
+        typer.Option("--cluster", help="The cluster whose cacerts to write."),
     ] = None,
     root: Annotated[
         bool,
@@ -393,6 +423,8 @@ def export_cmd(
     --from-file=DIR/ca-cert.pem ... A cluster without an intermediate yet gets one when -f
     declares it (a Cluster document); otherwise render first.
     """
+    from meshbridge.service import pki as service
+
     if (cluster is None) == (not root):
         _bad_input("give exactly one of --cluster and --root")
     if cluster is None:
@@ -411,11 +443,13 @@ def export_cmd(
             for name, data in zip(CACERTS_FILES, contents, strict=True):
                 _write(out / name, data, 0o600)
     args = " ".join(f"--from-file={out / name}" for name in CACERTS_FILES)
-    _done(f"wrote {', '.join(CACERTS_FILES)} to {out} (mode 0600); apply with:")
+    _lead_in(f"wrote {', '.join(CACERTS_FILES)} to {out} (mode 0600); apply with:")
     out_console.print(f"kubectl create secret generic cacerts -n istio-system {args}", markup=False)
 
 
 def _export_root(directory: Path, state: str | None) -> None:
+    from meshbridge.service import pki as service
+
     with errors_mapped(), _session(state) as (store, sealer, _mesh):
         cert, key, chain = service.export_root(store, _need(sealer))
         out = _out_dir(directory)
@@ -427,7 +461,7 @@ def _export_root(directory: Path, state: str | None) -> None:
     again = f"--cert {out / 'root-ca.pem'} --key {out / 'root-ca.key'}"
     if chain:
         again += f" --chain {out / 'root-ca-chain.pem'}"
-    _done(
+    _lead_in(
         f"wrote {', '.join(written)} to {out} (mode 0600); keep them offline, apart from the "
         "state store. Into a new store they go back with:"
     )
@@ -471,16 +505,17 @@ def _check_names(host: str, cn: str) -> None:
         _bad_input(f"--cn must be 1 to {MAX_CN} characters long")
 
 
-@app.command("issue-client")
+@app.command("issue-client", cls=Command)
 def issue_client_cmd(
     host: Annotated[str, typer.Option("--host", help="The external host the caller will reach.")],
     cn: Annotated[str, typer.Option("--cn", help="The caller's name (certificate CN).")],
     out: Annotated[
         Path,
-        typer.Option("--out", help="Directory for client.crt, client.key (0600) and ca.crt."),
+        typer.Option("--out", metavar="DIR", help="Directory for client.crt, client.key (0600) and ca.crt."),
     ],
     days: Annotated[
-        int, typer.Option("--days", min=1, max=3650, help="Validity of the certificate in days.")
+        int,
+        typer.Option("--days", min=1, max=3650, help="Validity of the certificate in days."),
     ] = 365,
     files: MeshFilesOption = None,
     state: StateOption = None,
@@ -493,6 +528,8 @@ def issue_client_cmd(
     ingress server certificates, for the caller to verify the server. With -f, HOST must be the
     host of an external MUTUAL intent. Refuses to overwrite client.key unless --force.
     """
+    from meshbridge.service import pki as service
+
     with errors_mapped():
         _check_names(host, cn)
         _check_mutual_host(files, host)
@@ -509,8 +546,8 @@ def issue_client_cmd(
             _write(target / "client.crt", bundle.cert, 0o644)
             _write(target / "client.key", bundle.key, 0o600)
             _write(target / "ca.crt", bundle.server_ca, 0o644)
-    _done(f"issued {_cert_line(bundle.summary)}")
-    _done(f"wrote client.crt, client.key (0600) and ca.crt (ingress server CA) to {target}; try:")
+    _lead_in(f"issued {_cert_line(bundle.summary)}")
+    _lead_in(f"wrote client.crt, client.key (0600) and ca.crt (ingress server CA) to {target}; try:")
     out_console.print(
         f"curl --cacert {target / 'ca.crt'} --cert {target / 'client.crt'} "
         f"--key {target / 'client.key'} https://{host}/",
@@ -521,7 +558,7 @@ def issue_client_cmd(
 # -------------------------------------------------------------------------------- rotation
 
 
-@app.command("rotate")
+@app.command("rotate", cls=Command)
 def rotate_cmd(
     cluster: Annotated[
         str | None,
@@ -529,7 +566,10 @@ def rotate_cmd(
     ] = None,
     host: Annotated[
         str | None,
-        typer.Option("--host", help="Re-issue this external host's ingress server certificate."),
+        typer.Option(
+            "--host",
+            help="Re-issue this external host's ingress server certificate.",
+        ),
     ] = None,
     client_ca: Annotated[
         bool,
@@ -548,6 +588,8 @@ def rotate_cmd(
     afterwards; istiod picks up the new cacerts on restart. To replace the root, use
     'pki rotate-root'.
     """
+    from meshbridge.service import pki as service
+
     if (cluster is None) == (host is None) or (client_ca and host is None):
         _bad_input("give exactly one of --cluster and --host (--client-ca goes with --host)")
     with errors_mapped(), _session(state, files) as (store, sealer, mesh):
@@ -577,7 +619,7 @@ _NEXT_STEP = {
 }
 
 
-@app.command("rotate-root")
+@app.command("rotate-root", cls=Command)
 def rotate_root_cmd(
     phase: Annotated[
         Phase,
@@ -588,11 +630,13 @@ def rotate_root_cmd(
         ),
     ],
     cert: Annotated[
-        Path | None, typer.Option("--cert", help="begin only: import this CA as the new root.")
+        Path | None,
+        typer.Option("--cert", metavar="FILE", help="begin only: import this CA as the new root."),
     ] = None,
-    key: Annotated[Path | None, typer.Option("--key", help="begin only: its private key.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", metavar="FILE", help="begin only: its private key.")] = None,
     chain: Annotated[
-        Path | None, typer.Option("--chain", help="begin only: its chain up to your root.")
+        Path | None,
+        typer.Option("--chain", metavar="FILE", help="begin only: its chain up to your root."),
     ] = None,
     files: MeshFilesOption = None,
     state: StateOption = None,
@@ -613,6 +657,8 @@ def rotate_root_cmd(
     cacerts. A new root issued by 'begin' gets a subject of its own (OU=generation N) when
     rootCA would repeat the current root's. 'pki status' shows the phase.
     """
+    from meshbridge.service import pki as service
+
     if (cert is None) != (key is None) or (cert is not None and phase is not Phase.BEGIN):
         _bad_input("--cert and --key go together, and only with 'begin'")
     if force and phase not in (Phase.ADVANCE, Phase.FINISH):

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
+from meshbridge import wording
 from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
 from meshbridge.cli.keys import report
 from meshbridge.service.errors import BadRequest, Conflict
@@ -44,6 +44,7 @@ __all__ = [
     "delete",
     "get",
     "render_remote",
+    "status_from_server",
 ]
 
 ServerOption = Annotated[
@@ -240,6 +241,8 @@ def get(
     if output == "json":
         out_console.print(json.dumps(found, indent=2), markup=False, highlight=False)
     elif output == "yaml":
+        import yaml
+
         out_console.print(
             yaml.safe_dump_all(items, sort_keys=False).rstrip("\n"), markup=False, highlight=False
         )
@@ -293,6 +296,74 @@ def delete(
     out_console.print(f"{_describe(rk.kind, ns, name)} deleted", markup=False)
 
 
+def status_from_server(remote: Remote, *, objects: bool = False) -> None:
+    """``status --server``: every cluster's last reconcile on the server, by which replica,
+    its last success and failures since; the replicas; the documents left out of renders.
+    Exit 1 when a cluster's last reconcile failed or could not reach it, or documents are."""
+    from rich.table import Table
+
+    with errors_mapped(), remote.client() as client:
+        found = client.request("GET", "/api/v1/status").json()
+        flagged = client.request("GET", "/api/v1/problems").json()
+    items = found.get("items", [])
+    if not found.get("reconciler"):
+        err_console.print("this server runs no reconciler (serve --reconcile-interval 0)",
+                          markup=False)
+    table = Table(box=None, pad_edge=False)
+    for col in ("CLUSTER", "STATE", "OBJECTS", "REPLICA", "LAST RUN (UTC)", "LAST SUCCESS",
+                "FAILURES"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("ERROR", overflow="fold")
+    for rec in items:
+        run = rec.get("lastRun") or {}
+        lease = rec.get("lease")
+        replica = (lease or {}).get("holder") or run.get("replica") or ""
+        when = run.get("finished") or (f"{run.get('started')} (running)" if run else "")
+        table.add_row(
+            rec["cluster"],
+            rec["state"],
+            str(len(rec.get("objects", []))),
+            replica,
+            _short(when),
+            _short(rec.get("lastSuccess") or ""),
+            str(rec.get("failures", 0)),
+            rec.get("error", ""),
+        )
+    if items:
+        out_console.print(table)
+    else:
+        err_console.print("no reconcile recorded yet", markup=False)
+    if objects:
+        detail = Table(box=None, pad_edge=False)
+        for col in ("CLUSTER", "OBJECT", "STATE"):
+            detail.add_column(col, no_wrap=True)
+        detail.add_column("REASON", overflow="fold")
+        for rec in items:
+            for o in rec.get("objects", []):
+                detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"])
+        out_console.print(detail)
+    replicas = found.get("replicas", [])
+    if replicas:
+        seen = ", ".join(f"{r['id']} (seen {_short(r['seen'])})" for r in replicas)
+        out_console.print(f"replicas: {seen}", markup=False)
+    problems = flagged.get("items", [])
+    for item in problems:
+        first = (item.get("problems") or [{}])[0]
+        where = f" {first.get('path')}" if first.get("path") else ""
+        err_console.print(
+            f"{item['path']}: {item['reason']}, left out of renders:{where} "
+            f"{first.get('message', '')}",
+            style="yellow", markup=False,
+        )
+    failed = any(rec["state"] in ("Failed", "Unreachable") for rec in items)
+    if failed or problems or flagged.get("set"):
+        raise typer.Exit(1)
+
+
+def _short(iso: str) -> str:
+    return iso.replace("T", " ").split(".")[0].removesuffix("+00:00")
+
+
 def render_remote(
     server: str,
     token: str | None,
@@ -326,9 +397,10 @@ def render_remote(
             client_cert=client_certificate(),
         )
     for cluster, count in sorted(result.objects.items()):
-        err_console.print(f"{cluster}: {count} objects", markup=False)
-    err_console.print(
-        f"wrote {written.files} files for {len(result.objects)} clusters to {output} "
+        out_console.print(f"{cluster}: {wording.count(count, 'object')}", markup=False)
+    out_console.print(
+        f"wrote {wording.count(written.files, 'file')} for "
+        f"{wording.count(len(result.objects), 'cluster')} to {output} "
         f"(server revision {result.revision})",
         markup=False,
     )

@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from meshbridge.cli.common import err_console, errors_mapped, out_console
-from meshbridge.service.statekey import load_sealer
-from meshbridge.service.tokens import ROLES, create_token, list_tokens, revoke_token
-from meshbridge.store import open_store, store_url
-from meshbridge.store.sql import upgrade_store
+from meshbridge.cli.common import Command, Group, err_console, errors_mapped, out_console
+from meshbridge.service.roles import ROLES
 
 __all__ = ["db_app", "default_db", "serve", "server_app", "token_app"]
 
@@ -59,6 +55,8 @@ def _shown(url: str) -> str:
     """A store URL fit for a log line: the password, if any, is hidden."""
     from sqlalchemy.engine import make_url
 
+    from meshbridge.store import store_url
+
     try:
         return make_url(store_url(url)).render_as_string(hide_password=True)
     except Exception:
@@ -87,6 +85,8 @@ def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Tls | N
         return None
     if cert is None or key is None:
         raise _usage("--tls-cert and --tls-key go together: give both")
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         context.load_cert_chain(str(cert), str(key))
@@ -134,9 +134,9 @@ def serve(
         bool, typer.Option("--public-metrics", help="Serve /metrics without a token.")
     ] = False,
     max_body_mib: Annotated[
-        int, typer.Option("--max-body-mib", min=1, max=1024, help="Largest request body.")
+        int, typer.Option("--max-body-mib", metavar="MIB", min=1, max=1024, help="Largest request body.")
     ] = 8,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level.")] = "info",
     pki: Annotated[
         bool,
         typer.Option(
@@ -149,11 +149,31 @@ def serve(
         float,
         typer.Option(
             "--reconcile-interval",
+            metavar="SECONDS",
             min=0,
             help="Reconcile the stored mesh with every cluster that has spec.kubeconfig, after "
             "each change and at least every this many seconds; 0 turns the reconciler off.",
         ),
     ] = 60.0,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=3,
+            max=600,
+            help="Replicas: a cluster's lease lasts this long after its last renewal; a replica "
+            "that dies leaves its clusters to another within about this time.",
+        ),
+    ] = 15.0,
+    replica_id: Annotated[
+        str | None,
+        typer.Option(
+            "--replica-id",
+            metavar="NAME",
+            help="This replica's name in leases and reconcile records (default: host:pid).",
+            show_default=False,
+        ),
+    ] = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -191,16 +211,21 @@ def serve(
 ) -> None:
     """Serve the REST API (documents, apply, rendered manifests, status, audit, metrics).
 
-    Several server processes may share one PostgreSQL database: writes are serialised there,
-    and each process notices the others' writes. Off a loopback address it speaks HTTPS only
-    (--tls-cert/--tls-key), unless --insecure is given.
+    Several server processes (replicas) may share one PostgreSQL database: writes are
+    serialised there, each process notices the others' writes, and each cluster is reconciled
+    by one replica at a time (docs/server.md, "Several replicas"). Off a loopback address it
+    speaks HTTPS only (--tls-cert/--tls-key), unless --insecure is given.
     """
     tls = _tls(tls_cert, tls_key, tls_client_ca)
     check_listener(host, tls, insecure)
 
+    import ssl
+
     import uvicorn
 
     from meshbridge.api import create_app
+    from meshbridge.service.statekey import load_sealer
+    from meshbridge.store import open_store
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -223,10 +248,11 @@ def serve(
         material,
         max_body=max_body_mib * 1024 * 1024,
         metrics_public=public_metrics,
-        freeze_gc=True,
         reconcile_interval=reconcile_interval,
         # the state key is asked for when a credential is first registered or used
         credentials=Credentials(store, lambda: load_sealer(url, store)),
+        replica=replica_id,
+        lease_ttl=lease_seconds,
     )
     scheme = "https" if tls else "http"
     shown_host = f"[{host}]" if ":" in host else host
@@ -251,12 +277,14 @@ def serve(
         store.close()
 
 
-db_app = typer.Typer(name="db", help="The server's database.", no_args_is_help=True)
+db_app = typer.Typer(cls=Group, name="db", help="The server's database.", no_args_is_help=True)
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", cls=Command)
 def db_upgrade(db: DbOption = None) -> None:
     """Apply every pending schema migration (done on every open as well)."""
+    from meshbridge.store.sql import upgrade_store
+
     with errors_mapped():
         done = upgrade_store(_db(db))
     if done.before == done.after:
@@ -268,16 +296,19 @@ def db_upgrade(db: DbOption = None) -> None:
         )
 
 
-token_app = typer.Typer(name="token", help="API tokens of the server.", no_args_is_help=True)
+token_app = typer.Typer(cls=Group, name="token", help="API tokens of the server.", no_args_is_help=True)
 
 
-@token_app.command("create")
+@token_app.command("create", cls=Command)
 def token_create(
     name: Annotated[str, typer.Option("--name", help="Who or what will use it (audit log).")],
     role: Annotated[str, typer.Option("--role", help=f"One of {', '.join(ROLES)}.")] = "viewer",
     db: DbOption = None,
 ) -> None:
     """Create a token and print it, once: it is stored only as a hash."""
+    from meshbridge.service.tokens import create_token
+    from meshbridge.store import open_store
+
     with errors_mapped():
         store = open_store(_db(db))
         try:
@@ -288,9 +319,12 @@ def token_create(
     err_console.print(f"token {name!r} ({role}) created: it is shown this once", markup=False)
 
 
-@token_app.command("list")
+@token_app.command("list", cls=Command)
 def token_list(db: DbOption = None) -> None:
     """List tokens: name, role, created, revoked (never the token)."""
+    from meshbridge.service.tokens import list_tokens
+    from meshbridge.store import open_store
+
     with errors_mapped():
         store = open_store(_db(db))
         try:
@@ -307,29 +341,33 @@ def token_list(db: DbOption = None) -> None:
         out_console.print(line, markup=False, highlight=False)
 
 
-@token_app.command("revoke")
+@token_app.command("revoke", cls=Command)
 def token_revoke(
     name: Annotated[str, typer.Option("--name", help="The token's name.")],
     db: DbOption = None,
 ) -> None:
     """Revoke a token: it stops working at once, on every server process."""
+    from meshbridge.service.tokens import revoke_token
+    from meshbridge.store import open_store
+
     with errors_mapped():
         store = open_store(_db(db))
         try:
             revoke_token(store, name, actor="cli")
         finally:
             store.close()
-    err_console.print(f"token {name!r} revoked", markup=False)
+    out_console.print(f"token {name!r} revoked", markup=False)
 
 
 server_app = typer.Typer(
+    cls=Group,
     name="meshbridge-server",
     help="The meshbridge server's commands (also registered on `meshbridge`).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-server_app.command()(serve)
+server_app.command(cls=Command)(serve)
 server_app.add_typer(db_app)
 server_app.add_typer(token_app)
 

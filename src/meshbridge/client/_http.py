@@ -126,6 +126,7 @@ def _tls_context(server_ca: Path | None, client_cert: ClientCertificate | None) 
 def read_documents(sources: Sequence[Source]) -> list[FileDocument]:
     """Every document of the sources as plain data, checked against the models first.
 
+    Input without a document is refused, as ``loading.load`` refuses it.
     Server-set fields (``resourceVersion`` ...) are allowed and kept: the server reads
     ``resourceVersion`` as a precondition. Cross-document rules are left to the server, which
     holds the other documents.
@@ -134,6 +135,11 @@ def read_documents(sources: Sequence[Source]) -> list[FileDocument]:
     for source in sources:
         for index, raw in parse_documents(source.text.encode(), "application/yaml", source.name):
             docs.append((source.name, index, raw))
+    if not docs:  # an empty pipe must not reach a server (with --prune it would delete all)
+        raise InvalidInput(
+            Problem(source.name, 0, "", "", "", "no intent document in the input (it is empty)")
+            for source in sources
+        )
     load_objects((name, index, strip_server_fields(raw)[0]) for name, index, raw in docs)
     return docs
 

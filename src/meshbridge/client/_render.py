@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import yaml
 
+from meshbridge import wording
 from meshbridge.client._http import Client, ClientCertificate
 from meshbridge.compile.output import ManifestFile, file_name, private_key_holder
 from meshbridge.service.errors import NotFound, ServerError
@@ -71,7 +72,7 @@ def safe_relative_path(rel: str, root: Path) -> str:
         if len(part.encode()) > _MAX_PART:
             raise _refuse(rel, f"a name longer than {_MAX_PART} bytes")
     if len(parts) != _PARTS:
-        raise _refuse(rel, f"not <cluster>/<namespace>/<file>: {len(parts)} parts")
+        raise _refuse(rel, f"not <cluster>/<namespace>/<file>: {wording.count(len(parts), 'part')}")
     base = Path(os.path.realpath(root))
     resolved = Path(os.path.realpath(base / rel))
     if not resolved.is_relative_to(base) or resolved == base:

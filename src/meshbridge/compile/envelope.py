@@ -9,17 +9,20 @@ from meshbridge.compile import naming
 
 Obj = dict[str, Any]
 
-# Apply order: what must exist before what references it. Unlisted kinds go last.
-KIND_ORDER: dict[str, int] = {
-    "Namespace": 0,
-    "Secret": 1,
-    "IstioOperator": 2,
-    "ServiceEntry": 3,
-    "DestinationRule": 4,
-    "Gateway": 5,
-    "VirtualService": 6,
-    "AuthorizationPolicy": 7,
-}
+# Apply order, defined here only: what must exist before what references it (Namespaces, then
+# the Secrets Gateways name, then Istio objects); deletion runs it backwards. Output files follow
+# it too (unlisted kinds last); kube.kinds holds one resource per kind listed here.
+APPLY_ORDER: tuple[str, ...] = (
+    "Namespace",
+    "Secret",
+    "IstioOperator",
+    "ServiceEntry",
+    "DestinationRule",
+    "Gateway",
+    "VirtualService",
+    "AuthorizationPolicy",
+)
+_RANK = {kind: i for i, kind in enumerate(APPLY_ORDER)}
 
 
 def make(
@@ -53,7 +56,12 @@ def owner_ref(kind: str, namespace: str, name: str) -> str:
 
 def sort_key(obj: Obj) -> tuple[int, str, str, str]:
     meta = obj["metadata"]
-    return (KIND_ORDER.get(obj["kind"], 99), obj["kind"], meta.get("namespace", ""), meta["name"])
+    return (
+        _RANK.get(obj["kind"], len(_RANK)),
+        obj["kind"],
+        meta.get("namespace", ""),
+        meta["name"],
+    )
 
 
 def ordered(objs: Iterable[Obj]) -> list[Obj]:

@@ -28,6 +28,7 @@ from meshbridge.compile.inputs import Context, Material
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.model import Intents
+from meshbridge.viprecord import VipRecord
 
 Generator = Callable[[Snapshot, Context], Iterator[tuple[str, Obj]]]
 
@@ -48,7 +49,7 @@ class Plan:
     """A validated snapshot and the VIP table it needs (new allocations included)."""
 
     snapshot: Snapshot
-    vips: list[vips.VipRecord]
+    vips: list[VipRecord]
 
 
 def check(intents: Intents) -> Snapshot:
@@ -60,7 +61,7 @@ def check(intents: Intents) -> Snapshot:
     return snap
 
 
-def plan(intents: Intents | Snapshot, previous: Iterable[vips.VipRecord]) -> Plan:
+def plan(intents: Intents | Snapshot, previous: Iterable[VipRecord]) -> Plan:
     """Validate (unless given an already checked snapshot) and allocate VIPs against the
     previous allocation table."""
     snap = intents if isinstance(intents, Snapshot) else check(intents)

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from meshbridge import wording
 from meshbridge.compile.snapshot import RemoteUse, Snapshot
 from meshbridge.compile.vips import capacity, vip_needs
 from meshbridge.errors import Problem
@@ -87,8 +88,8 @@ def load_balancing(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
             yield _problem(
                 doc,
                 "spec.loadBalancing",
-                f"app {doc.obj.spec.app!r} runs in {len(placed)} cluster(s); load balancing "
-                "needs an app placed in more than one",
+                f"app {doc.obj.spec.app!r} runs in {wording.count(len(placed), 'cluster')}; "
+                "load balancing needs an app placed in more than one",
             )
         for cluster in lb.weights:
             if cluster not in placed:
@@ -115,7 +116,7 @@ def failover(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
             yield _problem(
                 doc,
                 "spec.failover",
-                f"app {intent.spec.app!r} runs in {len(placed)} cluster(s) "
+                f"app {intent.spec.app!r} runs in {wording.count(len(placed), 'cluster')} "
                 f"({', '.join(placed) or 'none'}); failover needs an app placed in more than one",
             )
         if not intent.spec.protocol.is_http:

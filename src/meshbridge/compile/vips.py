@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from meshbridge.compile import naming
 from meshbridge.compile.snapshot import Snapshot
-from meshbridge.compile.viprecord import VipRecord as VipRecord  # re-exported
+from meshbridge.viprecord import VipRecord
 
 
 class PoolExhausted(Exception):

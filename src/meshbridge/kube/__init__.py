@@ -14,17 +14,17 @@ from meshbridge.kube.fleet import (
     client_for,
     reconcile_all,
 )
-from meshbridge.kube.plan import Change, Outcome
+from meshbridge.kube.plan import Change, ChangeSet
 
 __all__ = [
     "Change",
+    "ChangeSet",
     "ClusterReport",
     "DiscoveryError",
     "GatewayAddress",
     "LiveCacerts",
     "MeshRef",
     "Options",
-    "Outcome",
     "Target",
     "client_for",
     "discover",

@@ -25,7 +25,8 @@ import httpx2
 import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
-from meshbridge.kube.plan import INJECTION_LABEL, Outcome, Ownership
+from meshbridge import wording
+from meshbridge.kube.plan import INJECTION_LABEL, ChangeSet, Ownership
 from meshbridge.kube.reconcile import ClusterReconciler
 from meshbridge.kube.retry import Unreachable, per_cluster
 
@@ -71,7 +72,7 @@ class MeshRef:
 class ClusterReport:
     cluster: str
     state: State
-    outcome: Outcome = field(default_factory=Outcome)
+    outcome: ChangeSet = field(default_factory=ChangeSet)
     error: str = ""
     attempts: int = 0
     finished_at: str = ""
@@ -153,7 +154,7 @@ async def reconcile_one(
         report.finished_at = _now()
         return report
 
-    async def attempt(number: int) -> Outcome:
+    async def attempt(number: int) -> ChangeSet:
         report.attempts = number
         return await ClusterReconciler(
             client,
@@ -177,7 +178,8 @@ async def reconcile_one(
         if outcome.failed:
             report.state = "Failed"
             report.error = (
-                f"{outcome.count('conflict')} conflict(s), {outcome.count('failed')} failure(s)"
+                f"{wording.count(outcome.count('conflict'), 'conflict')}, "
+                f"{wording.count(outcome.count('failed'), 'failure')}"
             )
         else:
             report.state = "Planned" if options.dry_run else "Applied"

@@ -1,9 +1,8 @@
-"""The kinds meshbridge writes to clusters, as lightkube generic resources, and their order.
+"""The kinds meshbridge writes to clusters, as lightkube generic resources.
 
 A table, not discovery: meshbridge only ever writes these kinds, and knowing their plural and
-scope up front means no extra round trips before the first write. ``APPLY_ORDER`` is the order
-that works on an empty cluster (Namespaces, then Secrets the Gateways name, then Istio objects);
-deletion runs it backwards.
+scope up front means no extra round trips before the first write. The order they are applied in
+is :data:`meshbridge.compile.envelope.APPLY_ORDER`, defined there only; ``KINDS`` follows it.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Any
 
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.resources import core_v1
+
+from meshbridge.compile.envelope import APPLY_ORDER
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def _resource(kind: Kind, version: str) -> Any:
     return make(kind.group, version, kind.kind, kind.plural)
 
 
-KINDS: dict[str, Kind] = {
+_TABLE: dict[str, Kind] = {
     k.kind: k
     for k in (
         Kind("", "Namespace", "namespaces", namespaced=False),
@@ -49,8 +50,10 @@ KINDS: dict[str, Kind] = {
     )
 }
 
-APPLY_ORDER = list(KINDS)
+if set(_TABLE) != set(APPLY_ORDER):
+    raise ImportError(f"kube.kinds and APPLY_ORDER list different kinds: {sorted(_TABLE)}")
+
+KINDS: dict[str, Kind] = {kind: _TABLE[kind] for kind in APPLY_ORDER}  # in apply order
 
 # Kinds meshbridge may prune. Namespaces are never pruned: deleting one deletes everything in it.
 PRUNABLE = [k for k in APPLY_ORDER if k != "Namespace"]
-

@@ -34,7 +34,8 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from meshbridge.kube.kinds import APPLY_ORDER, PRUNABLE
+from meshbridge.compile.envelope import APPLY_ORDER
+from meshbridge.kube.kinds import PRUNABLE
 
 FIELD_MANAGER = "meshbridge"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "meshbridge")
@@ -75,15 +76,13 @@ class Change:
 
 
 @dataclass
-class Outcome:
+class ChangeSet:
+    """What one cluster's reconcile did (or, in a dry run, would do): one Change per object."""
+
     changes: list[Change] = field(default_factory=list)
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action == action)
-
-    @property
-    def writes(self) -> int:
-        return sum(1 for c in self.changes if c.action in ("create", "update", "delete"))
 
     @property
     def failed(self) -> bool:

@@ -37,13 +37,14 @@ from lightkube import ApiError, AsyncClient
 from lightkube.core import resource as lk_resource
 from lightkube.types import PatchType
 
-from meshbridge.kube.kinds import APPLY_ORDER, KINDS, PRUNABLE
+from meshbridge.compile.envelope import APPLY_ORDER
+from meshbridge.kube.kinds import KINDS, PRUNABLE
 from meshbridge.kube.plan import (
     FIELD_MANAGER,
     MANAGED_BY,
     Change,
+    ChangeSet,
     Live,
-    Outcome,
     Ownership,
     Step,
     drift_diff,
@@ -106,7 +107,7 @@ class ClusterReconciler:
         # a few lists in sequence cost them less than a TLS handshake each, and finish sooner.
         self._reads = asyncio.Semaphore(2)
 
-    async def run(self, desired: list[dict[str, Any]]) -> Outcome:
+    async def run(self, desired: list[dict[str, Any]]) -> ChangeSet:
         versions = _versions(desired)
         listing, namespaces = await asyncio.gather(
             self._listing(versions),
@@ -132,7 +133,7 @@ class ClusterReconciler:
                     return await self._create_namespace(step)
                 return await self._apply(step)
 
-        outcome = Outcome()
+        outcome = ChangeSet()
         for kind in APPLY_ORDER:  # one kind at a time, in order; objects of a kind concurrently
             batch = [s for s in steps if s.kind == kind and s.action != "delete"]
             outcome.changes.extend(await asyncio.gather(*(carry_out(s) for s in batch)))

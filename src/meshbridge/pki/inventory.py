@@ -82,10 +82,6 @@ class PkiStatus:
         """Something the mesh runs on has expired (``pki status`` exits non-zero)."""
         return any(e.deployed and e.cert.health is Health.EXPIRED for e in self.entries)
 
-    @property
-    def expiring(self) -> bool:
-        return any(e.deployed and e.cert.health is Health.EXPIRING for e in self.entries)
-
 
 @dataclass(frozen=True)
 class Inventory:

@@ -64,18 +64,6 @@ class CertRecord:
             labels=dict(labels or {}),
         )
 
-    def reseal(self, sealer: Sealer, old: tuple[str, str], new: tuple[str, str]) -> CertRecord:
-        """The same record sealed for another row (the key never leaves memory in clear)."""
-        data = sealer.open(self.sealed_key, row_aad(*old))
-        return CertRecord(
-            self.cert_pem,
-            sealer.seal(data, row_aad(*new)),
-            self.chain_pem,
-            self.issuer_id,
-            self.created,
-            dict(self.labels),
-        )
-
     # ------------------------------------------------------------------------------- reading
 
     @property

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from meshbridge import compile as mbcompile
 from meshbridge.compile import vips
 from meshbridge.compile.snapshot import Snapshot
+from meshbridge.viprecord import VipRecord
 
 __all__ = ["Needs", "replan"]
 
@@ -44,7 +45,7 @@ class Needs:
 
 
 def replan(
-    snap: Snapshot, table: list[vips.VipRecord], last: Needs | None
+    snap: Snapshot, table: list[VipRecord], last: Needs | None
 ) -> tuple[mbcompile.Plan, Needs]:
     """``compile.plan(snap, table)``, allocating only for clusters whose needs changed since
     ``table`` was allocated for ``last`` (everything when ``last`` is None or the pool moved)."""

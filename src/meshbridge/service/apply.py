@@ -29,8 +29,9 @@ from meshbridge.kube import (
     reconcile_all,
 )
 from meshbridge.service.credentials import file_target
+from meshbridge.service.holdings import KIND_HELD
 from meshbridge.service.ownership import mesh_ref, record_adoptions
-from meshbridge.store import Store
+from meshbridge.store import LEGACY_ADOPTION, Store
 
 if TYPE_CHECKING:
     from meshbridge.model import Cluster, Intents, Located
@@ -40,6 +41,9 @@ STATUS_KIND = "status"
 # Where earlier versions kept the render of the last apply (sealed; it held the clusters' CA
 # keys): a store's next apply deletes it.
 FORMER_RENDER_KIND = "apply-render"
+# The blob kinds that record what was done rather than feed a render; the store does not count
+# their writes as state changes (store.schema.UNCOUNTED_BLOBS, kept equal by a unit test).
+VOLATILE_KINDS = frozenset({STATUS_KIND, FORMER_RENDER_KIND, LEGACY_ADOPTION, KIND_HELD})
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {
@@ -262,6 +266,6 @@ def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]
     return json.dumps(record, sort_keys=True).encode()
 
 
-def status(store: Store) -> list[dict[str, Any]]:
+def cluster_statuses(store: Store) -> list[dict[str, Any]]:
     """The recorded status of every cluster, by name."""
     return [json.loads(data) for _, data in sorted(store.list_blobs(STATUS_KIND).items())]

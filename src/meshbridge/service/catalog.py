@@ -14,22 +14,31 @@ always valid, a stale ``resourceVersion`` is always seen (409), and no write is 
 
 The catalog's state is replaced only after a transaction commits; a failed write leaves it as
 it was. One ``RLock`` serialises a process's writers and renders; readers of single objects go
-to the store directly.
+to the store directly. Catching up with other writers reads only the documents written since
+(``resources_since``) and the keys of the stored set (for deletions), not every document.
+
+**Invalid stored documents.** The store should only ever hold a valid set, but a document can
+become invalid without being written: a newer meshbridge with a stricter model, an edit behind
+the API's back. Such a document is *flagged*, not fatal: it is kept out of the set (so out of
+every render), reported (:meth:`Catalog.flagged`, ``GET /api/v1/problems``), and can be
+replaced or deleted like any other. Documents that are valid alone but fail with the others
+(an InboundIntent whose App is the invalid one) are flagged too, one round of the cross-document
+check at a time, until the rest is a valid set. A write may leave documents flagged that were
+flagged before it, never flag one more: deleting what others need is still refused (409).
 """
 
 from __future__ import annotations
 
-import gc
 import json
+import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from meshbridge import compile as mbcompile
-from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located
@@ -38,8 +47,11 @@ from meshbridge.service.errors import Conflict, NotFound
 from meshbridge.service.resources import KINDS, ObjectKey, source_of, to_object
 from meshbridge.service.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
+from meshbridge.viprecord import VipRecord
 
-__all__ = ["Catalog", "Delete", "Outcome", "Put", "WriteResult", "utc_now"]
+__all__ = ["Catalog", "Delete", "DocumentWrite", "Flagged", "Put", "WriteResult", "utc_now"]
+
+log = logging.getLogger("meshbridge.catalog")
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
 
@@ -67,7 +79,7 @@ class Delete:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DocumentWrite:
     """What one document's write did: created, configured, unchanged or deleted."""
 
     key: ObjectKey
@@ -77,8 +89,20 @@ class Outcome:
 
 @dataclass(frozen=True)
 class WriteResult:
-    outcomes: list[Outcome]
+    outcomes: list[DocumentWrite]
     revision: int
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """A stored document kept out of the set: ``invalid`` (it does not pass its model) or
+    ``excluded`` (valid alone, not with the others: it needs a flagged one, or is needed by
+    none of the ways the set can be valid)."""
+
+    key: ObjectKey
+    row: ResourceRow
+    reason: str  # "invalid" | "excluded"
+    problems: tuple[Problem, ...]
 
 
 @dataclass(frozen=True)
@@ -88,22 +112,25 @@ class _Entry:
     located: Located[Any]
 
 
+@dataclass(frozen=True)
+class _Broken:
+    """A stored document that does not pass its model: its row and why."""
+
+    row: ResourceRow
+    problems: tuple[Problem, ...]
+
+
 class Catalog:
     """Validated documents, VIPs and plan of one store, cached for one server process."""
 
-    def __init__(
-        self,
-        store: ResourceStore,
-        clock: Callable[[], str] = utc_now,
-        *,
-        freeze_gc: bool = False,
-    ) -> None:
+    def __init__(self, store: ResourceStore, clock: Callable[[], str] = utc_now) -> None:
         self.store = store
         self.clock = clock
-        self.freeze_gc = freeze_gc
         self.lock = threading.RLock()
         self._revisions: Revisions | None = None
-        self._entries: dict[ObjectKey, _Entry] = {}
+        self._entries: dict[ObjectKey, _Entry] = {}  # documents that pass their model
+        self._broken: dict[ObjectKey, _Broken] = {}  # stored documents that do not
+        self._excluded: dict[ObjectKey, tuple[Problem, ...]] = {}  # entries kept out of the set
         self._vips: list[VipRecord] = []
         self._plan: mbcompile.Plan | None = None
         self._needs: Needs | None = None  # what self._vips was allocated for
@@ -124,25 +151,35 @@ class Catalog:
         The cache is restored if the transaction does not commit.
         """
         with self.lock:
-            saved = (self._revisions, self._entries, self._vips, self._plan, self._needs)
+            saved = self._state()
             try:
                 with self.store.transaction():
                     self.store.lock_writes()
                     yield
             except BaseException:
-                self._revisions, self._entries, self._vips, self._plan, self._needs = saved
+                self._restore(saved)
                 raise
-            if self.freeze_gc:
-                # The catalog is a large, long-lived object graph; a full collection walks all
-                # of it, doubling a write's time every other write. Frozen objects are still
-                # freed by reference counting when replaced; only cycle detection skips them.
-                gc.freeze()
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self._revisions, self._entries, self._broken, self._excluded, self._vips,
+                self._plan, self._needs)
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        (self._revisions, self._entries, self._broken, self._excluded, self._vips, self._plan,
+         self._needs) = saved
 
     def sync(self) -> Revisions:
-        """Catch up with the store (inside a transaction): reload what other writers changed."""
+        """Catch up with the store (inside a transaction): read what other writers changed."""
         revs = self.store.revisions()
-        if self._revisions is None or revs.resources != self._revisions.resources:
-            self._entries = self._load()
+        if self._revisions is None:
+            self._entries, self._broken = self._load(self.store.list_resources(), {}, {})
+            self._plan = None
+        elif revs.resources != self._revisions.resources:
+            keys = self.store.resource_keys()
+            entries = {k: e for k, e in self._entries.items() if k in keys}
+            broken = {k: b for k, b in self._broken.items() if k in keys}
+            since = self.store.resources_since(self._revisions.resources)
+            self._entries, self._broken = self._load(since, entries, broken)
             self._plan = None
         if self._revisions is None or revs.state != self._revisions.state:
             vips = self.store.vip_records()
@@ -154,44 +191,121 @@ class Catalog:
         return revs
 
     def plan(self) -> mbcompile.Plan:
-        """The plan of the stored set (inside ``writing()``, after ``sync()``); new VIPs saved."""
+        """The plan of the stored set (inside ``writing()``, after ``sync()``); new VIPs saved.
+
+        Stored documents that keep the set from being valid are flagged and left out; InvalidInput
+        only when no document can be blamed (a set with no Mesh left, say).
+        """
         if self._plan is None:
-            plan, needs = self._plan_for(self._intents(self._entries))
+            plan, needs, excluded = self._settle(self._entries, None)
             if plan.vips != self._vips:
                 self.store.update_vip_records(self._vips, plan.vips)
                 self._vips = plan.vips
                 self._revisions = self.store.revisions()
+            self._excluded = excluded
             self._needs = needs
             self._plan = plan
+            if self._broken or excluded:
+                log.warning(
+                    "%d stored document(s) flagged and left out of every render: %s",
+                    len(self._broken) + len(excluded),
+                    ", ".join(source_of(k) for k in sorted({*self._broken, *excluded})),
+                )
         return self._plan
 
-    def _load(self) -> dict[ObjectKey, _Entry]:
-        entries: dict[ObjectKey, _Entry] = {}
-        problems: list[Problem] = []
-        for row in self.store.list_resources():
+    def flagged(self) -> tuple[list[Flagged], tuple[Problem, ...]]:
+        """The stored documents left out of the set, and why; and the problems of the set no
+        document could be blamed for (then nothing can be rendered until they are fixed)."""
+        unblamed: tuple[Problem, ...] = ()
+        with self.writing():
+            self.sync()
+            try:
+                self.plan()
+            except InvalidInput as exc:
+                unblamed = exc.problems
+            out = [Flagged(k, b.row, "invalid", b.problems) for k, b in self._broken.items()]
+            out += [
+                Flagged(k, self._entries[k].row, "excluded", p) for k, p in self._excluded.items()
+            ]
+        out.sort(key=lambda f: (_KIND_ORDER[f.key[0]], f.key[1], f.key[2]))
+        return out, unblamed
+
+    @property
+    def has_flagged(self) -> bool:
+        """Whether the last known stored set has documents left out (valid after ``plan()``)."""
+        return bool(self._broken or self._excluded)
+
+    def _load(
+        self,
+        rows: list[ResourceRow],
+        entries: dict[ObjectKey, _Entry],
+        broken: dict[ObjectKey, _Broken],
+    ) -> tuple[dict[ObjectKey, _Entry], dict[ObjectKey, _Broken]]:
+        """``rows`` parsed into ``entries`` (valid) or ``broken`` (not), replacing what was
+        there under the same key."""
+        for row in rows:
             key = (row.kind, row.namespace, row.name)
-            raw = json.loads(row.body)
+            entries.pop(key, None)
+            broken.pop(key, None)
+            try:
+                raw = json.loads(row.body)
+            except ValueError:
+                problem = Problem(source_of(key), 1, row.kind, row.name, "", "not JSON")
+                broken[key] = _Broken(row, (problem,))
+                continue
             located, found = validate_object(raw, source_of(key), 1)
-            problems.extend(found)
-            if located is not None:
+            if located is None or found:
+                broken[key] = _Broken(row, tuple(found))
+            else:
                 entries[key] = _Entry(row, raw, located)
-        if problems:  # only if the database was edited behind meshbridge's back
-            raise InvalidInput(problems)
-        return entries
+        return entries, broken
+
+    def _settle(
+        self, entries: dict[ObjectKey, _Entry], tolerate: set[ObjectKey] | None
+    ) -> tuple[mbcompile.Plan, Needs, dict[ObjectKey, tuple[Problem, ...]]]:
+        """The plan of ``entries`` less the documents the cross-document check blames, one
+        round at a time, and those left out with their problems.
+
+        Only stored documents can be left out (problems located at their API path), and with
+        ``tolerate`` only those among it: any other problem is raised (InvalidInput).
+        """
+        paths = {source_of(key): key for key in entries}
+        excluded: dict[ObjectKey, list[Problem]] = {}
+        while True:
+            try:
+                plan, needs = self._plan_for(self._intents(entries, excluded.keys()))
+            except InvalidInput as exc:
+                blamed: dict[ObjectKey, list[Problem]] = {}
+                others: list[Problem] = []
+                for problem in exc.problems:
+                    key = paths.get(problem.source) if problem.document == 1 else None
+                    if key is not None and (tolerate is None or key in tolerate):
+                        blamed.setdefault(key, []).append(problem)
+                    else:
+                        others.append(problem)
+                if not blamed:
+                    raise InvalidInput(others) from None
+                for key, found in blamed.items():
+                    excluded.setdefault(key, []).extend(found)
+                continue
+            return plan, needs, {k: tuple(p) for k, p in excluded.items()}
 
     def _plan_for(self, intents: Intents) -> tuple[mbcompile.Plan, Needs]:
         """``compile.plan(intents, stored VIPs)``, allocating only for the clusters whose VIP
         needs changed since the stored table was made (see ``service.allocation``)."""
         return replan(mbcompile.check(intents), self._vips, self._needs)
 
-    def _intents(self, entries: dict[ObjectKey, _Entry]) -> Intents:
+    def _intents(
+        self, entries: dict[ObjectKey, _Entry], excluded: Collection[ObjectKey] = ()
+    ) -> Intents:
         """The documents in one fixed order (kind, namespace, name), however they arrived.
 
         The sorted keys are kept: most writes replace documents, and only a write that adds or
         removes one needs a new sort.
         """
-        if self._order_keys != entries.keys():
-            self._order = sorted(entries, key=lambda k: (_KIND_ORDER[k[0]], k[1], k[2]))
+        keys = entries.keys() - set(excluded) if excluded else entries.keys()
+        if self._order_keys != keys:
+            self._order = sorted(keys, key=lambda k: (_KIND_ORDER[k[0]], k[1], k[2]))
             self._order_keys = set(self._order)
         return Intents.of([entries[key].located for key in self._order])
 
@@ -225,7 +339,7 @@ class Catalog:
             revs = self.sync()
             entries = dict(self._entries)
             now = self.clock()
-            batch = _Batch(entries, now)
+            batch = _Batch(entries, dict(self._broken), now)
             batch.stage(changes)
             if prune:
                 batch.prune()
@@ -234,7 +348,7 @@ class Catalog:
             revision = revs.resources + 1 if dry_run else self.store.bump_resources()
             rows = batch.finish(revision)
             try:
-                plan, needs = self._plan_for(self._intents(entries))
+                plan, needs, excluded = self._settle_write(entries, batch.touched)
             except InvalidInput as exc:
                 if batch.rows:
                     raise
@@ -252,11 +366,28 @@ class Catalog:
                 self.store.update_vip_records(self._vips, plan.vips)
             batch.locate_stored()
             self._entries = entries
+            self._broken = batch.broken
+            self._excluded = excluded
             self._vips = plan.vips
             self._needs = needs
             self._plan = plan
             self._revisions = self.store.revisions()
             return WriteResult(batch.outcomes, revision)
+
+    def _settle_write(
+        self, entries: dict[ObjectKey, _Entry], touched: set[ObjectKey]
+    ) -> tuple[mbcompile.Plan, Needs, dict[ObjectKey, tuple[Problem, ...]]]:
+        """The plan of a write's resulting set: documents flagged before it (and not written by
+        it) may stay out, no other may. The stored set's own flags are found first when not
+        known yet (after catching up with another writer), only if the write needs them."""
+        known = self._plan is not None
+        try:
+            return self._settle(entries, set(self._excluded) - touched if known else set())
+        except InvalidInput:
+            if known or not (self._broken or self._entries):
+                raise
+        self.plan()  # the stored set's flags, then once more
+        return self._settle(entries, set(self._excluded) - touched)
 
 
 class _DryRun(Exception):
@@ -270,13 +401,16 @@ class _DryRun(Exception):
 class _Batch:
     """The documents of one write, checked against the stored set and staged in ``entries``."""
 
-    def __init__(self, entries: dict[ObjectKey, _Entry], now: str) -> None:
+    def __init__(
+        self, entries: dict[ObjectKey, _Entry], broken: dict[ObjectKey, _Broken], now: str
+    ) -> None:
         self.entries = entries
+        self.broken = broken  # flagged invalid: replaced or deleted like the others
         self.now = now
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[DocumentWrite] = []
         self.rows: list[ResourceRow] = []
-        self.deleted: list[tuple[ObjectKey, _Entry]] = []
-        self._pending: list[tuple[ObjectKey, Any, Located[Any], _Entry | None]] = []
+        self.deleted: list[tuple[ObjectKey, ResourceRow]] = []
+        self._pending: list[tuple[ObjectKey, Any, Located[Any], ResourceRow | None]] = []
         self._named: dict[ObjectKey, int] = {}
 
     def stage(self, changes: Sequence[Put | Delete]) -> None:
@@ -290,15 +424,16 @@ class _Batch:
             raise InvalidInput(problems)
 
     def _delete(self, change: Delete) -> None:
-        current = self.entries.get(change.key)
-        if current is None:
+        current = self.entries.pop(change.key, None)
+        broken = self.broken.pop(change.key, None)
+        row = current.row if current else broken.row if broken else None
+        if row is None:
             kind, namespace, name = change.key
             where = f" in namespace {namespace}" if namespace else ""
             raise NotFound(f"{kind} {name!r} not found{where}")
-        _precondition(change.key, change.expect, current)
-        del self.entries[change.key]
-        self.deleted.append((change.key, current))
-        self.outcomes.append(Outcome(change.key, "deleted", to_object(current.row, current.raw)))
+        _precondition(change.key, change.expect, row)
+        self.deleted.append((change.key, row))
+        self.outcomes.append(DocumentWrite(change.key, "deleted", _object(row, current)))
 
     def _put(self, change: Put) -> list[Problem]:
         raw = _with_url_namespace(change.raw, change.key)
@@ -320,20 +455,29 @@ class _Batch:
             ]
         self._named[key] = change.index
         current = self.entries.get(key)
-        _precondition(key, change.expect, current)
+        broken = self.broken.pop(key, None)
+        stored = current.row if current else broken.row if broken else None
+        _precondition(key, change.expect, stored)
         if current is not None and current.raw == raw:
-            self.outcomes.append(Outcome(key, "unchanged", to_object(current.row, current.raw)))
+            self.outcomes.append(
+                DocumentWrite(key, "unchanged", to_object(current.row, current.raw))
+            )
             return []
-        self._pending.append((key, raw, located, current))
-        self.entries[key] = _Entry(current.row if current else _placeholder(key), raw, located)
+        self._pending.append((key, raw, located, stored))
+        self.entries[key] = _Entry(stored or _placeholder(key), raw, located)
         return []
 
     @property
     def changes(self) -> bool:
         return bool(self._pending or self.deleted)
 
+    @property
+    def touched(self) -> set[ObjectKey]:
+        """The keys this write stores or deletes."""
+        return {key for key, *_ in self._pending} | {key for key, _ in self.deleted}
+
     def prune(self) -> None:
-        for key in sorted(set(self.entries) - set(self._named)):
+        for key in sorted((set(self.entries) | set(self.broken)) - set(self._named)):
             self._delete(Delete(key))
 
     def finish(self, revision: int) -> list[ResourceRow]:
@@ -343,15 +487,15 @@ class _Batch:
                 kind=key[0],
                 namespace=key[1],
                 name=key[2],
-                uid=current.row.uid if current else str(uuid.uuid4()),
+                uid=current.uid if current else str(uuid.uuid4()),
                 resource_version=revision,
-                created=current.row.created if current else self.now,
+                created=current.created if current else self.now,
                 body=json.dumps(raw, separators=(",", ":"), ensure_ascii=False),
             )
             self.rows.append(row)
             self.entries[key] = _Entry(row, raw, located)
             action = "configured" if current else "created"
-            self.outcomes.append(Outcome(key, action, to_object(row, raw)))
+            self.outcomes.append(DocumentWrite(key, action, to_object(row, raw)))
         return self.rows
 
     def locate_stored(self) -> None:
@@ -366,27 +510,36 @@ class _Batch:
     def audit(self, actor: str, revision: int) -> list[AuditEntry]:
         out = []
         for key, _, _, current in self._pending:
-            before = current.row.resource_version if current else None
+            before = current.resource_version if current else None
             verb = "update" if current else "create"
             out.append(AuditEntry(0, self.now, actor, verb, *key, before, revision))
-        for key, entry in self.deleted:
-            out.append(
-                AuditEntry(0, self.now, actor, "delete", *key, entry.row.resource_version, None)
-            )
+        for key, row in self.deleted:
+            out.append(AuditEntry(0, self.now, actor, "delete", *key, row.resource_version, None))
         return out
 
 
-def _precondition(key: ObjectKey, expect: str | None, current: _Entry | None) -> None:
+def _object(row: ResourceRow, entry: _Entry | None) -> dict[str, Any]:
+    """The API's view of a stored document, also of one that is not even JSON any more."""
+    if entry is not None:
+        return to_object(row, entry.raw)
+    try:
+        body = json.loads(row.body)
+    except ValueError:
+        body = None
+    return to_object(row, body if isinstance(body, dict) else {})
+
+
+def _precondition(key: ObjectKey, expect: str | None, current: ResourceRow | None) -> None:
     if expect is None:
         return
     kind, namespace, name = key
     ident = f"{kind} {namespace + '/' if namespace else ''}{name}"
     if current is None:
         raise Conflict(f"{ident}: resourceVersion {expect} is stale: the object no longer exists")
-    if str(current.row.resource_version) != expect:
+    if str(current.resource_version) != expect:
         raise Conflict(
             f"{ident}: resourceVersion {expect} is stale (stored: "
-            f"{current.row.resource_version}); read it again and retry"
+            f"{current.resource_version}); read it again and retry"
         )
 
 

@@ -314,7 +314,8 @@ class Credentials:
         """Delete credential ``name``; Conflict while Clusters (``in_use_by``) still name it."""
         if in_use_by:
             raise Conflict(
-                f"credential {name!r} is named by the Cluster(s) {', '.join(sorted(in_use_by))}: "
+                f"credential {name!r} is named by {'the Cluster' if len(in_use_by) == 1 else 'the Clusters'} "
+                f"{', '.join(sorted(in_use_by))}: "
                 "point them at another credential (or delete them) first"
             )
         now = utc_now()

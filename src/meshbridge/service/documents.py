@@ -13,7 +13,6 @@ from typing import Any
 
 import yaml
 
-from meshbridge.errors import Problem
 from meshbridge.service.errors import BadRequest
 
 __all__ = ["BODY", "parse_documents", "parse_one"]
@@ -99,7 +98,3 @@ def _yaml_documents(text: str, source: str) -> list[tuple[int, Any]]:
     except RecursionError:
         raise BadRequest(f"{source}: YAML nested too deeply") from None
     return out
-
-
-def problem_at(source: str, index: int, message: str) -> Problem:
-    return Problem(source, index, "", "", "", message)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from meshbridge import compile as mbcompile
@@ -34,7 +34,7 @@ from meshbridge.service.errors import NotFound
 from meshbridge.service.render import MaterialProvider
 from meshbridge.store import Revisions
 
-__all__ = ["ClusterManifests", "Manifests", "join_yaml", "split_yaml"]
+__all__ = ["ClusterManifests", "Manifests", "join_yaml", "narrowed", "split_yaml"]
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class Manifests:
             started = time.perf_counter()
             material = None
             if self.material is not None:
-                material = self.material(store, _narrowed(plan, cluster))
+                material = self.material(store, narrowed(plan, {cluster}))
             objs = mbcompile.objects(plan, material, only={cluster}).get(cluster, [])
             memo = self._memos.setdefault(cluster, DumpMemo())
             files = manifest_files({cluster: objs}, memo)
@@ -135,9 +135,9 @@ class Manifests:
             self._cache.pop(gone, None)
 
 
-def _narrowed(plan: mbcompile.Plan, cluster: str) -> mbcompile.Plan:
-    """The plan as the material provider should see it for one cluster's output: only that
-    cluster, so certificate material is loaded (or issued) for it alone, not for the mesh."""
+def narrowed(plan: mbcompile.Plan, clusters: Collection[str]) -> mbcompile.Plan:
+    """The plan as the material provider should see it for some clusters' output: only those
+    clusters, so certificate material is loaded (or issued) for them alone, not for the mesh."""
     snap = plan.snapshot
-    only = dataclasses.replace(snap, clusters={cluster: snap.clusters[cluster]})
+    only = dataclasses.replace(snap, clusters={c: snap.clusters[c] for c in clusters})
     return mbcompile.Plan(only, plan.vips)

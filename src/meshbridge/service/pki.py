@@ -7,7 +7,7 @@ piece the first time it is needed, stores it (private keys sealed under the KEK,
 same intents against the same state is byte-identical and nothing already issued changes unless
 a command asks for it (``pki rotate``, ``pki rotate-root``, ``pki init --force``).
 
-Store rows (kind / name), all JSON (:class:`meshbridge.pki.CertRecord` unless noted)::
+Store rows (kind / name), all JSON (:class:`meshbridge.pki.records.CertRecord` unless noted)::
 
     pki.kek            check            a sealed constant: tells a wrong KEK from a damaged row
     pki.trust          mesh             Trust (active / next root id, rotation phase)
@@ -37,34 +37,37 @@ from meshbridge.compile import Plan
 from meshbridge.compile.inputs import ClusterCA, IngressCredential, Material
 from meshbridge.errors import PKIError, StateError
 from meshbridge.model import CASettings, Mesh
-from meshbridge.pki import (
-    SERVER_CA,
-    CertRecord,
-    CertSummary,
-    Inventory,
+from meshbridge.pki.bundle import CacertsFacts
+from meshbridge.pki.certs import (
     Issued,
-    PkiStatus,
-    Sealer,
-    Trust,
-    assemble_cacerts,
-    build_status,
-    cert_id,
-    client_ca_name,
-    fingerprint,
     intermediate_algorithm,
     issue_client,
     issue_ingress_ca,
     issue_intermediate,
     issue_root,
     issue_server,
+)
+from meshbridge.pki.chain import (
+    CertSummary,
+    cert_id,
+    fingerprint,
     parse_cluster_ca,
     parse_signing_ca,
     pem_of,
-    row_aad,
     summarize,
+)
+from meshbridge.pki.inventory import (
+    SERVER_CA,
+    Inventory,
+    PkiStatus,
+    assemble_cacerts,
+    build_status,
+    client_ca_name,
     trust_bundle,
 )
-from meshbridge.pki.bundle import CacertsFacts
+from meshbridge.pki.records import CertRecord
+from meshbridge.pki.sealing import Sealer, row_aad
+from meshbridge.pki.trust import Trust
 from meshbridge.service.holdings import not_holding
 from meshbridge.service.statekey import (
     CHECK_NAME,
@@ -99,6 +102,7 @@ __all__ = [
     "material_provider",
     "mesh_for",
     "pair_key_file",
+    "pki_status",
     "refuse_lost_store",
     "root_bundle_pem",
     "rotate_client_ca",
@@ -108,7 +112,6 @@ __all__ = [
     "rotate_root_begin",
     "rotate_root_finish",
     "rotate_server",
-    "status",
 ]
 
 SERVER_CERT_DAYS = 365
@@ -679,7 +682,7 @@ def root_bundle_pem(store: Store) -> str:
 # =================================================================================== status
 
 
-def status(store: Store, now: datetime) -> PkiStatus:
+def pki_status(store: Store, now: datetime) -> PkiStatus:
     """Every certificate the mesh holds, with expiry health and the rotation phase.
 
     Only public certificates are read: no key is opened, so this works without the state key.

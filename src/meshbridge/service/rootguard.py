@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from meshbridge import wording
 from meshbridge.errors import InvalidInput, Problem, RootReplaced, StateError
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, read_cacerts
 from meshbridge.kube.fleet import State
@@ -208,8 +209,8 @@ def describe(checked: Checked) -> str:
     ]
     count = len(checked.replacements)
     head = (
-        f"apply would replace the root of trust of {count} of {len(checked.order)} "
-        f"cluster{'s' if len(checked.order) != 1 else ''}"
+        f"apply would replace the root of trust of {count} of "
+        f"{wording.count(len(checked.order), 'cluster')}"
     )
     return "\n".join([head, *lines])
 

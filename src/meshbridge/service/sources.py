@@ -1,4 +1,10 @@
-"""Where intent documents come from: files, directories (every *.yaml / *.yml), or stdin."""
+"""Where intent documents come from: files, directories, or stdin (``-f FILE|DIR|-``).
+
+A directory gives the *.yaml and *.yml files directly in it, in name order; its subdirectories
+are not read (as ``kubectl apply -f DIR`` without ``-R``). So ``render -f . -o out`` never reads
+its own output back as intents, and a directory that ``render`` wrote (it holds the
+``.meshbridge-render`` marker) is refused as input by name.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from meshbridge.errors import InvalidInput, Problem
 from meshbridge.source import Source
 
 STDIN = "-"
+RENDER_MARKER = ".meshbridge-render"  # service.writer.MARKER; not imported, to keep start-up light
 
 
 def _problem(name: str, message: str) -> Problem:
@@ -29,11 +36,25 @@ def read_sources(paths: list[str], stdin: TextIO | None = None) -> list[Source]:
             continue
         path = Path(raw).expanduser()
         if path.is_dir():
+            if (path / RENDER_MARKER).exists():
+                problems.append(
+                    _problem(
+                        raw,
+                        f"a directory written by meshbridge render (it holds {RENDER_MARKER}), "
+                        "not intents",
+                    )
+                )
+                continue
             found = sorted(
-                p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
             )
             if not found:
-                problems.append(_problem(raw, "directory holds no *.yaml or *.yml file"))
+                problems.append(
+                    _problem(
+                        raw,
+                        "directory holds no *.yaml or *.yml file (its subdirectories are not read)",
+                    )
+                )
             for p in found:
                 _read(p, str(p), sources, problems)
         else:

@@ -5,9 +5,7 @@ A token reads ``mbt_<id>_<secret>``: ``id`` (public, 12 hex digits) finds the st
 token — a digest of 256 bits of randomness needs no slow password hash — and the comparison is
 ``hmac.compare_digest``. The token itself is printed once, at creation, and never again.
 
-Roles, each including the ones below it: ``viewer`` reads documents, the audit log and metrics;
-``editor`` also writes documents and reads rendered manifests (which can hold CA private keys);
-``admin`` also manages tokens.
+Roles and what each may do are in :mod:`meshbridge.service.roles`.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from typing import Any
 
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.service.errors import Conflict, NotFound
+from meshbridge.service.roles import ROLES
 from meshbridge.store import AuditEntry, ResourceStore, TokenRecord
 
 
@@ -30,17 +29,13 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 __all__ = [
-    "ROLES",
     "Principal",
-    "allows",
     "authenticate",
     "create_token",
     "list_tokens",
     "revoke_token",
 ]
 
-ROLES = ("viewer", "editor", "admin")
-_RANK = {role: i for i, role in enumerate(ROLES)}
 _TOKEN_RE = re.compile(r"^mbt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.@]{0,127}$")
 
@@ -51,11 +46,6 @@ class Principal:
 
     name: str
     role: str
-
-
-def allows(role: str, needed: str) -> bool:
-    """Whether ``role`` may do what ``needed`` may (admin > editor > viewer)."""
-    return _RANK.get(role, -1) >= _RANK[needed]
 
 
 def _digest(token: str) -> str:

@@ -7,9 +7,18 @@ by packaged Alembic migrations. The store never sees a private key in clear: the
 before they get here.
 """
 
-from meshbridge.store.base import ResourceStore, Store
+from meshbridge.store.base import ReplicaStore, ResourceStore, Store
 from meshbridge.store.migrate import HEAD as SCHEMA_HEAD
-from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
+from meshbridge.store.records import (
+    AuditEntry,
+    ClusterRuns,
+    Lease,
+    ReconcileRun,
+    ReplicaRecord,
+    ResourceRow,
+    Revisions,
+    TokenRecord,
+)
 from meshbridge.store.schema import LEGACY_ADOPTION, PREVIOUS_MESH_ID
 from meshbridge.store.sql import SqlStore, open_store, store_exists, store_url
 
@@ -18,6 +27,11 @@ __all__ = [
     "PREVIOUS_MESH_ID",
     "SCHEMA_HEAD",
     "AuditEntry",
+    "ClusterRuns",
+    "Lease",
+    "ReconcileRun",
+    "ReplicaRecord",
+    "ReplicaStore",
     "ResourceRow",
     "ResourceStore",
     "Revisions",

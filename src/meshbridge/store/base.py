@@ -11,8 +11,17 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from meshbridge.compile.viprecord import VipRecord
-from meshbridge.store.records import AuditEntry, ResourceRow, Revisions, TokenRecord
+from meshbridge.store.records import (
+    AuditEntry,
+    ClusterRuns,
+    Lease,
+    ReconcileRun,
+    ReplicaRecord,
+    ResourceRow,
+    Revisions,
+    TokenRecord,
+)
+from meshbridge.viprecord import VipRecord
 
 
 class Store(Protocol):
@@ -42,8 +51,39 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class ResourceStore(Store, Protocol):
-    """A Store that also keeps the API server's documents, audit log and tokens."""
+class ReplicaStore(Store, Protocol):
+    """What coordinates several replicas (and a CLI apply) on one database: leases with an
+    expiry, replica heartbeats, the reconcile history. Times are the database's clock."""
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> Lease | None: ...
+
+    def renew_leases(self, holder: str, names: Collection[str], ttl: float) -> set[str]: ...
+
+    def release_leases(self, holder: str, names: Collection[str]) -> None: ...
+
+    def leases(self, prefix: str = "") -> tuple[float, list[Lease]]: ...
+
+    def heartbeat(self, replica: str, host: str, pid: int) -> float: ...
+
+    def replicas(self) -> tuple[float, list[ReplicaRecord]]: ...
+
+    def forget_replica(self, replica: str) -> None: ...
+
+    def start_run(self, cluster: str, replica: str, term: int, revision: int) -> int: ...
+
+    def finish_run(self, run: int, state: str, error: str, objects: int) -> None: ...
+
+    def runs(
+        self, cluster: str | None = None, *, after: int = 0, limit: int = 1000
+    ) -> list[ReconcileRun]: ...
+
+    def cluster_runs(self) -> dict[str, ClusterRuns]: ...
+
+
+
+class ResourceStore(ReplicaStore, Protocol):
+    """A Store that also keeps the API server's documents, audit log and tokens, and
+    coordinates the server's replicas."""
 
     def reading(self) -> AbstractContextManager[None]: ...
 
@@ -60,6 +100,10 @@ class ResourceStore(Store, Protocol):
     def list_resources(
         self, kind: str | None = None, namespace: str | None = None
     ) -> list[ResourceRow]: ...
+
+    def resources_since(self, version: int) -> list[ResourceRow]: ...
+
+    def resource_keys(self) -> set[tuple[str, str, str]]: ...
 
     def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRow | None: ...
 
@@ -84,3 +128,4 @@ class ResourceStore(Store, Protocol):
     def list_tokens(self) -> list[TokenRecord]: ...
 
     def revoke_token(self, name: str, at: str) -> bool: ...
+

@@ -18,9 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from meshbridge.errors import StateError
 
-HEAD = "0003"
+HEAD = "0004"
 BASELINE = "0001"
-KNOWN = ("0001", "0002", "0003")
+KNOWN = ("0001", "0002", "0003", "0004")
 _PG_LOCK_ID = 0x6D657368  # "mesh": the advisory lock every migrating process takes
 
 

@@ -60,3 +60,53 @@ class TokenRecord:
     digest: str
     created: str
     revoked: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lock with an expiry: ``holder`` may act for ``name`` until ``expires`` (database clock,
+    seconds since the epoch). ``term`` grows each time a new holder takes it."""
+
+    name: str
+    holder: str
+    term: int
+    expires: float
+
+
+@dataclass(frozen=True)
+class ReplicaRecord:
+    """A server process, as its last heartbeat left it (database clock)."""
+
+    id: str
+    host: str
+    pid: int
+    started: float
+    seen: float
+
+
+@dataclass(frozen=True)
+class ReconcileRun:
+    """One reconcile of one cluster: who ran it, under which lease term, for which revision of
+    the documents, when (database clock; ``finished`` None while running, or if its replica
+    died), how it ended and how many objects the cluster was to hold."""
+
+    id: int
+    cluster: str
+    replica: str
+    term: int
+    revision: int
+    started: float
+    finished: float | None
+    state: str | None
+    error: str
+    objects: int
+
+
+@dataclass(frozen=True)
+class ClusterRuns:
+    """What the reconcile history says of one cluster: its last run, the end of its last
+    successful one, and the failed runs since (over the runs kept: the last 100)."""
+
+    last: ReconcileRun
+    last_success: float | None
+    failures: int

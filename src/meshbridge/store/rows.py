@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from meshbridge.store.dialect import upsert
 from meshbridge.store.records import AuditEntry, ResourceRow, TokenRecord
 from meshbridge.store.schema import audit_table, resources_table, tokens_table
 
@@ -38,6 +39,20 @@ class RowsMixin:
         with self._connection() as conn:
             return [_resource(r) for r in conn.execute(query).all()]
 
+    def resources_since(self, version: int) -> list[ResourceRow]:
+        """Every document written at a resourceVersion above ``version`` (a server catching up
+        with other writers reads only these, and :meth:`resource_keys` for what was deleted)."""
+        query = select(resources_table).where(resources_table.c.resource_version > version)
+        with self._connection() as conn:
+            return [_resource(r) for r in conn.execute(query).all()]
+
+    def resource_keys(self) -> set[tuple[str, str, str]]:
+        """The (kind, namespace, name) of every stored document."""
+        t = resources_table
+        with self._connection() as conn:
+            rows = conn.execute(select(t.c.kind, t.c.namespace, t.c.name)).all()
+        return {(str(k), str(ns), str(n)) for k, ns, n in rows}
+
     def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRow | None:
         with self._connection() as conn:
             row = conn.execute(
@@ -50,15 +65,11 @@ class RowsMixin:
         return None if row is None else _resource(row)
 
     def put_resources(self, rows: Sequence[ResourceRow]) -> None:
-        """Insert or replace each row (keyed by kind, namespace, name)."""
+        """Insert or replace each row (keyed by kind, namespace, name): one upsert."""
         if not rows:
             return
         with self._connection() as conn:
-            for row in rows:
-                conn.execute(
-                    delete(resources_table).where(*_key(row.kind, row.namespace, row.name))
-                )
-            conn.execute(insert(resources_table), [_resource_values(r) for r in rows])
+            upsert(conn, resources_table, [_resource_values(r) for r in rows])
 
     def delete_resources(self, keys: Sequence[tuple[str, str, str]]) -> None:
         with self._connection() as conn:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -83,7 +84,41 @@ tokens_table = Table(
     Column("created", String(32), nullable=False),
     Column("revoked", String(32), nullable=True),
 )
+leases_table = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("term", BigInteger, nullable=False),
+    Column("expires", Float(precision=53), nullable=False),  # database clock, epoch seconds
+)
+replicas_table = Table(
+    "replicas",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started", Float(precision=53), nullable=False),
+    Column("seen", Float(precision=53), nullable=False),
+)
+reconciles_table = Table(
+    "reconciles",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("cluster", String(63), nullable=False),
+    Column("replica", String(128), nullable=False),
+    Column("term", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("started", Float(precision=53), nullable=False),
+    Column("finished", Float(precision=53), nullable=True),
+    Column("state", String(16), nullable=True),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("objects", Integer, nullable=False, server_default="0"),
+)
 Index("ix_resources_kind_version", resources_table.c.kind, resources_table.c.resource_version)
+Index("ix_reconciles_cluster_id", reconciles_table.c.cluster, reconciles_table.c.id)
 
 RESOURCES = "resources"
 STATE = "state"
@@ -91,3 +126,10 @@ STATE = "state"
 MESH_ID_KEY = "mesh_id"  # the meta row of the mesh's identity (migration 0003)
 LEGACY_ADOPTION = "legacy-adoption"  # blobs named by cluster: adopt pre-identity objects there
 PREVIOUS_MESH_ID = "mesh-id.previous"  # blobs named by an identity this store carried before
+
+# Blob kinds that record what was done rather than feed a render: writing them does not move the
+# ``state`` counter, so they invalidate no server cache (a reconcile's status, written after
+# every run, would otherwise make every replica render every cluster again). The names are the
+# service layer's: ``status`` and ``apply-render`` (service.apply), ``pki.held``
+# (service.holdings); a unit test keeps this set and ``service.apply.VOLATILE_KINDS`` equal.
+UNCOUNTED_BLOBS = frozenset({"status", "apply-render", "pki.held", LEGACY_ADOPTION})

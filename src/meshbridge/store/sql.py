@@ -16,9 +16,17 @@ Transactions:
 Transactions are per thread (the API server serves requests from a thread pool); a transaction
 opened inside another one on the same thread joins it.
 
-Every write of VIPs or blobs moves the ``state`` counter; every write of intent documents moves
-the ``resources`` counter (see :class:`Revisions`), which is how a server process notices that
-another one changed the store.
+Every write of VIPs or of blobs that are render inputs moves the ``state`` counter (records of
+what was done, such as apply status, do not: ``UNCOUNTED_BLOBS``); every write of intent
+documents moves the ``resources`` counter (see :class:`Revisions`), which is how a server
+process notices that another one changed the store.
+
+Rows are written with real upserts (``INSERT ... ON CONFLICT DO UPDATE``, SQLAlchemy's
+PostgreSQL and SQLite inserts), so two writers of one row never race into a unique violation.
+Every database error leaves as a :class:`~meshbridge.errors.StateError` (``_state_error``):
+busy or a lost race is ``StateLocked``, a connection refused or lost is ``StateUnavailable``;
+pooled PostgreSQL connections are checked before use (``pool_pre_ping``), so a database
+restart or fail-over costs the statements in flight, not every pooled connection in turn.
 """
 
 from __future__ import annotations
@@ -44,11 +52,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from meshbridge.compile.viprecord import VipRecord
-from meshbridge.errors import StateError, StateLocked
+from meshbridge.errors import StateError, StateLocked, StateUnavailable
 from meshbridge.store import migrate
+from meshbridge.store.dialect import upsert
+from meshbridge.store.leases import LeasesMixin
 from meshbridge.store.records import Revisions
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (
@@ -56,13 +66,14 @@ from meshbridge.store.schema import (
     PREVIOUS_MESH_ID,
     RESOURCES,
     STATE,
+    UNCOUNTED_BLOBS,
     blobs_table,
     counters_table,
     meta_table,
     vips_table,
 )
+from meshbridge.viprecord import VipRecord
 
-SCHEMA_VERSION = "2"
 _READ_OPTION = "meshbridge_read"
 
 
@@ -97,7 +108,7 @@ def _retry_locked(statement: Callable[[], object], tries: int = 100) -> None:
             time.sleep(0.1)
 
 
-class SqlStore(RowsMixin):
+class SqlStore(RowsMixin, LeasesMixin):
     """A Store over a SQLAlchemy engine; migrates the database to the current schema."""
 
     def __init__(self, engine: Engine, *, migrate_schema: bool = True) -> None:
@@ -109,10 +120,8 @@ class SqlStore(RowsMixin):
             with self.engine.connect() as conn:
                 found = migrate.current_revision(conn)
                 conn.rollback()
-        except DBAPIError as exc:
-            raise _state_error(exc, self._where) from exc
         except SQLAlchemyError as exc:
-            raise StateError(f"cannot use the state store: {getattr(exc, 'orig', exc)}") from exc
+            raise _state_error(exc, self._where) from exc
         if found != migrate.HEAD:
             raise StateError(
                 f"the state store is at schema revision {found or 'none'}, expected "
@@ -151,7 +160,7 @@ class SqlStore(RowsMixin):
                     yield
                 finally:
                     self._conn = None
-        except DBAPIError as exc:
+        except SQLAlchemyError as exc:
             raise _state_error(exc, self._where) from exc
 
     @contextmanager
@@ -174,7 +183,7 @@ class SqlStore(RowsMixin):
                         yield
                     finally:
                         self._conn = None
-        except DBAPIError as exc:
+        except SQLAlchemyError as exc:
             raise _state_error(exc, self._where) from exc
 
     @contextmanager
@@ -189,7 +198,7 @@ class SqlStore(RowsMixin):
                     yield conn
                 finally:
                     self._conn = None
-        except DBAPIError as exc:
+        except SQLAlchemyError as exc:
             raise _state_error(exc, self._where) from exc
 
     def lock_writes(self) -> None:
@@ -250,12 +259,7 @@ class SqlStore(RowsMixin):
         kept as a previous one: objects it wrote under it are still its own."""
         previous = self.mesh_id()
         with self._connection() as conn:
-            conn.execute(
-                delete(blobs_table).where(
-                    blobs_table.c.kind == PREVIOUS_MESH_ID, blobs_table.c.name == previous
-                )
-            )
-            conn.execute(insert(blobs_table).values(kind=PREVIOUS_MESH_ID, name=previous, data=b""))
+            upsert(conn, blobs_table, [{"kind": PREVIOUS_MESH_ID, "name": previous, "data": b""}])
             conn.execute(
                 update(meta_table).where(meta_table.c.key == MESH_ID_KEY).values(value=mesh_id)
             )
@@ -307,18 +311,16 @@ class SqlStore(RowsMixin):
 
     def put_blob(self, kind: str, name: str, data: bytes) -> None:
         with self._connection() as conn:
-            conn.execute(
-                delete(blobs_table).where(blobs_table.c.kind == kind, blobs_table.c.name == name)
-            )
-            conn.execute(insert(blobs_table).values(kind=kind, name=name, data=data))
-            self._bump(STATE)
+            upsert(conn, blobs_table, [{"kind": kind, "name": name, "data": data}])
+            if kind not in UNCOUNTED_BLOBS:
+                self._bump(STATE)
 
     def delete_blob(self, kind: str, name: str) -> None:
         with self._connection() as conn:
             result = conn.execute(
                 delete(blobs_table).where(blobs_table.c.kind == kind, blobs_table.c.name == name)
             )
-            if result.rowcount:
+            if result.rowcount and kind not in UNCOUNTED_BLOBS:
                 self._bump(STATE)
 
     def list_blobs(self, kind: str) -> dict[str, bytes]:
@@ -366,18 +368,52 @@ def _vip_row(r: VipRecord) -> dict[str, Any]:
 _DAMAGED = ("malformed", "not a database", "file is encrypted", "database corrupt")
 
 
+# PostgreSQL SQLSTATEs of a lost race: a retry of the whole transaction may succeed.
+_RACES = {
+    "40001": "a concurrent transaction changed the same rows",  # serialization_failure
+    "40P01": "a deadlock with a concurrent transaction",  # deadlock_detected
+    "55P03": "a row is locked by another transaction",  # lock_not_available
+    "23505": "a concurrent writer stored the same key first",  # unique_violation
+}
+# SQLSTATE classes of a connection that failed or of a server going away (08: connection
+# exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now).
+_GONE = ("08", "57P01", "57P02", "57P03")
+
+
 def _state_error(exc: SQLAlchemyError, where: str = "") -> StateError:
-    """One line for the user, never a traceback: busy, damaged, or whatever the database said."""
-    raw = str(getattr(exc, "orig", None) or exc)
+    """Every database error as one of the error tree's, in one line, never a traceback (nor SQL
+    text, nor a URL): busy or a lost race (StateLocked), a connection refused or lost
+    (StateUnavailable), damaged, or whatever the database said (StateError)."""
+    orig = getattr(exc, "orig", None)
+    raw = str(orig or exc)
     text_ = raw.splitlines()[0] if raw else type(exc).__name__
+    sqlstate = str(getattr(orig, "sqlstate", "") or "")
+    if isinstance(exc, PoolTimeout):
+        return StateLocked("the state store is busy: no database connection free in time")
+    if sqlstate in _RACES:
+        return StateLocked(f"the state store is busy ({_RACES[sqlstate]}): retry")
     if "locked" in text_ or "busy" in text_:
         return StateLocked(f"the state store is busy (another meshbridge is writing it): {text_}")
+    lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if lost or sqlstate.startswith(_GONE) or (
+        not sqlstate and _is_connection_error(exc)
+    ):
+        return StateUnavailable(f"the state store cannot be reached now: {text_}")
     store = f"the state store {where}" if where else "the state store"
     if any(word in text_ for word in _DAMAGED):
         return StateError(
             f"{store} is damaged or not a meshbridge store ({text_}): restore it from a backup"
         )
     return StateError(f"cannot use {store}: {text_}")
+
+
+def _is_connection_error(exc: SQLAlchemyError) -> bool:
+    """psycopg's connection failures carry no SQLSTATE; they are OperationalErrors."""
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = getattr(exc, "orig", None)
+    module = type(orig).__module__ if orig is not None else ""
+    return module.startswith("psycopg")
 
 
 def store_url(location: str) -> str:
@@ -425,9 +461,10 @@ def open_store(location: str, *, migrate_schema: bool = True) -> SqlStore:
         _create_sqlite_file(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        # no pre-ping (a round trip per checkout): a connection found dead fails one request
-        # with 503 and SQLAlchemy then replaces every pooled connection
-        kwargs = {"pool_size": 10, "max_overflow": 20}
+        # pre-ping: a pooled connection is checked (one round trip) before each use and
+        # replaced if the server restarted or failed over, so that costs no request an error;
+        # a statement in flight at that moment still fails (StateUnavailable, 503 + Retry-After)
+        kwargs = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True, "pool_timeout": 10}
     try:
         engine = create_engine(url, **kwargs)
     except ImportError as exc:

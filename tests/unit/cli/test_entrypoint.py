@@ -97,3 +97,30 @@ def test_exit_hooks_of_a_plugin_run(tmp_path: Path) -> None:
     bad = run("validate", "-f", "-", cwd=tmp_path, stdin="kind: Nope\n", env=env)
     assert bad.returncode == 2
     assert bad.stderr.rstrip().endswith("plugin: exit hook ran")
+
+
+
+HEAVY = ("sqlalchemy", "pydantic", "cryptography", "yaml", "httpx", "httpx2", "lightkube",
+         "uvicorn", "fastapi", "meshbridge.compile", "meshbridge.model", "meshbridge.store",
+         "meshbridge.kube", "meshbridge.pki", "meshbridge.client")
+
+
+def test_help_starts_without_the_services(tmp_path: Path) -> None:
+    """`meshbridge --help` loads no database driver, model, compiler, X.509, YAML or HTTP
+    library: each command imports those where it runs, so start-up stays short."""
+    probe = (
+        "import sys\n"
+        "from meshbridge.cli import main\n"
+        "sys.argv[:] = ['meshbridge', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"heavy = {HEAVY!r}\n"
+        "loaded = sorted(m for m in sys.modules if m in heavy or m.startswith(\n"
+        "    tuple(h + '.' for h in heavy)))\n"
+        "print('LOADED:' + ' '.join(loaded), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage: meshbridge" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "LOADED:"

@@ -14,7 +14,10 @@ from typer.testing import CliRunner, Result
 
 from meshbridge.cli.pki import app
 from meshbridge.model import Mesh
-from meshbridge.pki import CertRecord, fingerprint, issue_root, key_pem, load_cert, load_certs
+from meshbridge.pki.certs import issue_root
+from meshbridge.pki.chain import fingerprint, load_cert, load_certs
+from meshbridge.pki.keys import key_pem
+from meshbridge.pki.records import CertRecord
 from meshbridge.service import pki as service
 from meshbridge.store import open_store
 
@@ -109,7 +112,7 @@ def sealed_store_material(work: Path, host: str) -> str:
 def test_init_creates_a_root_once(work: Path) -> None:
     result = run(work, "init", "-f", str(work / "mesh.yaml"))
     assert result.exit_code == 0, result.output
-    assert "created root" in result.stderr and "CLI Root" in result.stderr
+    assert "created root" in result.stdout and "CLI Root" in result.stdout
     assert mode(work / "state.db.key") == 0o600
     again = run(work, "init", "-f", str(work / "mesh.yaml"))
     assert again.exit_code == 1
@@ -367,7 +370,7 @@ def test_rotate_root_in_phases(work: Path) -> None:
             assert status_json(work)["rotationPhase"] == expected - 1 if expected else 2
         result = run(work, "rotate-root", phase, *(["--force"] if phase != "begin" else []))
         assert result.exit_code == 0, result.output
-        assert "next:" in result.stderr
+        assert "next:" in result.stdout
         assert status_json(work)["rotationPhase"] == expected
         run(work, "export", "--cluster", "cluster1", "--dir", str(work / phase))
         if phase != "finish":
@@ -386,7 +389,7 @@ def test_rotate_root_abort_says_what_the_bundle_holds(work: Path) -> None:
     assert len(load_certs(run(work, "show", "--root").stdout)) == 2
     aborted = run(work, "rotate-root", "abort")
     assert aborted.exit_code == 0, aborted.output
-    text = " ".join(aborted.stderr.split())
+    text = " ".join(aborted.stdout.split())
     root_id = fingerprint(current[0])[:16]
     assert f"root-cert.pem now carries only the current root {root_id} again" in text
     assert "new root" not in text.replace("the new root is forgotten", "")
@@ -431,7 +434,7 @@ def test_import_a_root_from_files(work: Path) -> None:
     (work / "root.key").write_bytes(key_pem(own.key))
     result = run(work, "import", "--cert", str(work / "root.crt"), "--key", str(work / "root.key"))
     assert result.exit_code == 0, result.output
-    assert "imported root" in result.stderr and "Own Root" in result.stderr
+    assert "imported root" in result.stdout and "Own Root" in result.stdout
     run(
         work,
         "export",
@@ -467,7 +470,7 @@ def test_a_root_without_its_key_and_the_intermediates_it_signed(work: Path) -> N
     assert again("import", "--cert", str(live / "root-cert.pem")).exit_code == 2  # --key?
     root = again("import", "--without-key", "--cert", str(live / "root-cert.pem"))
     assert root.exit_code == 0, root.output
-    assert "without its key" in root.stderr
+    assert "without its key" in root.stdout
     # an intermediate of another root is refused; the cluster's own is taken back as it is
     other = work / "other"
     run(work, "init", "--force", "-f", str(work / "mesh.yaml"))

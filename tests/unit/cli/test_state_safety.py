@@ -14,8 +14,8 @@ from pathlib import Path
 
 from helpers import EXAMPLES
 
-from meshbridge.pki import load_certs
 from meshbridge.pki.bundle import pem_fingerprints
+from meshbridge.pki.chain import load_certs
 
 EXAMPLE = str(EXAMPLES / "sleep-httpbin")
 

@@ -13,7 +13,8 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshbridge.kube.kinds import APPLY_ORDER, KINDS, PRUNABLE
+from meshbridge.compile.envelope import APPLY_ORDER
+from meshbridge.kube.kinds import KINDS, PRUNABLE
 from meshbridge.kube.plan import (
     HASH_ANNOTATION,
     INJECTION_LABEL,
@@ -236,3 +237,8 @@ def test_objects_a_store_wrote_before_it_took_over_a_lost_mesh_stay_its_own() ->
     assert steps[0].desired["metadata"]["labels"][MESH_ID_LABEL] == MINE.uid
     assert [(s.action, s.name) for s in plan([desired], listing, {"ns1"}, MINE)] == [
         ("conflict", "a")]
+
+
+def test_the_apply_order_is_the_compilers_and_every_kind_in_it_has_a_resource() -> None:
+    assert list(KINDS) == list(APPLY_ORDER)
+    assert [k for k in APPLY_ORDER if k != "Namespace"] == PRUNABLE

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from meshbridge.errors import SealingError
 from meshbridge.model import Mesh
-from meshbridge.pki import load_key_pem
+from meshbridge.pki.keys import load_key_pem
 from meshbridge.service import pki as service
 from meshbridge.store import open_store
 

@@ -14,7 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshbridge.errors import PKIError
 from meshbridge.model import CASettings, IntermediateCASettings, KeyAlgorithm
-from meshbridge.pki import (
+from meshbridge.pki.certs import (
     ISTIOD_SAN,
     Issued,
     intermediate_algorithm,
@@ -24,8 +24,8 @@ from meshbridge.pki import (
     issue_root,
     issue_server,
     issue_workload,
-    key_algorithm_of,
 )
+from meshbridge.pki.keys import key_algorithm_of
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 P256 = KeyAlgorithm.ECDSA_P256

@@ -12,19 +12,9 @@ from cryptography.hazmat.primitives import hashes
 
 from meshbridge.errors import PKIError
 from meshbridge.model import CASettings, IntermediateCASettings, KeyAlgorithm
-from meshbridge.pki import (
-    Issued,
-    anchor_of,
-    check_signing_ca,
-    generate_key,
-    issue_intermediate,
-    issue_root,
-    issue_workload,
-    key_pem,
-    parse_signing_ca,
-    pem_of,
-    self_signed,
-)
+from meshbridge.pki.certs import Issued, issue_intermediate, issue_root, issue_workload
+from meshbridge.pki.chain import anchor_of, check_signing_ca, parse_signing_ca, pem_of, self_signed
+from meshbridge.pki.keys import generate_key, key_pem
 
 NOW = datetime(2030, 1, 2, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from meshbridge.errors import SealingError
-from meshbridge.pki import KEY_BYTES, Sealer, new_key_text, parse_key_text
+from meshbridge.pki.sealing import KEY_BYTES, Sealer, new_key_text, parse_key_text
 
 KEY = bytes(range(32))
 # a stand-in for PEM key text (spelt in two parts so no scanner takes this file for a key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshbridge.errors import PKIError, StateError
-from meshbridge.pki import Trust
+from meshbridge.pki.trust import Trust
 
 
 def test_phases_in_order() -> None:

@@ -14,21 +14,12 @@ from cryptography.hazmat.primitives import hashes
 from meshbridge.compile.inputs import ClusterCA, Material
 from meshbridge.errors import PKIError, SealingError
 from meshbridge.model import KeyAlgorithm, Mesh
-from meshbridge.pki import (
-    CertRecord,
-    Health,
-    Issued,
-    Sealer,
-    fingerprint,
-    generate_key,
-    issue_workload,
-    key_pem,
-    load_cert,
-    load_certs,
-    load_key_pem,
-    pem_of,
-)
 from meshbridge.pki.bundle import CacertsFacts
+from meshbridge.pki.certs import Issued, issue_workload
+from meshbridge.pki.chain import Health, fingerprint, load_cert, load_certs, pem_of
+from meshbridge.pki.keys import generate_key, key_pem, load_key_pem
+from meshbridge.pki.records import CertRecord
+from meshbridge.pki.sealing import Sealer
 from meshbridge.service import pki as service
 from meshbridge.service.holdings import put_held
 from meshbridge.store import SqlStore, open_store
@@ -191,7 +182,7 @@ def test_client_certificate_is_trusted_by_the_gateway_only(
     assert "PRIVATE KEY" in bundle.key
     # the client key is not kept; the issuance is recorded
     assert all(b"PRIVATE" not in v for v in store.list_blobs("pki.client").values())
-    roles = [e.cert.role for e in service.status(store, NOW).entries]
+    roles = [e.cert.role for e in service.pki_status(store, NOW).entries]
     assert "client" in roles
     # the credential rendered afterwards is unchanged
     assert ensure(store, sealer, ["c1"], [("a.example.com", "MUTUAL")]) == material
@@ -265,7 +256,7 @@ def test_import_enterprise_intermediate_chains_to_the_enterprise_root(
     leaf = issue_workload(inter, "spiffe://cluster.local/ns/a/sa/b", NOW, validity_days=30)
     assert verify(tmp_path, ca.root_cert, leaf.cert_pem, ca.cert_chain)
     assert not verify(tmp_path, ca.root_cert, leaf.cert_pem, ca.ca_cert)  # needs the sub-CA
-    note = next(e.note for e in service.status(store, NOW).entries if e.cert.role == "root")
+    note = next(e.note for e in service.pki_status(store, NOW).entries if e.cert.role == "root")
     assert "Enterprise Root" in note
 
 
@@ -324,7 +315,7 @@ def test_root_rotation_phases(store: SqlStore, sealer: Sealer, tmp_path: Path) -
         assert phase1.cacerts[cluster].ca_cert == phase0.cacerts[cluster].ca_cert
         assert phase1.cacerts[cluster].cert_chain == phase0.cacerts[cluster].cert_chain
     assert verify(tmp_path, old_root, phase1.cacerts["c3"].ca_cert)  # new cluster: old root
-    assert service.status(store, NOW).phase == 1
+    assert service.pki_status(store, NOW).phase == 1
     # the new root is told apart from the old one by its subject, not only by its key
     assert load_cert(new_root).subject != load_cert(old_root).subject
     assert "OU=generation 2" in load_cert(new_root).subject.rfc4514_string()
@@ -336,7 +327,7 @@ def test_root_rotation_phases(store: SqlStore, sealer: Sealer, tmp_path: Path) -
         service.rotate_root_advance(store, sealer, MESH, NOW)
     assert "c2: holds roots" in str(refused.value) and "c3: no apply recorded" in str(refused.value)
     assert "\n  c1:" not in str(refused.value)
-    assert service.status(store, NOW).phase == 1
+    assert service.pki_status(store, NOW).phase == 1
     hold(store, phase1, ["c2", "c3"])
     with store.transaction():
         assert service.rotate_root_advance(store, sealer, MESH, NOW).phase == 2
@@ -362,7 +353,7 @@ def test_root_rotation_phases(store: SqlStore, sealer: Sealer, tmp_path: Path) -
         assert phase3.cacerts[cluster].root_cert == new_root
         assert phase3.cacerts[cluster].ca_cert == phase2.cacerts[cluster].ca_cert
     assert len(store.list_blobs("pki.root")) == 1
-    assert service.status(store, NOW).phase == 0
+    assert service.pki_status(store, NOW).phase == 0
 
 
 def test_rotation_abort_and_wrong_order(store: SqlStore, sealer: Sealer) -> None:
@@ -398,15 +389,16 @@ def test_rotate_ingress_server_and_client_ca(store: SqlStore, sealer: Sealer) ->
 def test_status_reports_expiry(store: SqlStore, sealer: Sealer) -> None:
     short = mesh(intermediateCA={"validityDays": 20})
     ensure(store, sealer, ["c1"], m=short)
-    report = service.status(store, NOW)
+    report = service.pki_status(store, NOW)
     health = {(e.cert.role, e.cert.name): e.cert.health for e in report.entries}
     assert health[("intermediate", "c1")] is Health.EXPIRING
-    assert report.expiring and not report.expired
-    assert service.status(store, NOW + timedelta(days=21)).expired
+    assert not report.expired
+    assert any(e.deployed and e.cert.health is Health.EXPIRING for e in report.entries)
+    assert service.pki_status(store, NOW + timedelta(days=21)).expired
 
 
 def test_status_without_a_root(store: SqlStore) -> None:
-    report = service.status(store, NOW)
+    report = service.pki_status(store, NOW)
     assert report.entries == () and not report.expired
 
 
@@ -438,7 +430,7 @@ def test_an_expired_client_certificate_is_reported_but_not_a_failure(
     ensure(store, sealer, ["c1"], [("a.example.com", "MUTUAL")])
     with store.transaction():
         service.issue_client_cert(store, sealer, MESH, "a.example.com", "p", NOW, days=1)
-    report = service.status(store, NOW + timedelta(days=2))
+    report = service.pki_status(store, NOW + timedelta(days=2))
     client = next(e for e in report.entries if e.cert.role == "client")
     assert client.cert.health is Health.EXPIRED and not client.deployed
     assert not report.expired

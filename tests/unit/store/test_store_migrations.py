@@ -14,11 +14,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from meshbridge.compile.viprecord import VipRecord
 from meshbridge.errors import StateError
 from meshbridge.store import LEGACY_ADOPTION, SCHEMA_HEAD, open_store
 from meshbridge.store.schema import metadata
 from meshbridge.store.sql import upgrade_store
+from meshbridge.viprecord import VipRecord
 
 
 def test_head_is_the_newest_packaged_revision() -> None:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from meshbridge.compile.viprecord import VipRecord
 from meshbridge.store import AuditEntry, ResourceRow, SqlStore, TokenRecord, open_store
+from meshbridge.viprecord import VipRecord
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""One VIP kept in the state store: the record type shared by the allocator and the stores.
+"""One VIP kept in the state store: the record the allocator (``compile.vips``) returns and the
+stores keep.
 
-A module of its own (and ``meshbridge.compile`` loading its parts lazily) so that opening a store
-does not import the models.
+Below every layer, beside ``meshbridge.source``: plain data that imports nothing of meshbridge,
+so a store can hold VIPs without importing the compiler or the models.
 """
 
 from __future__ import annotations

@@ -124,4 +124,8 @@ def test_explicit_priority_is_followed(mesh_lab_run: LabRun) -> None:
     failures = [a for a in during if not answered(a)]
     assert 1 <= len(failures) <= MAX_FAILED + REPROBE_FAILED, during
     assert all(a["cluster"] == "a" for a in during if answered(a)), during
-    assert all(answered(a) for a in during[-10:]), during[-10:]
+    # at most two runs of failures: b's switch, and c's re-probe, which falls anywhere in the
+    # window depending on how long the first one took (a loaded machine moves it to the end)
+    runs = sum(1 for i, a in enumerate(during)
+               if not answered(a) and (i == 0 or answered(during[i - 1])))
+    assert runs <= 2, during

@@ -189,7 +189,7 @@ def apply_to_server(
 ) -> None:
     """``apply -f ... --server URL``: what the ``apply`` command does when given a server.
     With ``dry_run`` the server validates and answers what it would do, and stores nothing."""
-    from meshbridge.client import read_documents  # httpx: only when needed
+    from meshbridge.client import read_documents  # the HTTP client: only when needed
 
     with errors_mapped():
         remote = Remote(server, token, server_ca)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.loading import Source, load_objects
@@ -68,15 +68,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_server_url(server: str, token: str | None) -> httpx.URL:
+def check_server_url(server: str, token: str | None) -> httpx2.URL:
     """The server's URL, once it is safe to send ``token`` there; UnsafeConnection otherwise.
 
     A token goes over ``https``, or over ``http`` to a loopback host only: on any other
     network a bearer token in clear text is anyone's token.
     """
     try:
-        url = httpx.URL(server)
-    except (httpx.InvalidURL, TypeError, ValueError):
+        url = httpx2.URL(server)
+    except (httpx2.InvalidURL, TypeError, ValueError):
         raise UnsafeConnection(
             "the server URL is not a URL: give it as https://HOST:PORT"
         ) from None
@@ -96,7 +96,7 @@ def check_server_url(server: str, token: str | None) -> httpx.URL:
     return url
 
 
-def _shown(url: httpx.URL) -> str:
+def _shown(url: httpx2.URL) -> str:
     """A URL fit for a message: no user name or password."""
     return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
 
@@ -173,7 +173,7 @@ class Client:
         server_ca: Path | None = None,
         client_cert: ClientCertificate | None = None,
         timeout: float = 120.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx2.BaseTransport | None = None,
     ) -> None:
         url = check_server_url(server, token)
         self.server = _shown(url)
@@ -181,7 +181,7 @@ class Client:
         verify: ssl.SSLContext | bool = True
         if url.scheme == "https":
             verify = _tls_context(server_ca, client_cert)
-        self._http = httpx.Client(
+        self._http = httpx2.Client(
             base_url=server.rstrip("/"),
             headers=headers,
             timeout=timeout,
@@ -200,10 +200,10 @@ class Client:
 
     def request(
         self, method: str, path: str, *, origins: Sequence[tuple[str, int]] = (), **kwargs: Any
-    ) -> httpx.Response:
+    ) -> httpx2.Response:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             hint = ""
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
                 hint = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import yaml
 
 from meshbridge import wording
@@ -179,7 +179,7 @@ def render_from_server(
     *,
     server_ca: Path | None = None,
     client_cert: ClientCertificate | None = None,
-    transport: httpx.BaseTransport | None = None,
+    transport: httpx2.BaseTransport | None = None,
 ) -> tuple[RemoteRender, Written]:
     """Write every cluster's manifests from ``server`` to ``out_dir``, like a local render:
     Secrets holding a private key go where ``keys`` says (left out by default). Every path is

@@ -8,7 +8,7 @@ stops the others.
 Clients are lightkube's, on its own transport (httpx2), with the kubeconfig's credentials.
 Proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``...) are honoured as kubectl
 honours them, loopback included: an API server on ``localhost`` or a loopback address is never
-reached through a proxy (Go's rule; httpx alone would send it to the proxy too).
+reached through a proxy (Go's rule; httpx2 alone would send it to the proxy too).
 """
 
 from __future__ import annotations

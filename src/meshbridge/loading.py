@@ -29,11 +29,6 @@ class _StrictLoader(yaml.CSafeLoader):
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    _check_duplicates(loader, node)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-def _check_duplicates(loader: _StrictLoader, node: yaml.Node) -> None:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         # scalar keys compare by (tag, text), so keys are not constructed twice
@@ -45,64 +40,10 @@ def _check_duplicates(loader: _StrictLoader, node: yaml.Node) -> None:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {text!r}", mark)
         seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-_STR_TAG = "tag:yaml.org,2002:str"
-_MAP_TAG = "tag:yaml.org,2002:map"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
-_SCALAR_TAGS = frozenset(
-    {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-     "tag:yaml.org,2002:null"}
-)
-
-
-class _NotPlain(Exception):
-    """A node the direct construction leaves to PyYAML's constructor (an alias, a merge key, a
-    tag other than str/int/float/bool/null/map/seq, a collection as a key)."""
-
-
-def _construct_document(loader: _StrictLoader, node: yaml.Node) -> Any:
-    """What ``loader.construct_document(node)`` gives, built directly for plain data.
-
-    PyYAML's constructor makes several Python calls per node (construct_object's bookkeeping of
-    anchors and recursion, a constructor looked up by tag, generators for collections); intent
-    documents are plain mappings, lists and scalars, and a large mesh has hundreds of thousands
-    of nodes. Anything else (see :class:`_NotPlain`), or a problem found on the way (a
-    duplicate key), makes the whole document go through PyYAML's constructor, which reports
-    the problem it meets first, as it always did.
-    """
-    try:
-        return _plain(loader, node, set())
-    except (_NotPlain, yaml.constructor.ConstructorError):
-        return loader.construct_document(node)
-
-
-def _plain(loader: _StrictLoader, node: yaml.Node, seen: set[int]) -> Any:
-    if id(node) in seen:  # a node reached twice: an alias
-        raise _NotPlain
-    seen.add(id(node))
-    tag = node.tag
-    kind = type(node)
-    if kind is yaml.ScalarNode:
-        if tag == _STR_TAG:
-            return node.value
-        if tag in _SCALAR_TAGS:
-            return loader.yaml_constructors[tag](loader, node)
-    elif kind is yaml.MappingNode and tag == _MAP_TAG:
-        pairs: list[tuple[yaml.Node, yaml.Node]] = node.value
-        if any(type(key_node) is not yaml.ScalarNode for key_node, _ in pairs):
-            raise _NotPlain
-        _check_duplicates(loader, node)
-        out: dict[Any, Any] = {}
-        for key_node, value_node in pairs:
-            key = _plain(loader, key_node, seen)
-            out[key] = _plain(loader, value_node, seen)
-        return out
-    elif kind is yaml.SequenceNode and tag == _SEQ_TAG:
-        return [_plain(loader, item, seen) for item in node.value]
-    raise _NotPlain
 
 
 def _format_loc(loc: Sequence[int | str]) -> str:
@@ -199,11 +140,8 @@ def parse_documents(
     docs: list[Located[Any]] = []
     problems: list[Problem] = []
     index = 0
-    loader = _StrictLoader(source.text)
     try:
-        while loader.check_node():  # yaml.load_all, with the construction above
-            node = loader.get_node()
-            raw = None if node is None else _construct_document(loader, node)
+        for raw in yaml.load_all(source.text, Loader=_StrictLoader):
             index += 1
             if raw is None:
                 continue
@@ -216,8 +154,6 @@ def parse_documents(
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         what = getattr(exc, "problem", None) or str(exc)
         problems.append(Problem(source.name, index + 1, "", "", "", f"YAML error{where}: {what}"))
-    finally:
-        loader.dispose()
     return docs, problems
 
 

@@ -169,11 +169,17 @@ def _allocate_cluster(
     base = int(pool.network_address)
     last = pool.num_addresses - 2
     blocked = set(reserved)
+    # each address parsed once: offset in the pool, None outside it
+    offsets: dict[str, int | None] = {}
+    for address in [r.address for r in previous] + sorted(blocked):
+        if address not in offsets:
+            ip = ipaddress.ip_address(address)
+            offsets[address] = int(ip) - base if ip in pool else None
     # keep what is still wanted, release the rest
     kept: dict[str, VipRecord] = {}
     released: list[VipRecord] = []
     for rec in sorted(previous, key=lambda r: (r.released or 0, r.key)):
-        in_pool = ipaddress.ip_address(rec.address) in pool
+        in_pool = offsets[rec.address] is not None
         if rec.active and rec.key in wanted and rec.address not in blocked and in_pool:
             kept[rec.key] = rec
         elif rec.active:
@@ -182,11 +188,7 @@ def _allocate_cluster(
         else:
             released.append(rec)
     taken = {r.address for r in kept.values()}
-    ever_used = {
-        int(ipaddress.ip_address(r.address)) - base
-        for r in previous
-        if ipaddress.ip_address(r.address) in pool
-    } | {int(ipaddress.ip_address(a)) - base for a in blocked if ipaddress.ip_address(a) in pool}
+    ever_used = {offset for offset in offsets.values() if offset is not None}
     fresh = _free_offsets(ever_used, last)
     # released addresses: oldest release first; a host's own released address is its first pick
     own: dict[str, VipRecord] = {}

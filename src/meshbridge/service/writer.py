@@ -238,15 +238,16 @@ def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
     if not tree.private:
         os.chmod(root, 0o755)  # noqa: S103 - manifests are not secret; key files are 0600
     marker = SECRETS_MARKER_TEXT if tree.private else MARKER_TEXT
-    _write_file(root / MARKER, marker.encode(), 0o600 if tree.private else 0o644)
+    _write_file(str(root / MARKER), marker.encode(), 0o600 if tree.private else 0o644)
     made: set[Path] = {root}
     items = sorted(tree.files.items())
-    for rel, _ in items:  # every directory first: the files can then go in any order
-        parent = (root / rel).parent
+    directories = sorted({os.path.dirname(rel) for rel, _ in items})
+    for directory in directories:  # every directory first: the files can then go in any order
+        parent = root / directory
         if parent not in made:
             _make_dirs(root, parent, 0o700 if tree.private else 0o777, made)
     previous = tree.target if tree.target.is_dir() else None  # checked: one we wrote
-    own = _own_directories(previous, [rel for rel, _ in items]) if previous else frozenset()
+    own = _own_directories(previous, directories) if previous else frozenset()
     if len(items) < SERIAL_BELOW:
         _write_run(root, previous, own, items, tree.private, threading.Event(), progress)
         return
@@ -275,14 +276,23 @@ def _write_run(
     stop: threading.Event,
     progress: Progress,
 ) -> None:
+    # Paths as strings: tens of thousands of files, and a Path object costs more to build than
+    # the system call it is passed to.
+    new_root = os.fspath(root)
+    old_root = os.fspath(previous) if previous is not None else None
+    uid = os.geteuid()
     written = 0
     for rel, (data, holder) in items:
         if stop.is_set():
             return
         mode = 0o600 if private or holder is not None else 0o644
-        old = previous / rel if previous is not None and os.path.dirname(rel) in own else None
-        if old is None or not _reused(old, root / rel, data, mode):
-            _write_file(root / rel, data, mode)
+        new = os.path.join(new_root, rel)
+        if (
+            old_root is None
+            or os.path.dirname(rel) not in own
+            or not _reused(os.path.join(old_root, rel), new, data, mode, uid)
+        ):
+            _write_file(new, data, mode)
         written += 1
         if written == PROGRESS_EVERY:
             progress.advance(written)
@@ -300,20 +310,20 @@ def _make_dirs(root: Path, directory: Path, mode: int, made: set[Path]) -> None:
             made.add(path)
 
 
-def _own_directories(previous: Path, files: Sequence[str]) -> frozenset[str]:
-    """The directories of ``files`` (relative) that are plain directories of ``previous``: no
-    symbolic link on the way, so a file found there is one of the old tree's own."""
+def _own_directories(previous: Path, directories: Sequence[str]) -> frozenset[str]:
+    """The ``directories`` (relative) that are plain directories of ``previous``: no symbolic
+    link on the way, so a file found there is one of the old tree's own."""
     real = os.path.realpath(previous)
     return frozenset(
         parent
-        for parent in {os.path.dirname(rel) for rel in files}
+        for parent in directories
         if os.path.realpath(previous / parent) == os.path.normpath(os.path.join(real, parent))
     )
 
 
-def _reused(old: Path, new: Path, data: bytes, mode: int) -> bool:
+def _reused(old: str, new: str, data: bytes, mode: int, uid: int) -> bool:
     """Link ``old`` at ``new`` if it holds exactly ``data`` with ``mode`` (a regular file of
-    ours with no other link); False, and nothing done, otherwise.
+    ours, owned by ``uid``, with no other link); False, and nothing done, otherwise.
 
     Rendering the same intents again mostly gives the bytes already in the output: reading a
     file and linking it costs the file system far less than writing a new one and freeing the
@@ -331,13 +341,12 @@ def _reused(old: Path, new: Path, data: bytes, mode: int) -> bool:
             not stat.S_ISREG(info.st_mode)
             or stat.S_IMODE(info.st_mode) != mode
             or info.st_nlink != 1
-            or info.st_uid != os.geteuid()
+            or info.st_uid != uid
             or info.st_size != len(data)
         ):
             return False
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            if fh.read(len(data) + 1) != data:
-                return False
+        if _read_up_to(fd, len(data) + 1) != data:
+            return False
     except OSError:
         return False
     finally:
@@ -349,10 +358,26 @@ def _reused(old: Path, new: Path, data: bytes, mode: int) -> bool:
     return True
 
 
-def _write_file(path: Path, data: bytes, mode: int) -> None:
+def _read_up_to(fd: int, size: int) -> bytes:
+    """At most ``size`` bytes from ``fd``: fewer only at the end of the file."""
+    chunks: list[bytes] = []
+    while size > 0:
+        chunk = os.read(fd, size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_file(path: str, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def _swap_all(staged: Sequence[tuple[Path, Path]]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, Table, text
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from meshbridge.errors import StateError
@@ -32,6 +31,10 @@ def upsert(
     names = update if update is not None else [c.name for c in table.columns if c.name not in keys]
     dialect = conn.dialect.name
     if dialect == "postgresql":
+        # imported here: a SQLite store (the CLI's) never needs the PostgreSQL dialect,
+        # whose import (asyncio and its drivers' modules) is a part of every start-up
+        from sqlalchemy.dialects import postgresql as pg_dialect
+
         pg = pg_dialect.insert(table)
         stmt: Any = pg.on_conflict_do_update(
             index_elements=keys, set_={name: pg.excluded[name] for name in names}

@@ -17,7 +17,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Connection, case, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from meshbridge.store.dialect import db_now, upsert
@@ -46,6 +45,10 @@ class LeasesMixin:
             free = (t.c.holder == holder) | (t.c.expires < now)
             term = case((t.c.holder == holder, t.c.term), else_=t.c.term + 1)
             if conn.dialect.name == "postgresql":
+                # imported here: a SQLite store (the CLI's) never needs the PostgreSQL dialect,
+                # whose import (asyncio and its drivers' modules) is a part of every start-up
+                from sqlalchemy.dialects import postgresql as pg_dialect
+
                 pg = pg_dialect.insert(t).values(values)
                 stmt: Any = pg.on_conflict_do_update(
                     index_elements=[t.c.name],

@@ -6,6 +6,7 @@ everything else (progress, notes, warnings, errors) to stderr.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,8 +47,29 @@ def _plain_metavars(params: list[Any]) -> list[Any]:
     return params
 
 
+def _reflowed(text: str | None) -> str | None:
+    """A docstring's paragraphs as running text: typer keeps the single line breaks of every
+    paragraph after the first, so a help screen would break lines where the source file does.
+    A paragraph that starts with ``\\b`` (click's "keep as written") or holds an indented or
+    "- " line is left alone."""
+    if not text:
+        return text
+    first, *rest = inspect.cleandoc(text).split("\n\n")
+    kept = [
+        p if p.startswith("\b") or any(line[:1] == " " or line.startswith("- ")
+                                       for line in p.splitlines()) else " ".join(p.split("\n"))
+        for p in rest
+    ]
+    return "\n\n".join([first, *kept])
+
+
 class Command(typer.core.TyperCommand):
-    """A command whose help has no type placeholders (see :func:`_plain_metavars`)."""
+    """A command whose help has no type placeholders (see :func:`_plain_metavars`) and no line
+    breaks from the source inside a paragraph (:func:`_reflowed`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["help"] = _reflowed(kwargs.get("help"))
+        super().__init__(*args, **kwargs)
 
     def get_params(self, ctx: Any) -> list[Any]:
         _plain_metavars([self.get_help_option(ctx)])
@@ -55,7 +77,12 @@ class Command(typer.core.TyperCommand):
 
 
 class Group(typer.core.TyperGroup):
-    """A command group whose help has no type placeholders (see :func:`_plain_metavars`)."""
+    """A command group whose help has no type placeholders (see :func:`_plain_metavars`) and no
+    line breaks from the source inside a paragraph (:func:`_reflowed`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["help"] = _reflowed(kwargs.get("help"))
+        super().__init__(*args, **kwargs)
 
     def get_params(self, ctx: Any) -> list[Any]:
         _plain_metavars([self.get_help_option(ctx)])

@@ -92,8 +92,9 @@ def render(
             "--filename",
             metavar="FILE|DIR|-",
             show_default=False,
-            help="Intent documents: a YAML file, a directory (every *.yaml / *.yml in it) or - "
-            "for standard input. Repeat for more. Required unless --server is given.",
+            help="Intent documents: a YAML file, a directory (the *.yaml / *.yml files directly "
+            "in it; not its subdirectories) or - for standard input. Repeat for more. Required "
+            "unless --server is given.",
         ),
     ] = None,
     secrets_dir: keys_opt.SecretsDirOption = None,

@@ -39,6 +39,18 @@ def test_help_shows_no_type_placeholders(cli) -> None:
     assert "--dry-run " in flags and "--parallel                 N " in flags
 
 
+def test_help_paragraphs_run_on_rather_than_break_where_the_source_does(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """render's docstring breaks its second paragraph after "are left"; on a wide terminal the
+    help runs the paragraph on to the terminal's width (typer alone keeps the source's breaks)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    lines = [line.strip() for line in cli("render", "--help").stdout.splitlines()]
+    start = next(line for line in lines if line.startswith("The Secrets that hold"))
+    assert "are left out of it, since it is meant for Git" in start, lines
+    assert not any(line.endswith("are left") for line in lines), lines
+
+
 def test_results_go_to_stdout_and_diagnostics_to_stderr(cli, tmp_path: Path) -> None:
     valid = cli("validate", "-f", str(EXAMPLES / "sleep-httpbin"))
     assert valid.exit_code == 0

@@ -63,30 +63,26 @@ def _reflowed(text: str | None) -> str | None:
     return "\n\n".join([first, *kept])
 
 
-class Command(typer.core.TyperCommand):
-    """A command whose help has no type placeholders (see :func:`_plain_metavars`) and no line
-    breaks from the source inside a paragraph (:func:`_reflowed`)."""
+class _PlainHelp:
+    """Help without type placeholders (see :func:`_plain_metavars`) and without the source's
+    line breaks inside a paragraph (:func:`_reflowed`): mixed into commands and groups."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["help"] = _reflowed(kwargs.get("help"))
         super().__init__(*args, **kwargs)
 
     def get_params(self, ctx: Any) -> list[Any]:
-        _plain_metavars([self.get_help_option(ctx)])
-        return _plain_metavars(super().get_params(ctx))
+        _plain_metavars([self.get_help_option(ctx)])  # type: ignore[attr-defined]
+        return _plain_metavars(super().get_params(ctx))  # type: ignore[misc]
 
 
-class Group(typer.core.TyperGroup):
-    """A command group whose help has no type placeholders (see :func:`_plain_metavars`) and no
-    line breaks from the source inside a paragraph (:func:`_reflowed`)."""
+class Command(_PlainHelp, typer.core.TyperCommand):
+    """A command with :class:`_PlainHelp`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["help"] = _reflowed(kwargs.get("help"))
-        super().__init__(*args, **kwargs)
 
-    def get_params(self, ctx: Any) -> list[Any]:
-        _plain_metavars([self.get_help_option(ctx)])
-        return _plain_metavars(super().get_params(ctx))
+class Group(_PlainHelp, typer.core.TyperGroup):
+    """A command group with :class:`_PlainHelp`."""
+
 
 FilesOption = Annotated[
     list[str],

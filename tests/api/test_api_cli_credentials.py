@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tlsfiles import throwaway_key
 from typer.testing import CliRunner
 
 from meshbridge.cli import app
@@ -16,6 +17,8 @@ from meshbridge.service.tokens import create_token
 from meshbridge.store import open_store
 
 from .conftest import LiveServer, doc
+
+CLIENT_KEY = throwaway_key()  # made now: no key in the source tree
 
 
 @pytest.fixture
@@ -44,7 +47,7 @@ def _kubeconfig_with_files(directory: Path) -> Path:
     directory.mkdir()
     (directory / "ca.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nca\n")
     (directory / "client.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nclient\n")
-    (directory / "client-key.pem").write_bytes(b"-----BEGIN EC PRIVATE KEY-----\nsecret-key\n")
+    (directory / "client-key.pem").write_bytes(CLIENT_KEY)
     config = {
         "apiVersion": "v1", "kind": "Config",
         "clusters": [
@@ -82,9 +85,8 @@ def test_register_name_and_delete_credentials(run, tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith("prod"))
     assert row.split()[:4] == ["prod", "*prod", "https://10.9.8.7:6443", "client-certificate"]
-    assert "secret-key" not in listed.stdout + added.stdout
-    assert base64.b64encode(b"-----BEGIN EC PRIVATE KEY-----\nsecret-key\n").decode() \
-        not in listed.stdout
+    assert CLIENT_KEY.decode().splitlines()[1] not in listed.stdout + added.stdout
+    assert base64.b64encode(CLIENT_KEY).decode() not in listed.stdout
 
     # editors cannot
     editor = run("editor", "credential", "add", "x", "--kubeconfig", str(kubeconfig),

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from tlsfiles import throwaway_key
 
 from meshbridge.api import create_app
 from meshbridge.errors import SealingError
@@ -31,7 +32,9 @@ from .conftest import Api, doc
 
 KEY = bytes(range(32))
 TOKEN_SECRET = "kube-token-" + "q" * 40
-KEY_DATA = base64.b64encode(b"-----BEGIN EC PRIVATE KEY-----\nsecret-key-bytes\n").decode()
+KEY_PEM = throwaway_key()
+KEY_DATA = base64.b64encode(KEY_PEM).decode()
+KEY_BODY = KEY_PEM.decode().splitlines()[1]  # a line of the key itself
 CERT_DATA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\npublic\n").decode()
 CA_DATA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nca\n").decode()
 
@@ -103,7 +106,7 @@ def _cluster(kubeconfig_ref: dict) -> dict:
 def test_an_editor_cannot_make_the_server_read_a_file(capi: Api, tmp_path: Path,
                                                       watched: list[str]) -> None:
     key_file = tmp_path / "id_ed25519"
-    key_file.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+    key_file.write_bytes(throwaway_key(openssh=True))
     kubeconfig_file = tmp_path / "admin.conf"
     kubeconfig_file.write_text(yaml.safe_dump(kubeconfig()))
     chosen = ["/etc/passwd", str(key_file), str(kubeconfig_file), str(tmp_path / "missing")]
@@ -192,7 +195,7 @@ def test_an_admin_registers_lists_replaces_and_deletes(
     answers = made.text + listed.text + replaced.text + capi.get(
         "/api/v1/credentials/prod", role="admin").text
     stored = b"".join(store.list_blobs("cluster.credential").values())
-    for secret in (TOKEN_SECRET, KEY_DATA, CERT_DATA, CA_DATA, "secret-key-bytes"):
+    for secret in (TOKEN_SECRET, KEY_DATA, CERT_DATA, CA_DATA, KEY_BODY):
         assert secret not in answers
         assert secret.encode() not in stored
     assert vault.kubeconfig("prod")["users"][0]["user"] == cert_user  # it opens with the key

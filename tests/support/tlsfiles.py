@@ -35,6 +35,14 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.chmod(0o600)
 
 
+def throwaway_key(openssh: bool = False) -> bytes:
+    """A private key made now, as PEM (PKCS#8, or OpenSSH's format), for tests that need a key
+    file's content and never use it: no key is kept in the source tree."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    fmt = serialization.PrivateFormat.OpenSSH if openssh else serialization.PrivateFormat.PKCS8
+    return key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+
+
 def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)

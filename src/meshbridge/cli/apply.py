@@ -17,6 +17,8 @@ from meshbridge.cli.common import (
     err_console,
     errors_mapped,
     out_console,
+    print_object_states,
+    short_time,
     state_path,
 )
 from meshbridge.service.sources import read_sources
@@ -325,10 +327,6 @@ def diff(
         raise typer.Exit(1)
 
 
-def _short_time(iso: str) -> str:
-    return iso.replace("T", " ").removesuffix("+00:00")
-
-
 def status_cmd(
     state: StateOption = None,
     objects: Annotated[
@@ -380,18 +378,11 @@ def status_cmd(
             str(states.count("Applied")),
             str(states.count("Failed")),
             str(states.count("Pending") + states.count("Unreachable")),
-            _short_time(rec["time"]),
+            short_time(rec["time"]),
             rec["error"],
         )
     out_console.print(table)
     if objects:
-        detail = Table(box=None, pad_edge=False)
-        for col in ("CLUSTER", "OBJECT", "STATE"):
-            detail.add_column(col, no_wrap=True)
-        detail.add_column("REASON", overflow="fold")
-        for rec in records:
-            for o in rec["objects"]:
-                detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"])
-        out_console.print(detail)
+        print_object_states(records)
     if any(rec["state"] in ("Failed", "Unreachable") for rec in records):
         raise typer.Exit(1)

@@ -84,6 +84,26 @@ class Group(_PlainHelp, typer.core.TyperGroup):
     """A command group with :class:`_PlainHelp`."""
 
 
+def short_time(iso: str) -> str:
+    """An ISO time as a status table shows it: ``2026-11-28 06:51:39`` (UTC, whole seconds)."""
+    return iso.replace("T", " ").split(".")[0].removesuffix("+00:00")
+
+
+def print_object_states(records: list[dict[str, Any]]) -> None:
+    """Every object of every cluster's last result (``status --objects``), from the records
+    the store or the server keeps: cluster, object, state and reason."""
+    from rich.table import Table
+
+    detail = Table(box=None, pad_edge=False)
+    for col in ("CLUSTER", "OBJECT", "STATE"):
+        detail.add_column(col, no_wrap=True)
+    detail.add_column("REASON", overflow="fold")
+    for rec in records:
+        for o in rec.get("objects", []):
+            detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"])
+    out_console.print(detail)
+
+
 FilesOption = Annotated[
     list[str],
     typer.Option(

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from meshbridge import wording
-from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
+from meshbridge.cli.common import (
+    FilesOption,
+    err_console,
+    errors_mapped,
+    out_console,
+    print_object_states,
+    short_time,
+)
 from meshbridge.cli.keys import report
 from meshbridge.service.errors import BadRequest, Conflict
 from meshbridge.service.sources import read_sources
@@ -324,8 +331,8 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
             rec["state"],
             str(len(rec.get("objects", []))),
             replica,
-            _short(when),
-            _short(rec.get("lastSuccess") or ""),
+            short_time(when),
+            short_time(rec.get("lastSuccess") or ""),
             str(rec.get("failures", 0)),
             rec.get("error", ""),
         )
@@ -334,17 +341,10 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     else:
         err_console.print("no reconcile recorded yet", markup=False)
     if objects:
-        detail = Table(box=None, pad_edge=False)
-        for col in ("CLUSTER", "OBJECT", "STATE"):
-            detail.add_column(col, no_wrap=True)
-        detail.add_column("REASON", overflow="fold")
-        for rec in items:
-            for o in rec.get("objects", []):
-                detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"])
-        out_console.print(detail)
+        print_object_states(items)
     replicas = found.get("replicas", [])
     if replicas:
-        seen = ", ".join(f"{r['id']} (seen {_short(r['seen'])})" for r in replicas)
+        seen = ", ".join(f"{r['id']} (seen {short_time(r['seen'])})" for r in replicas)
         out_console.print(f"replicas: {seen}", markup=False)
     problems = flagged.get("items", [])
     for item in problems:
@@ -358,10 +358,6 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     failed = any(rec["state"] in ("Failed", "Unreachable") for rec in items)
     if failed or problems or flagged.get("set"):
         raise typer.Exit(1)
-
-
-def _short(iso: str) -> str:
-    return iso.replace("T", " ").split(".")[0].removesuffix("+00:00")
 
 
 def render_remote(

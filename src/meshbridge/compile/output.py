@@ -10,11 +10,13 @@ Each file also says which private key it holds, if any (:func:`private_key_holde
 Serialisation is PyYAML's C emitter (libyaml), one :class:`Emitter` for a whole render rather than
 a dumper per object. The bytes are exactly what ``yaml.dump(obj, Dumper=CSafeDumper,
 sort_keys=False, default_flow_style=False, width=4096, allow_unicode=True)`` gives; what is
-cheaper is the way there. Measured on the generated 100-cluster mesh (22,771 objects), see
-bench/README.md: PyYAML's generic representer and its scalar resolver, a Python call and a few
-regular expressions for each of ~730,000 scalars of which ~10,000 differ, were two thirds of the
-time. Here plain data (dicts, lists, str, int, bool, None) becomes nodes in one small function,
-and each distinct scalar is resolved once per emitter.
+cheaper is the way there. Measured on the generated 100-cluster mesh (22,871 objects), see
+bench/README.md: PyYAML builds a node for every value, walks the tree twice (anchors, then
+events) and asks its resolver, a Python call and a few regular expressions, twice for each of
+~730,000 scalars of which ~10,000 differ. Here plain data (dicts, lists, str, int, bool, None)
+is walked once and fed to the C emitter as events; a scalar's event (its tag, and whether it may
+be written plain or quoted, answered by PyYAML's own resolver as its serializer does) is made
+once per distinct scalar and emitted again wherever the scalar recurs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.events import (
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamStartEvent,
+)
+from yaml.nodes import Node, ScalarNode
 
 from meshbridge.compile import naming
 from meshbridge.compile.envelope import Obj
@@ -43,60 +55,57 @@ _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
-_MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
 
-
-class _Dumper(yaml.CSafeDumper):
-    """PyYAML's C dumper, with the options of our output, resolving each distinct scalar once.
-
-    The C emitter asks the resolver, for every scalar, which tag its text would have if written
-    plain; the answer depends on the text alone, so it is kept for the emitter's lifetime.
-    """
-
-    def __init__(self, stream: io.BytesIO) -> None:
-        super().__init__(
-            stream,
-            default_flow_style=False,
-            sort_keys=False,
-            width=4096,
-            allow_unicode=True,
-            encoding="utf-8",
-            explicit_start=True,  # every document starts with "---", cut off in Emitter.dump
-        )
-        self._plain_tags: dict[str, str] = {}
-        if self.yaml_path_resolvers:  # what resolve() relies on
-            raise AssertionError("path resolvers are not supported")
-
-    def resolve(self, kind: type[Node], value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is ScalarNode:
-            if not implicit[0]:
-                # Asked for quoted text: no implicit resolver applies, and a SafeDumper has no
-                # path resolvers, so PyYAML's answer is always the default scalar tag.
-                return _STR
-            tag = self._plain_tags.get(value)
-            if tag is None:
-                tag = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-                self._plain_tags[value] = tag
-            return tag
-        resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        return resolved
+# Around every mapping, sequence and document, the events PyYAML's serializer emits with our
+# options (block style, no anchors, implicit tags, every document started by "---").
+_MAPPING_START = MappingStartEvent(None, None, True, flow_style=False)
+_MAPPING_END = MappingEndEvent()
+_SEQUENCE_START = SequenceStartEvent(None, None, True, flow_style=False)
+_SEQUENCE_END = SequenceEndEvent()
+_DOCUMENT_START = DocumentStartEvent(explicit=True)
+_DOCUMENT_END = DocumentEndEvent(explicit=False)
 
 
 class Emitter:
     """Objects -> YAML bytes, one document at a time, through one C emitter.
 
     Not thread-safe: use one per thread (a render makes one). ``dump(obj)`` gives the same
-    bytes as :func:`dump`.
+    bytes as ``yaml.dump`` with our options; only plain data is taken: dicts, lists and
+    scalars (a tuple, a set or a dict subclass is a TypeError).
     """
 
     def __init__(self) -> None:
+        self._scalars: dict[tuple[type, Any], ScalarEvent] = {}
+        self._open()
+
+    def _open(self) -> None:
         self._stream = io.BytesIO()
-        self._dumper = _Dumper(self._stream)
-        self._dumper.open()
+        self._dumper = yaml.CSafeDumper(
+            self._stream,
+            default_flow_style=False,
+            sort_keys=False,
+            width=4096,
+            allow_unicode=True,
+            encoding="utf-8",
+        )
+        if self._dumper.yaml_path_resolvers:  # the scalar events depend on the value alone
+            raise AssertionError("path resolvers are not supported")
+        self._emit = self._dumper.emit
+        self._emit(StreamStartEvent(encoding="utf-8"))
 
     def dump(self, obj: Obj) -> bytes:
-        self._dumper.serialize(_node(obj))
+        emit = self._emit
+        try:
+            emit(_DOCUMENT_START)
+            self._walk(obj)
+            emit(_DOCUMENT_END)
+        except BaseException as exc:
+            self._open()  # the failed document's events are dropped with the old emitter
+            if isinstance(exc, TypeError) and (unplain := _not_plain(obj)) is not None:
+                raise TypeError(
+                    f"cannot serialise a {unplain.__name__}: plain dicts and lists only"
+                ) from exc
+            raise
         # libyaml writes each document out when it ends, starting with "---\n" (or "--- " before
         # a flow collection such as "{}"): what follows is the document alone.
         data = self._stream.getvalue()
@@ -106,30 +115,74 @@ class Emitter:
             raise AssertionError(f"unexpected document start: {data[:20]!r}")
         return data[4:]
 
+    def _walk(self, value: Any) -> None:
+        emit, scalars, walk = self._emit, self._scalars, self._walk
+        kind = type(value)
+        if kind is dict:
+            emit(_MAPPING_START)
+            for key, item in value.items():
+                emit(scalars.get((type(key), key)) or self._scalar(key))
+                kind = type(item)
+                if kind is dict or kind is list:
+                    walk(item)
+                else:
+                    emit(scalars.get((kind, item)) or self._scalar(item))
+            emit(_MAPPING_END)
+        elif kind is list:
+            emit(_SEQUENCE_START)
+            for item in value:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    walk(item)
+                else:
+                    emit(scalars.get((kind, item)) or self._scalar(item))
+            emit(_SEQUENCE_END)
+        else:
+            emit(scalars.get((kind, value)) or self._scalar(value))
 
-_SCALARS = yaml.representer.SafeRepresenter()
+    def _scalar(self, value: Any) -> ScalarEvent:
+        """The event PyYAML's serializer emits for the node its SafeRepresenter makes of
+        ``value``, kept for the next time the same value (and type) is emitted."""
+        kind = type(value)
+        if isinstance(value, dict | list | tuple | set):
+            raise TypeError(f"cannot serialise a {kind.__name__}: plain dicts and lists only")
+        node: Node
+        if kind is str:
+            node = ScalarNode(_STR, value)
+        elif kind is bool:
+            node = ScalarNode(_BOOL, "true" if value else "false")
+        elif kind is int:
+            node = ScalarNode(_INT, str(value))
+        elif value is None:
+            node = ScalarNode(_NULL, "null")
+        else:  # other scalars (float, a str subclass, ...); a representer remembers objects
+            node = yaml.representer.SafeRepresenter().represent_data(value)
+        if not isinstance(node, ScalarNode):
+            raise TypeError(f"cannot serialise a {kind.__name__}: plain dicts and lists only")
+        resolve: Callable[[type[Node], str, tuple[bool, bool]], str] = self._dumper.resolve
+        implicit = (
+            resolve(ScalarNode, node.value, (True, False)) == node.tag,
+            resolve(ScalarNode, node.value, (False, True)) == node.tag,
+        )
+        event = ScalarEvent(None, node.tag, implicit, node.value, style=node.style)
+        self._scalars[(kind, value)] = event
+        return event
 
 
-def _node(value: Any) -> Node:
-    """The node PyYAML's SafeRepresenter makes of ``value`` (with ``default_flow_style=False``),
-    made directly for plain data."""
+def _not_plain(value: Any) -> type | None:
+    """The type of the first value in ``value`` that :class:`Emitter` does not take, if any."""
     kind = type(value)
-    if kind is str:
-        return ScalarNode(_STR, value)
     if kind is dict:
-        return MappingNode(_MAP, [(_node(k), _node(v)) for k, v in value.items()], flow_style=False)
+        for key, item in value.items():
+            found = _not_plain(key) or _not_plain(item)
+            if found is not None:
+                return found
+        return None
     if kind is list:
-        return SequenceNode(_SEQ, [_node(v) for v in value], flow_style=False)
-    if kind is bool:
-        return ScalarNode(_BOOL, "true" if value else "false")
-    if kind is int:
-        return ScalarNode(_INT, str(value))
-    if value is None:
-        return ScalarNode(_NULL, "null")
+        return next((found for item in value if (found := _not_plain(item)) is not None), None)
     if isinstance(value, dict | list | tuple | set):
-        raise TypeError(f"cannot serialise a {kind.__name__}: plain dicts and lists only")
-    node: Node = _SCALARS.represent_data(value)  # other scalars (float, a str subclass, ...)
-    return node
+        return kind
+    return None
 
 
 def dump(obj: Obj) -> bytes:

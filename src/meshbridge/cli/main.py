@@ -135,7 +135,7 @@ def render(
             )
         finally:
             store.close()
-    counts = {cluster: len(objs) for cluster, objs in sorted(result.objects.items())}
+    counts = dict(sorted(result.counts.items()))
     if verbose:
         for cluster, count in counts.items():
             out_console.print(f"{cluster}: {wording.count(count, 'object')}", markup=False)
@@ -147,7 +147,7 @@ def render(
         )
     out_console.print(
         f"wrote {wording.count(written.files, 'file')} for "
-        f"{wording.count(len(result.objects), 'cluster')} to {output}"
+        f"{wording.count(len(counts), 'cluster')} to {output}"
         + (f" ({wording.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
         markup=False,
     )

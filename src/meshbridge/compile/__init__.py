@@ -8,7 +8,7 @@ install, secrets), each reading the snapshot's indexes.
 from __future__ import annotations
 
 from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
-from meshbridge.compile.render import Plan, check, objects, plan
+from meshbridge.compile.render import Plan, check, each_object, objects, plan
 
 __all__ = [
     "ClusterCA",
@@ -17,6 +17,7 @@ __all__ = [
     "Material",
     "Plan",
     "check",
+    "each_object",
     "objects",
     "plan",
 ]

@@ -54,7 +54,11 @@ def owner_ref(kind: str, namespace: str, name: str) -> str:
     return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
 
 
-def sort_key(obj: Obj) -> tuple[int, str, str, str]:
+SortKey = tuple[int, str, str, str]
+"""An object's place in its cluster's apply order (:func:`ordered`)."""
+
+
+def sort_key(obj: Obj) -> SortKey:
     meta = obj["metadata"]
     return (
         _RANK.get(obj["kind"], len(_RANK)),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 import yaml
@@ -40,7 +41,7 @@ from yaml.events import (
 from yaml.nodes import Node, ScalarNode
 
 from meshbridge.compile import naming
-from meshbridge.compile.envelope import Obj
+from meshbridge.compile.envelope import Obj, SortKey, sort_key
 
 SECRET_KINDS = frozenset({"Secret"})
 
@@ -55,6 +56,14 @@ _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
+
+_OPTIONS: dict[str, Any] = {
+    "default_flow_style": False,
+    "sort_keys": False,
+    "width": 4096,
+    "allow_unicode": True,
+    "encoding": "utf-8",
+}
 
 # Around every mapping, sequence and document, the events PyYAML's serializer emits with our
 # options (block style, no anchors, implicit tags, every document started by "---").
@@ -80,20 +89,18 @@ class Emitter:
 
     def _open(self) -> None:
         self._stream = io.BytesIO()
-        self._dumper = yaml.CSafeDumper(
-            self._stream,
-            default_flow_style=False,
-            sort_keys=False,
-            width=4096,
-            allow_unicode=True,
-            encoding="utf-8",
-        )
+        self._dumper = yaml.CSafeDumper(self._stream, **_OPTIONS)
         if self._dumper.yaml_path_resolvers:  # the scalar events depend on the value alone
             raise AssertionError("path resolvers are not supported")
         self._emit = self._dumper.emit
         self._emit(StreamStartEvent(encoding="utf-8"))
 
-    def dump(self, obj: Obj) -> bytes:
+    def dump(self, obj: Any) -> bytes:
+        if type(obj) is not dict and type(obj) is not list:
+            # A scalar document would follow "--- " on its line, so libyaml would fold a long
+            # one at other places than in a document of its own: PyYAML makes it directly.
+            data: bytes = yaml.dump(obj, Dumper=yaml.CSafeDumper, **_OPTIONS)
+            return data
         emit = self._emit
         try:
             emit(_DOCUMENT_START)
@@ -248,6 +255,41 @@ class DumpMemo:
 
     def __len__(self) -> int:
         return len(self._last)
+
+
+def serialised(
+    generated: Iterable[tuple[str, Obj]],
+    clusters: Iterable[str],
+    advance: Callable[[int], None] | None = None,
+) -> tuple[dict[str, ManifestFile], dict[str, int]]:
+    """What :func:`files` gives for the same objects (same paths, bytes and order), from
+    (cluster, object) pairs in any order, each serialised as it comes and not kept; and how many
+    objects each of ``clusters`` has. ``advance(n)`` hears of objects done, a few hundred at
+    a time."""
+    emitter = Emitter()
+    made: dict[str, list[tuple[SortKey, str, ManifestFile]]] = {c: [] for c in clusters}
+    done = 0
+    for cluster, obj in generated:
+        made[cluster].append(
+            (
+                sort_key(obj),
+                f"{cluster}/{file_name(obj)}",
+                (emitter.dump(obj), private_key_holder(obj)),
+            )
+        )
+        done += 1
+        if advance is not None and done % _ADVANCE_EVERY == 0:
+            advance(_ADVANCE_EVERY)
+    if advance is not None:
+        advance(done % _ADVANCE_EVERY)
+    out: dict[str, ManifestFile] = {}
+    for cluster in sorted(made):
+        for _, path, file in sorted(made[cluster], key=itemgetter(0)):  # as envelope.ordered
+            out[path] = file
+    return out, {cluster: len(entries) for cluster, entries in made.items()}
+
+
+_ADVANCE_EVERY = 256
 
 
 def files(

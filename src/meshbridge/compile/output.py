@@ -57,6 +57,8 @@ _INT = "tag:yaml.org,2002:int"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 
+_KEPT = frozenset({str, int, bool, type(None)})  # scalars whose event is made once per value
+
 _OPTIONS: dict[str, Any] = {
     "default_flow_style": False,
     "sort_keys": False,
@@ -96,7 +98,7 @@ class Emitter:
         self._emit(StreamStartEvent(encoding="utf-8"))
 
     def dump(self, obj: Any) -> bytes:
-        if type(obj) is not dict and type(obj) is not list:
+        if not isinstance(obj, dict | list | tuple | set):
             # A scalar document would follow "--- " on its line, so libyaml would fold a long
             # one at other places than in a document of its own: PyYAML makes it directly.
             data: bytes = yaml.dump(obj, Dumper=yaml.CSafeDumper, **_OPTIONS)
@@ -175,7 +177,8 @@ class Emitter:
             resolve(ScalarNode, node.value, (False, True)) == node.tag,
         )
         event = ScalarEvent(None, node.tag, implicit, node.value, style=node.style)
-        self._scalars[(kind, value)] = event
+        if kind in _KEPT:  # not a float: -0.0 == 0.0, and they are written apart
+            self._scalars[(kind, value)] = event
         return event
 
 

@@ -255,10 +255,16 @@ def test_rendering_unchanged_intents_leaves_the_output_untouched(cli, tmp_path: 
     out, keys = tmp_path / "out", tmp_path / "keys"
     args = ("render", "-f", str(EXAMPLES / "sleep-httpbin"), "-o", str(out), "--secrets-dir",
             str(keys))
-    assert cli(*args).exit_code == 0
+    first = cli(*args)
+    assert first.exit_code == 0 and f"to {out}" in first.stdout
     before = (_entries(out), _entries(keys))
-    assert cli(*args).exit_code == 0
+    again = cli(*args)
+    assert again.exit_code == 0
     assert (_entries(out), _entries(keys)) == before
+    assert f"{out} already holds this render (7 files for 2 clusters): nothing written" in (
+        again.stdout
+    )
+    assert f"{keys} already holds 2 Secrets holding private keys" in again.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing staged left
 
 

@@ -93,8 +93,11 @@ def report(written: Written) -> None:
             "them"
         )
     else:  # a result: stdout, as the files written are
-        out_console.print(
-            f"wrote {what} to {written.keys_to} (files 0600): keep it out of Git", markup=False
+        done = (
+            f"{written.keys_to} already holds {what}"
+            if written.keys_to in written.unchanged
+            else f"wrote {what} to {written.keys_to}"
         )
+        out_console.print(f"{done} (files 0600): keep it out of Git", markup=False)
         return
     err_console.print(line, markup=False)  # advice, not a result: stderr

@@ -145,12 +145,16 @@ def render(
             f"{sum(counts.values())} in all",
             markup=False,
         )
-    out_console.print(
-        f"wrote {wording.count(written.files, 'file')} for "
-        f"{wording.count(len(counts), 'cluster')} to {output}"
-        + (f" ({wording.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
-        markup=False,
-    )
+    summary = f"{wording.count(written.files, 'file')} for {wording.count(len(counts), 'cluster')}"
+    if written.output in written.unchanged:  # already the render: nothing written or touched
+        out_console.print(f"{output} already holds this render ({summary}): nothing written",
+                          markup=False)
+    else:
+        out_console.print(
+            f"wrote {summary} to {output}"
+            + (f" ({wording.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
+            markup=False,
+        )
     keys_opt.report(written)
 
 

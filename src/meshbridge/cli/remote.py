@@ -394,10 +394,13 @@ def render_remote(
         )
     for cluster, count in sorted(result.objects.items()):
         out_console.print(f"{cluster}: {wording.count(count, 'object')}", markup=False)
-    out_console.print(
-        f"wrote {wording.count(written.files, 'file')} for "
-        f"{wording.count(len(result.objects), 'cluster')} to {output} "
-        f"(server revision {result.revision})",
-        markup=False,
+    summary = (
+        f"{wording.count(written.files, 'file')} for "
+        f"{wording.count(len(result.objects), 'cluster')}"
     )
+    if written.output in written.unchanged:  # already the render: nothing written or touched
+        done = f"{output} already holds this render ({summary}): nothing written"
+    else:
+        done = f"wrote {summary} to {output}"
+    out_console.print(f"{done} (server revision {result.revision})", markup=False)
     report(written)

@@ -78,12 +78,14 @@ class KeyPlacement:
 class Written:
     """What a render wrote: ``files`` in the output directory; ``keys``, every file holding a
     private key (relative path -> what it is), and ``keys_to``, where they went (the secrets
-    directory, the output directory, or None: left out)."""
+    directory, the output directory, or None: left out); ``unchanged``, the directories among
+    those that already were exactly the render, and were left as they were."""
 
     output: Path
     files: int
     keys: Mapping[str, str]
     keys_to: Path | None
+    unchanged: frozenset[Path] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,11 @@ class Staging:
             trees.append(_Tree(self.output, manifests, private=False))
             count = len(manifests)
         progress.stage("writing files", sum(len(tree.files) for tree in trees))
+        unchanged: set[Path] = set()
         for tree in trees:
             if _as_written(tree):
                 progress.advance(len(tree.files))
+                unchanged.add(tree.target)
                 continue  # nothing to replace: the tree stays as it is, and no file is touched
             with _interrupts_held():  # a staging directory is always one we know of
                 staged = _staging_dir(tree.target)
@@ -196,7 +200,7 @@ class Staging:
                 _fill(staged, tree, progress)
             except OSError as exc:
                 raise OutputError(f"cannot write {tree.target}: {exc.strerror}") from exc
-        self._written = Written(self.output, count, keys, keys_to)
+        self._written = Written(self.output, count, keys, keys_to, frozenset(unchanged))
 
     def swap(self) -> Written:
         """Put every filled tree in its target's place, all or none; Ctrl-C waits for it."""

@@ -112,8 +112,8 @@ def loaded(text: str) -> list[Any]:
 def test_intent_loader_reads_what_pyyaml_reads(objs: list[Any]) -> None:
     text = yaml.dump_all(objs, Dumper=yaml.CSafeDumper, allow_unicode=True)
     assert loaded(text) == list(yaml.load_all(text, Loader=yaml.CSafeLoader)) == objs
-    # The same texts written plain, in flow style and in block style, twice in one stream: the
-    # second time the loader answers from what it kept.
+    # The same data in flow style, twice in one stream: the second time round, the loader
+    # answers from what it kept.
     flow = yaml.dump_all(objs * 2, Dumper=yaml.CSafeDumper, default_flow_style=True)
     assert loaded(flow) == list(yaml.load_all(flow, Loader=yaml.CSafeLoader))
 

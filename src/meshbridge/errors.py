@@ -15,8 +15,13 @@
     │   └── RootReplaced             apply would replace the root of trust live in clusters;
     │                                nothing was written (CLI exit 1)
     ├── OutputError                  the render target cannot be written safely
-    └── (server use cases)           NotFound, Conflict, BadRequest, ServerError: drawn in
-                                     meshbridge.service.errors (API 404 / 409 / 400)
+    ├── NotFound                     no such document, cluster or token (API 404)
+    ├── Conflict                     a stale resourceVersion, or a delete that would leave the
+    │                                stored set invalid (API 409); ``problems`` says which
+    │                                documents are in the way
+    ├── BadRequest                   a request the API cannot read: body, query, content type
+    │                                (API 400)
+    └── ServerError                  the CLI's view of an error answer from a meshbridge server
 
 Edges (CLI, API) catch ``MeshbridgeError`` and print its message; anything else is a bug and
 is reported as one, without leaking internals to API clients.
@@ -30,13 +35,17 @@ from dataclasses import dataclass
 from meshbridge import wording
 
 __all__ = [
+    "BadRequest",
+    "Conflict",
     "InvalidInput",
     "MeshbridgeError",
+    "NotFound",
     "OutputError",
     "PKIError",
     "Problem",
     "RootReplaced",
     "SealingError",
+    "ServerError",
     "StateError",
     "StateLocked",
     "StateUnavailable",
@@ -120,3 +129,28 @@ class RootReplaced(PKIError):
 
 class OutputError(MeshbridgeError):
     """The render output directory cannot be (re)written safely."""
+
+
+class NotFound(MeshbridgeError):
+    """The named object does not exist."""
+
+
+class Conflict(MeshbridgeError):
+    """The request conflicts with what is stored; nothing was written."""
+
+    def __init__(self, message: str, problems: Iterable[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
+
+
+class BadRequest(MeshbridgeError):
+    """The request itself cannot be understood."""
+
+
+class ServerError(MeshbridgeError):
+    """A meshbridge server answered with an error (as seen by a client)."""
+
+    def __init__(self, status: int, message: str, problems: Iterable[Problem] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problems: tuple[Problem, ...] = tuple(problems)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from meshbridge.api.errors import PayloadTooLarge
-from meshbridge.service.errors import BadRequest
+from meshbridge.errors import BadRequest
 
 
 async def read_body(request: Request, limit: int) -> bytes:

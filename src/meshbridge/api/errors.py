@@ -16,14 +16,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from meshbridge.errors import (
+    BadRequest,
+    Conflict,
     InvalidInput,
     MeshbridgeError,
+    NotFound,
     Problem,
     StateError,
     StateLocked,
     StateUnavailable,
 )
-from meshbridge.service.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger("meshbridge.api")
 

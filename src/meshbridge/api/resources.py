@@ -30,11 +30,11 @@ from starlette.concurrency import run_in_threadpool
 from meshbridge.api.bodies import read_body
 from meshbridge.api.context import Editor, ServerDep, Viewer
 from meshbridge.api.schemas import body_schema
+from meshbridge.errors import BadRequest
 from meshbridge.model import API_VERSION
 from meshbridge.service.catalog import Delete, Put, WriteResult
 from meshbridge.service.credentials import refuse_kubeconfig_paths
 from meshbridge.service.documents import BODY, parse_documents, parse_one
-from meshbridge.service.errors import BadRequest
 from meshbridge.service.resources import (
     KINDS,
     ResourceKind,

@@ -31,7 +31,7 @@ from meshbridge.cli.common import (
     short_time,
 )
 from meshbridge.cli.keys import report
-from meshbridge.service.errors import BadRequest, Conflict
+from meshbridge.errors import BadRequest, Conflict
 from meshbridge.service.sources import read_sources
 
 if TYPE_CHECKING:

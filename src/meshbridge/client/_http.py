@@ -24,10 +24,9 @@ from urllib.parse import quote
 
 import httpx2
 
-from meshbridge.errors import InvalidInput, Problem
+from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, ServerError
 from meshbridge.loading import Source, load_objects
 from meshbridge.service.documents import BODY, parse_documents
-from meshbridge.service.errors import Conflict, NotFound, ServerError
 from meshbridge.service.resources import ResourceKind, strip_server_fields
 
 __all__ = [

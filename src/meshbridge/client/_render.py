@@ -24,7 +24,7 @@ import yaml
 from meshbridge import wording
 from meshbridge.client._http import Client, ClientCertificate
 from meshbridge.compile.output import ManifestFile, file_name, private_key_holder
-from meshbridge.service.errors import NotFound, ServerError
+from meshbridge.errors import NotFound, ServerError
 from meshbridge.service.manifests import split_yaml
 from meshbridge.service.resources import KINDS
 from meshbridge.service.writer import KeyPlacement, Written, write_render

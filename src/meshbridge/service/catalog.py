@@ -39,11 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshbridge import compile as mbcompile
-from meshbridge.errors import InvalidInput, Problem
+from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located
 from meshbridge.service.allocation import Needs, replan
-from meshbridge.service.errors import Conflict, NotFound
 from meshbridge.service.resources import KINDS, ObjectKey, source_of, to_object
 from meshbridge.service.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions

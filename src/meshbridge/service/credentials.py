@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from meshbridge.errors import InvalidInput, Problem, SealingError
+from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, SealingError
 from meshbridge.kube import Target
 from meshbridge.pki.sealing import Sealer, row_aad
-from meshbridge.service.errors import Conflict, NotFound
 from meshbridge.service.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceStore
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from meshbridge.service.errors import BadRequest
+from meshbridge.errors import BadRequest
 
 __all__ = ["BODY", "parse_documents", "parse_one"]
 

@@ -29,8 +29,8 @@ from meshbridge import compile as mbcompile
 from meshbridge.compile.envelope import Obj
 from meshbridge.compile.output import DumpMemo, ManifestFile
 from meshbridge.compile.output import files as manifest_files
+from meshbridge.errors import NotFound
 from meshbridge.service.catalog import Catalog
-from meshbridge.service.errors import NotFound
 from meshbridge.service.render import MaterialProvider
 from meshbridge.store import Revisions
 

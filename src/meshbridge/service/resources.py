@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshbridge.errors import BadRequest, NotFound
 from meshbridge.model import API_VERSION
-from meshbridge.service.errors import BadRequest, NotFound
 from meshbridge.store import ResourceRow, ResourceStore
 
 __all__ = [

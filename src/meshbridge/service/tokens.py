@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meshbridge.errors import InvalidInput, Problem
-from meshbridge.service.errors import Conflict, NotFound
+from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem
 from meshbridge.service.roles import ROLES
 from meshbridge.store import AuditEntry, ResourceStore, TokenRecord
 

@@ -31,8 +31,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.meshgen import generate
-from meshbridge.compile import output
 from meshbridge.loading import Source
+from meshbridge.output import emitter as output
 from meshbridge.service import render as render_service
 from meshbridge.store import open_store
 

@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from pgcluster import free_port  # noqa: E402
 
 from bench.meshgen import generate  # noqa: E402
-from meshbridge.compile.output import DumpMemo  # noqa: E402
 from meshbridge.loading import Source  # noqa: E402
+from meshbridge.output.emitter import DumpMemo  # noqa: E402
 from meshbridge.service import render as render_service  # noqa: E402
 from meshbridge.service.tokens import create_token  # noqa: E402
 from meshbridge.store import open_store  # noqa: E402

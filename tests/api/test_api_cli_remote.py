@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from meshbridge.cli import remote, server
 from meshbridge.cli.main import render
+from meshbridge.output.writer import KeyPlacement
 from meshbridge.service.tokens import create_token
-from meshbridge.service.writer import KeyPlacement
 from meshbridge.store import open_store
 
 from .conftest import EXAMPLES, LiveServer

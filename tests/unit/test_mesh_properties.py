@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshbridge import compile as mbcompile
-from meshbridge.compile.output import files
 from meshbridge.compile.vips import lookup
 from meshbridge.errors import InvalidInput
 from meshbridge.loading import Source, load
+from meshbridge.output.emitter import files
 from meshbridge.viprecord import VipRecord
 
 API = "meshbridge.dev/v1alpha1"

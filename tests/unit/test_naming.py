@@ -9,9 +9,9 @@ import yaml
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile import naming
-from meshbridge.compile.output import files
 from meshbridge.loading import Source, load
-from meshbridge.service.writer import write_tree
+from meshbridge.output.emitter import files
+from meshbridge.output.writer import write_tree
 
 SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 API = "meshbridge.dev/v1alpha1"

@@ -18,9 +18,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshbridge.compile.output import Emitter, dump, dump_all
 from meshbridge.loading import Source, parse_documents
 from meshbridge.loading import _StrictLoader as IntentLoader
+from meshbridge.output.emitter import Emitter, dump, dump_all
 
 OPTIONS: dict[str, Any] = {
     "sort_keys": False,

@@ -20,7 +20,7 @@ from meshbridge.cli.common import err_console, out_console
 from meshbridge.wording import count
 
 if TYPE_CHECKING:
-    from meshbridge.service.writer import KeyPlacement, Written
+    from meshbridge.output.writer import KeyPlacement, Written
 
 __all__ = ["IncludeSecretsOption", "SecretsDirOption", "describe", "placement", "report"]
 
@@ -48,7 +48,7 @@ IncludeSecretsOption = Annotated[
 def placement(output: Path, secrets_dir: Path | None, include: bool) -> KeyPlacement:
     """The placement asked for; exit 2 before anything is read or written when the options
     clash (both given, or directories that nest)."""
-    from meshbridge.service.writer import KeyPlacement, placement_problem
+    from meshbridge.output.writer import KeyPlacement, placement_problem
 
     chosen = KeyPlacement(secrets_dir, include)
     problem = placement_problem(output, chosen)
@@ -60,7 +60,7 @@ def placement(output: Path, secrets_dir: Path | None, include: bool) -> KeyPlace
 
 def describe(holders: Iterable[str]) -> str:
     """``3 Secrets holding private keys (cacerts in 2 clusters, 1 ingress credential)``."""
-    from meshbridge.compile.output import CACERTS, INGRESS_CREDENTIAL, OTHER_HOLDER
+    from meshbridge.output.emitter import CACERTS, INGRESS_CREDENTIAL, OTHER_HOLDER
 
     counts = Counter(holders)
     parts = []

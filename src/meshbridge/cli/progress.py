@@ -1,6 +1,6 @@
 """Progress of a long command on a terminal, and nothing anywhere else.
 
-A use case reports stages and steps through :class:`meshbridge.service.progress.Progress`; here
+A use case reports stages and steps through :class:`meshbridge.progress.Progress`; here
 they become one transient rich line on stderr (spinner, stage, bar and count when the stage is
 counted, elapsed time) that is gone when the command ends. When stderr is not a terminal (a
 pipe, a file, CI logs) nothing is shown at all: the use case is handed the silent listener.
@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
-from meshbridge.service.progress import SILENT, Progress
+from meshbridge.progress import SILENT, Progress
 
 __all__ = ["TerminalProgress", "shown"]
 

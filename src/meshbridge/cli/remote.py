@@ -36,8 +36,8 @@ from meshbridge.service.sources import read_sources
 
 if TYPE_CHECKING:
     from meshbridge.client import Client
+    from meshbridge.output.writer import KeyPlacement
     from meshbridge.service.resources import ResourceKind
-    from meshbridge.service.writer import KeyPlacement
 
 __all__ = [
     "CLIENT_CERT_ENV",

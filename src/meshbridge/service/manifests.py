@@ -5,7 +5,7 @@ cluster must not pay that on every request, nor after every write. So:
 
 * the catalog keeps the validated documents and the plan (VIPs) warm, updated on each write;
 * only the asked cluster's objects are computed (``compile.objects(..., only={cluster})``);
-* a :class:`~meshbridge.compile.output.DumpMemo` per cluster keeps the YAML of unchanged
+* a :class:`~meshbridge.output.emitter.DumpMemo` per cluster keeps the YAML of unchanged
   objects, so only what a write changed is serialised again;
 * the answer is cached per cluster, keyed by the store's :class:`Revisions`: any write, by this
   process or another one, makes it stale.
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile.envelope import Obj
-from meshbridge.compile.output import DumpMemo, ManifestFile
-from meshbridge.compile.output import files as manifest_files
 from meshbridge.errors import NotFound
+from meshbridge.output.emitter import DumpMemo, ManifestFile
+from meshbridge.output.emitter import files as manifest_files
 from meshbridge.service.catalog import Catalog
 from meshbridge.service.render import MaterialProvider
 from meshbridge.store import Revisions

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile.envelope import Obj
-from meshbridge.compile.output import ManifestFile, serialised
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.loading import Source, load
 from meshbridge.model import Intents
-from meshbridge.service.progress import SILENT, Progress
-from meshbridge.service.writer import KeyPlacement, Written, staging
+from meshbridge.output.emitter import ManifestFile, serialised
+from meshbridge.output.writer import KeyPlacement, Written, staging
+from meshbridge.progress import SILENT, Progress
 from meshbridge.store import Store
 
 MaterialProvider = Callable[[Store, mbcompile.Plan], mbcompile.Material]

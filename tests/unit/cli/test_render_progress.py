@@ -11,7 +11,7 @@ from bench.meshgen import generate
 from rich.console import Console
 
 from meshbridge.cli.progress import TerminalProgress, shown
-from meshbridge.service.progress import SILENT
+from meshbridge.progress import SILENT
 
 STAGES = ("reading intents", "serialising clusters", "writing files", "replacing the previous")
 

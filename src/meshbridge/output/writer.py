@@ -2,7 +2,7 @@
 
 The output directory (``render -o DIR``) is meant to be committed (GitOps), and Git keeps no file
 modes, so files that hold a private key (``cacerts``, ingress credentials: see
-:func:`meshbridge.compile.output.private_key_holder`) do not go there unless asked
+:func:`meshbridge.output.emitter.private_key_holder`) do not go there unless asked
 (:class:`KeyPlacement`): by default they are left out, with a secrets directory they go to a tree
 of their own (directories 0700, files 0600), and with ``include`` they go to the output (0600).
 
@@ -39,9 +39,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshbridge.compile.output import ManifestFile
 from meshbridge.errors import OutputError
-from meshbridge.service.progress import SILENT, Progress
+from meshbridge.output.emitter import ManifestFile
+from meshbridge.progress import SILENT, Progress
 
 __all__ = [
     "MARKER",

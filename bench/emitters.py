@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.meshgen import generate
 from meshbridge.loading import Source
 from meshbridge.output import emitter as output
-from meshbridge.service import render as render_service
 from meshbridge.store import open_store
+from meshbridge.usecases import render as render_service
 
 OPTIONS: dict[str, Any] = {
     "sort_keys": False, "default_flow_style": False, "width": 4096, "allow_unicode": True,

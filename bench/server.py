@@ -41,9 +41,9 @@ from pgcluster import free_port  # noqa: E402
 from bench.meshgen import generate  # noqa: E402
 from meshbridge.loading import Source  # noqa: E402
 from meshbridge.output.emitter import DumpMemo  # noqa: E402
-from meshbridge.service import render as render_service  # noqa: E402
-from meshbridge.service.tokens import create_token  # noqa: E402
+from meshbridge.server.tokens import create_token  # noqa: E402
 from meshbridge.store import open_store  # noqa: E402
+from meshbridge.usecases import render as render_service  # noqa: E402
 
 EXTRA_SERVE_ARGS: list[str] = []
 TESTENV = ROOT / "scripts" / "k8s-testenv"

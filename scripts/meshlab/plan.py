@@ -28,7 +28,7 @@ import yaml
 
 from meshbridge.compile import snapshot
 from meshbridge.loading import load
-from meshbridge.service.sources import read_sources
+from meshbridge.usecases.sources import read_sources
 
 from . import net
 

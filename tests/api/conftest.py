@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from pgcluster import free_port
 
 from meshbridge.api import create_app
-from meshbridge.service.tokens import create_token
+from meshbridge.server.tokens import create_token
 from meshbridge.store import SqlStore, open_store
 
 backend = dbfixtures.backend

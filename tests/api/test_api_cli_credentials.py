@@ -13,7 +13,7 @@ from tlsfiles import throwaway_key
 from typer.testing import CliRunner
 
 from meshbridge.cli import app
-from meshbridge.service.tokens import create_token
+from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
 
 from .conftest import LiveServer, doc

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from meshbridge.cli import remote, server
 from meshbridge.cli.main import render
 from meshbridge.output.writer import KeyPlacement
-from meshbridge.service.tokens import create_token
+from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
 
 from .conftest import EXAMPLES, LiveServer
@@ -112,7 +112,7 @@ def test_apply_problems_name_the_users_files(cli, tmp_path: Path) -> None:
 
 def test_render_from_the_server_equals_a_local_render(cli, tmp_path: Path) -> None:
     from meshbridge.loading import Source
-    from meshbridge.service import render as render_service
+    from meshbridge.usecases import render as render_service
 
     assert cli("apply", "-f", str(EXAMPLES / "helloworld-lb")).exit_code == 0
     remote_out = tmp_path / "remote"
@@ -162,8 +162,8 @@ def test_render_from_a_server_with_pki_equals_render_on_its_store(
     """With certificates: the server issues them into its store; `render --server` writes the
     same tree as a local `render` against that same store (and its key file)."""
     from meshbridge.loading import Source
-    from meshbridge.service import render as render_service
-    from meshbridge.service.pki import material_provider
+    from meshbridge.usecases import render as render_service
+    from meshbridge.usecases.pki import material_provider
 
     srv = live(None, "--pki")
     store = open_store(db_url)

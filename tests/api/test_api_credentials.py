@@ -23,9 +23,9 @@ from tlsfiles import throwaway_key
 from meshbridge.api import create_app
 from meshbridge.errors import SealingError
 from meshbridge.pki.sealing import Sealer
-from meshbridge.service.catalog import Put
-from meshbridge.service.credentials import PATH_REFUSED, Credentials
-from meshbridge.service.reconciler import Reconciler
+from meshbridge.server.catalog import Put
+from meshbridge.server.credentials import PATH_REFUSED, Credentials
+from meshbridge.server.reconciler import Reconciler
 from meshbridge.store import SqlStore
 
 from .conftest import Api, doc
@@ -280,7 +280,7 @@ def test_without_a_state_key_nothing_is_registered(store: SqlStore, tokens: dict
 def test_clusters_name_credentials_and_the_reconciler_finds_them(
     capi: Api, vault: Credentials
 ) -> None:
-    from meshbridge.service.credentials import cluster_targets
+    from meshbridge.server.credentials import cluster_targets
 
     assert _put(capi, "prod", kubeconfig()).status_code == 201
     assert capi.put("/api/v1/clusters/east",

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from meshbridge.errors import StateError
-from meshbridge.service import resources
+from meshbridge.server import resources
 
 from .conftest import Api
 

@@ -17,7 +17,7 @@ from schemathesis import GenerationMode
 
 from meshbridge.api import create_app
 from meshbridge.pki.sealing import Sealer
-from meshbridge.service.credentials import Credentials
+from meshbridge.server.credentials import Credentials
 from meshbridge.store import SqlStore
 
 from .conftest import Api, example_yaml

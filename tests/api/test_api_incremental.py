@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from meshbridge.loading import load_objects
-from meshbridge.service import render as render_service
-from meshbridge.service.resources import strip_server_fields
+from meshbridge.server.resources import strip_server_fields
 from meshbridge.store import open_store
+from meshbridge.usecases import render as render_service
 
 from .conftest import Api, doc, example_yaml
 
@@ -63,7 +63,7 @@ def test_incremental_vip_plan_equals_a_full_plan_over_random_changes(store) -> N
     from bench.meshgen import generate
 
     from meshbridge import compile as mbcompile
-    from meshbridge.service.catalog import Catalog, Delete, Put
+    from meshbridge.server.catalog import Catalog, Delete, Put
 
     rng = random.Random(7)
     docs = generate(clusters=6, servers=24, clients=2, lb_every=0, namespaces=3, egress=4)

@@ -10,7 +10,7 @@ from itertools import pairwise
 import httpx
 import pytest
 
-from meshbridge.service.tokens import create_token
+from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
 
 from .conftest import LiveServer, doc

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from meshbridge.api import create_app
 from meshbridge.loading import Source
-from meshbridge.service import render as render_service
-from meshbridge.service.manifests import split_yaml
+from meshbridge.server.manifests import split_yaml
 from meshbridge.store import open_store
+from meshbridge.usecases import render as render_service
 
 from .conftest import EXAMPLES, Api, doc, example_yaml
 

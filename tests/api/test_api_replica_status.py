@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from meshbridge.cli import app
 from meshbridge.kube import ClusterReport
-from meshbridge.service.apply import record_status
-from meshbridge.service.tokens import create_token
+from meshbridge.server.tokens import create_token
 from meshbridge.store import SqlStore, open_store
+from meshbridge.usecases.apply import record_status
 
 from .conftest import Api, LiveServer
 

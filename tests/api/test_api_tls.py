@@ -17,7 +17,7 @@ from tlsfiles import TlsFiles, make_tls_files
 from typer.testing import CliRunner
 
 from meshbridge.cli import server as server_cmd
-from meshbridge.service.tokens import create_token
+from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
 
 from .conftest import EXAMPLES, LiveServer

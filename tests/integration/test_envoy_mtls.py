@@ -43,8 +43,8 @@ from meshbridge.pki.certs import Issued, issue_workload
 from meshbridge.pki.chain import load_cert
 from meshbridge.pki.keys import load_key_pem
 from meshbridge.pki.sealing import Sealer
-from meshbridge.service import pki as service
 from meshbridge.store import SqlStore, open_store
+from meshbridge.usecases import pki as service
 
 pytestmark = pytest.mark.envoy
 

@@ -24,11 +24,11 @@ from meshbridge.api import create_app
 from meshbridge.kube import Options
 from meshbridge.pki.bundle import pem_fingerprints
 from meshbridge.pki.chain import load_certs
-from meshbridge.service.credentials import Credentials
-from meshbridge.service.pki import material_provider
-from meshbridge.service.statekey import load_sealer
-from meshbridge.service.tokens import create_token
+from meshbridge.server.credentials import Credentials
+from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
+from meshbridge.usecases.pki import material_provider
+from meshbridge.usecases.statekey import load_sealer
 
 pytestmark = pytest.mark.k8s
 

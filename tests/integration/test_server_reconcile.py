@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 from meshbridge.api import create_app
 from meshbridge.kube import Options
-from meshbridge.service.credentials import Credentials
-from meshbridge.service.statekey import load_sealer
-from meshbridge.service.tokens import create_token
+from meshbridge.server.credentials import Credentials
+from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
+from meshbridge.usecases.statekey import load_sealer
 
 pytestmark = pytest.mark.k8s
 

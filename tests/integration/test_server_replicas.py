@@ -33,7 +33,7 @@ import yaml
 from bench.meshgen import generate
 from helpers import MESH_KINDS, remove_mesh, with_server_credentials
 
-from meshbridge.service.tokens import create_token
+from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
 
 pytestmark = pytest.mark.k8s

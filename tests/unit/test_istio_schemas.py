@@ -14,7 +14,7 @@ from helpers import EXAMPLES
 
 from meshbridge import compile as mbcompile
 from meshbridge.loading import Source, load
-from meshbridge.service.sources import read_sources
+from meshbridge.usecases.sources import read_sources
 
 
 def _objects(sources: list[Source]) -> list[dict]:

@@ -2,7 +2,7 @@
 
 ``create_app(store)`` takes an open store or a store location (``sqlite:///...``,
 ``postgresql://...``, a path) and an optional certificate ``material`` provider, which is handed
-to every render (see ``meshbridge.service.render.MaterialProvider``).
+to every render (see ``meshbridge.usecases.render.MaterialProvider``).
 
 The edge middleware, outermost, does three things for every request: refuses bodies over the
 size limit (413), times and counts it for ``/metrics``, and turns any exception that escaped
@@ -29,15 +29,15 @@ from meshbridge.api.errors import PayloadTooLarge, internal_error
 from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
 from meshbridge.kube import Options
-from meshbridge.service.catalog import Catalog
-from meshbridge.service.credentials import Credentials
-from meshbridge.service.leases import DEFAULT_TTL, replica_id
-from meshbridge.service.manifests import Manifests
-from meshbridge.service.reconciler import Reconciler
-from meshbridge.service.render import MaterialProvider
-from meshbridge.service.resources import KINDS
-from meshbridge.service.statekey import load_sealer
+from meshbridge.server.catalog import Catalog
+from meshbridge.server.credentials import Credentials
+from meshbridge.server.leases import DEFAULT_TTL, replica_id
+from meshbridge.server.manifests import Manifests
+from meshbridge.server.reconciler import Reconciler
+from meshbridge.server.resources import KINDS
 from meshbridge.store import ClusterRuns, ResourceStore, open_store
+from meshbridge.usecases.render import MaterialProvider
+from meshbridge.usecases.statekey import load_sealer
 
 __all__ = ["create_app"]
 

@@ -16,12 +16,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from meshbridge.api.metrics import Metrics
-from meshbridge.service.catalog import Catalog
-from meshbridge.service.credentials import Credentials
-from meshbridge.service.manifests import Manifests
-from meshbridge.service.reconciler import Reconciler
-from meshbridge.service.roles import allows
-from meshbridge.service.tokens import Principal, authenticate
+from meshbridge.server.catalog import Catalog
+from meshbridge.server.credentials import Credentials
+from meshbridge.server.manifests import Manifests
+from meshbridge.server.reconciler import Reconciler
+from meshbridge.server.roles import allows
+from meshbridge.server.tokens import Principal, authenticate
 from meshbridge.store import ResourceStore
 
 MiB = 1024 * 1024

@@ -26,7 +26,7 @@ from meshbridge.api.bodies import read_body
 from meshbridge.api.context import Admin, Server, ServerDep
 from meshbridge.api.errors import respond
 from meshbridge.errors import SealingError
-from meshbridge.service.credentials import Credentials, credential_users
+from meshbridge.server.credentials import Credentials, credential_users
 
 router = APIRouter(prefix="/api/v1", tags=["credentials"])
 log = logging.getLogger("meshbridge.api")

@@ -26,9 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from meshbridge.api.context import Admin, Editor, ServerDep, Viewer, principal
 from meshbridge.api.metrics import CONTENT_TYPE
 from meshbridge.errors import StateError
-from meshbridge.service.manifests import ClusterManifests
-from meshbridge.service.roles import ROLES
-from meshbridge.service.tokens import create_token, list_tokens, revoke_token
+from meshbridge.server.manifests import ClusterManifests
+from meshbridge.server.roles import ROLES
+from meshbridge.server.tokens import create_token, list_tokens, revoke_token
 
 router = APIRouter()
 

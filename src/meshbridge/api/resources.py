@@ -32,10 +32,9 @@ from meshbridge.api.context import Editor, ServerDep, Viewer
 from meshbridge.api.schemas import body_schema
 from meshbridge.errors import BadRequest
 from meshbridge.model import API_VERSION
-from meshbridge.service.catalog import Delete, Put, WriteResult
-from meshbridge.service.credentials import refuse_kubeconfig_paths
-from meshbridge.service.documents import BODY, parse_documents, parse_one
-from meshbridge.service.resources import (
+from meshbridge.server.catalog import Delete, Put, WriteResult
+from meshbridge.server.credentials import refuse_kubeconfig_paths
+from meshbridge.server.resources import (
     KINDS,
     ResourceKind,
     get_object,
@@ -43,6 +42,7 @@ from meshbridge.service.resources import (
     parse_selector,
     strip_server_fields,
 )
+from meshbridge.service.documents import BODY, parse_documents, parse_one
 
 router = APIRouter(prefix="/api/v1")
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from starlette.exceptions import HTTPException
 
 from meshbridge.api.context import Editor, ServerDep, Viewer
-from meshbridge.service.apply import cluster_statuses
-from meshbridge.service.leases import CLUSTER
-from meshbridge.service.resources import source_of
+from meshbridge.server.leases import CLUSTER
+from meshbridge.server.resources import source_of
 from meshbridge.store import ReconcileRun, ResourceStore
+from meshbridge.usecases.apply import cluster_statuses
 
 router = APIRouter()
 

@@ -21,7 +21,7 @@ from meshbridge.cli.common import (
     short_time,
     state_path,
 )
-from meshbridge.service.sources import read_sources
+from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -100,10 +100,11 @@ def _run(
 ) -> list[ClusterReport]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from meshbridge.service import apply as apply_service
-    from meshbridge.service import leases, rootguard
-    from meshbridge.service.render import parse
+    from meshbridge.server import leases
     from meshbridge.store import open_store
+    from meshbridge.usecases import apply as apply_service
+    from meshbridge.usecases import rootguard
+    from meshbridge.usecases.render import parse
 
     with errors_mapped():
         intents = parse(read_sources(files))  # before the store: bad input must not create it
@@ -349,8 +350,8 @@ def status_cmd(
         return
     from rich.table import Table
 
-    from meshbridge.service import apply as apply_service
     from meshbridge.store import open_store, store_exists
+    from meshbridge.usecases import apply as apply_service
 
     location = state_path(state)
     if not store_exists(location):

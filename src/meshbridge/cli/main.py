@@ -27,7 +27,7 @@ from meshbridge.cli.common import (
     state_path,
 )
 from meshbridge.cli.progress import shown
-from meshbridge.service.sources import read_sources
+from meshbridge.usecases.sources import read_sources
 
 app = typer.Typer(
     cls=Group,
@@ -64,7 +64,7 @@ def validate(files: FilesOption) -> None:
     the document (kind/name) and the field path.
     """
     with errors_mapped(), shown(err_console) as progress:
-        from meshbridge.service import render as render_service
+        from meshbridge.usecases import render as render_service
 
         checked = render_service.validate(read_sources(files), progress)
     count = len(checked.intents.documents())
@@ -121,9 +121,9 @@ def render(
         remote_cmd.render_remote(server, token, output, files, placement, server_ca)
         return
     with errors_mapped(), shown(err_console) as progress:
-        from meshbridge.service import pki as pki_service
-        from meshbridge.service import render as render_service
         from meshbridge.store import open_store
+        from meshbridge.usecases import pki as pki_service
+        from meshbridge.usecases import render as render_service
 
         checked = render_service.validate(read_sources(files or []), progress)
         store = open_store(state_path(state))

@@ -3,7 +3,7 @@
 ``render`` issues everything on first need; these commands are for the moments a person must
 act: bring an enterprise CA, check expiry, export ``cacerts`` for a cluster managed by hand,
 give an external caller a client certificate, rotate an intermediate or the root. Each command
-is a thin shell over :mod:`meshbridge.service.pki`: parse, open the store, call one use case in
+is a thin shell over :mod:`meshbridge.usecases.pki`: parse, open the store, call one use case in
 one transaction, print. Private keys are printed nowhere; only ``export`` and ``issue-client``
 write them, to 0600 files. The service (with the models and X.509) is imported by the commands
 that use it, not whenever the CLI starts.
@@ -32,7 +32,7 @@ from meshbridge.cli.common import (
     out_console,
     state_path,
 )
-from meshbridge.service.sources import read_sources
+from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -83,8 +83,8 @@ def _session(
     state: str | None, files: list[str] | None = None, *, sealed: bool = True
 ) -> Iterator[tuple[Store, Sealer | None, Mesh]]:
     """Open the store, the sealer (when keys are needed) and the Mesh; one transaction."""
-    from meshbridge.service import pki as service
     from meshbridge.store import open_store
+    from meshbridge.usecases import pki as service
 
     path = state_path(state)
     intents = _intents(files)
@@ -155,7 +155,7 @@ def init_cmd(
     new cacerts (apply writes it only with --replace-root). To change a root without an outage
     use 'pki rotate-root'.
     """
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     with errors_mapped(), _session(state, files) as (store, sealer, mesh):
         summary = service.init_root(store, _need(sealer), mesh, _now(), force=force)
@@ -218,7 +218,7 @@ def import_cmd(
     the chain links to a self-signed root, it is within its validity. Refuses when the mesh has a
     root unless --force (see 'pki init'); with --cluster, when the cluster has an intermediate.
     """
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     if cluster is not None and (chain is not None or without_key):
         _bad_input("--cluster takes --cert and --key only")
@@ -317,7 +317,7 @@ def _as_json(report: PkiStatus) -> str:
 
 
 def _report(state: str | None, as_json: bool) -> None:
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     path = state_path(state)
     if "://" not in path and not Path(path).expanduser().exists():
@@ -376,7 +376,7 @@ def show_cmd(
     ] = False,
 ) -> None:
     """Like 'status'; with --root or --ingress-ca, print that public certificate as PEM."""
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     if not (root or ingress_ca):
         _report(state, as_json)
@@ -423,7 +423,7 @@ def export_cmd(
     --from-file=DIR/ca-cert.pem ... A cluster without an intermediate yet gets one when -f
     declares it (a Cluster document); otherwise render first.
     """
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     if (cluster is None) == (not root):
         _bad_input("give exactly one of --cluster and --root")
@@ -448,7 +448,7 @@ def export_cmd(
 
 
 def _export_root(directory: Path, state: str | None) -> None:
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     with errors_mapped(), _session(state) as (store, sealer, _mesh):
         cert, key, chain = service.export_root(store, _need(sealer))
@@ -528,7 +528,7 @@ def issue_client_cmd(
     ingress server certificates, for the caller to verify the server. With -f, HOST must be the
     host of an external MUTUAL intent. Refuses to overwrite client.key unless --force.
     """
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     with errors_mapped():
         _check_names(host, cn)
@@ -588,7 +588,7 @@ def rotate_cmd(
     afterwards; istiod picks up the new cacerts on restart. To replace the root, use
     'pki rotate-root'.
     """
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     if (cluster is None) == (host is None) or (client_ca and host is None):
         _bad_input("give exactly one of --cluster and --host (--client-ca goes with --host)")
@@ -657,7 +657,7 @@ def rotate_root_cmd(
     cacerts. A new root issued by 'begin' gets a subject of its own (OU=generation N) when
     rootCA would repeat the current root's. 'pki status' shows the phase.
     """
-    from meshbridge.service import pki as service
+    from meshbridge.usecases import pki as service
 
     if (cert is None) != (key is None) or (cert is not None and phase is not Phase.BEGIN):
         _bad_input("--cert and --key go together, and only with 'begin'")

@@ -32,12 +32,12 @@ from meshbridge.cli.common import (
 )
 from meshbridge.cli.keys import report
 from meshbridge.errors import BadRequest, Conflict
-from meshbridge.service.sources import read_sources
+from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
     from meshbridge.client import Client
     from meshbridge.output.writer import KeyPlacement
-    from meshbridge.service.resources import ResourceKind
+    from meshbridge.server.resources import ResourceKind
 
 __all__ = [
     "CLIENT_CERT_ENV",
@@ -138,7 +138,7 @@ def client_certificate() -> tuple[Path, Path] | None:
 
 
 def _kind(word: str) -> ResourceKind:
-    from meshbridge.service.resources import kind_named
+    from meshbridge.server.resources import kind_named
 
     try:
         return kind_named(word)

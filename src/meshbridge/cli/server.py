@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from meshbridge.cli.common import Command, Group, err_console, errors_mapped, out_console
-from meshbridge.service.roles import ROLES
+from meshbridge.server.roles import ROLES
 
 __all__ = ["db_app", "default_db", "serve", "server_app", "token_app"]
 
@@ -224,8 +224,8 @@ def serve(
     import uvicorn
 
     from meshbridge.api import create_app
-    from meshbridge.service.statekey import load_sealer
     from meshbridge.store import open_store
+    from meshbridge.usecases.statekey import load_sealer
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -236,12 +236,12 @@ def serve(
         store = open_store(url)
         if pki:
             load_sealer(url, store)  # fail now, not on the first request, without the key
-            from meshbridge.service.pki import material_provider, refuse_lost_store
+            from meshbridge.usecases.pki import material_provider, refuse_lost_store
 
             refuse_lost_store(url, store)  # nor beside the key file of a lost database
 
             material = material_provider(url)
-    from meshbridge.service.credentials import Credentials
+    from meshbridge.server.credentials import Credentials
 
     app = create_app(
         store,
@@ -306,7 +306,7 @@ def token_create(
     db: DbOption = None,
 ) -> None:
     """Create a token and print it, once: it is stored only as a hash."""
-    from meshbridge.service.tokens import create_token
+    from meshbridge.server.tokens import create_token
     from meshbridge.store import open_store
 
     with errors_mapped():
@@ -322,7 +322,7 @@ def token_create(
 @token_app.command("list", cls=Command)
 def token_list(db: DbOption = None) -> None:
     """List tokens: name, role, created, revoked (never the token)."""
-    from meshbridge.service.tokens import list_tokens
+    from meshbridge.server.tokens import list_tokens
     from meshbridge.store import open_store
 
     with errors_mapped():
@@ -347,7 +347,7 @@ def token_revoke(
     db: DbOption = None,
 ) -> None:
     """Revoke a token: it stops working at once, on every server process."""
-    from meshbridge.service.tokens import revoke_token
+    from meshbridge.server.tokens import revoke_token
     from meshbridge.store import open_store
 
     with errors_mapped():

@@ -26,8 +26,8 @@ import httpx2
 
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, ServerError
 from meshbridge.loading import Source, load_objects
+from meshbridge.server.resources import ResourceKind, strip_server_fields
 from meshbridge.service.documents import BODY, parse_documents
-from meshbridge.service.resources import ResourceKind, strip_server_fields
 
 __all__ = [
     "Client",

@@ -26,8 +26,8 @@ from meshbridge.client._http import Client, ClientCertificate
 from meshbridge.errors import NotFound, ServerError
 from meshbridge.output.emitter import ManifestFile, file_name, private_key_holder
 from meshbridge.output.writer import KeyPlacement, Written, write_render
-from meshbridge.service.manifests import split_yaml
-from meshbridge.service.resources import KINDS
+from meshbridge.server.manifests import split_yaml
+from meshbridge.server.resources import KINDS
 
 __all__ = ["RemoteRender", "UnsafePath", "fetch_all", "render_from_server", "safe_relative_path"]
 

@@ -1,7 +1,7 @@
 """Read each cluster's live ``cacerts`` Secret (istio-system), keeping only its public files.
 
 Before apply writes a ``cacerts`` anywhere it must know, for every cluster, which roots the
-cluster trusts now (``meshbridge.service.rootguard``). This module does the reading: one GET of
+cluster trusts now (``meshbridge.usecases.rootguard``). This module does the reading: one GET of
 ``istio-system/cacerts`` per cluster, all clusters at once (``parallel`` at a time), with the
 same retries as a reconcile (``kube.retry``). Whoever owns the Secret, it is read: a
 ``cacerts`` made by hand (the seed procedure's ``kubectl create secret``) carries the root the

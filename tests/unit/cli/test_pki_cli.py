@@ -18,8 +18,8 @@ from meshbridge.pki.certs import issue_root
 from meshbridge.pki.chain import fingerprint, load_cert, load_certs
 from meshbridge.pki.keys import key_pem
 from meshbridge.pki.records import CertRecord
-from meshbridge.service import pki as service
 from meshbridge.store import open_store
+from meshbridge.usecases import pki as service
 
 MESH_YAML = """\
 apiVersion: meshbridge.dev/v1alpha1

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from meshbridge.errors import SealingError
 from meshbridge.model import Mesh
 from meshbridge.pki.keys import load_key_pem
-from meshbridge.service import pki as service
 from meshbridge.store import open_store
+from meshbridge.usecases import pki as service
 
 NOW = datetime(2030, 1, 2, tzinfo=UTC)
 MESH = Mesh.model_validate(

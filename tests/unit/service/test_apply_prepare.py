@@ -20,11 +20,11 @@ from tests.support.helpers import EXAMPLES, write_docs
 
 from meshbridge.errors import InvalidInput, SealingError
 from meshbridge.kube import Options
-from meshbridge.service import apply as service
-from meshbridge.service import pki as pki_service
-from meshbridge.service.render import parse
-from meshbridge.service.sources import read_sources
 from meshbridge.store import SqlStore, open_store
+from meshbridge.usecases import apply as service
+from meshbridge.usecases import pki as pki_service
+from meshbridge.usecases.render import parse
+from meshbridge.usecases.sources import read_sources
 
 EXAMPLE = EXAMPLES / "sleep-httpbin"
 

@@ -7,7 +7,8 @@ import pytest
 
 from meshbridge.errors import InvalidInput
 from meshbridge.loading import load_objects
-from meshbridge.service.credentials import check_kubeconfig, file_target
+from meshbridge.server.credentials import check_kubeconfig
+from meshbridge.usecases.apply import file_target
 
 API = "meshbridge.dev/v1alpha1"
 

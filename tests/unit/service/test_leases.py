@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from meshbridge.errors import StateLocked
-from meshbridge.service.leases import holding, lease_name, owner
+from meshbridge.server.leases import holding, lease_name, owner
 from meshbridge.store import SqlStore, open_store
 
 

@@ -20,9 +20,9 @@ from meshbridge.pki.chain import Health, fingerprint, load_cert, load_certs, pem
 from meshbridge.pki.keys import generate_key, key_pem, load_key_pem
 from meshbridge.pki.records import CertRecord
 from meshbridge.pki.sealing import Sealer
-from meshbridge.service import pki as service
-from meshbridge.service.holdings import put_held
 from meshbridge.store import SqlStore, open_store
+from meshbridge.usecases import pki as service
+from meshbridge.usecases.holdings import put_held
 
 NOW = datetime(2030, 1, 2, tzinfo=UTC)
 LATER = NOW + timedelta(days=3)

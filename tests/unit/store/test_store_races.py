@@ -10,9 +10,9 @@ import pgcluster
 import pytest
 
 from meshbridge.errors import StateError, StateUnavailable
-from meshbridge.service.apply import VOLATILE_KINDS
 from meshbridge.store import ResourceRow, SqlStore, open_store
 from meshbridge.store.schema import UNCOUNTED_BLOBS
+from meshbridge.usecases.apply import VOLATILE_KINDS
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ Store rows (kind / name), all JSON (:class:`meshbridge.pki.records.CertRecord` u
     pki.client         <host>/<serial>  a client certificate handed out (no key kept)
 
 The KEK comes from ``MESHBRIDGE_STATE_KEY`` or, for a SQLite file, from ``<state file>.key``
-(see :mod:`meshbridge.service.statekey`); the CLI and the render command share it.
+(see :mod:`meshbridge.usecases.statekey`); the CLI and the render command share it.
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ from meshbridge.pki.inventory import (
 from meshbridge.pki.records import CertRecord
 from meshbridge.pki.sealing import Sealer, row_aad
 from meshbridge.pki.trust import Trust
-from meshbridge.service.holdings import not_holding
-from meshbridge.service.statekey import (
+from meshbridge.store.base import Store
+from meshbridge.usecases.holdings import not_holding
+from meshbridge.usecases.statekey import (
     CHECK_NAME,
     CHECK_TEXT,
     KIND_INGRESS_CA,
@@ -83,7 +84,6 @@ from meshbridge.service.statekey import (
     pair_key_file,
     refuse_lost_store,
 )
-from meshbridge.store.base import Store
 
 __all__ = [
     "STATE_KEY_ENV",

@@ -28,7 +28,7 @@ __all__ = ["STATE_KEY_ENV", "key_file_path", "load_sealer", "pair_key_file", "re
 STATE_KEY_ENV = "MESHBRIDGE_STATE_KEY"
 KEY_FILE_SUFFIX = ".key"
 
-# Store rows of the PKI that hold sealed private keys (see meshbridge.service.pki).
+# Store rows of the PKI that hold sealed private keys (see meshbridge.usecases.pki).
 KIND_KEK = "pki.kek"
 KIND_ROOT = "pki.root"
 KIND_INTERMEDIATE = "pki.intermediate"

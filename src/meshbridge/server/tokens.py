@@ -5,7 +5,7 @@ A token reads ``mbt_<id>_<secret>``: ``id`` (public, 12 hex digits) finds the st
 token — a digest of 256 bits of randomness needs no slow password hash — and the comparison is
 ``hmac.compare_digest``. The token itself is printed once, at creation, and never again.
 
-Roles and what each may do are in :mod:`meshbridge.service.roles`.
+Roles and what each may do are in :mod:`meshbridge.server.roles`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem
-from meshbridge.service.roles import ROLES
+from meshbridge.server.roles import ROLES
 from meshbridge.store import AuditEntry, ResourceStore, TokenRecord
 
 

@@ -28,14 +28,13 @@ from meshbridge.kube import (
     discover,
     reconcile_all,
 )
-from meshbridge.service.credentials import file_target
-from meshbridge.service.holdings import KIND_HELD
-from meshbridge.service.ownership import mesh_ref, record_adoptions
 from meshbridge.store import LEGACY_ADOPTION, Store
+from meshbridge.usecases.holdings import KIND_HELD
+from meshbridge.usecases.ownership import mesh_ref, record_adoptions
 
 if TYPE_CHECKING:
     from meshbridge.model import Cluster, Intents, Located
-    from meshbridge.service.render import MaterialProvider, Rendered
+    from meshbridge.usecases.render import MaterialProvider, Rendered
 
 STATUS_KIND = "status"
 # Where earlier versions kept the render of the last apply (sealed; it held the clusters' CA
@@ -62,6 +61,24 @@ class Discovered:
     cluster: str
     address: GatewayAddress | None
     error: str = ""
+
+
+LOCAL_CREDENTIAL = (
+    "spec.kubeconfig.credential names a credential registered on a meshbridge server, which "
+    "reconciles this cluster itself; a local apply reads a kubeconfig file: give "
+    "spec.kubeconfig.path, or store the documents on the server (apply --server URL)"
+)
+
+
+def file_target(cluster: Cluster) -> Target:
+    """How the CLI reaches a Cluster: the kubeconfig file it names (``spec.kubeconfig.path``).
+    One that names a server's credential instead fails with the reason."""
+    ref = cluster.spec.kubeconfig
+    if ref is None:
+        return Target(cluster.name, None)
+    if ref.path is None:
+        return Target(cluster.name, None, ref.context, unusable=LOCAL_CREDENTIAL)
+    return Target(cluster.name, ref.path, ref.context)
 
 
 def targets(intents: Intents, only: list[str] | None = None) -> list[Target]:
@@ -173,8 +190,8 @@ def prepare(
 ) -> Prepared:
     """Discover the gateways the intents leave out, then render as ``render`` does (a dry run
     keeps no new VIP or certificate)."""
-    from meshbridge.service import pki as pki_service
-    from meshbridge.service.render import build
+    from meshbridge.usecases import pki as pki_service
+    from meshbridge.usecases.render import build
 
     chosen = targets(intents, only)
     found = asyncio.run(_discover_all(intents, options.timeout))
@@ -228,7 +245,7 @@ class _Rollback(Exception):
 def _render_without_keeping(
     intents: Intents, store: Store, material: MaterialProvider | None
 ) -> Rendered:
-    from meshbridge.service.render import build
+    from meshbridge.usecases.render import build
 
     out: list[Rendered] = []
     try:

@@ -32,11 +32,11 @@ import yaml
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, SealingError
 from meshbridge.kube import Target
 from meshbridge.pki.sealing import Sealer, row_aad
-from meshbridge.service.tokens import utc_now
+from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceStore
 
 if TYPE_CHECKING:
-    from meshbridge.model import Cluster, Intents
+    from meshbridge.model import Intents
 
 __all__ = [
     "KIND",
@@ -46,7 +46,6 @@ __all__ = [
     "check_kubeconfig",
     "cluster_targets",
     "credential_users",
-    "file_target",
     "parse_kubeconfig",
     "path_problems",
     "refuse_kubeconfig_paths",
@@ -397,24 +396,6 @@ def credential_users(store: ResourceStore, name: str) -> list[str]:
         if isinstance(ref, dict) and ref.get("credential") == name:
             users.append(row.name)
     return sorted(users)
-
-
-LOCAL_CREDENTIAL = (
-    "spec.kubeconfig.credential names a credential registered on a meshbridge server, which "
-    "reconciles this cluster itself; a local apply reads a kubeconfig file: give "
-    "spec.kubeconfig.path, or store the documents on the server (apply --server URL)"
-)
-
-
-def file_target(cluster: Cluster) -> Target:
-    """How the CLI reaches a Cluster: the kubeconfig file it names (``spec.kubeconfig.path``).
-    One that names a server's credential instead fails with the reason."""
-    ref = cluster.spec.kubeconfig
-    if ref is None:
-        return Target(cluster.name, None)
-    if ref.path is None:
-        return Target(cluster.name, None, ref.context, unusable=LOCAL_CREDENTIAL)
-    return Target(cluster.name, ref.path, ref.context)
 
 
 def cluster_targets(intents: Intents, credentials: Credentials | None) -> list[Target]:

@@ -42,9 +42,9 @@ from meshbridge import compile as mbcompile
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located
-from meshbridge.service.allocation import Needs, replan
-from meshbridge.service.resources import KINDS, ObjectKey, source_of, to_object
-from meshbridge.service.tokens import utc_now
+from meshbridge.server.allocation import Needs, replan
+from meshbridge.server.resources import KINDS, ObjectKey, source_of, to_object
+from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
 from meshbridge.viprecord import VipRecord
 

@@ -13,7 +13,7 @@ A cluster whose ``cacerts`` cannot be read is not written this run either (it is
 Unreachable or Failed like a cluster apply could not reach); the others go ahead.
 
 After an apply, :func:`record` keeps per cluster what its ``cacerts`` now holds
-(:mod:`meshbridge.service.holdings`): root rotation phases wait for it. The server's background
+(:mod:`meshbridge.usecases.holdings`): root rotation phases wait for it. The server's background
 reconciler runs the same :func:`check` and reports a refusal as every cluster's status.
 """
 
@@ -34,10 +34,10 @@ from meshbridge.errors import InvalidInput, Problem, RootReplaced, StateError
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, read_cacerts
 from meshbridge.kube.fleet import State
 from meshbridge.pki.bundle import PUBLIC_FILES, CacertsFacts, keeps_trust
-from meshbridge.service.apply import Prepared
-from meshbridge.service.holdings import put_held
-from meshbridge.service.statekey import pair_key_file
 from meshbridge.store import Store
+from meshbridge.usecases.apply import Prepared
+from meshbridge.usecases.holdings import put_held
+from meshbridge.usecases.statekey import pair_key_file
 
 __all__ = [
     "Checked",

@@ -6,7 +6,7 @@ last write), ``uid`` and ``creationTimestamp`` — which are stripped before a d
 validated (the models forbid unknown fields) and added back in every answer.
 
 Reads go to the store, not to a process cache, so every server process on one database answers
-the same. Writes go through :mod:`meshbridge.service.catalog`, which validates the whole
+the same. Writes go through :mod:`meshbridge.server.catalog`, which validates the whole
 resulting set of documents before anything is stored.
 """
 

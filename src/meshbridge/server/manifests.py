@@ -30,9 +30,9 @@ from meshbridge.compile.envelope import Obj
 from meshbridge.errors import NotFound
 from meshbridge.output.emitter import DumpMemo, ManifestFile
 from meshbridge.output.emitter import files as manifest_files
-from meshbridge.service.catalog import Catalog
-from meshbridge.service.render import MaterialProvider
+from meshbridge.server.catalog import Catalog
 from meshbridge.store import Revisions
+from meshbridge.usecases.render import MaterialProvider
 
 __all__ = ["ClusterManifests", "Manifests", "join_yaml", "narrowed", "split_yaml"]
 

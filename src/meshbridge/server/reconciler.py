@@ -4,7 +4,7 @@ change and every ``interval`` seconds, by exactly one replica per cluster at a t
 It is the CLI's reconciler (``meshbridge.kube``) fed from the server's catalog instead of files:
 the same plan, VIPs and certificates the manifests endpoint serves. Clusters reach their API
 servers through the credential their ``spec.kubeconfig`` names, registered by an admin
-(:mod:`meshbridge.service.credentials`; the server reads no kubeconfig file); clusters without
+(:mod:`meshbridge.server.credentials`; the server reads no kubeconfig file); clusters without
 ``spec.kubeconfig`` are left out (their manifests are still served for GitOps). Gateway
 discovery is a CLI feature (``meshbridge apply``); the server needs explicit gateway addresses.
 
@@ -13,9 +13,9 @@ TLS loading, the comparison of live and desired objects, and the render of the c
 objects (done outside the catalog's lock) never hold the API's event loop.
 
 **Several replicas.** Every ``poll`` seconds a replica writes its heartbeat and renews the
-leases it holds (:mod:`meshbridge.service.leases`), in a thread of its own so that a busy
+leases it holds (:mod:`meshbridge.server.leases`), in a thread of its own so that a busy
 reconcile does not delay it. A cluster is reconciled by the replica
-:func:`~meshbridge.service.leases.owner` names among the live ones, once it holds the cluster's
+:func:`~meshbridge.server.leases.owner` names among the live ones, once it holds the cluster's
 lease, when the cluster is due: never reconciled, its last run unfinished (its replica died),
 made for an older revision of the documents, failed more than ``retry`` seconds ago, or
 older than ``interval``. Every run is recorded
@@ -25,7 +25,7 @@ is cancelled before they can expire; a replica that dies leaves its leases to ex
 next owner finishes its clusters: within ``lease_ttl`` + ``poll`` of its last renewal.
 
 **What it refuses to do.** Like ``apply``, it never replaces the root of trust live in a cluster
-(:mod:`meshbridge.service.rootguard`): such clusters get no write and a Failed status until the
+(:mod:`meshbridge.usecases.rootguard`): such clusters get no write and a Failed status until the
 root is brought back (``pki import``). While stored documents are flagged (invalid, left out of
 renders: ``service.catalog``), it writes to no cluster: what they rendered would be pruned.
 """
@@ -46,15 +46,15 @@ from typing import Any
 from meshbridge import compile as mbcompile
 from meshbridge.errors import InvalidInput, MeshbridgeError
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, reconcile_all
-from meshbridge.service import rootguard
-from meshbridge.service.apply import record_status
-from meshbridge.service.catalog import Catalog
-from meshbridge.service.credentials import Credentials, cluster_targets
-from meshbridge.service.leases import DEFAULT_TTL, FENCE, lease_name, owner, replica_id
-from meshbridge.service.manifests import narrowed
-from meshbridge.service.ownership import mesh_ref
-from meshbridge.service.render import MaterialProvider
+from meshbridge.server.catalog import Catalog
+from meshbridge.server.credentials import Credentials, cluster_targets
+from meshbridge.server.leases import DEFAULT_TTL, FENCE, lease_name, owner, replica_id
+from meshbridge.server.manifests import narrowed
 from meshbridge.store import ClusterRuns, Lease
+from meshbridge.usecases import rootguard
+from meshbridge.usecases.apply import record_status
+from meshbridge.usecases.ownership import mesh_ref
+from meshbridge.usecases.render import MaterialProvider
 
 log = logging.getLogger("meshbridge.reconciler")
 

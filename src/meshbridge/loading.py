@@ -1,14 +1,26 @@
-"""YAML text in, typed documents out, with every problem collected and located.
+"""The one strict reader of intent documents: YAML or JSON text in, typed documents out.
 
-Loading never stops at the first problem: a user fixing a file wants the whole list. Each problem
-names the source (file name or ``<stdin>``), the document (index, kind/name) and the field path in
-camelCase as written (``spec.clients[0].accessPoints[1].paths[0]``). This module reads no files:
-callers pass ``(source name, text)`` pairs.
+Every edge reads documents through here — intent files and stdin on the CLI, request bodies on
+the server, the files the CLI sends to a server — so a document gets the same verdict and the
+same message whichever way it arrives. Reading is strict where YAML itself is lenient:
+
+* a mapping key given twice is refused, comparing keys as YAML resolves them (``on:`` and
+  ``true:`` are the same boolean key, ``1`` and ``"1"`` are not), since the parsed mapping
+  would silently keep only the last;
+* a mapping key must be a plain scalar (``? [x]`` is refused: no intent field is keyed by a
+  list, and a Python mapping cannot hold one);
+* input nested too deeply to read is refused, not a crash.
+
+Loading never stops at the first problem: a user fixing a file wants the whole list. Each
+problem names the source (file name, ``<stdin>`` or ``<body>``), the document (1-based index,
+kind/name) and the field path in camelCase as written (``spec.clients[0].accessPoints[1]``).
+This module reads no files: callers pass :class:`Source` values (name, text) or body bytes.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -17,16 +29,35 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from meshbridge.errors import InvalidInput, Problem
+from meshbridge.errors import BadRequest, InvalidInput, Problem
 from meshbridge.model import API_VERSION, KINDS, Intents, Located
 from meshbridge.source import Source
 
-__all__ = ["Source", "load", "load_objects", "parse_documents", "validate_object"]
+__all__ = [
+    "BODY",
+    "RawDocument",
+    "Source",
+    "load",
+    "load_objects",
+    "load_source",
+    "parse_body",
+    "parse_one",
+    "read_yaml",
+    "validate_object",
+]
+
+BODY = "<body>"
+"""The source name of a request body's documents (``<body>#2``)."""
+
+RawDocument = tuple[int, Any]
+"""A document as parsed, before its model: (1-based index in its source, plain data)."""
+
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 class _StrictLoader(yaml.CSafeLoader):
-    """The C safe loader, refusing duplicate mapping keys (YAML itself would keep the last), and
-    resolving each distinct plain scalar once.
+    """The C safe loader, refusing duplicate and non-scalar mapping keys, and resolving each
+    distinct plain scalar once.
 
     The C parser asks the resolver for every node's tag: for a plain scalar, PyYAML tries its
     regular expressions (int, float, bool, null, timestamp, ...) on the text, whose answer
@@ -55,19 +86,90 @@ class _StrictLoader(yaml.CSafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        # scalar keys compare by (tag, text), so keys are not constructed twice
-        if isinstance(key_node, yaml.ScalarNode):
-            key, text = (key_node.tag, key_node.value), key_node.value
-        else:
-            key = text = loader.construct_object(key_node, deep=True)
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain scalar, not a list or a mapping",
+                key_node.start_mark,
+            )
+        # A string key is its own text (the common case, not constructed twice); any other
+        # scalar is compared as YAML resolves it, as the mapping built below would hold it.
+        key = key_node.value if key_node.tag == _STR_TAG else loader.construct_object(key_node)
         if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {text!r}", mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+            )
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(text: str, source: str) -> tuple[list[RawDocument], Problem | None]:
+    """Every non-empty document of a YAML stream, and the problem that stopped the reading
+    (documents before it are kept, so their own problems can be reported too)."""
+    docs: list[RawDocument] = []
+    index = 0
+    try:
+        for raw in yaml.load_all(text, Loader=_StrictLoader):
+            index += 1
+            if raw is not None:
+                docs.append((index, raw))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or type(exc).__name__
+        return docs, Problem(source, index + 1, "", "", "", f"YAML error{where}: {what}")
+    except RecursionError:
+        return docs, Problem(source, index + 1, "", "", "", "YAML error: nested too deeply")
+    return docs, None
+
+
+def _read_json(text: str, source: str) -> tuple[list[RawDocument], Problem | None]:
+    """One object, an array of objects, or a Kubernetes ``List``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"JSON error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        return [], Problem(source, 1, "", "", "", where)
+    except RecursionError:
+        return [], Problem(source, 1, "", "", "", "JSON error: nested too deeply")
+    if isinstance(value, dict) and value.get("kind") == "List" and "items" in value:
+        value = value["items"]
+    items = value if isinstance(value, list) else [value]
+    return [(i, doc) for i, doc in enumerate(items, start=1) if doc is not None], None
+
+
+def _is_json(text: str, content_type: str | None) -> bool:
+    if content_type:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        if "json" in kind:
+            return True
+        if "yaml" in kind:
+            return False
+    return text.lstrip()[:1] in ("{", "[")
+
+
+def parse_body(data: bytes, content_type: str | None, source: str = BODY) -> list[RawDocument]:
+    """The documents of a request body (JSON by its content type or first character, YAML
+    otherwise), read as files are; BadRequest when the body cannot be read at all."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    reader = _read_json if _is_json(text, content_type) else read_yaml
+    docs, problem = reader(text, source)
+    if problem is not None:
+        raise BadRequest(str(problem))
+    return docs
+
+
+def parse_one(data: bytes, content_type: str | None, source: str = BODY) -> Any:
+    """The single document of a request body; BadRequest for none or several."""
+    docs = parse_body(data, content_type, source)
+    if len(docs) != 1:
+        raise BadRequest(f"the body must hold exactly one document, not {len(docs)}")
+    return docs[0][1]
 
 
 def _format_loc(loc: Sequence[int | str]) -> str:
@@ -157,27 +259,18 @@ def _check_envelope(raw: Any) -> tuple[str, str, list[tuple[str, str]]]:
     return kind, name_s, problems
 
 
-def parse_documents(
-    source: Source,
-) -> tuple[list[Located[Any]], list[Problem]]:
-    """Parse one source into located documents, collecting every problem."""
+def load_source(source: Source) -> tuple[list[Located[Any]], list[Problem]]:
+    """Read and validate one source, collecting every problem."""
+    raw_docs, stopped = read_yaml(source.text, source.name)
     docs: list[Located[Any]] = []
     problems: list[Problem] = []
-    index = 0
-    try:
-        for raw in yaml.load_all(source.text, Loader=_StrictLoader):
-            index += 1
-            if raw is None:
-                continue
-            located, found = _validate(raw, source.name, index)
-            problems.extend(found)
-            if located is not None:
-                docs.append(located)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or str(exc)
-        problems.append(Problem(source.name, index + 1, "", "", "", f"YAML error{where}: {what}"))
+    for index, raw in raw_docs:
+        located, found = _validate(raw, source.name, index)
+        problems.extend(found)
+        if located is not None:
+            docs.append(located)
+    if stopped is not None:
+        problems.append(stopped)
     return docs, problems
 
 
@@ -233,7 +326,7 @@ def load(sources: Iterable[Source]) -> Intents:
     names: list[str] = []
     for source in sources:
         names.append(source.name)
-        found_docs, found_problems = parse_documents(source)
+        found_docs, found_problems = load_source(source)
         docs.extend(found_docs)
         problems.extend(found_problems)
     if not docs and not problems:

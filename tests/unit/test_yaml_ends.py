@@ -18,7 +18,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshbridge.loading import Source, parse_documents
+from meshbridge.loading import Source, load_source
 from meshbridge.loading import _StrictLoader as IntentLoader
 from meshbridge.output.emitter import Emitter, dump, dump_all
 
@@ -132,6 +132,6 @@ def test_intent_loader_types_plain_scalars_as_yaml_does() -> None:
 
 
 def test_intent_loader_still_refuses_duplicate_keys() -> None:
-    docs, problems = parse_documents(Source("mesh.yaml", "a: 1\nb: 2\na: 3\n"))
+    docs, problems = load_source(Source("mesh.yaml", "a: 1\nb: 2\na: 3\n"))
     assert not docs
     assert [p.message for p in problems] == ["YAML error at line 3, column 1: duplicate key 'a'"]

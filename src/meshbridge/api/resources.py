@@ -31,6 +31,7 @@ from meshbridge.api.bodies import read_body
 from meshbridge.api.context import Editor, ServerDep, Viewer
 from meshbridge.api.schemas import body_schema
 from meshbridge.errors import BadRequest
+from meshbridge.loading import BODY, parse_body, parse_one
 from meshbridge.model import API_VERSION
 from meshbridge.server.catalog import Delete, Put, WriteResult
 from meshbridge.server.credentials import refuse_kubeconfig_paths
@@ -42,7 +43,6 @@ from meshbridge.server.resources import (
     parse_selector,
     strip_server_fields,
 )
-from meshbridge.service.documents import BODY, parse_documents, parse_one
 
 router = APIRouter(prefix="/api/v1")
 
@@ -185,7 +185,7 @@ async def apply(
     ctype = request.headers.get("content-type")
 
     def work() -> WriteResult:
-        docs = parse_documents(data, ctype)
+        docs = parse_body(data, ctype)
         if not docs:
             raise BadRequest("the body holds no document")
         refuse_kubeconfig_paths((BODY, index, raw) for index, raw in docs)

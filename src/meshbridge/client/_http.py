@@ -25,9 +25,8 @@ from urllib.parse import quote
 import httpx2
 
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, ServerError
-from meshbridge.loading import Source, load_objects
+from meshbridge.loading import BODY, Source, load_objects, read_yaml
 from meshbridge.server.resources import ResourceKind, strip_server_fields
-from meshbridge.service.documents import BODY, parse_documents
 
 __all__ = [
     "Client",
@@ -131,9 +130,14 @@ def read_documents(sources: Sequence[Source]) -> list[FileDocument]:
     holds the other documents.
     """
     docs: list[FileDocument] = []
+    problems: list[Problem] = []
     for source in sources:
-        for index, raw in parse_documents(source.text.encode(), "application/yaml", source.name):
-            docs.append((source.name, index, raw))
+        found, stopped = read_yaml(source.text, source.name)
+        docs.extend((source.name, index, raw) for index, raw in found)
+        if stopped is not None:
+            problems.append(stopped)
+    if problems:
+        raise InvalidInput(problems)
     if not docs:  # an empty pipe must not reach a server (with --prune it would delete all)
         raise InvalidInput(
             Problem(source.name, 0, "", "", "", "no intent document in the input (it is empty)")

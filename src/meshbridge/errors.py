@@ -20,7 +20,8 @@
     │                                stored set invalid (API 409); ``problems`` says which
     │                                documents are in the way
     ├── BadRequest                   a request the API cannot read: body, query, content type
-    │                                (API 400)
+    │   │                            (API 400)
+    │   └── PayloadTooLarge          the request body is over the server's limit (API 413)
     └── ServerError                  the CLI's view of an error answer from a meshbridge server
 
 Edges (CLI, API) catch ``MeshbridgeError`` and print its message; anything else is a bug and
@@ -42,6 +43,7 @@ __all__ = [
     "NotFound",
     "OutputError",
     "PKIError",
+    "PayloadTooLarge",
     "Problem",
     "RootReplaced",
     "SealingError",
@@ -77,8 +79,6 @@ class Problem:
         path = f" {self.path}" if self.path else ""
         return f"{self.where}{path}: {self.message}"
 
-    def as_dict(self) -> dict[str, str]:
-        return {"document": self.where, "path": self.path, "message": self.message}
 
 
 class MeshbridgeError(Exception):
@@ -145,6 +145,13 @@ class Conflict(MeshbridgeError):
 
 class BadRequest(MeshbridgeError):
     """The request itself cannot be understood."""
+
+
+class PayloadTooLarge(BadRequest):
+    """The request body is larger than the server accepts."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes")
 
 
 class ServerError(MeshbridgeError):

@@ -125,7 +125,9 @@ def test_an_editor_cannot_make_the_server_read_a_file(capi: Api, tmp_path: Path,
     assert all(a == answers[0] for a in answers), "the answer depends on the file"
     assert answers[0] == {"errors": [{"document": "<body>#1 Cluster/east",
                                       "path": "spec.kubeconfig.path",
-                                      "message": PATH_REFUSED}]}
+                                      "message": PATH_REFUSED,
+                                      "source": "<body>", "index": 1,
+                                      "kind": "Cluster", "name": "east"}]}
     text = json.dumps(answers)
     for leak in ("passwd", "root:", "PRIVATE KEY", "id_ed25519", "admin.conf", "missing",
                  "does not exist", "not a valid kubeconfig", "context"):

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from meshbridge.errors import StateError
-from meshbridge.server import resources
+from meshbridge.server import stored
 
 from .conftest import Api
 
@@ -18,12 +18,12 @@ def test_a_bug_is_a_bare_500_and_a_logged_traceback(
     def boom(*_a, **_k):
         raise RuntimeError("secret internals: password=hunter2")
 
-    monkeypatch.setattr(resources, "list_objects", boom)
+    monkeypatch.setattr(stored, "list_objects", boom)
     monkeypatch.setattr("meshbridge.api.resources.list_objects", boom)
     with caplog.at_level(logging.ERROR, logger="meshbridge.api"):
         r = api.get("/api/v1/apps")
     assert r.status_code == 500
-    assert r.json() == {"errors": [{"message": "internal error"}]}
+    assert r.json() == {"errors": [{"message": "internal error", "document": "", "path": ""}]}
     assert "hunter2" not in r.text
     assert "Traceback" in caplog.text or any(rec.exc_info for rec in caplog.records)
 

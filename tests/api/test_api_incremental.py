@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from meshbridge.loading import load_objects
-from meshbridge.server.resources import strip_server_fields
 from meshbridge.store import open_store
 from meshbridge.usecases import render as render_service
+from meshbridge.wire.resources import strip_server_fields
 
 from .conftest import Api, doc, example_yaml
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from meshbridge.api import create_app
 from meshbridge.loading import Source
-from meshbridge.server.manifests import split_yaml
+from meshbridge.output.emitter import dump
 from meshbridge.store import open_store
 from meshbridge.usecases import render as render_service
 
@@ -40,9 +40,12 @@ def test_same_bytes_as_a_local_render(api: Api, example: str, tmp_path: Path) ->
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("application/yaml")
         assert r.content == b"---\n".join(expected)
-        assert split_yaml(r.content) == expected
         as_json = api.get(f"/api/v1/clusters/{cluster}/manifests", role="editor").json()
-        assert as_json == [yaml.safe_load(d) for d in expected]
+        assert (as_json["apiVersion"], as_json["kind"]) == ("v1", "List")
+        assert as_json["metadata"]["resourceVersion"] == r.headers["X-Meshbridge-Revision"]
+        assert as_json["items"] == [yaml.safe_load(d) for d in expected]
+        # what render --server writes: the objects through the render's own emitter
+        assert [dump(obj) for obj in as_json["items"]] == expected
 
 
 def test_a_write_shows_in_the_next_read(api: Api) -> None:
@@ -57,11 +60,11 @@ def test_a_write_shows_in_the_next_read(api: Api) -> None:
     assert api.put("/api/v1/namespaces/foo/externalservices/db", ext).status_code == 201
     after = api.get(url, role="editor")
     assert after.headers["etag"] != etag
-    names = {(o["kind"], o["metadata"]["name"]) for o in after.json()}
+    names = {(o["kind"], o["metadata"]["name"]) for o in after.json()["items"]}
     assert ("ServiceEntry", "db") in names
-    assert len(after.json()) == len(before) + 1
+    assert len(after.json()["items"]) == len(before["items"]) + 1
     assert api.delete("/api/v1/namespaces/foo/externalservices/db").status_code == 200
-    assert api.get(url, role="editor").json() == before
+    assert api.get(url, role="editor").json()["items"] == before["items"]
 
 
 def test_unknown_cluster_is_404(api: Api) -> None:
@@ -87,7 +90,7 @@ def test_two_processes_on_one_store_see_each_other(api: Api, db_url: str) -> Non
             sleep["spec"]["clusters"] = ["cluster3"]
             assert api.put("/api/v1/namespaces/foo/apps/sleep", sleep).status_code == 200
             moved = other.get("/api/v1/clusters/cluster3/manifests", headers=headers).json()
-            assert any(o["kind"] == "ServiceEntry" for o in moved)
+            assert any(o["kind"] == "ServiceEntry" for o in moved["items"])
             stale = {**sleep, "spec": {"clusters": ["cluster1"]}}
             assert other.put("/api/v1/namespaces/foo/apps/sleep", json=stale,
                              headers=headers).status_code == 409

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-import yaml
 from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from pgcluster import free_port
 
 TOKEN = "mbt_0123456789ab_" + "x" * 43
@@ -54,12 +53,11 @@ def hostile() -> Iterator[Hostile]:
         return {"items": [{"metadata": {"name": n}} for n in state.clusters]}
 
     @app.get("/api/v1/clusters/{name:path}/manifests")
-    def manifests(name: str) -> Response:
+    def manifests(name: str) -> JSONResponse:
         state.requested.append(f"/api/v1/clusters/{name}/manifests")
-        body = b"---\n".join(yaml.safe_dump(o, sort_keys=False).encode()
-                             for o in state.objects.get(name, []))
-        return Response(body, media_type="application/yaml",
-                        headers={"X-Meshbridge-Revision": "7"})
+        body = {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "7"},
+                "items": state.objects.get(name, [])}
+        return JSONResponse(body)
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -112,7 +110,7 @@ HOSTILE_OBJECTS = {
     "newline": (_object(name="a\nb"), "separator or control character"),
     "no metadata": ({"kind": "ServiceEntry"}, "not a Kubernetes object"),
     "a name that is a number": (_object(name=12), "not a Kubernetes object"),  # type: ignore[arg-type]
-    "a list, not an object": (["x"], "not a Kubernetes object"),
+    "a list, not an object": (["x"], "not a ManifestList"),
 }
 
 

@@ -187,7 +187,7 @@ def _converged(http: httpx.Client, clusters: list[Any]) -> dict[str, Any] | None
             return None
     for index, name in enumerate(("c000", "c001", "c002")):
         wanted = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
-                  for o in http.get(f"/api/v1/clusters/{name}/manifests").json()
+                  for o in http.get(f"/api/v1/clusters/{name}/manifests").json()["items"]
                   if o["kind"] != "IstioOperator"}
         if _live(clusters[index]) != wanted:
             return None

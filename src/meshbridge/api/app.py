@@ -25,19 +25,20 @@ from meshbridge import __version__
 from meshbridge.api import credentials as credentials_routes
 from meshbridge.api import errors, ops, resources, status
 from meshbridge.api.context import MiB, Server
-from meshbridge.api.errors import PayloadTooLarge, internal_error
+from meshbridge.api.errors import internal_error
 from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
+from meshbridge.errors import PayloadTooLarge
 from meshbridge.kube import Options
 from meshbridge.server.catalog import Catalog
 from meshbridge.server.credentials import Credentials
 from meshbridge.server.leases import DEFAULT_TTL, replica_id
 from meshbridge.server.manifests import Manifests
 from meshbridge.server.reconciler import Reconciler
-from meshbridge.server.resources import KINDS
 from meshbridge.store import ClusterRuns, ResourceStore, open_store
 from meshbridge.usecases.render import MaterialProvider
 from meshbridge.usecases.statekey import load_sealer
+from meshbridge.wire.resources import RESOURCES
 
 __all__ = ["create_app"]
 
@@ -175,7 +176,7 @@ def catalog_counts(store: ResourceStore) -> Callable[[], dict[str, int]]:
     def counts() -> dict[str, int]:
         with store.reading():
             found = store.count_resources()
-        return {kind: found.get(kind, 0) for kind in KINDS}
+        return {kind: found.get(kind, 0) for kind in RESOURCES}
 
     return counts
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from meshbridge.api.errors import PayloadTooLarge
-from meshbridge.errors import BadRequest
+from meshbridge.errors import BadRequest, PayloadTooLarge
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -27,6 +27,7 @@ from meshbridge.api.context import Admin, Server, ServerDep
 from meshbridge.api.errors import respond
 from meshbridge.errors import SealingError
 from meshbridge.server.credentials import Credentials, credential_users
+from meshbridge.wire.messages import CredentialList
 
 router = APIRouter(prefix="/api/v1", tags=["credentials"])
 log = logging.getLogger("meshbridge.api")
@@ -63,12 +64,12 @@ def _unsealable(exc: SealingError) -> JSONResponse:
 
 @router.get("/credentials", summary="Registered cluster credentials (never their secrets)")
 def list_credentials(server: ServerDep, _: Admin) -> dict[str, Any]:
-    return {"items": [c.as_dict() for c in _vault(server).list()]}
+    return CredentialList(items=[c.view() for c in _vault(server).list()]).to_json()
 
 
 @router.get("/credentials/{name}", summary="One credential (never its secrets)")
 def get_credential(name: str, server: ServerDep, _: Admin) -> dict[str, Any]:
-    return _vault(server).info(name).as_dict()
+    return _vault(server).info(name).view().to_json()
 
 
 @router.put(
@@ -88,7 +89,7 @@ async def put_credential(
         return _unsealable(exc)
     if server.reconciler is not None:
         server.reconciler.trigger()  # Clusters naming it are reached with it now
-    return JSONResponse(info.as_dict(), status_code=201 if created else 200)
+    return JSONResponse(info.view().to_json(), status_code=201 if created else 200)
 
 
 @router.delete("/credentials/{name}", summary="Delete a credential no Cluster names")

@@ -1,4 +1,4 @@
-"""Error answers: one JSON shape, ``{"errors": [{"document", "path", "message"}]}``, for all.
+"""Error answers: one JSON shape, :class:`~meshbridge.wire.messages.ErrorAnswer`, for all.
 
 Every meshbridge error maps to a status here; anything else is a bug, answered with a bare
 500 ``internal error`` while the traceback goes to the server's log. Messages are the errors'
@@ -21,27 +21,19 @@ from meshbridge.errors import (
     InvalidInput,
     MeshbridgeError,
     NotFound,
+    PayloadTooLarge,
     Problem,
     StateError,
     StateLocked,
     StateUnavailable,
 )
+from meshbridge.wire.messages import ErrorAnswer, ErrorItem
 
 log = logging.getLogger("meshbridge.api")
 
 
-class PayloadTooLarge(Exception):
-    """The request body is larger than the server accepts."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit} bytes")
-
-
 def error_body(message: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
-    errors = [p.as_dict() for p in problems]
-    if not errors:
-        errors = [{"document": "", "path": "", "message": message}]
-    return {"errors": errors}
+    return ErrorAnswer.of(message, problems).to_json()
 
 
 def respond(
@@ -54,7 +46,7 @@ def respond(
 
 
 def internal_error() -> JSONResponse:
-    return JSONResponse({"errors": [{"message": "internal error"}]}, status_code=500)
+    return JSONResponse(ErrorAnswer.of("internal error").to_json(), status_code=500)
 
 
 def install(app: FastAPI) -> None:
@@ -66,11 +58,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        body = error_body(str(exc))
-        body["errors"] = [{"document": "", "path": "", "message": str(exc)}] + [
-            p.as_dict() for p in exc.problems
-        ]
-        return JSONResponse(body, status_code=409)
+        items = [ErrorItem(message=str(exc))] + [ErrorItem.of(p) for p in exc.problems]
+        return JSONResponse(ErrorAnswer(errors=items).to_json(), status_code=409)
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -101,13 +90,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ())]
-            errors.append(
-                {"document": "request", "path": ".".join(loc), "message": str(err.get("msg", ""))}
+        items = [
+            ErrorItem(
+                message=str(err.get("msg", "")),
+                document="request",
+                path=".".join(str(p) for p in err.get("loc", ())),
             )
-        return JSONResponse({"errors": errors or [{"message": "invalid request"}]}, status_code=422)
+            for err in exc.errors()
+        ]
+        answer = ErrorAnswer(errors=items) if items else ErrorAnswer.of("invalid request")
+        return JSONResponse(answer.to_json(), status_code=422)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

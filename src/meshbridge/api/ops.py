@@ -83,8 +83,9 @@ def _bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None
     responses={200: {"content": {"application/json": {}, "application/yaml": {}}}},
 )
 def manifests(request: Request, name: str, server: ServerDep, _: Editor) -> Response:
-    """A JSON list of the cluster's objects, or with ``Accept: application/yaml`` the exact
-    bytes ``meshbridge render`` writes for it, its files joined with ``---``."""
+    """The cluster's objects as a Kubernetes ``List`` (JSON), or with ``Accept:
+    application/yaml`` the exact bytes ``meshbridge render`` writes for it, its files joined
+    with ``---``."""
     result: ClusterManifests = server.manifests.for_cluster(name)
     headers = {"ETag": f'"{result.etag}"', "X-Meshbridge-Revision": result.etag}
     accept = request.headers.get("accept", "")

@@ -35,14 +35,9 @@ from meshbridge.loading import BODY, parse_body, parse_one
 from meshbridge.model import API_VERSION
 from meshbridge.server.catalog import Delete, Put, WriteResult
 from meshbridge.server.credentials import refuse_kubeconfig_paths
-from meshbridge.server.resources import (
-    KINDS,
-    ResourceKind,
-    get_object,
-    list_objects,
-    parse_selector,
-    strip_server_fields,
-)
+from meshbridge.server.stored import get_object, list_objects, parse_selector
+from meshbridge.wire.messages import ApplyAnswer, ApplyItem, ListMeta
+from meshbridge.wire.resources import RESOURCES, ResourceKind, strip_server_fields
 
 router = APIRouter(prefix="/api/v1")
 
@@ -153,7 +148,7 @@ def _routes_for(kind: ResourceKind) -> None:
         )
 
 
-for _kind in KINDS.values():
+for _kind in RESOURCES.values():
     _routes_for(_kind)
 
 
@@ -196,18 +191,17 @@ async def apply(
         return server.catalog.write(changes, who.name, prune=prune, dry_run=dry_run == "All")
 
     result = await run_in_threadpool(work)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ApplyResult",
-        "metadata": {"resourceVersion": str(result.revision)},
-        "items": [
-            {
-                "kind": o.key[0],
-                "namespace": o.key[1] or None,
-                "name": o.key[2],
-                "action": o.action,
-                "resourceVersion": o.object["metadata"]["resourceVersion"],
-            }
+    return ApplyAnswer(
+        api_version=API_VERSION,
+        metadata=ListMeta(resource_version=str(result.revision)),
+        items=[
+            ApplyItem(
+                kind=o.key[0],
+                namespace=o.key[1] or None,
+                name=o.key[2],
+                action=o.action,
+                resource_version=o.object["metadata"]["resourceVersion"],
+            )
             for o in result.outcomes
         ],
-    }
+    ).to_json()

@@ -11,9 +11,16 @@ from starlette.exceptions import HTTPException
 
 from meshbridge.api.context import Editor, ServerDep, Viewer
 from meshbridge.server.leases import CLUSTER
-from meshbridge.server.resources import source_of
 from meshbridge.store import ReconcileRun, ResourceStore
 from meshbridge.usecases.apply import cluster_statuses
+from meshbridge.wire.messages import (
+    ClusterStatus,
+    ErrorItem,
+    FlaggedDocument,
+    ProblemsAnswer,
+    StatusAnswer,
+)
+from meshbridge.wire.resources import source_of
 
 router = APIRouter()
 
@@ -74,7 +81,8 @@ def all_status(server: ServerDep, _: Viewer) -> dict[str, Any]:
     """Per cluster: state, error, time, each object's state, the last run (replica, lease term,
     start, end), the last success, failures since, and the lease if one is held now; and the
     replicas seen on this database (with their last heartbeat)."""
-    return {**_status(server.store), "reconciler": server.reconciler is not None}
+    found = {**_status(server.store), "reconciler": server.reconciler is not None}
+    return StatusAnswer.model_validate(found).to_json()
 
 
 @router.get("/api/v1/reconciles", tags=["status"], summary="Reconcile runs, oldest first")
@@ -105,7 +113,7 @@ def cluster_status(name: str, server: ServerDep, _: Viewer) -> dict[str, Any]:
     found = [s for s in items if s["cluster"] == name]
     if not found:
         raise HTTPException(404, f"no reconcile recorded for cluster {name!r}")
-    return found[0]
+    return ClusterStatus.model_validate(found[0]).to_json()
 
 
 @router.post(
@@ -134,15 +142,15 @@ def problems(server: ServerDep, _: Viewer) -> dict[str, Any]:
     problems of the rest no document is to blame for (nothing renders until they are fixed)."""
     flagged, unblamed = server.catalog.flagged()
     items = [
-        {
-            "kind": f.key[0],
-            "namespace": f.key[1] or None,
-            "name": f.key[2],
-            "path": source_of(f.key),
-            "resourceVersion": str(f.row.resource_version),
-            "reason": f.reason,
-            "problems": [{"path": p.path, "message": p.message} for p in f.problems],
-        }
+        FlaggedDocument(
+            kind=f.key[0],
+            namespace=f.key[1] or None,
+            name=f.key[2],
+            path=source_of(f.key),
+            resource_version=str(f.row.resource_version),
+            reason=f.reason,
+            problems=[ErrorItem(path=p.path, message=p.message) for p in f.problems],
+        )
         for f in flagged
     ]
-    return {"items": items, "set": [p.as_dict() for p in unblamed]}
+    return ProblemsAnswer(items=items, set=[ErrorItem.of(p) for p in unblamed]).to_json()

@@ -384,6 +384,10 @@ def status_cmd(
         )
     out_console.print(table)
     if objects:
-        print_object_states(records)
+        print_object_states(
+            (rec["cluster"], o["object"], o["state"], o["reason"])
+            for rec in records
+            for o in rec.get("objects", [])
+        )
     if any(rec["state"] in ("Failed", "Unreachable") for rec in records):
         raise typer.Exit(1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -89,18 +89,17 @@ def short_time(iso: str) -> str:
     return iso.replace("T", " ").split(".")[0].removesuffix("+00:00")
 
 
-def print_object_states(records: list[dict[str, Any]]) -> None:
+def print_object_states(rows: Iterable[tuple[str, str, str, str]]) -> None:
     """Every object of every cluster's last result (``status --objects``), from the records
-    the store or the server keeps: cluster, object, state and reason."""
+    the store or the server keeps: (cluster, object, state, reason) rows."""
     from rich.table import Table
 
     detail = Table(box=None, pad_edge=False)
     for col in ("CLUSTER", "OBJECT", "STATE"):
         detail.add_column(col, no_wrap=True)
     detail.add_column("REASON", overflow="fold")
-    for rec in records:
-        for o in rec.get("objects", []):
-            detail.add_row(rec["cluster"], o["object"], o["state"], o["reason"])
+    for row in rows:
+        detail.add_row(*row)
     out_console.print(detail)
 
 

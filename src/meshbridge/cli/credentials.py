@@ -148,7 +148,7 @@ def add(
                 info, created = client.put_credential(name, config)
         except InvalidInput as exc:
             raise _named_by_file(exc, kubeconfig) from None
-    contexts = ", ".join(c.get("name", "") for c in info.get("contexts", []))
+    contexts = ", ".join(c.get("name", "") for c in info.contexts)
     out_console.print(
         f"credential {name} {'registered' if created else 'replaced'} (contexts: {contexts})",
         markup=False,
@@ -173,11 +173,11 @@ def list_(
         return
     rows = [("NAME", "CONTEXT", "SERVER", "AUTH", "UPDATED", "BY")]
     for item in items:
-        for ctx in item.get("contexts") or [{}]:
-            current = "*" if ctx.get("name") == item.get("currentContext") else ""
-            rows.append((item["name"], current + str(ctx.get("name", "")),
+        for ctx in item.contexts or [{}]:
+            current = "*" if ctx.get("name") == item.current_context else ""
+            rows.append((item.name, current + str(ctx.get("name", "")),
                          str(ctx.get("server", "")), str(ctx.get("auth", "")),
-                         str(item.get("updated", "")), str(item.get("updatedBy", ""))))
+                         item.updated, item.updated_by))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         line = "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()

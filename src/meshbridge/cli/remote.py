@@ -37,7 +37,7 @@ from meshbridge.usecases.sources import read_sources
 if TYPE_CHECKING:
     from meshbridge.client import Client
     from meshbridge.output.writer import KeyPlacement
-    from meshbridge.server.resources import ResourceKind
+    from meshbridge.wire.resources import ResourceKind
 
 __all__ = [
     "CLIENT_CERT_ENV",
@@ -138,7 +138,7 @@ def client_certificate() -> tuple[Path, Path] | None:
 
 
 def _kind(word: str) -> ResourceKind:
-    from meshbridge.server.resources import kind_named
+    from meshbridge.wire.resources import kind_named
 
     try:
         return kind_named(word)
@@ -208,9 +208,9 @@ def apply_to_server(
             _print_conflict(exc)
             raise typer.Exit(1) from None
     suffix = " (dry run)" if dry_run else ""
-    for item in result.get("items", []):
-        what = _describe(item["kind"], item.get("namespace"), item["name"])
-        out_console.print(f"{what} {item['action']}{suffix}", markup=False)
+    for item in result.items:
+        what = _describe(item.kind, item.namespace, item.name)
+        out_console.print(f"{what} {item.action}{suffix}", markup=False)
 
 
 def get(
@@ -310,10 +310,9 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     from rich.table import Table
 
     with errors_mapped(), remote.client() as client:
-        found = client.request("GET", "/api/v1/status").json()
-        flagged = client.request("GET", "/api/v1/problems").json()
-    items = found.get("items", [])
-    if not found.get("reconciler"):
+        found = client.status()
+        flagged = client.problems()
+    if not found.reconciler:
         err_console.print("this server runs no reconciler (serve --reconcile-interval 0)",
                           markup=False)
     table = Table(box=None, pad_edge=False)
@@ -321,42 +320,41 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
                 "FAILURES"):
         table.add_column(col, no_wrap=True)
     table.add_column("ERROR", overflow="fold")
-    for rec in items:
-        run = rec.get("lastRun") or {}
-        lease = rec.get("lease")
-        replica = (lease or {}).get("holder") or run.get("replica") or ""
-        when = run.get("finished") or (f"{run.get('started')} (running)" if run else "")
+    for rec in found.items:
+        run = rec.last_run
+        replica = (rec.lease.holder if rec.lease else "") or (run.replica if run else "")
+        when = (run.finished or f"{run.started} (running)") if run else ""
         table.add_row(
-            rec["cluster"],
-            rec["state"],
-            str(len(rec.get("objects", []))),
+            rec.cluster,
+            rec.state,
+            str(len(rec.objects)),
             replica,
             short_time(when),
-            short_time(rec.get("lastSuccess") or ""),
-            str(rec.get("failures", 0)),
-            rec.get("error", ""),
+            short_time(rec.last_success or ""),
+            str(rec.failures),
+            rec.error,
         )
-    if items:
+    if found.items:
         out_console.print(table)
     else:
         err_console.print("no reconcile recorded yet", markup=False)
     if objects:
-        print_object_states(items)
-    replicas = found.get("replicas", [])
-    if replicas:
-        seen = ", ".join(f"{r['id']} (seen {short_time(r['seen'])})" for r in replicas)
+        print_object_states(
+            (rec.cluster, o.object, o.state, o.reason) for rec in found.items for o in rec.objects
+        )
+    if found.replicas:
+        seen = ", ".join(f"{r.id} (seen {short_time(r.seen or '')})" for r in found.replicas)
         out_console.print(f"replicas: {seen}", markup=False)
-    problems = flagged.get("items", [])
-    for item in problems:
-        first = (item.get("problems") or [{}])[0]
-        where = f" {first.get('path')}" if first.get("path") else ""
+    for item in flagged.items:
+        first = item.problems[0] if item.problems else None
+        where = f" {first.path}" if first and first.path else ""
         err_console.print(
-            f"{item['path']}: {item['reason']}, left out of renders:{where} "
-            f"{first.get('message', '')}",
+            f"{item.path}: {item.reason}, left out of renders:{where} "
+            f"{first.message if first else ''}",
             style="yellow", markup=False,
         )
-    failed = any(rec["state"] in ("Failed", "Unreachable") for rec in items)
-    if failed or problems or flagged.get("set"):
+    failed = any(rec.state in ("Failed", "Unreachable") for rec in found.items)
+    if failed or flagged.items or flagged.set:
         raise typer.Exit(1)
 
 

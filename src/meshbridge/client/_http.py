@@ -15,18 +15,28 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import json
-import re
 import ssl
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx2
+import pydantic
 
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, ServerError
 from meshbridge.loading import BODY, Source, load_objects, read_yaml
-from meshbridge.server.resources import ResourceKind, strip_server_fields
+from meshbridge.wire.messages import (
+    ApplyAnswer,
+    CredentialList,
+    CredentialView,
+    ErrorAnswer,
+    ManifestList,
+    ProblemsAnswer,
+    StatusAnswer,
+)
+from meshbridge.wire.resources import ResourceKind, strip_server_fields
 
 __all__ = [
     "Client",
@@ -37,10 +47,6 @@ __all__ = [
     "is_loopback",
     "read_documents",
 ]
-
-_WHERE = re.compile(
-    r"^(?P<source>.*)#(?P<index>\d+) (?:(?P<kind>[A-Za-z]+)/(?P<name>.*)|document)$"
-)
 
 FileDocument = tuple[str, int, Any]  # (file name, document index, raw document)
 ClientCertificate = tuple[Path, Path]  # (certificate chain PEM, private key PEM)
@@ -147,17 +153,22 @@ def read_documents(sources: Sequence[Source]) -> list[FileDocument]:
     return docs
 
 
-def _problem(item: Any, origins: Sequence[tuple[str, int]] = ()) -> Problem:
-    if not isinstance(item, dict):
-        return Problem("server", 0, "", "", "", str(item))
-    where = _WHERE.match(str(item.get("document", "")))
-    path, message = str(item.get("path", "")), str(item.get("message", ""))
-    if where is None:
-        return Problem(str(item.get("document") or "server"), 0, "", "", path, message)
-    source, index = where["source"], int(where["index"])
-    if source == BODY and 1 <= index <= len(origins):
-        source, index = origins[index - 1]
-    return Problem(source, index, where["kind"] or "", where["name"] or "", path, message)
+_Answer = typing.TypeVar("_Answer", bound=pydantic.BaseModel)
+
+
+def _read(model: type[_Answer], response: httpx2.Response) -> _Answer:
+    """The answer as ``model``; ServerError when it is not that shape (not a meshbridge
+    server, or one this client cannot read)."""
+    try:
+        return model.model_validate_json(response.content)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ServerError(
+            0, f"the server's answer to {response.request.method} {response.request.url.path} is "
+            f"not a {model.__name__} ({where}: {first['msg']}): nothing was written; is it a "
+            "meshbridge server of this version?"
+        ) from None
 
 
 class Client:
@@ -219,14 +230,12 @@ class Client:
         if response.status_code < 400:
             return response
         try:
-            errors = response.json().get("errors", [])
-        except (ValueError, AttributeError):
-            errors = []
-        problems = [
-            _problem(e, origins) for e in errors if isinstance(e, dict) and e.get("document")
-        ]
-        first = next((e.get("message") for e in errors if isinstance(e, dict)), None)
-        message = str(first or response.reason_phrase or "error")
+            items = ErrorAnswer.model_validate_json(response.content).errors
+        except ValueError:  # not our error shape: a proxy's page, say
+            items = []
+        found = [item.problem(origins, BODY) for item in items]
+        problems = [p for p in found if p is not None]
+        message = next((item.message for item in items), None) or response.reason_phrase
         status = response.status_code
         if status == 422 and problems:
             raise InvalidInput(problems)
@@ -234,13 +243,13 @@ class Client:
             raise Conflict(message, problems)
         if status == 404:
             raise NotFound(message)
-        raise ServerError(status, f"the server answered {status}: {message}", problems)
+        raise ServerError(status, f"the server answered {status}: {message or 'error'}", problems)
 
     # ------------------------------------------------------------------------------ calls
 
     def apply(
         self, docs: Sequence[FileDocument], *, prune: bool = False, dry_run: bool = False
-    ) -> dict[str, Any]:
+    ) -> ApplyAnswer:
         body = json.dumps([raw for _, _, raw in docs], default=str)
         params = {"prune": "true"} if prune else {}
         if dry_run:
@@ -253,8 +262,7 @@ class Client:
             headers={"Content-Type": "application/json"},
             origins=[(name, index) for name, index, _ in docs],
         )
-        result: dict[str, Any] = response.json()
-        return result
+        return _read(ApplyAnswer, response)
 
     def get(self, kind: ResourceKind, name: str, namespace: str = "") -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", kind.path(namespace, name)).json()
@@ -263,9 +271,7 @@ class Client:
     def list(
         self, kind: ResourceKind, namespace: str | None = None, selector: str | None = None
     ) -> dict[str, Any]:
-        path = f"/api/v1/{kind.plural}"
-        if kind.namespaced and namespace is not None:
-            path = f"/api/v1/namespaces/{namespace}/{kind.plural}"
+        path = kind.collection(namespace)
         params = {"labelSelector": selector} if selector else None
         result: dict[str, Any] = self.request("GET", path, params=params).json()
         return result
@@ -279,12 +285,14 @@ class Client:
         ).json()
         return result
 
-    def credentials(self) -> builtins.list[dict[str, Any]]:
+    def credentials(self) -> builtins.list[CredentialView]:
         """Every registered cluster credential's public view (admin)."""
-        items: builtins.list[dict[str, Any]] = self.request("GET", "/api/v1/credentials").json()["items"]
-        return items
+        response = self.request("GET", "/api/v1/credentials")
+        return _read(CredentialList, response).items
 
-    def put_credential(self, name: str, kubeconfig: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def put_credential(
+        self, name: str, kubeconfig: dict[str, Any]
+    ) -> tuple[CredentialView, bool]:
         """Register (or replace) credential ``name``: (its public view, whether it is new)."""
         response = self.request(
             "PUT",
@@ -292,15 +300,21 @@ class Client:
             content=json.dumps(kubeconfig).encode(),
             headers={"Content-Type": "application/json"},
         )
-        result: dict[str, Any] = response.json()
-        return result, response.status_code == 201
+        view = _read(CredentialView, response)
+        return view, response.status_code == 201
 
     def delete_credential(self, name: str) -> None:
         self.request("DELETE", f"/api/v1/credentials/{quote(name, safe='')}")
 
-    def manifests(self, cluster: str) -> tuple[bytes, str]:
-        """The cluster's manifests as render writes them, and the store revision they are of."""
-        response = self.request(
-            "GET", f"/api/v1/clusters/{cluster}/manifests", headers={"Accept": "application/yaml"}
-        )
-        return response.content, response.headers.get("X-Meshbridge-Revision", "")
+    def manifests(self, cluster: str) -> ManifestList:
+        """The cluster's rendered objects, at the store revision ``metadata.resourceVersion``."""
+        response = self.request("GET", f"/api/v1/clusters/{quote(cluster, safe='')}/manifests")
+        return _read(ManifestList, response)
+
+    def status(self) -> StatusAnswer:
+        """Every cluster's last reconcile on the server, and the replicas."""
+        return _read(StatusAnswer, self.request("GET", "/api/v1/status"))
+
+    def problems(self) -> ProblemsAnswer:
+        """The stored documents left out of renders, and why."""
+        return _read(ProblemsAnswer, self.request("GET", "/api/v1/problems"))

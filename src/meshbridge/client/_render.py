@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import yaml
 
 from meshbridge import wording
 from meshbridge.client._http import Client, ClientCertificate
 from meshbridge.errors import NotFound, ServerError
-from meshbridge.output.emitter import ManifestFile, file_name, private_key_holder
+from meshbridge.output.emitter import Emitter, ManifestFile, file_name, private_key_holder
 from meshbridge.output.writer import KeyPlacement, Written, write_render
-from meshbridge.server.manifests import split_yaml
-from meshbridge.server.resources import KINDS
+from meshbridge.wire.resources import RESOURCES
 
 __all__ = ["RemoteRender", "UnsafePath", "fetch_all", "render_from_server", "safe_relative_path"]
 
@@ -119,7 +117,7 @@ class RemoteRender:
 
 def _cluster_names(client: Client) -> list[str]:
     names = []
-    for item in client.list(KINDS["Cluster"]).get("items", []):
+    for item in client.list(RESOURCES["Cluster"]).get("items", []):
         name = item.get("metadata", {}).get("name") if isinstance(item, dict) else None
         if not isinstance(name, str) or not _CLUSTER.match(name):
             raise UnsafePath(
@@ -131,7 +129,11 @@ def _cluster_names(client: Client) -> list[str]:
 
 
 def fetch_all(client: Client) -> RemoteRender:
-    """Every cluster's files at one store revision (fetched again if a write came between)."""
+    """Every cluster's files at one store revision (fetched again if a write came between).
+
+    The server sends objects; they are written through the same emitter as a local render, so
+    the files hold the same bytes."""
+    emitter = Emitter()
     for _ in range(_CONSISTENT_TRIES):
         clusters = _cluster_names(client)
         files: dict[str, ManifestFile] = {}
@@ -139,20 +141,12 @@ def fetch_all(client: Client) -> RemoteRender:
         revisions: set[str] = set()
         try:
             for cluster in clusters:
-                stream, revision = client.manifests(cluster)
-                revisions.add(revision)
-                docs = split_yaml(stream)
-                counts[cluster] = len(docs)
-                for data in docs:
-                    try:
-                        obj = yaml.load(data, Loader=yaml.CSafeLoader)
-                    except yaml.YAMLError:
-                        raise ServerError(
-                            0, f"the server sent manifests for cluster {cluster!r} that are not "
-                            "YAML: nothing was written"
-                        ) from None
+                answer = client.manifests(cluster)
+                revisions.add(answer.metadata.resource_version)
+                counts[cluster] = len(answer.items)
+                for obj in answer.items:
                     path = _object_path(cluster, obj)
-                    files[path] = (data, _holder(cluster, obj))
+                    files[path] = (emitter.dump(obj), _holder(cluster, obj))
         except NotFound:
             continue  # a cluster went away while we read: read them all again
         if len(revisions) <= 1:

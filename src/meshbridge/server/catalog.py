@@ -43,16 +43,17 @@ from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located
 from meshbridge.server.allocation import Needs, replan
-from meshbridge.server.resources import KINDS, ObjectKey, source_of, to_object
+from meshbridge.server.stored import to_object
 from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
 from meshbridge.viprecord import VipRecord
+from meshbridge.wire.resources import RESOURCES, ObjectKey, source_of
 
 __all__ = ["Catalog", "Delete", "DocumentWrite", "Flagged", "Put", "WriteResult", "utc_now"]
 
 log = logging.getLogger("meshbridge.catalog")
 
-_KIND_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+_KIND_ORDER = {kind: i for i, kind in enumerate(RESOURCES)}
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from meshbridge.kube import Target
 from meshbridge.pki.sealing import Sealer, row_aad
 from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceStore
+from meshbridge.wire.messages import CredentialView
 
 if TYPE_CHECKING:
     from meshbridge.model import Intents
@@ -216,15 +217,16 @@ class CredentialInfo:
     current_context: str | None
     contexts: tuple[Mapping[str, str], ...]  # name, cluster, server, user, auth, namespace
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "created": self.created,
-            "updated": self.updated,
-            "updatedBy": self.updated_by,
-            "currentContext": self.current_context,
-            "contexts": [dict(c) for c in self.contexts],
-        }
+    def view(self) -> CredentialView:
+        """The credential as the API shows it."""
+        return CredentialView(
+            name=self.name,
+            created=self.created,
+            updated=self.updated,
+            updated_by=self.updated_by,
+            current_context=self.current_context,
+            contexts=[dict(c) for c in self.contexts],
+        )
 
 
 def _auth(user: Mapping[str, Any] | None) -> str:

@@ -10,8 +10,10 @@ cluster must not pay that on every request, nor after every write. So:
 * the answer is cached per cluster, keyed by the store's :class:`Revisions`: any write, by this
   process or another one, makes it stale.
 
-The bytes are exactly what ``meshbridge render`` writes for that cluster, its files' contents
-joined with ``---\\n`` in the render's file order (apply order). Output holding a Secret
+The JSON answer is a :class:`~meshbridge.wire.messages.ManifestList` of the objects in apply
+order (what ``render --server`` reads); the YAML answer is exactly what ``meshbridge render``
+writes for that cluster, its files' contents joined with ``---`` lines, for a person or a
+pipeline that wants one stream. Output holding a Secret
 (certificate material) is never cached: key material is kept no longer than the request. The
 material provider is handed the plan narrowed to the one cluster, so it loads (or issues) that
 cluster's CA only.
@@ -20,7 +22,6 @@ cluster's CA only.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -33,8 +34,9 @@ from meshbridge.output.emitter import files as manifest_files
 from meshbridge.server.catalog import Catalog
 from meshbridge.store import Revisions
 from meshbridge.usecases.render import MaterialProvider
+from meshbridge.wire.messages import ListMeta, ManifestList
 
-__all__ = ["ClusterManifests", "Manifests", "join_yaml", "narrowed", "split_yaml"]
+__all__ = ["ClusterManifests", "Manifests", "narrowed"]
 
 
 @dataclass(frozen=True)
@@ -51,24 +53,12 @@ class ClusterManifests:
 
     @property
     def etag(self) -> str:
-        return f"{self.revisions.resources}.{self.revisions.state}"
+        return _etag(self.revisions)
 
 
-def join_yaml(documents: list[bytes]) -> bytes:
-    """Documents as one multi-document YAML stream (each document ends with a newline)."""
-    return b"---\n".join(documents)
-
-
-def split_yaml(stream: bytes) -> list[bytes]:
-    """The inverse of :func:`join_yaml` for meshbridge's own output.
-
-    A separator is a line that is exactly ``---``; meshbridge's dumper indents every
-    continuation line of a multi-line scalar, so no document has such a line inside.
-    """
-    if not stream:
-        return []
-    parts = stream.split(b"\n---\n")
-    return [p + b"\n" for p in parts[:-1]] + [parts[-1]]
+def _etag(revisions: Revisions) -> str:
+    """The store revision an answer is of: documents and state counters."""
+    return f"{revisions.resources}.{revisions.state}"
 
 
 class Manifests:
@@ -125,9 +115,11 @@ class Manifests:
         if self.on_render is not None:
             self.on_render(time.perf_counter() - started)
         self._forget_removed(plan)
-        body = json.dumps(objs, separators=(",", ":"), ensure_ascii=False).encode()
-        stream = join_yaml([data for data, _ in files.values()])
-        return ClusterManifests(cluster, revs, objs, files, stream, body)
+        answer = ManifestList.model_construct(
+            metadata=ListMeta(resource_version=_etag(revs)), items=objs
+        )
+        stream = b"---\n".join(data for data, _ in files.values())
+        return ClusterManifests(cluster, revs, objs, files, stream, answer.model_dump_json(by_alias=True).encode())
 
     def _forget_removed(self, plan: mbcompile.Plan) -> None:
         for gone in set(self._memos) - set(plan.snapshot.clusters):

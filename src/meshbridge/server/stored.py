@@ -1,9 +1,7 @@
-"""Intent documents as API resources: kinds and URLs, server-set fields, reads, label selectors.
+"""Stored intent documents as the API answers them: reads, lists and label selectors.
 
-The server stores the documents users write, Kubernetes style. Each stored object carries three
-server-set fields in ``metadata`` — ``resourceVersion`` (the store's resources counter at its
-last write), ``uid`` and ``creationTimestamp`` — which are stripped before a document is
-validated (the models forbid unknown fields) and added back in every answer.
+The server-set fields each answer carries (``resourceVersion``, ``uid``, ``creationTimestamp``)
+and the resource table are the wire's (:mod:`meshbridge.wire.resources`).
 
 Reads go to the store, not to a process cache, so every server process on one database answers
 the same. Writes go through :mod:`meshbridge.server.catalog`, which validates the whole
@@ -21,84 +19,9 @@ from typing import Any
 from meshbridge.errors import BadRequest, NotFound
 from meshbridge.model import API_VERSION
 from meshbridge.store import ResourceRow, ResourceStore
+from meshbridge.wire.resources import ResourceKind
 
-__all__ = [
-    "KINDS",
-    "SERVER_FIELDS",
-    "ObjectKey",
-    "ResourceKind",
-    "Selector",
-    "get_object",
-    "kind_named",
-    "list_objects",
-    "parse_selector",
-    "source_of",
-    "strip_server_fields",
-    "to_object",
-]
-
-ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
-SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp")
-
-
-@dataclass(frozen=True)
-class ResourceKind:
-    """One document kind as the API serves it."""
-
-    kind: str
-    plural: str
-    namespaced: bool
-
-    def path(self, namespace: str, name: str) -> str:
-        if self.namespaced:
-            return f"/api/v1/namespaces/{namespace}/{self.plural}/{name}"
-        return f"/api/v1/{self.plural}/{name}"
-
-
-KINDS: dict[str, ResourceKind] = {
-    k.kind: k
-    for k in (
-        ResourceKind("Mesh", "meshes", False),
-        ResourceKind("Cluster", "clusters", False),
-        ResourceKind("App", "apps", True),
-        ResourceKind("InboundIntent", "inboundintents", True),
-        ResourceKind("ExternalService", "externalservices", True),
-    )
-}
-_ALIASES: dict[str, str] = {}
-for _k in KINDS.values():
-    for _alias in (_k.kind.lower(), _k.plural):
-        _ALIASES[_alias] = _k.kind
-_ALIASES.update({"mesh": "Mesh", "ii": "InboundIntent", "es": "ExternalService"})
-
-
-def kind_named(word: str) -> ResourceKind:
-    """The kind for ``App``, ``app``, ``apps`` (any case); BadRequest otherwise."""
-    found = _ALIASES.get(word.lower())
-    if found is None:
-        known = ", ".join(k.plural for k in KINDS.values())
-        raise BadRequest(f"unknown kind {word!r} (one of {known})")
-    return KINDS[found]
-
-
-def source_of(key: ObjectKey) -> str:
-    """Where a stored document is reported in problems: its API path."""
-    kind, namespace, name = key
-    return KINDS[kind].path(namespace, name)
-
-
-def strip_server_fields(raw: Any) -> tuple[Any, str | None]:
-    """A copy of ``raw`` without server-set metadata, and the resourceVersion it asked for."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("metadata"), dict):
-        return raw, None
-    meta = dict(raw["metadata"])
-    version = meta.pop("resourceVersion", None)
-    for field in SERVER_FIELDS[1:]:
-        meta.pop(field, None)
-    out = dict(raw)
-    out["metadata"] = meta
-    return out, None if version is None else str(version)
-
+__all__ = ["Selector", "get_object", "list_objects", "parse_selector", "to_object"]
 
 def to_object(row: ResourceRow, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The API's view of a stored row: the document with server-set metadata added."""

@@ -1,0 +1,236 @@
+"""The JSON bodies ``meshbridge serve`` answers and ``meshbridge --server`` reads, as models.
+
+The API builds each answer from one of these models and the client reads it back into the same
+model, so the two ends cannot drift apart field by field, and nothing travels as text to be
+taken apart again: a problem is sent with its source, document index, kind, name, field path and
+message (``document`` is its human form, ``file#3 Kind/name``); a cluster's manifests are a
+Kubernetes ``List`` of objects, which the client writes through the same emitter as a local
+render. Field names are camelCase on the wire, as Kubernetes writes them.
+
+Answers are read leniently (unknown fields are ignored), so an older client keeps working with
+a newer server that adds a field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from meshbridge.errors import Problem
+
+__all__ = [
+    "ApplyAnswer",
+    "ApplyItem",
+    "ClusterStatus",
+    "CredentialList",
+    "CredentialView",
+    "ErrorAnswer",
+    "ErrorItem",
+    "FlaggedDocument",
+    "LeaseView",
+    "ListMeta",
+    "ManifestList",
+    "ObjectState",
+    "ProblemsAnswer",
+    "ReplicaView",
+    "RunView",
+    "StatusAnswer",
+]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The body as sent: camelCase names, every field written."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+class ErrorItem(_Wire):
+    """One problem or error message. ``document`` and ``path`` locate it for a reader;
+    ``source``, ``index``, ``kind`` and ``name`` say the same for a program."""
+
+    message: str
+    document: str = ""
+    path: str = ""
+    source: str | None = None
+    index: int | None = None
+    kind: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def of(cls, problem: Problem) -> ErrorItem:
+        return cls(
+            message=problem.message,
+            document=problem.where,
+            path=problem.path,
+            source=problem.source,
+            index=problem.document,
+            kind=problem.kind,
+            name=problem.name,
+        )
+
+    def problem(self, origins: Sequence[tuple[str, int]] = (), body: str = "") -> Problem | None:
+        """The problem this item carries, or None for a plain message. A problem located in
+        the request ``body`` (``<body>#i``) is located in ``origins[i - 1]`` instead: the
+        user's own file and document."""
+        if self.source is None or self.index is None:
+            return None
+        source, index = self.source, self.index
+        if source == body and 1 <= index <= len(origins):
+            source, index = origins[index - 1]
+        return Problem(source, index, self.kind or "", self.name or "", self.path, self.message)
+
+
+class ErrorAnswer(_Wire):
+    """Every error answer: 4xx and 5xx alike. A plain message carries no ``source``,
+    ``index``, ``kind`` or ``name`` (they are left out, not null)."""
+
+    errors: list[ErrorItem]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    @classmethod
+    def of(cls, message: str, problems: Sequence[Problem] = ()) -> ErrorAnswer:
+        items = [ErrorItem.of(p) for p in problems] or [ErrorItem(message=message)]
+        return cls(errors=items)
+
+
+# ------------------------------------------------------------------------------------- apply
+
+
+class ListMeta(_Wire):
+    resource_version: str = ""
+
+
+class ApplyItem(_Wire):
+    kind: str
+    namespace: str | None
+    name: str
+    action: str
+    resource_version: str
+
+
+class ApplyAnswer(_Wire):
+    """What ``POST /api/v1/apply`` stored (or, as a dry run, would store)."""
+
+    api_version: str
+    kind: Literal["ApplyResult"] = "ApplyResult"
+    metadata: ListMeta
+    items: list[ApplyItem]
+
+
+# --------------------------------------------------------------------------------- manifests
+
+
+class ManifestList(_Wire):
+    """One cluster's rendered objects in apply order, at one store revision: a Kubernetes
+    ``List`` (``kubectl apply -f`` reads it as it is)."""
+
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["List"] = "List"
+    metadata: ListMeta
+    items: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------------ status
+
+
+class ObjectState(_Wire):
+    object: str
+    state: str
+    reason: str = ""
+    time: str | None = None
+
+
+class LeaseView(_Wire):
+    holder: str
+    term: int
+    expires: str | None
+
+
+class RunView(_Wire):
+    id: int
+    cluster: str
+    replica: str
+    term: int
+    revision: str
+    started: str | None
+    finished: str | None  # None while running, or when its replica died
+    state: str | None  # None until it finished
+    error: str
+    objects: int
+
+
+class ClusterStatus(_Wire):
+    """A cluster's last reconcile: its result per object, and who reconciles it."""
+
+    cluster: str
+    state: str
+    error: str = ""
+    time: str | None = None
+    attempts: int = 0
+    objects: list[ObjectState] = Field(default_factory=list)
+    last_run: RunView | None = None
+    last_success: str | None = None
+    failures: int = 0
+    lease: LeaseView | None = None
+
+
+class ReplicaView(_Wire):
+    id: str
+    host: str
+    pid: int
+    started: str | None
+    seen: str | None
+
+
+class StatusAnswer(_Wire):
+    items: list[ClusterStatus]
+    time: str | None
+    replicas: list[ReplicaView]
+    reconciler: bool
+
+
+class FlaggedDocument(_Wire):
+    """A stored document left out of every render, and why."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    path: str
+    resource_version: str
+    reason: str
+    problems: list[ErrorItem]
+
+
+class ProblemsAnswer(_Wire):
+    items: list[FlaggedDocument]
+    set: list[ErrorItem]
+
+
+# ------------------------------------------------------------------------------- credentials
+
+
+class CredentialView(_Wire):
+    """What may be shown of a cluster credential: never a key, certificate, token or password."""
+
+    name: str
+    created: str
+    updated: str
+    updated_by: str
+    current_context: str | None
+    contexts: list[dict[str, str]]
+
+
+class CredentialList(_Wire):
+    items: list[CredentialView]

@@ -106,7 +106,7 @@ def check_listener(host: str, tls: Tls | None, insecure: bool) -> None:
     """Exit 2, before anything is opened or bound, for plain HTTP on an address other machines
     reach: bearer tokens and manifests holding CA keys would cross the network in clear text.
     ``--insecure`` allows it (TLS ended by a proxy on the same host, a test network)."""
-    from meshbridge.client import is_loopback  # the client's rule: one notion of loopback
+    from meshbridge.loopback import is_loopback
 
     if tls is None and not insecure and not is_loopback(host):
         raise _usage(

@@ -13,7 +13,6 @@ from meshbridge.client._http import (
     FileDocument,
     UnsafeConnection,
     check_server_url,
-    is_loopback,
     read_documents,
 )
 from meshbridge.client._render import (
@@ -33,7 +32,6 @@ __all__ = [
     "UnsafePath",
     "check_server_url",
     "fetch_all",
-    "is_loopback",
     "read_documents",
     "render_from_server",
     "safe_relative_path",

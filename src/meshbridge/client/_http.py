@@ -13,7 +13,6 @@ against the system's trust or the CA bundle given (``--server-ca``).
 from __future__ import annotations
 
 import builtins
-import ipaddress
 import json
 import ssl
 import typing
@@ -27,6 +26,7 @@ import pydantic
 
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, ServerError
 from meshbridge.loading import BODY, Source, load_objects, read_yaml
+from meshbridge.loopback import is_loopback
 from meshbridge.wire.messages import (
     ApplyAnswer,
     CredentialList,
@@ -44,7 +44,6 @@ __all__ = [
     "FileDocument",
     "UnsafeConnection",
     "check_server_url",
-    "is_loopback",
     "read_documents",
 ]
 
@@ -58,18 +57,6 @@ class UnsafeConnection(ServerError):
 
     def __init__(self, message: str) -> None:
         super().__init__(0, message)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine by its own spelling: ``localhost`` or a loopback
-    address (127.0.0.0/8, ::1). Names are not resolved: no packet leaves to find out."""
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def check_server_url(server: str, token: str | None) -> httpx2.URL:

@@ -14,7 +14,6 @@ reached through a proxy (Go's rule; httpx2 alone would send it to the proxy too)
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from meshbridge import wording
 from meshbridge.kube.plan import INJECTION_LABEL, ChangeSet, Ownership
 from meshbridge.kube.reconcile import ClusterReconciler
 from meshbridge.kube.retry import Unreachable, per_cluster
+from meshbridge.loopback import is_loopback
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
 
@@ -135,12 +135,7 @@ def _on_loopback(server: str) -> bool:
         host = httpx2.URL(server).host
     except (httpx2.InvalidURL, TypeError):
         return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 async def reconcile_one(

@@ -145,20 +145,23 @@ class Catalog:
         return self._revisions
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """A write transaction holding the process lock and the store's write lock.
+    def writing(self, *, keep: bool = True) -> Iterator[None]:
+        """A write transaction holding the process lock and the store's write lock; with
+        ``keep=False`` a rehearsal, rolled back at its end.
 
         The cache is restored if the transaction does not commit.
         """
         with self.lock:
             saved = self._state()
             try:
-                with self.store.transaction():
+                with self.store.transaction(keep=keep):
                     self.store.lock_writes()
                     yield
             except BaseException:
                 self._restore(saved)
                 raise
+            if not keep:
+                self._restore(saved)
 
     def _state(self) -> tuple[Any, ...]:
         return (self._revisions, self._entries, self._broken, self._excluded, self._vips,
@@ -327,15 +330,7 @@ class Catalog:
         the write would get), but the transaction is rolled back: nothing is stored, audited or
         allocated, no counter moves, so no reconciler notices anything.
         """
-        try:
-            return self._write(changes, actor, prune=prune, dry_run=dry_run)
-        except _DryRun as done:
-            return done.result
-
-    def _write(
-        self, changes: Sequence[Put | Delete], actor: str, *, prune: bool, dry_run: bool
-    ) -> WriteResult:
-        with self.writing():
+        with self.writing(keep=not dry_run):
             revs = self.sync()
             entries = dict(self._entries)
             now = self.clock()
@@ -357,8 +352,8 @@ class Catalog:
                     "documents that still refer to it first)",
                     exc.problems,
                 ) from None
-            if dry_run:  # undone by writing(): the transaction and the cache
-                raise _DryRun(WriteResult(batch.outcomes, revision))
+            if dry_run:  # a rehearsal: writing() rolls back the transaction and the cache
+                return WriteResult(batch.outcomes, revision)
             self.store.put_resources(rows)
             self.store.delete_resources([key for key, _ in batch.deleted])
             self.store.add_audit(batch.audit(actor, revision))
@@ -388,14 +383,6 @@ class Catalog:
                 raise
         self.plan()  # the stored set's flags, then once more
         return self._settle(entries, set(self._excluded) - touched)
-
-
-class _DryRun(Exception):
-    """Ends a dry-run write inside its transaction, so that it is rolled back."""
-
-    def __init__(self, result: WriteResult) -> None:
-        super().__init__("dry run")
-        self.result = result
 
 
 class _Batch:

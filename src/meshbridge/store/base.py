@@ -26,9 +26,11 @@ from meshbridge.viprecord import VipRecord
 
 class Store(Protocol):
     """Persistent state of a mesh. Writes made inside ``transaction()`` land together or not at
-    all; outside one, each call is its own transaction."""
+    all; outside one, each call is its own transaction. ``transaction(keep=False)`` is a
+    rehearsal: it reads and writes as a real one (locks included) and is rolled back at its end,
+    whatever happened inside (a dry run that keeps no new VIP or certificate)."""
 
-    def transaction(self) -> AbstractContextManager[None]: ...
+    def transaction(self, *, keep: bool = True) -> AbstractContextManager[None]: ...
 
     def mesh_id(self) -> str: ...
 

@@ -149,17 +149,21 @@ class SqlStore(RowsMixin, LeasesMixin):
         self._local.conn = value
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, keep: bool = True) -> Iterator[None]:
         if self._conn is not None:
+            if not keep:
+                raise StateError("a rehearsal cannot be part of another transaction")
             yield  # nested: part of the outer transaction
             return
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, conn.begin() as work:
                 self._conn = conn
                 try:
                     yield
                 finally:
                     self._conn = None
+                if not keep:
+                    work.rollback()
         except SQLAlchemyError as exc:
             raise _state_error(exc, self._where) from exc
 

@@ -238,23 +238,15 @@ def record_status(
         record_adoptions(store, reports)
 
 
-class _Rollback(Exception):
-    """Raised inside a transaction to undo it: a dry run keeps no new VIP or certificate."""
-
-
 def _render_without_keeping(
     intents: Intents, store: Store, material: MaterialProvider | None
 ) -> Rendered:
+    """A dry run's render: what apply would write, in a rehearsal that keeps no new VIP or
+    certificate."""
     from meshbridge.usecases.render import build
 
-    out: list[Rendered] = []
-    try:
-        with store.transaction():
-            out.append(build(intents, store, material, serialise=False))
-            raise _Rollback
-    except _Rollback:
-        pass
-    return out[0]
+    with store.transaction(keep=False):
+        return build(intents, store, material, serialise=False)
 
 
 def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]]]) -> bytes:

@@ -5,6 +5,10 @@
     MeshbridgeError                  base; never raised itself
     ├── InvalidInput                 the user's documents are wrong (CLI exit 2, API 422);
     │                                carries every Problem found, nothing was written
+    ├── VipError                     the VIP allocator cannot place an address (compile.vips);
+    │   │                            the compile step turns it into InvalidInput
+    │   ├── PoolExhausted            a cluster needs more VIPs than the pool holds
+    │   └── AddressTaken             a reserved address is another host's VIP already
     ├── StateError                   the state store cannot be used as asked
     │   ├── StateLocked              another process holds the store, or a concurrent writer
     │   │                            won a race (a retry may succeed; API 503 + Retry-After)
@@ -15,6 +19,11 @@
     │   └── RootReplaced             apply would replace the root of trust live in clusters;
     │                                nothing was written (CLI exit 1)
     ├── OutputError                  the render target cannot be written safely
+    ├── ClusterError                 a cluster cannot be used as asked (kube wraps every
+    │   │                            error of its Kubernetes client library in one of these)
+    │   ├── KubeconfigError          the kubeconfig or credential that reaches it is unusable
+    │   ├── Unreachable              its API server cannot be reached (connection, TLS, timeout)
+    │   └── DiscoveryError           its gateway address cannot be read from it
     ├── NotFound                     no such document, cluster or token (API 404)
     ├── Conflict                     a stale resourceVersion, or a delete that would leave the
     │                                stored set invalid (API 409); ``problems`` says which
@@ -22,28 +31,41 @@
     ├── BadRequest                   a request the API cannot read: body, query, content type
     │   │                            (API 400)
     │   └── PayloadTooLarge          the request body is over the server's limit (API 413)
+    ├── UnreadableFile               a file the user names cannot be read (the admin's
+    │                                kubeconfig for ``credential add``, or a file it names)
     └── ServerError                  the CLI's view of an error answer from a meshbridge server
+        ├── UnsafeConnection         the server URL or TLS settings would expose the token or
+        │                            trust an unverified server; nothing was sent
+        └── UnsafePath               the server sent a name that is not a plain file name below
+                                     the output directory; nothing was written
 
 Edges (CLI, API) catch ``MeshbridgeError`` and print its message; anything else is a bug and
-is reported as one, without leaking internals to API clients.
+is reported as one, without leaking internals to API clients. A test checks that every
+exception class meshbridge defines is in this tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from meshbridge import wording
+from meshbridge.viprecord import Taken
 
 __all__ = [
+    "AddressTaken",
     "BadRequest",
+    "ClusterError",
     "Conflict",
+    "DiscoveryError",
     "InvalidInput",
+    "KubeconfigError",
     "MeshbridgeError",
     "NotFound",
     "OutputError",
     "PKIError",
     "PayloadTooLarge",
+    "PoolExhausted",
     "Problem",
     "RootReplaced",
     "SealingError",
@@ -51,6 +73,11 @@ __all__ = [
     "StateError",
     "StateLocked",
     "StateUnavailable",
+    "Unreachable",
+    "UnreadableFile",
+    "UnsafeConnection",
+    "UnsafePath",
+    "VipError",
 ]
 
 
@@ -161,3 +188,57 @@ class ServerError(MeshbridgeError):
         super().__init__(message)
         self.status = status
         self.problems: tuple[Problem, ...] = tuple(problems)
+
+
+class VipError(MeshbridgeError):
+    """The VIP allocator cannot place an address."""
+
+
+class PoolExhausted(VipError):
+    def __init__(self, cluster: str, needed: int) -> None:
+        super().__init__(f"VIP pool exhausted in cluster {cluster!r} ({needed} hosts)")
+        self.cluster = cluster
+
+
+class AddressTaken(VipError):
+    def __init__(self, taken: Sequence[Taken]) -> None:
+        super().__init__(
+            "; ".join(f"{t.address} is the VIP of {t.holder} in cluster {t.cluster!r}" for t in taken)
+        )
+        self.taken = list(taken)
+
+
+class ClusterError(MeshbridgeError):
+    """A cluster cannot be used as asked; the message says why (never a credential)."""
+
+
+class KubeconfigError(ClusterError):
+    """The kubeconfig file or registered credential that reaches a cluster is unusable."""
+
+
+class Unreachable(ClusterError):
+    """The cluster's API server could not be reached (connection, TLS, timeout)."""
+
+
+class DiscoveryError(ClusterError):
+    """The gateway's address cannot be read from the cluster (the message says why)."""
+
+
+class UnreadableFile(MeshbridgeError):
+    """A file the user named cannot be read, or is not what it should be."""
+
+
+class UnsafeConnection(ServerError):
+    """The server URL or TLS settings would expose the token or trust an unverified server;
+    nothing was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+class UnsafePath(ServerError):
+    """The server sent a name that would make a file path outside the output directory (or
+    not a plain file name); nothing was written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)

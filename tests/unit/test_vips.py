@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshbridge.compile.vips import AddressTaken, Taken, allocate, lookup
-from meshbridge.viprecord import VipRecord
+from meshbridge.compile.vips import allocate, lookup
+from meshbridge.errors import AddressTaken
+from meshbridge.viprecord import Taken, VipRecord
 
 POOL = ipaddress.ip_network("240.0.0.0/24")
 HOSTS = st.sets(st.sampled_from([f"h{i}" for i in range(40)]), max_size=30)

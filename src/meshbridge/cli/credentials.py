@@ -19,7 +19,7 @@ import typer
 
 from meshbridge.cli.common import Command, Group, err_console, errors_mapped, out_console
 from meshbridge.cli.remote import Remote, ServerCAOption, ServerOption, TokenOption
-from meshbridge.errors import InvalidInput, MeshbridgeError, Problem
+from meshbridge.errors import InvalidInput, Problem, UnreadableFile
 
 __all__ = ["app", "flatten_kubeconfig"]
 
@@ -39,10 +39,6 @@ _INLINE = {  # a field naming a file -> the field holding its content, and how
 }
 
 
-class KubeconfigFileError(MeshbridgeError):
-    """The admin's kubeconfig (or a file it names) cannot be read."""
-
-
 def _remote(server: str | None, token: str | None, server_ca: Path | None) -> Remote:
     if not server:
         err_console.print(
@@ -59,7 +55,7 @@ def _read_file(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise KubeconfigFileError(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise UnreadableFile(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def flatten_kubeconfig(
@@ -89,7 +85,7 @@ def flatten_kubeconfig(
     if context is not None:
         contexts = [c for c in out.get("contexts") or [] if c.get("name") == context]
         if not contexts:
-            raise KubeconfigFileError(f"the kubeconfig has no context {context!r}")
+            raise UnreadableFile(f"the kubeconfig has no context {context!r}")
         chosen = contexts[0].get("context") or {}
         out["contexts"] = contexts
         out["clusters"] = [c for c in out["clusters"] if c.get("name") == chosen.get("cluster")]
@@ -105,9 +101,9 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=yaml.CSafeLoader)
     except yaml.YAMLError:
-        raise KubeconfigFileError(f"{path} is not a YAML kubeconfig") from None
+        raise UnreadableFile(f"{path} is not a YAML kubeconfig") from None
     if not isinstance(data, dict):
-        raise KubeconfigFileError(f"{path} is not a kubeconfig (a mapping)")
+        raise UnreadableFile(f"{path} is not a kubeconfig (a mapping)")
     return data
 
 

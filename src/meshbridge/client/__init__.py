@@ -11,13 +11,11 @@ from meshbridge.client._http import (
     Client,
     ClientCertificate,
     FileDocument,
-    UnsafeConnection,
     check_server_url,
     read_documents,
 )
 from meshbridge.client._render import (
     RemoteRender,
-    UnsafePath,
     fetch_all,
     render_from_server,
     safe_relative_path,
@@ -28,8 +26,6 @@ __all__ = [
     "ClientCertificate",
     "FileDocument",
     "RemoteRender",
-    "UnsafeConnection",
-    "UnsafePath",
     "check_server_url",
     "fetch_all",
     "read_documents",

@@ -24,7 +24,14 @@ from urllib.parse import quote
 import httpx2
 import pydantic
 
-from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, ServerError
+from meshbridge.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Problem,
+    ServerError,
+    UnsafeConnection,
+)
 from meshbridge.loading import BODY, Source, load_objects, read_yaml
 from meshbridge.loopback import is_loopback
 from meshbridge.wire.messages import (
@@ -42,21 +49,12 @@ __all__ = [
     "Client",
     "ClientCertificate",
     "FileDocument",
-    "UnsafeConnection",
     "check_server_url",
     "read_documents",
 ]
 
 FileDocument = tuple[str, int, Any]  # (file name, document index, raw document)
 ClientCertificate = tuple[Path, Path]  # (certificate chain PEM, private key PEM)
-
-
-class UnsafeConnection(ServerError):
-    """The server URL or TLS settings would expose the token or trust an unverified server;
-    nothing was sent."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(0, message)
 
 
 def check_server_url(server: str, token: str | None) -> httpx2.URL:

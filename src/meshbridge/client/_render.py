@@ -22,26 +22,18 @@ import httpx2
 
 from meshbridge import wording
 from meshbridge.client._http import Client, ClientCertificate
-from meshbridge.errors import NotFound, ServerError
+from meshbridge.errors import NotFound, ServerError, UnsafePath
 from meshbridge.output.emitter import Emitter, ManifestFile, file_name, private_key_holder
 from meshbridge.output.writer import KeyPlacement, Written, write_render
 from meshbridge.wire.resources import RESOURCES
 
-__all__ = ["RemoteRender", "UnsafePath", "fetch_all", "render_from_server", "safe_relative_path"]
+__all__ = ["RemoteRender", "fetch_all", "render_from_server", "safe_relative_path"]
 
 _CONSISTENT_TRIES = 3
 _PARTS = 3  # <cluster>/<namespace>/<kind>.<name>.yaml
 _MAX_PART = 255  # bytes in one path component, on every common file system
 _CLUSTER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS label, as Cluster names
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-class UnsafePath(ServerError):
-    """The server sent a name that would make a file path outside the output directory (or
-    not a plain file name); nothing was written."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(0, message)
 
 
 def _refuse(rel: str, why: str) -> UnsafePath:

@@ -26,9 +26,9 @@ from meshbridge.compile import (
 from meshbridge.compile.envelope import Obj, ordered
 from meshbridge.compile.inputs import Context, Material
 from meshbridge.compile.snapshot import Snapshot
-from meshbridge.errors import InvalidInput, Problem
+from meshbridge.errors import AddressTaken, InvalidInput, PoolExhausted, Problem
 from meshbridge.model import Intents
-from meshbridge.viprecord import VipRecord
+from meshbridge.viprecord import Taken, VipRecord
 
 Generator = Callable[[Snapshot, Context], Iterator[tuple[str, Obj]]]
 
@@ -69,9 +69,9 @@ def plan(intents: Intents | Snapshot, previous: Iterable[VipRecord]) -> Plan:
     needs, reserved = vips.vip_needs(snap)
     try:
         records = vips.allocate(snap.mesh.spec.pool, needs, reserved, list(previous))
-    except vips.AddressTaken as exc:
+    except AddressTaken as exc:
         raise InvalidInput(_taken_problems(snap, exc.taken)) from None
-    except vips.PoolExhausted as exc:
+    except PoolExhausted as exc:
         where = intents.meshes[0] if intents.meshes else None
         problem = Problem(
             where.source if where else "<defaults>",
@@ -85,7 +85,7 @@ def plan(intents: Intents | Snapshot, previous: Iterable[VipRecord]) -> Plan:
     return Plan(snap, records)
 
 
-def _taken_problems(snap: Snapshot, taken: list[vips.Taken]) -> list[Problem]:
+def _taken_problems(snap: Snapshot, taken: list[Taken]) -> list[Problem]:
     """Each ExternalService address that is already another host's VIP, at ``spec.addresses[i]``
     of every document that writes it for that cluster, naming the host (and its document)."""
     problems = []

@@ -22,34 +22,12 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from meshbridge.compile import naming
 from meshbridge.compile.snapshot import Snapshot
-from meshbridge.viprecord import VipRecord
-
-
-class PoolExhausted(Exception):
-    def __init__(self, cluster: str, needed: int) -> None:
-        super().__init__(f"VIP pool exhausted in cluster {cluster!r} ({needed} hosts)")
-        self.cluster = cluster
-
-
-@dataclass(frozen=True, order=True)
-class Taken:
-    """A reserved ``address`` that is already the VIP of ``holder`` (a host key) in ``cluster``."""
-
-    cluster: str
-    address: str
-    holder: str
-
-
-class AddressTaken(Exception):
-    def __init__(self, taken: list[Taken]) -> None:
-        super().__init__(
-            "; ".join(f"{t.address} is the VIP of {t.holder} in cluster {t.cluster!r}" for t in taken)
-        )
-        self.taken = taken
+from meshbridge.errors import AddressTaken, PoolExhausted
+from meshbridge.viprecord import Taken, VipRecord
 
 
 def capacity(pool: ipaddress.IPv4Network) -> int:

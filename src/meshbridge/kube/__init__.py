@@ -5,13 +5,12 @@ errors stay inside.
 """
 
 from meshbridge.kube.cacerts import LiveCacerts, read_cacerts
-from meshbridge.kube.discovery import DiscoveryError, GatewayAddress, discover
+from meshbridge.kube.discovery import GatewayAddress, discover_gateway
 from meshbridge.kube.fleet import (
     ClusterReport,
     MeshRef,
     Options,
     Target,
-    client_for,
     reconcile_all,
 )
 from meshbridge.kube.plan import Change, ChangeSet
@@ -20,14 +19,12 @@ __all__ = [
     "Change",
     "ChangeSet",
     "ClusterReport",
-    "DiscoveryError",
     "GatewayAddress",
     "LiveCacerts",
     "MeshRef",
     "Options",
     "Target",
-    "client_for",
-    "discover",
+    "discover_gateway",
     "read_cacerts",
     "reconcile_all",
 ]

@@ -24,6 +24,7 @@ import httpx2
 from lightkube import ApiError, ConfigError
 from lightkube.resources.core_v1 import Secret
 
+from meshbridge.errors import KubeconfigError
 from meshbridge.kube.fleet import Options, Target, client_for
 from meshbridge.kube.plan import MESH_ID_LABEL, MESH_LABEL
 from meshbridge.kube.retry import patiently, per_cluster
@@ -64,8 +65,8 @@ def _public(secret: Secret) -> dict[str, str]:
 async def _read_one(target: Target, options: Options) -> LiveCacerts:
     try:
         client = client_for(target, options.timeout)
-    except (ConfigError, OSError, ValueError, KeyError) as exc:
-        return LiveCacerts(target.name, "unconfigured", error=f"kubeconfig: {exc}", attempts=1)
+    except KubeconfigError as exc:
+        return LiveCacerts(target.name, "unconfigured", error=str(exc), attempts=1)
     attempts = 0
 
     async def attempt(number: int) -> Secret:

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from lightkube import ApiError, AsyncClient
+from lightkube import ApiError, AsyncClient, ConfigError
 from lightkube.resources.core_v1 import Node, Service
 
+from meshbridge.errors import DiscoveryError, KubeconfigError
+from meshbridge.kube.fleet import Target, client_for
 from meshbridge.kube.retry import patiently
 
 SERVICE = ("istio-system", "istio-ingressgateway")
@@ -28,8 +30,14 @@ class GatewayAddress:
     source: str  # how it was found, for the user
 
 
-class DiscoveryError(Exception):
-    """The gateway's address cannot be read from the cluster (the message says why)."""
+async def discover_gateway(target: Target, timeout: float) -> GatewayAddress:
+    """The gateway address of ``target``'s cluster; KubeconfigError or DiscoveryError (both
+    ClusterErrors) saying why it cannot be read."""
+    client = client_for(target, timeout)
+    try:
+        return await discover(client)
+    finally:
+        await client.close()
 
 
 async def discover(client: AsyncClient) -> GatewayAddress:
@@ -41,6 +49,12 @@ async def discover(client: AsyncClient) -> GatewayAddress:
     except (httpx2.TransportError, OSError) as exc:
         reason = (str(exc) or type(exc).__name__).splitlines()[0]
         raise DiscoveryError(f"cannot reach the cluster's API server: {reason}") from exc
+    except httpx2.HTTPStatusError as exc:  # an answer that is not the API server's (a proxy's)
+        raise DiscoveryError(
+            f"{exc.response.status_code}: {exc.request.method} {exc.request.url.path}"
+        ) from exc
+    except ConfigError as exc:  # credentials that fail when used (an exec plugin, a token file)
+        raise KubeconfigError(f"kubeconfig: {exc}") from exc
 
 
 async def _discover(client: AsyncClient) -> GatewayAddress:

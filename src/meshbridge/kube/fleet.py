@@ -25,9 +25,10 @@ import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge import wording
+from meshbridge.errors import KubeconfigError, Unreachable
 from meshbridge.kube.plan import INJECTION_LABEL, ChangeSet, Ownership
 from meshbridge.kube.reconcile import ClusterReconciler
-from meshbridge.kube.retry import Unreachable, per_cluster
+from meshbridge.kube.retry import per_cluster
 from meshbridge.loopback import is_loopback
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
@@ -96,7 +97,15 @@ Progress = Callable[[ClusterReport], None]
 
 
 def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
-    """A lightkube client for a target, or ConfigError naming what is wrong with its kubeconfig."""
+    """A lightkube client for a target (kube's own: callers outside kube never hold one), or
+    KubeconfigError naming what is wrong with its kubeconfig."""
+    try:
+        return _client_for(target, timeout)
+    except (ConfigError, OSError, ValueError, KeyError) as exc:
+        raise KubeconfigError(f"kubeconfig: {exc}") from exc
+
+
+def _client_for(target: Target, timeout: float) -> AsyncClient:
     if target.unusable:
         raise ConfigError(target.unusable)
     if target.config is not None:
@@ -144,8 +153,8 @@ async def reconcile_one(
     report = ClusterReport(target.name, "Unreachable")
     try:
         client = client_for(target, options.timeout)
-    except (ConfigError, OSError, ValueError, KeyError) as exc:
-        report.state, report.error, report.attempts = "Failed", f"kubeconfig: {exc}", 1
+    except KubeconfigError as exc:
+        report.state, report.error, report.attempts = "Failed", str(exc), 1
         report.finished_at = _now()
         return report
 

@@ -38,6 +38,7 @@ from lightkube.core import resource as lk_resource
 from lightkube.types import PatchType
 
 from meshbridge.compile.envelope import APPLY_ORDER
+from meshbridge.errors import Unreachable
 from meshbridge.kube.kinds import KINDS, PRUNABLE
 from meshbridge.kube.plan import (
     FIELD_MANAGER,
@@ -53,7 +54,7 @@ from meshbridge.kube.plan import (
     owned_shape,
     plan,
 )
-from meshbridge.kube.retry import Unreachable, patiently
+from meshbridge.kube.retry import patiently
 
 LABELLED_ONLY = frozenset({"Secret"})  # kinds listed by label only (see _list_kind)
 

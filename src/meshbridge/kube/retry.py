@@ -26,12 +26,13 @@ from typing import TypeVar
 import httpx2
 import stamina
 
+from meshbridge.errors import Unreachable
+
 __all__ = [
     "CLUSTER_WAIT_MAX",
     "REQUEST_TIMEOUT",
     "REQUEST_WAIT_MAX",
     "RETRYABLE",
-    "Unreachable",
     "patiently",
     "per_cluster",
     "retry_after",
@@ -51,10 +52,6 @@ CLUSTER_WAIT_MAX = 30.0  # longest wait before trying a cluster again, Retry-Aft
 # logging, so Python would print a bare "stamina.retry_scheduled" on stderr for every 429; the
 # summary reports attempts instead. A server that configures logging still sees them.
 logging.getLogger("stamina").addHandler(logging.NullHandler())
-
-
-class Unreachable(Exception):
-    """The cluster's API server could not be reached (connection, TLS, timeout)."""
 
 
 def status_of(exc: BaseException) -> int | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from meshbridge import compile as mbcompile
 from meshbridge.compile import vips
 from meshbridge.compile.snapshot import Snapshot
+from meshbridge.errors import AddressTaken, PoolExhausted
 from meshbridge.viprecord import VipRecord
 
 __all__ = ["Needs", "replan"]
@@ -64,7 +65,7 @@ def replan(
             {c: reserved[c] for c in changed if c in reserved},
             passed,
         )
-    except (vips.PoolExhausted, vips.AddressTaken):
+    except (PoolExhausted, AddressTaken):
         return mbcompile.plan(snap, table), now  # raises InvalidInput, located as compile does
     kept = [r for r in table if r.cluster not in changed]
     return mbcompile.Plan(snap, sorted(kept + [r for r in part if r.cluster in changed])), now

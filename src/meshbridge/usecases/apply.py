@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from meshbridge.errors import InvalidInput, Problem
+from meshbridge.errors import ClusterError, InvalidInput, Problem
 from meshbridge.kube import (
     ClusterReport,
-    DiscoveryError,
     GatewayAddress,
     MeshRef,
     Options,
     Target,
-    client_for,
-    discover,
+    discover_gateway,
     reconcile_all,
 )
 from meshbridge.store import LEGACY_ADOPTION, Store
@@ -104,17 +102,11 @@ async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
     address out, read from the cluster."""
 
     async def one(doc: Located[Cluster]) -> Discovered:
-        target = file_target(doc.obj)
         try:
-            client = client_for(target, timeout)
-        except Exception as exc:
-            return Discovered(doc.obj.name, None, f"kubeconfig: {exc}")
-        try:
-            return Discovered(doc.obj.name, await discover(client))
-        except DiscoveryError as exc:
+            found = await discover_gateway(file_target(doc.obj), timeout)
+        except ClusterError as exc:
             return Discovered(doc.obj.name, None, str(exc))
-        finally:
-            await client.close()
+        return Discovered(doc.obj.name, found)
 
     candidates = [
         d

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from meshbridge.client import Client, UnsafeConnection, check_server_url
+from meshbridge.client import Client, check_server_url
+from meshbridge.errors import UnsafeConnection
 from meshbridge.loopback import is_loopback
 
 

@@ -296,7 +296,7 @@ def test_clusters_name_credentials_and_the_reconciler_finds_them(
     catalog = capi.http.app.state.server.catalog
     with catalog.writing():
         catalog.sync()
-        intents = catalog.plan().snapshot.intents
+        intents = catalog.blueprint().snapshot.intents
         targets = {t.name: t for t in cluster_targets(intents, vault)}
     assert targets["east"].config == kubeconfig() and targets["east"].context == "prod"
     assert targets["east"].kubeconfig is None and not targets["east"].unusable

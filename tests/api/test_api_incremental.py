@@ -1,4 +1,4 @@
-"""The server's incremental path (cached documents, plan reuse, one cluster at a time) gives
+"""The server's incremental path (cached documents, blueprint reuse, one cluster at a time) gives
 what a full local render gives, step after step, VIP history included."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def test_each_step_matches_a_full_render(api: Api, tmp_path: Path) -> None:
 
 def test_incremental_vip_plan_equals_a_full_plan_over_random_changes(store) -> None:
     """The catalog allocates VIPs only for clusters whose needs changed; after every one of a
-    series of random writes its table must be exactly what a full ``compile.plan`` gives."""
+    series of random writes its table must be exactly what a full ``compile.blueprint`` gives."""
     import copy
     import random
 
@@ -72,10 +72,10 @@ def test_incremental_vip_plan_equals_a_full_plan_over_random_changes(store) -> N
     current = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
                for d in docs}
     clusters = [d["metadata"]["name"] for d in docs if d["kind"] == "Cluster"]
-    reference = mbcompile.plan(load_objects(("x", 1, d) for d in current.values()), []).vips
+    reference = mbcompile.blueprint(load_objects(("x", 1, d) for d in current.values()), []).vips
     with catalog.writing():
         catalog.sync()
-        assert catalog.plan().vips == reference
+        assert catalog.blueprint().vips == reference
 
     for step in range(40):
         key = rng.choice(sorted(k for k in current if k[0] in ("App", "ExternalService")))
@@ -92,8 +92,8 @@ def test_incremental_vip_plan_equals_a_full_plan_over_random_changes(store) -> N
             catalog.write([Put(doc_, "<body>", 1)], "t")
             current[key] = doc_
         intents = load_objects(("x", i, d) for i, d in enumerate(current.values(), 1))
-        reference = mbcompile.plan(intents, reference).vips
+        reference = mbcompile.blueprint(intents, reference).vips
         with catalog.writing():
             catalog.sync()
-            assert catalog.plan().vips == reference, f"step {step}: {key}"
+            assert catalog.blueprint().vips == reference, f"step {step}: {key}"
         assert sorted(store.vip_records()) == sorted(reference)

@@ -107,8 +107,8 @@ def istio_priority(entries: list[str], labels: dict[str, str]) -> int:
 
 def failover_objects(docs: list[dict[str, Any]], cluster: str, host: str
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
-    plan = mbcompile.plan(load([Source("m.yaml", yaml.safe_dump_all(docs))]), [])
-    objs = mbcompile.objects(plan, only=[cluster])[cluster]
+    blueprint = mbcompile.blueprint(load([Source("m.yaml", yaml.safe_dump_all(docs))]), [])
+    objs = mbcompile.objects(blueprint, only=[cluster])[cluster]
     entry = next(o for o in objs if o["kind"] == "ServiceEntry" and o["metadata"]["name"] == host)
     rule = next(o for o in objs if o["kind"] == "DestinationRule"
                 and o["metadata"]["name"] == host)

@@ -18,8 +18,8 @@ from meshbridge.usecases.sources import read_sources
 
 
 def _objects(sources: list[Source]) -> list[dict]:
-    plan = mbcompile.plan(load(sources), [])
-    return [o for objs in mbcompile.objects(plan).values() for o in objs]
+    blueprint = mbcompile.blueprint(load(sources), [])
+    return [o for objs in mbcompile.objects(blueprint).values() for o in objs]
 
 
 def test_the_strict_validator_rejects_a_misspelt_field() -> None:

@@ -57,8 +57,8 @@ def meshes(draw: st.DrawFn) -> list[dict[str, Any]]:
     return docs
 
 
-def _plan(docs: list[dict[str, Any]], previous: list[VipRecord]) -> mbcompile.Plan:
-    return mbcompile.plan(load([Source("m.yaml", yaml.safe_dump_all(docs))]), previous)
+def _blueprint(docs: list[dict[str, Any]], previous: list[VipRecord]) -> mbcompile.Blueprint:
+    return mbcompile.blueprint(load([Source("m.yaml", yaml.safe_dump_all(docs))]), previous)
 
 
 def _vips_by_cluster(objs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, str]]:
@@ -76,27 +76,27 @@ def _vips_by_cluster(objs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[st
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(docs=meshes())
 def test_vips_unique_and_rerender_identical(docs: list[dict[str, Any]]) -> None:
-    plan = _plan(docs, [])
-    objs = mbcompile.objects(plan)
+    blueprint = _blueprint(docs, [])
+    objs = mbcompile.objects(blueprint)
     for cluster, hosts in _vips_by_cluster(objs).items():
         assert len(set(hosts.values())) == len(hosts), f"duplicate VIP in {cluster}"
-    again = _plan(docs, plan.vips)
-    assert again.vips == plan.vips
+    again = _blueprint(docs, blueprint.vips)
+    assert again.vips == blueprint.vips
     assert files(mbcompile.objects(again)) == files(objs)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(docs=meshes(), data=st.data())
 def test_vips_stable_when_intents_are_removed_and_added(docs: list[dict[str, Any]], data: st.DataObject) -> None:
-    plan = _plan(docs, [])
-    before = lookup(plan.vips)
+    blueprint = _blueprint(docs, [])
+    before = lookup(blueprint.vips)
     intents = [d for d in docs if d["kind"] == "InboundIntent"]
     dropped = data.draw(st.lists(st.sampled_from(intents), unique_by=lambda d: id(d))) if intents else []
     fewer = [d for d in docs if not any(d is x for x in dropped)]
-    smaller = _plan(fewer, plan.vips)
+    smaller = _blueprint(fewer, blueprint.vips)
     for key, address in lookup(smaller.vips).items():
         assert before.get(key, address) == address, "a kept host's VIP moved on removal"
-    restored = _plan(docs, smaller.vips)
+    restored = _blueprint(docs, smaller.vips)
     for key, address in lookup(restored.vips).items():
         assert before.get(key) == address, "re-adding intents moved a VIP"
 
@@ -105,7 +105,7 @@ def test_vips_stable_when_intents_are_removed_and_added(docs: list[dict[str, Any
 @given(docs=meshes())
 def test_client_endpoints_point_at_the_server_gateway(docs: list[dict[str, Any]]) -> None:
     gateways = {d["metadata"]["name"]: d["spec"]["gateway"] for d in docs if d["kind"] == "Cluster"}
-    objs = mbcompile.objects(_plan(docs, []))
+    objs = mbcompile.objects(_blueprint(docs, []))
     for cluster, items in objs.items():
         for o in items:
             spec = o.get("spec", {})
@@ -129,17 +129,17 @@ def test_client_endpoints_point_at_the_server_gateway(docs: list[dict[str, Any]]
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(docs=meshes(), data=st.data())
 def test_one_cluster_alone_equals_its_part_of_the_whole(docs: list[dict[str, Any]], data: st.DataObject) -> None:
-    plan = _plan(docs, [])
-    whole = mbcompile.objects(plan)
+    blueprint = _blueprint(docs, [])
+    whole = mbcompile.objects(blueprint)
     cluster = data.draw(st.sampled_from(sorted(whole)))
-    assert mbcompile.objects(plan, only={cluster}) == {cluster: whole[cluster]}
+    assert mbcompile.objects(blueprint, only={cluster}) == {cluster: whole[cluster]}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(docs=meshes(), data=st.data())
 def test_an_explicit_address_never_moves_an_allocated_vip(docs: list[dict[str, Any]], data: st.DataObject) -> None:
-    plan = _plan(docs, [])
-    before = lookup(plan.vips)
+    blueprint = _blueprint(docs, [])
+    before = lookup(blueprint.vips)
     clusters = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Cluster")
     cluster = data.draw(st.sampled_from(clusters))
     held = sorted(a for (c, _), a in before.items() if c == cluster)
@@ -150,7 +150,7 @@ def test_an_explicit_address_never_moves_an_allocated_vip(docs: list[dict[str, A
                        "ports": [{"number": 3306, "name": "tcp"}],
                        "endpoints": [{"address": "172.16.0.1"}], "clusters": [cluster]}}
     try:
-        after = _plan([*docs, pinned], plan.vips)
+        after = _blueprint([*docs, pinned], blueprint.vips)
     except InvalidInput as exc:
         assert address in held
         (problem,) = exc.problems
@@ -190,7 +190,7 @@ def test_no_vip_ever_moves_over_a_sequence_of_adds_removes_and_renames(
                 renamed["spec"]["serviceName"] = f"svc{step}"
             current = [renamed if d is target else d for d in current]
         try:
-            planned = _plan(current, records)
+            planned = _blueprint(current, records)
         except InvalidInput:  # a change validation refuses (a name taken twice): not made
             continue
         records = planned.vips

@@ -43,8 +43,8 @@ def test_every_generated_name_is_valid_for_maximal_inputs(tmp_path) -> None:
                   "loadBalancing": {"weights": {c1: 50, c2: 50}},
                   "external": {"host": host}}},
     ]
-    plan = mbcompile.plan(load([Source("long.yaml", yaml.safe_dump_all(docs))]), [])
-    objs = mbcompile.objects(plan)
+    blueprint = mbcompile.blueprint(load([Source("long.yaml", yaml.safe_dump_all(docs))]), [])
+    objs = mbcompile.objects(blueprint)
     names = [(c, o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for c, items in objs.items() for o in items]
     assert len(names) == len(set(names))
     for _, _, ns_, name in names:

@@ -8,16 +8,16 @@ install, secrets), each reading the snapshot's indexes.
 from __future__ import annotations
 
 from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
-from meshbridge.compile.render import Plan, check, each_object, objects, plan
+from meshbridge.compile.pipeline import Blueprint, blueprint, check, each_object, objects
 
 __all__ = [
+    "Blueprint",
     "ClusterCA",
     "Context",
     "IngressCredential",
     "Material",
-    "Plan",
+    "blueprint",
     "check",
     "each_object",
     "objects",
-    "plan",
 ]

@@ -1,6 +1,6 @@
 """Planning VIPs again after a small change, without allocating for the whole mesh.
 
-``compile.plan`` allocates VIPs for every cluster; on a large mesh that is a third of a plan's
+``compile.blueprint`` allocates VIPs for every cluster; on a large mesh that is a third of a blueprint's
 time, though a write usually changes what one or two clusters need. Allocation
 (``compile.vips.allocate``) works cluster by cluster, and clusters share exactly one thing: the
 release sequence number, which only grows when a cluster releases an address. A cluster whose
@@ -9,7 +9,7 @@ record and releases nothing. So allocating only the *changed* clusters — with 
 record of the others passed along, which carries the sequence number without making them
 release anything — gives exactly the table a full allocation gives.
 
-``tests/api/test_api_incremental.py`` checks that equality against ``compile.plan`` over series of
+``tests/api/test_api_incremental.py`` checks that equality against ``compile.blueprint`` over series of
 changes; a change to the allocation rules that breaks it shows there.
 """
 
@@ -47,16 +47,16 @@ class Needs:
 
 def replan(
     snap: Snapshot, table: list[VipRecord], last: Needs | None
-) -> tuple[mbcompile.Plan, Needs]:
-    """``compile.plan(snap, table)``, allocating only for clusters whose needs changed since
+) -> tuple[mbcompile.Blueprint, Needs]:
+    """``compile.blueprint(snap, table)``, allocating only for clusters whose needs changed since
     ``table`` was allocated for ``last`` (everything when ``last`` is None or the pool moved)."""
     hosts, reserved = vips.vip_needs(snap)
     now = Needs(snap.mesh.spec.vip_pool, hosts, reserved)
     if last is None or last.pool != now.pool:
-        return mbcompile.plan(snap, table), now
+        return mbcompile.blueprint(snap, table), now
     changed = now.changed(last)
     if not changed:
-        return mbcompile.Plan(snap, table), now
+        return mbcompile.Blueprint(snap, table), now
     passed = [r for r in table if r.cluster in changed or not r.active]
     try:
         part = vips.allocate(
@@ -66,6 +66,6 @@ def replan(
             passed,
         )
     except (PoolExhausted, AddressTaken):
-        return mbcompile.plan(snap, table), now  # raises InvalidInput, located as compile does
+        return mbcompile.blueprint(snap, table), now  # raises InvalidInput, located as compile does
     kept = [r for r in table if r.cluster not in changed]
-    return mbcompile.Plan(snap, sorted(kept + [r for r in part if r.cluster in changed])), now
+    return mbcompile.Blueprint(snap, sorted(kept + [r for r in part if r.cluster in changed])), now

@@ -2,12 +2,12 @@
 
 Parsing and validating thousands of documents, and planning VIPs for them, takes longer than a
 request should. A :class:`Catalog` keeps the validated documents, the VIP table and the last
-:class:`~meshbridge.compile.Plan` in memory and updates them on each write it makes itself. It
+:class:`~meshbridge.compile.Blueprint` in memory and updates them on each write it makes itself. It
 notices writes by other processes through the store's change counters (:class:`Revisions`):
 whenever the ``resources`` counter moved, the documents are read again; whenever the ``state``
 counter moved, the VIP table is.
 
-Every write validates the *whole resulting set* (``compile.plan``: schema, cross-document rules,
+Every write validates the *whole resulting set* (``compile.blueprint``: schema, cross-document rules,
 VIP pool) before anything is stored, and stores the documents, their audit entries and the new
 VIP allocations in one transaction that holds the store's write lock. So the stored set is
 always valid, a stale ``resourceVersion`` is always seen (409), and no write is lost.
@@ -121,7 +121,7 @@ class _Broken:
 
 
 class Catalog:
-    """Validated documents, VIPs and plan of one store, cached for one server process."""
+    """Validated documents, VIPs and blueprint of one store, cached for one server process."""
 
     def __init__(self, store: ResourceStore, clock: Callable[[], str] = utc_now) -> None:
         self.store = store
@@ -132,7 +132,7 @@ class Catalog:
         self._broken: dict[ObjectKey, _Broken] = {}  # stored documents that do not
         self._excluded: dict[ObjectKey, tuple[Problem, ...]] = {}  # entries kept out of the set
         self._vips: list[VipRecord] = []
-        self._plan: mbcompile.Plan | None = None
+        self._blueprint: mbcompile.Blueprint | None = None
         self._needs: Needs | None = None  # what self._vips was allocated for
         self._order: list[ObjectKey] = []  # keys of the last _intents(), sorted
         self._order_keys: set[ObjectKey] = set()
@@ -165,10 +165,10 @@ class Catalog:
 
     def _state(self) -> tuple[Any, ...]:
         return (self._revisions, self._entries, self._broken, self._excluded, self._vips,
-                self._plan, self._needs)
+                self._blueprint, self._needs)
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
-        (self._revisions, self._entries, self._broken, self._excluded, self._vips, self._plan,
+        (self._revisions, self._entries, self._broken, self._excluded, self._vips, self._blueprint,
          self._needs) = saved
 
     def sync(self) -> Revisions:
@@ -176,45 +176,45 @@ class Catalog:
         revs = self.store.revisions()
         if self._revisions is None:
             self._entries, self._broken = self._load(self.store.list_resources(), {}, {})
-            self._plan = None
+            self._blueprint = None
         elif revs.resources != self._revisions.resources:
             keys = self.store.resource_keys()
             entries = {k: e for k, e in self._entries.items() if k in keys}
             broken = {k: b for k, b in self._broken.items() if k in keys}
             since = self.store.resources_since(self._revisions.resources)
             self._entries, self._broken = self._load(since, entries, broken)
-            self._plan = None
+            self._blueprint = None
         if self._revisions is None or revs.state != self._revisions.state:
             vips = self.store.vip_records()
             if vips != self._vips:
                 self._vips = vips
-                self._plan = None
+                self._blueprint = None
                 self._needs = None
         self._revisions = revs
         return revs
 
-    def plan(self) -> mbcompile.Plan:
-        """The plan of the stored set (inside ``writing()``, after ``sync()``); new VIPs saved.
+    def blueprint(self) -> mbcompile.Blueprint:
+        """The blueprint of the stored set (inside ``writing()``, after ``sync()``); new VIPs saved.
 
         Stored documents that keep the set from being valid are flagged and left out; InvalidInput
         only when no document can be blamed (a set with no Mesh left, say).
         """
-        if self._plan is None:
-            plan, needs, excluded = self._settle(self._entries, None)
-            if plan.vips != self._vips:
-                self.store.update_vip_records(self._vips, plan.vips)
-                self._vips = plan.vips
+        if self._blueprint is None:
+            blueprint, needs, excluded = self._settle(self._entries, None)
+            if blueprint.vips != self._vips:
+                self.store.update_vip_records(self._vips, blueprint.vips)
+                self._vips = blueprint.vips
                 self._revisions = self.store.revisions()
             self._excluded = excluded
             self._needs = needs
-            self._plan = plan
+            self._blueprint = blueprint
             if self._broken or excluded:
                 log.warning(
                     "%d stored document(s) flagged and left out of every render: %s",
                     len(self._broken) + len(excluded),
                     ", ".join(source_of(k) for k in sorted({*self._broken, *excluded})),
                 )
-        return self._plan
+        return self._blueprint
 
     def flagged(self) -> tuple[list[Flagged], tuple[Problem, ...]]:
         """The stored documents left out of the set, and why; and the problems of the set no
@@ -223,7 +223,7 @@ class Catalog:
         with self.writing():
             self.sync()
             try:
-                self.plan()
+                self.blueprint()
             except InvalidInput as exc:
                 unblamed = exc.problems
             out = [Flagged(k, b.row, "invalid", b.problems) for k, b in self._broken.items()]
@@ -235,7 +235,7 @@ class Catalog:
 
     @property
     def has_flagged(self) -> bool:
-        """Whether the last known stored set has documents left out (valid after ``plan()``)."""
+        """Whether the last known stored set has documents left out (valid after ``blueprint()``)."""
         return bool(self._broken or self._excluded)
 
     def _load(
@@ -265,8 +265,8 @@ class Catalog:
 
     def _settle(
         self, entries: dict[ObjectKey, _Entry], tolerate: set[ObjectKey] | None
-    ) -> tuple[mbcompile.Plan, Needs, dict[ObjectKey, tuple[Problem, ...]]]:
-        """The plan of ``entries`` less the documents the cross-document check blames, one
+    ) -> tuple[mbcompile.Blueprint, Needs, dict[ObjectKey, tuple[Problem, ...]]]:
+        """The blueprint of ``entries`` less the documents the cross-document check blames, one
         round at a time, and those left out with their problems.
 
         Only stored documents can be left out (problems located at their API path), and with
@@ -276,7 +276,7 @@ class Catalog:
         excluded: dict[ObjectKey, list[Problem]] = {}
         while True:
             try:
-                plan, needs = self._plan_for(self._intents(entries, excluded.keys()))
+                blueprint, needs = self._blueprint_for(self._intents(entries, excluded.keys()))
             except InvalidInput as exc:
                 blamed: dict[ObjectKey, list[Problem]] = {}
                 others: list[Problem] = []
@@ -291,10 +291,10 @@ class Catalog:
                 for key, found in blamed.items():
                     excluded.setdefault(key, []).extend(found)
                 continue
-            return plan, needs, {k: tuple(p) for k, p in excluded.items()}
+            return blueprint, needs, {k: tuple(p) for k, p in excluded.items()}
 
-    def _plan_for(self, intents: Intents) -> tuple[mbcompile.Plan, Needs]:
-        """``compile.plan(intents, stored VIPs)``, allocating only for the clusters whose VIP
+    def _blueprint_for(self, intents: Intents) -> tuple[mbcompile.Blueprint, Needs]:
+        """``compile.blueprint(intents, stored VIPs)``, allocating only for the clusters whose VIP
         needs changed since the stored table was made (see ``service.allocation``)."""
         return replan(mbcompile.check(intents), self._vips, self._needs)
 
@@ -343,7 +343,7 @@ class Catalog:
             revision = revs.resources + 1 if dry_run else self.store.bump_resources()
             rows = batch.finish(revision)
             try:
-                plan, needs, excluded = self._settle_write(entries, batch.touched)
+                blueprint, needs, excluded = self._settle_write(entries, batch.touched)
             except InvalidInput as exc:
                 if batch.rows:
                     raise
@@ -357,31 +357,31 @@ class Catalog:
             self.store.put_resources(rows)
             self.store.delete_resources([key for key, _ in batch.deleted])
             self.store.add_audit(batch.audit(actor, revision))
-            if plan.vips != self._vips:
-                self.store.update_vip_records(self._vips, plan.vips)
+            if blueprint.vips != self._vips:
+                self.store.update_vip_records(self._vips, blueprint.vips)
             batch.locate_stored()
             self._entries = entries
             self._broken = batch.broken
             self._excluded = excluded
-            self._vips = plan.vips
+            self._vips = blueprint.vips
             self._needs = needs
-            self._plan = plan
+            self._blueprint = blueprint
             self._revisions = self.store.revisions()
             return WriteResult(batch.outcomes, revision)
 
     def _settle_write(
         self, entries: dict[ObjectKey, _Entry], touched: set[ObjectKey]
-    ) -> tuple[mbcompile.Plan, Needs, dict[ObjectKey, tuple[Problem, ...]]]:
-        """The plan of a write's resulting set: documents flagged before it (and not written by
+    ) -> tuple[mbcompile.Blueprint, Needs, dict[ObjectKey, tuple[Problem, ...]]]:
+        """The blueprint of a write's resulting set: documents flagged before it (and not written by
         it) may stay out, no other may. The stored set's own flags are found first when not
         known yet (after catching up with another writer), only if the write needs them."""
-        known = self._plan is not None
+        known = self._blueprint is not None
         try:
             return self._settle(entries, set(self._excluded) - touched if known else set())
         except InvalidInput:
             if known or not (self._broken or self._entries):
                 raise
-        self.plan()  # the stored set's flags, then once more
+        self.blueprint()  # the stored set's flags, then once more
         return self._settle(entries, set(self._excluded) - touched)
 
 

@@ -3,7 +3,7 @@
 A full render of a large mesh costs seconds; a server answering ``GET .../manifests`` for one
 cluster must not pay that on every request, nor after every write. So:
 
-* the catalog keeps the validated documents and the plan (VIPs) warm, updated on each write;
+* the catalog keeps the validated documents and the blueprint (VIPs) warm, updated on each write;
 * only the asked cluster's objects are computed (``compile.objects(..., only={cluster})``);
 * a :class:`~meshbridge.output.emitter.DumpMemo` per cluster keeps the YAML of unchanged
   objects, so only what a write changed is serialised again;
@@ -15,7 +15,7 @@ order (what ``render --server`` reads); the YAML answer is exactly what ``meshbr
 writes for that cluster, its files' contents joined with ``---`` lines, for a person or a
 pipeline that wants one stream. Output holding a Secret
 (certificate material) is never cached: key material is kept no longer than the request. The
-material provider is handed the plan narrowed to the one cluster, so it loads (or issues) that
+material provider is handed the blueprint narrowed to the one cluster, so it loads (or issues) that
 cluster's CA only.
 """
 
@@ -99,37 +99,37 @@ class Manifests:
         store = self.catalog.store
         with self.catalog.writing():
             self.catalog.sync()
-            plan = self.catalog.plan()
-            if cluster not in plan.snapshot.clusters:
+            blueprint = self.catalog.blueprint()
+            if cluster not in blueprint.snapshot.clusters:
                 self._cache.pop(cluster, None)
                 self._memos.pop(cluster, None)
                 raise NotFound(f"Cluster {cluster!r} not found")
             started = time.perf_counter()
             material = None
             if self.material is not None:
-                material = self.material(store, narrowed(plan, {cluster}))
-            objs = mbcompile.objects(plan, material, only={cluster}).get(cluster, [])
+                material = self.material(store, narrowed(blueprint, {cluster}))
+            objs = mbcompile.objects(blueprint, material, only={cluster}).get(cluster, [])
             memo = self._memos.setdefault(cluster, DumpMemo())
             files = manifest_files({cluster: objs}, memo)
             revs = store.revisions()
         if self.on_render is not None:
             self.on_render(time.perf_counter() - started)
-        self._forget_removed(plan)
+        self._forget_removed(blueprint)
         answer = ManifestList.model_construct(
             metadata=ListMeta(resource_version=_etag(revs)), items=objs
         )
         stream = b"---\n".join(data for data, _ in files.values())
         return ClusterManifests(cluster, revs, objs, files, stream, answer.model_dump_json(by_alias=True).encode())
 
-    def _forget_removed(self, plan: mbcompile.Plan) -> None:
-        for gone in set(self._memos) - set(plan.snapshot.clusters):
+    def _forget_removed(self, blueprint: mbcompile.Blueprint) -> None:
+        for gone in set(self._memos) - set(blueprint.snapshot.clusters):
             self._memos.pop(gone, None)
             self._cache.pop(gone, None)
 
 
-def narrowed(plan: mbcompile.Plan, clusters: Collection[str]) -> mbcompile.Plan:
-    """The plan as the material provider should see it for some clusters' output: only those
+def narrowed(blueprint: mbcompile.Blueprint, clusters: Collection[str]) -> mbcompile.Blueprint:
+    """The blueprint as the material provider should see it for some clusters' output: only those
     clusters, so certificate material is loaded (or issued) for them alone, not for the mesh."""
-    snap = plan.snapshot
+    snap = blueprint.snapshot
     only = dataclasses.replace(snap, clusters={c: snap.clusters[c] for c in clusters})
-    return mbcompile.Plan(only, plan.vips)
+    return mbcompile.Blueprint(only, blueprint.vips)

@@ -2,7 +2,7 @@
 change and every ``interval`` seconds, by exactly one replica per cluster at a time.
 
 It is the CLI's reconciler (``meshbridge.kube``) fed from the server's catalog instead of files:
-the same plan, VIPs and certificates the manifests endpoint serves. Clusters reach their API
+the same blueprint, VIPs and certificates the manifests endpoint serves. Clusters reach their API
 servers through the credential their ``spec.kubeconfig`` names, registered by an admin
 (:mod:`meshbridge.server.credentials`; the server reads no kubeconfig file); clusters without
 ``spec.kubeconfig`` are left out (their manifests are still served for GitOps). Gateway
@@ -253,8 +253,8 @@ class Reconciler:
             with catalog.writing():
                 catalog.sync()
                 revision = catalog.revisions.resources if catalog.revisions else 0
-                plan = catalog.plan()
-                intents = plan.snapshot.intents
+                blueprint = catalog.blueprint()
+                intents = blueprint.snapshot.intents
                 chosen = cluster_targets(intents, self.credentials)
                 if not chosen:
                     return Desired(revision, [], None, {}, "", time.monotonic())
@@ -266,7 +266,7 @@ class Reconciler:
                 )
                 material = None
                 if self.material is not None:
-                    material = self.material(catalog.store, narrowed(plan, names))
+                    material = self.material(catalog.store, narrowed(blueprint, names))
                 flagged = catalog.has_flagged
         except InvalidInput as exc:  # the stored set cannot be planned at all
             revision = catalog.revisions.resources if catalog.revisions else 0
@@ -279,7 +279,7 @@ class Reconciler:
                 "/api/v1/problems); nothing is written, so nothing they rendered is pruned"
             )
             return Desired(revision, chosen, mesh, {}, held, time.monotonic())
-        objects = mbcompile.objects(plan, material, only=names)
+        objects = mbcompile.objects(blueprint, material, only=names)
         return Desired(revision, chosen, mesh, objects, "", time.monotonic())
 
     # ------------------------------------------------------------------------ one batch

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from meshbridge.compile import Plan
+from meshbridge.compile import Blueprint
 from meshbridge.compile.inputs import ClusterCA, IngressCredential, Material
 from meshbridge.errors import PKIError, StateError
 from meshbridge.model import CASettings, Mesh
@@ -707,13 +707,13 @@ def pki_status(store: Store, now: datetime) -> PkiStatus:
 
 def material_provider(
     state_path: str | None, now: datetime | None = None
-) -> Callable[[Store, Plan], Material]:
+) -> Callable[[Store, Blueprint], Material]:
     """What render and apply plug in: the state key, then every cluster's and host's material."""
 
-    def provide(store: Store, plan: Plan) -> Material:
+    def provide(store: Store, blueprint: Blueprint) -> Material:
         sealer = load_sealer(state_path, store)
         refuse_lost_store(state_path, store)
-        snap = plan.snapshot
+        snap = blueprint.snapshot
         external = sorted(
             {
                 (i.spec.external.host, i.spec.external.tls_mode)

@@ -16,16 +16,16 @@ from meshbridge.output.writer import KeyPlacement, Written, staging
 from meshbridge.progress import SILENT, Progress
 from meshbridge.store import Store
 
-MaterialProvider = Callable[[Store, mbcompile.Plan], mbcompile.Material]
+MaterialProvider = Callable[[Store, mbcompile.Blueprint], mbcompile.Material]
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """One render: the plan, every cluster's object count, and either every cluster's objects
+    """One render: the blueprint, every cluster's object count, and either every cluster's objects
     (``build(serialise=False)``) or the manifest files (path -> (bytes, what private key the
     file holds, if any)); the other is empty."""
 
-    plan: mbcompile.Plan
+    blueprint: mbcompile.Blueprint
     counts: dict[str, int]
     objects: dict[str, list[Obj]]
     files: dict[str, ManifestFile]
@@ -55,7 +55,7 @@ def build(
     serialise: bool = True,
     progress: Progress = SILENT,
 ) -> Rendered:
-    """Plan against the store, compile and serialise every cluster's objects; persist new VIPs.
+    """Blueprint against the store, compile and serialise every cluster's objects; persist new VIPs.
 
     Runs in one store transaction, so allocations and certificates land together or not at all.
     Each object is serialised as it is made and not kept (``objects`` is left empty);
@@ -67,22 +67,22 @@ def build(
     with store.transaction():
         progress.stage("allocating VIPs and certificates")
         previous = store.vip_records()
-        plan = mbcompile.plan(intents, previous)
-        mat = material(store, plan) if material is not None else mbcompile.Material()
+        blueprint = mbcompile.blueprint(intents, previous)
+        mat = material(store, blueprint) if material is not None else mbcompile.Material()
         if serialise:
             progress.stage("computing and serialising objects")
             files, counts = serialised(
-                mbcompile.each_object(plan, mat), plan.snapshot.clusters, progress.advance
+                mbcompile.each_object(blueprint, mat), blueprint.snapshot.clusters, progress.advance
             )
         else:
             progress.stage("computing objects")
-            objs = mbcompile.objects(plan, mat)
+            objs = mbcompile.objects(blueprint, mat)
             counts = {cluster: len(cluster_objs) for cluster, cluster_objs in objs.items()}
-        if plan.vips != previous:
-            store.replace_vip_records(plan.vips)
+        if blueprint.vips != previous:
+            store.replace_vip_records(blueprint.vips)
     before = {(r.cluster, r.key) for r in previous if r.active}
-    after = {(r.cluster, r.key) for r in plan.vips if r.active}
-    return Rendered(plan, counts, objs, files, len(after - before))
+    after = {(r.cluster, r.key) for r in blueprint.vips if r.active}
+    return Rendered(blueprint, counts, objs, files, len(after - before))
 
 
 def render(

@@ -45,7 +45,7 @@ GENERATORS: tuple[Generator, ...] = (
 
 
 @dataclass(frozen=True)
-class Plan:
+class Blueprint:
     """A validated snapshot and the VIP table it needs (new allocations included)."""
 
     snapshot: Snapshot
@@ -61,7 +61,7 @@ def check(intents: Intents) -> Snapshot:
     return snap
 
 
-def plan(intents: Intents | Snapshot, previous: Iterable[VipRecord]) -> Plan:
+def blueprint(intents: Intents | Snapshot, previous: Iterable[VipRecord]) -> Blueprint:
     """Validate (unless given an already checked snapshot) and allocate VIPs against the
     previous allocation table."""
     snap = intents if isinstance(intents, Snapshot) else check(intents)
@@ -82,7 +82,7 @@ def plan(intents: Intents | Snapshot, previous: Iterable[VipRecord]) -> Plan:
             f"{exc} (released addresses included): use a larger pool",
         )
         raise InvalidInput([problem]) from None
-    return Plan(snap, records)
+    return Blueprint(snap, records)
 
 
 def _taken_problems(snap: Snapshot, taken: list[Taken]) -> list[Problem]:
@@ -129,7 +129,7 @@ def _taken_problems(snap: Snapshot, taken: list[Taken]) -> list[Problem]:
 
 
 def objects(
-    plan_: Plan, material: Material | None = None, *, only: Collection[str] | None = None
+    blueprint_: Blueprint, material: Material | None = None, *, only: Collection[str] | None = None
 ) -> dict[str, list[Obj]]:
     """Every cluster's objects, in apply order; every cluster of the mesh has an entry.
 
@@ -137,23 +137,23 @@ def objects(
     so the cost follows the size of those clusters, not of the mesh); unknown names are ignored.
     """
     selected = None if only is None else frozenset(only)
-    ctx = Context(vips=vips.lookup(plan_.vips), material=material or Material(), only=selected)
+    ctx = Context(vips=vips.lookup(blueprint_.vips), material=material or Material(), only=selected)
     out: dict[str, list[Obj]] = defaultdict(list)
-    for cluster, obj in _generated(plan_.snapshot, ctx):
+    for cluster, obj in _generated(blueprint_.snapshot, ctx):
         out[cluster].append(obj)
-    return {c: ordered(out.get(c, [])) for c in ctx.selected(plan_.snapshot.clusters)}
+    return {c: ordered(out.get(c, [])) for c in ctx.selected(blueprint_.snapshot.clusters)}
 
 
-def each_object(plan_: Plan, material: Material | None = None) -> Iterator[tuple[str, Obj]]:
+def each_object(blueprint_: Blueprint, material: Material | None = None) -> Iterator[tuple[str, Obj]]:
     """Every object of the mesh with its cluster, one at a time as the generators make them (in
     no cluster's apply order: :func:`objects` sorts them), for a caller that turns each into
     something else at once. A render serialises each object as it comes, so the mesh's objects
     are never all alive together: on the 100-cluster mesh that is 160,000 containers fewer for
     the garbage collector to walk over and over while they pile up (bench/README.md). Objects
     for a cluster that is not in the mesh are not given (as :func:`objects` leaves them out)."""
-    ctx = Context(vips=vips.lookup(plan_.vips), material=material or Material())
-    clusters = frozenset(plan_.snapshot.clusters)
-    for cluster, obj in _generated(plan_.snapshot, ctx):
+    ctx = Context(vips=vips.lookup(blueprint_.vips), material=material or Material())
+    clusters = frozenset(blueprint_.snapshot.clusters)
+    for cluster, obj in _generated(blueprint_.snapshot, ctx):
         if cluster in clusters:
             yield cluster, obj
 

@@ -13,7 +13,7 @@ from meshbridge.kube.fleet import (
     Target,
     reconcile_all,
 )
-from meshbridge.kube.plan import Change, ChangeSet
+from meshbridge.kube.steps import Change, ChangeSet
 
 __all__ = [
     "Change",

@@ -26,8 +26,8 @@ from lightkube.resources.core_v1 import Secret
 
 from meshbridge.errors import KubeconfigError
 from meshbridge.kube.fleet import Options, Target, client_for
-from meshbridge.kube.plan import MESH_ID_LABEL, MESH_LABEL
 from meshbridge.kube.retry import patiently, per_cluster
+from meshbridge.kube.steps import MESH_ID_LABEL, MESH_LABEL
 
 __all__ = ["CACERTS", "LiveCacerts", "read_cacerts"]
 

@@ -26,9 +26,9 @@ from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge import wording
 from meshbridge.errors import KubeconfigError, Unreachable
-from meshbridge.kube.plan import INJECTION_LABEL, ChangeSet, Ownership
 from meshbridge.kube.reconcile import ClusterReconciler
 from meshbridge.kube.retry import per_cluster
+from meshbridge.kube.steps import INJECTION_LABEL, ChangeSet, Ownership
 from meshbridge.loopback import is_loopback
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]

@@ -1,4 +1,4 @@
-"""Reconcile one cluster with its desired objects: read it, plan, carry the plan out.
+"""Reconcile one cluster with its desired objects: read it, decide the steps, carry them out.
 
 Per run:
 
@@ -6,12 +6,12 @@ Per run:
    once, instead of a read per object to find name collisions) and the namespaces. Lists are
    decoded into ``Live`` records: the metadata meshbridge reads and the content (and
    ``managedFields``) left as undecoded JSON;
-2. ``plan.plan`` decides every step from that (a pure function: see its module);
+2. ``steps.decide`` decides every step from that (a pure function: see its module);
 3. the steps are carried out: missing namespaces created, then kind by kind in apply order
    (objects of one kind concurrently, up to ``concurrency`` requests at a time) server-side
    applies with field manager ``meshbridge``, then deletions in reverse order.
 
-What each write may touch is what the plan saw, and no more:
+What each write may touch is what the decision saw, and no more:
 
 * a create is an apply without force: if someone created an object of that name after the list,
   a field they set differently is a conflict (409) and nothing is written; if it held the same
@@ -40,7 +40,8 @@ from lightkube.types import PatchType
 from meshbridge.compile.envelope import APPLY_ORDER
 from meshbridge.errors import Unreachable
 from meshbridge.kube.kinds import KINDS, PRUNABLE
-from meshbridge.kube.plan import (
+from meshbridge.kube.retry import patiently
+from meshbridge.kube.steps import (
     FIELD_MANAGER,
     MANAGED_BY,
     Change,
@@ -48,13 +49,12 @@ from meshbridge.kube.plan import (
     Live,
     Ownership,
     Step,
+    decide,
     drift_diff,
     key_of,
     managers,
     owned_shape,
-    plan,
 )
-from meshbridge.kube.retry import patiently
 
 LABELLED_ONLY = frozenset({"Secret"})  # kinds listed by label only (see _list_kind)
 
@@ -114,7 +114,7 @@ class ClusterReconciler:
             self._listing(versions),
             patiently(functools.partial(self._list, "Namespace", "v1", None)),
         )
-        steps = plan(
+        steps = decide(
             desired,
             listing,
             {n.metadata.name for n in namespaces},

@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from meshbridge.kube.plan import (
+from meshbridge.kube.reconcile import live_resource
+from meshbridge.kube.steps import (
     HASH_ANNOTATION,
     Live,
     Ownership,
@@ -16,7 +17,6 @@ from meshbridge.kube.plan import (
     owned_shape,
     prepare,
 )
-from meshbridge.kube.reconcile import live_resource
 
 OWNER = Ownership("default", "0d9c2f4e-6c1b-4f0e-9a57-3c2b1d0e9f8a")
 

@@ -1,4 +1,4 @@
-"""The reconciler's plan, a pure function of desired objects, listed live objects and ownership.
+"""The reconciler's steps, a pure function of desired objects, listed live objects and ownership.
 
 What a user would notice if it broke: an apply that deletes or rewrites another mesh's objects
 (or someone's own), writes on every run, or a ``diff`` that disagrees with what ``apply`` does.
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from meshbridge.compile.envelope import APPLY_ORDER
 from meshbridge.kube.kinds import KINDS, PRUNABLE
-from meshbridge.kube.plan import (
+from meshbridge.kube.steps import (
     HASH_ANNOTATION,
     INJECTION_LABEL,
     MANAGED_BY,
@@ -24,7 +24,7 @@ from meshbridge.kube.plan import (
     Live,
     Ownership,
     Step,
-    plan,
+    decide,
     prepare,
 )
 
@@ -104,7 +104,7 @@ def clusters(draw: st.DrawFn) -> dict[str, Any]:
 
 def run_plan(c: dict[str, Any]) -> tuple[Ownership, list[Step]]:
     owner = Ownership(MINE.mesh, MINE.uid, adopt_legacy=c["adopt"])
-    steps = plan(
+    steps = decide(
         c["desired"], c["listing"], c["namespaces"], owner,
         force_conflicts=c["force"], namespace_labels=dict([INJECTION_LABEL]),
     )
@@ -159,7 +159,7 @@ def test_every_desired_object_has_one_step_and_deletes_come_last(c) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(c=clusters())
 def test_after_the_plan_is_carried_out_a_new_plan_changes_nothing(c) -> None:
-    """The plan, done as the API server would (forced applies over meshbridge's fields, fields
+    """The steps, done as the API server would (forced applies over meshbridge's fields, fields
     of other managers kept), then planned again: nothing left to write, so ``diff`` exits 0
     after an ``apply``; other meshes' objects are as they were."""
     owner, steps = run_plan(c)
@@ -182,7 +182,7 @@ def test_after_the_plan_is_carried_out_a_new_plan_changes_nothing(c) -> None:
         for k in PRUNABLE
     }
     namespaces = c["namespaces"] | {s.name for s in steps if s.kind == "Namespace"}
-    again = plan(c["desired"], listing, namespaces, owner, force_conflicts=c["force"])
+    again = decide(c["desired"], listing, namespaces, owner, force_conflicts=c["force"])
     assert [s for s in again if s.action in WRITES] == []
     for key, (whose, before) in c["live"].items():
         if whose in ("other", "same-name"):
@@ -196,11 +196,11 @@ def test_a_field_another_manager_added_is_not_drift() -> None:
     edited["spec"]["trafficPolicy"] = {"connectionPool": {"tcp": {"maxConnections": 5}}}
     edited["metadata"]["labels"]["team"] = "x"
     listing = {k: [] for k in PRUNABLE} | {"DestinationRule": [live_of(edited)]}
-    (step,) = plan([desired], listing, {"ns1"}, MINE)
+    (step,) = decide([desired], listing, {"ns1"}, MINE)
     assert step.action == "unchanged"
     edited["spec"]["n"] = 2  # a value meshbridge sets
     listing["DestinationRule"] = [live_of(edited)]
-    (step,) = plan([desired], listing, {"ns1"}, MINE)
+    (step,) = decide([desired], listing, {"ns1"}, MINE)
     assert (step.action, step.reason) == ("update", "drift: changed outside meshbridge")
     assert edited["metadata"]["annotations"][HASH_ANNOTATION]
 
@@ -213,11 +213,11 @@ def test_objects_labelled_before_identities_are_adopted_only_where_told() -> Non
     del stale["metadata"]["labels"][MESH_ID_LABEL]
     listing = {k: [] for k in PRUNABLE} | {"ServiceEntry": [live_of(old), live_of(stale)]}
     adopting = Ownership(MINE.mesh, MINE.uid, adopt_legacy=True)
-    steps = plan([desired], listing, {"ns1"}, adopting)
+    steps = decide([desired], listing, {"ns1"}, adopting)
     assert [(s.action, s.name) for s in steps] == [("update", "a"), ("delete", "b")]
     assert steps[0].desired is not None
     assert steps[0].desired["metadata"]["labels"][MESH_ID_LABEL] == MINE.uid
-    steps = plan([desired], listing, {"ns1"}, MINE)
+    steps = decide([desired], listing, {"ns1"}, MINE)
     assert [(s.action, s.name) for s in steps] == [("conflict", "a")]
     assert "as an older meshbridge labelled it" in steps[0].reason
 
@@ -231,11 +231,11 @@ def test_objects_a_store_wrote_before_it_took_over_a_lost_mesh_stay_its_own() ->
                                                              Ownership(MINE.mesh, "someone-else"))
     listing = {k: [] for k in PRUNABLE} | {"ServiceEntry": [live_of(mine_before), live_of(theirs)]}
     took = Ownership(MINE.mesh, MINE.uid, previous=frozenset({"earlier-id"}))
-    steps = plan([desired], listing, {"ns1"}, took)
+    steps = decide([desired], listing, {"ns1"}, took)
     assert [(s.action, s.name) for s in steps] == [("update", "a")]
     assert steps[0].desired is not None
     assert steps[0].desired["metadata"]["labels"][MESH_ID_LABEL] == MINE.uid
-    assert [(s.action, s.name) for s in plan([desired], listing, {"ns1"}, MINE)] == [
+    assert [(s.action, s.name) for s in decide([desired], listing, {"ns1"}, MINE)] == [
         ("conflict", "a")]
 
 

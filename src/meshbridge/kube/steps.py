@@ -1,10 +1,10 @@
 """What a reconcile will do in one cluster, decided from plain data: a pure function.
 
-``plan(desired, listing, namespaces, owner)`` takes the desired objects, the live objects one list
+``decide(desired, listing, namespaces, owner)`` takes the desired objects, the live objects one list
 call per kind returned, and the names of the cluster's namespaces, and answers the steps in the
 order they are to run: namespaces to create, then every desired object (create, update,
 unchanged, conflict, skipped) kind by kind in apply order, then the deletions in reverse order.
-``apply``, ``apply --dry-run`` and ``diff`` all run this plan (``reconcile.ClusterReconciler``
+``apply``, ``apply --dry-run`` and ``diff`` all run these steps (``reconcile.ClusterReconciler``
 only carries it out), so they agree on what will change.
 
 Ownership. An object is this mesh's when it carries ``app.kubernetes.io/managed-by: meshbridge``
@@ -363,7 +363,7 @@ class Step:
 Listing = Mapping[str, Sequence[Live] | None]  # kind -> what its list returned; None: not served
 
 
-def plan(
+def decide(
     desired: Sequence[dict[str, Any]],
     listing: Listing,
     namespaces: Collection[str],

@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 from bench.meshgen import generate  # noqa: E402
 
 TESTENV = ROOT / "scripts" / "k8s-testenv"
-KINDS = "secrets,serviceentries,destinationrules,gateways,virtualservices,authorizationpolicies,namespaces"
+KUBECTL_KINDS = "secrets,serviceentries,destinationrules,gateways,virtualservices,authorizationpolicies,namespaces"
 
 
 def sh(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -239,7 +239,7 @@ def measure(args: argparse.Namespace, tools: dict[str, Path], latency_ms: int, t
     def warm(name: str) -> None:
         for _ in range(30):
             done = subprocess.run([kubectl, "--kubeconfig", str(configs[name]), "--cache-dir",
-                                   str(cache), "get", KINDS, "-A"],
+                                   str(cache), "get", KUBECTL_KINDS, "-A"],
                                   capture_output=True, text=True, check=False)
             if done.returncode == 0:
                 return

@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from meshbridge.errors import BadRequest, InvalidInput, Problem
-from meshbridge.model import API_VERSION, KINDS, Intents, Located
+from meshbridge.model import API_VERSION, DOCUMENT_MODELS, Intents, Located
 from meshbridge.source import Source
 
 __all__ = [
@@ -251,9 +251,9 @@ def _check_envelope(raw: Any) -> tuple[str, str, list[tuple[str, str]]]:
                 f"must be {API_VERSION!r}" + (f", not {got!r}" if got is not None else ""),
             )
         )
-    if not isinstance(kind, str) or kind not in KINDS:
-        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (one of {', '.join(KINDS)})"
+    if not isinstance(kind, str) or kind not in DOCUMENT_MODELS:
+        close = difflib.get_close_matches(str(kind), list(DOCUMENT_MODELS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (one of {', '.join(DOCUMENT_MODELS)})"
         problems.append(("kind", f"unknown kind {kind!r}{hint}"))
         return "", name_s, problems
     return kind, name_s, problems
@@ -298,7 +298,7 @@ def _validate(raw: Any, source: str, index: int) -> tuple[Located[Any] | None, l
     problems = [Problem(source, index, kind, name, path, msg) for path, msg in envelope]
     if not kind:
         return None, problems
-    model = KINDS[kind]
+    model = DOCUMENT_MODELS[kind]
     try:
         obj = model.model_validate(raw)
     except ValidationError as exc:

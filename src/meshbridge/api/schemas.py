@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshbridge.model import KINDS
+from meshbridge.model import DOCUMENT_MODELS
 
 _REF = "#/components/schemas/{model}"
 _SERVER_FIELDS = {
@@ -26,7 +26,7 @@ _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 def body_schema(kind: str | None) -> dict[str, Any]:
     """``openapi_extra`` for a route taking one document of ``kind`` (None: any, many)."""
     if kind is None:
-        one: dict[str, Any] = {"oneOf": [{"$ref": _REF.format(model=k)} for k in KINDS]}
+        one: dict[str, Any] = {"oneOf": [{"$ref": _REF.format(model=k)} for k in DOCUMENT_MODELS]}
         json_schema: dict[str, Any] = {"oneOf": [one, {"type": "array", "items": one}]}
         description = "One or more documents: multi-document YAML, a JSON object or array."
     else:
@@ -41,7 +41,7 @@ def body_schema(kind: str | None) -> dict[str, Any]:
 def components() -> dict[str, Any]:
     """Every document model's schema and the schemas it refers to, by name."""
     out: dict[str, Any] = {}
-    for name, model in KINDS.items():
+    for name, model in DOCUMENT_MODELS.items():
         schema = model.model_json_schema(by_alias=True, ref_template=_REF)
         for def_name, definition in schema.pop("$defs", {}).items():
             out[def_name] = definition

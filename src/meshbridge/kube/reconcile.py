@@ -39,7 +39,7 @@ from lightkube.types import PatchType
 
 from meshbridge.compile.envelope import APPLY_ORDER
 from meshbridge.errors import Unreachable
-from meshbridge.kube.kinds import KINDS, PRUNABLE
+from meshbridge.kube.kinds import CLUSTER_KINDS, PRUNABLE
 from meshbridge.kube.retry import patiently
 from meshbridge.kube.steps import (
     FIELD_MANAGER,
@@ -72,7 +72,7 @@ _MEANWHILE = "after meshbridge read the cluster"
 def live_resource(kind: str, version: str) -> type[Live]:
     """A lightkube resource class whose reads, lists and server-side applies of ``kind`` are
     decoded into ``Live`` records."""
-    info = KINDS[kind]
+    info = CLUSTER_KINDS[kind]
     scope = lk_resource.NamespacedResourceG if info.namespaced else lk_resource.GlobalResource
     api_info = lk_resource.ApiInfo(
         resource=lk_resource.ResourceDef(info.group, version, kind),
@@ -171,7 +171,7 @@ class ClusterReconciler:
     async def _list(self, kind: str, version: str, selector: dict[str, Any] | None) -> list[Live]:
         res: Any = live_resource(kind, version)  # lightkube's signatures name its own types
         async with self._reads:
-            if KINDS[kind].namespaced:
+            if CLUSTER_KINDS[kind].namespaced:
                 items = self.client.list(res, labels=selector, namespace="*")
             else:
                 items = self.client.list(res, labels=selector)
@@ -192,7 +192,7 @@ class ClusterReconciler:
     async def _create_namespace(self, step: Step) -> Change:
         assert step.desired is not None
         if not self.dry_run:
-            res = KINDS["Namespace"].resource("v1")
+            res = CLUSTER_KINDS["Namespace"].resource("v1")
             try:
                 await patiently(lambda: self.client.create(res.from_dict(step.desired)))
             except ApiError as exc:
@@ -273,7 +273,7 @@ class ClusterReconciler:
             return step.change()
         assert step.live is not None
         seen = step.live.metadata
-        res = KINDS[step.kind].resource(version)
+        res = CLUSTER_KINDS[step.kind].resource(version)
         preconditions = {"uid": seen.uid, "resourceVersion": seen.resourceVersion}
         try:
             await _delete_if(self.client, res, step.name, step.namespace, preconditions)
@@ -334,7 +334,7 @@ def _status(exc: ApiError) -> str:
 
 def _versions(objs: list[dict[str, Any]]) -> dict[str, str]:
     """API version to list each kind with: the one the desired objects use, else the default."""
-    out = {kind: DEFAULT_VERSIONS[info.group] for kind, info in KINDS.items()}
+    out = {kind: DEFAULT_VERSIONS[info.group] for kind, info in CLUSTER_KINDS.items()}
     for obj in objs:
         out[obj["kind"]] = obj["apiVersion"].rpartition("/")[2]
     return out

@@ -8,7 +8,7 @@ need several documents at once (references, placements, conflicts) live in
 from meshbridge.model.intents import Intents, Located
 from meshbridge.model.kinds import (
     API_VERSION,
-    KINDS,
+    DOCUMENT_MODELS,
     AccessPoint,
     App,
     AppSpec,
@@ -39,7 +39,7 @@ from meshbridge.model.kinds import (
 
 __all__ = [
     "API_VERSION",
-    "KINDS",
+    "DOCUMENT_MODELS",
     "AccessPoint",
     "App",
     "AppSpec",

@@ -498,7 +498,7 @@ class ExternalService(_Namespaced):
 
 Document = Mesh | Cluster | App | InboundIntent | ExternalService
 
-KINDS: dict[str, type[Mesh | Cluster | App | InboundIntent | ExternalService]] = {
+DOCUMENT_MODELS: dict[str, type[Mesh | Cluster | App | InboundIntent | ExternalService]] = {
     "Mesh": Mesh,
     "Cluster": Cluster,
     "App": App,

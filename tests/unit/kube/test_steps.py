@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshbridge.compile.envelope import APPLY_ORDER
-from meshbridge.kube.kinds import KINDS, PRUNABLE
+from meshbridge.kube import kinds
+from meshbridge.kube.kinds import CLUSTER_KINDS, PRUNABLE
 from meshbridge.kube.steps import (
     HASH_ANNOTATION,
     INJECTION_LABEL,
@@ -36,7 +37,7 @@ VERSIONS = {"Secret": "v1", "IstioOperator": "install.istio.io/v1alpha1"}
 
 
 def api_version(kind: str) -> str:
-    group = KINDS[kind].group
+    group = CLUSTER_KINDS[kind].group
     return VERSIONS.get(kind, f"{group}/v1beta1" if group else "v1")
 
 
@@ -240,5 +241,6 @@ def test_objects_a_store_wrote_before_it_took_over_a_lost_mesh_stay_its_own() ->
 
 
 def test_the_apply_order_is_the_compilers_and_every_kind_in_it_has_a_resource() -> None:
-    assert list(KINDS) == list(APPLY_ORDER)
+    assert list(CLUSTER_KINDS) == list(APPLY_ORDER)
+    assert set(kinds._TABLE) == set(APPLY_ORDER), "a kind kube knows that is never applied"
     assert [k for k in APPLY_ORDER if k != "Namespace"] == PRUNABLE

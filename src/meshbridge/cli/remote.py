@@ -35,7 +35,7 @@ from meshbridge.errors import BadRequest, Conflict
 from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
-    from meshbridge.client import Client
+    from meshbridge.client import ServerClient
     from meshbridge.output.writer import KeyPlacement
     from meshbridge.wire.resources import ResourceKind
 
@@ -117,11 +117,11 @@ class Remote:
     token: str | None = None
     server_ca: Path | None = None
 
-    def client(self) -> Client:
+    def client(self) -> ServerClient:
         """A client of the server; checked (URL, TLS files) before anything is sent."""
-        from meshbridge.client import Client
+        from meshbridge.client import ServerClient
 
-        return Client(
+        return ServerClient(
             self.server, self.token, server_ca=self.server_ca, client_cert=client_certificate()
         )
 

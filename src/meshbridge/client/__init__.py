@@ -8,9 +8,9 @@ directory, whatever names the server sends.
 """
 
 from meshbridge.client._http import (
-    Client,
     ClientCertificate,
     FileDocument,
+    ServerClient,
     check_server_url,
     read_documents,
 )
@@ -22,10 +22,10 @@ from meshbridge.client._render import (
 )
 
 __all__ = [
-    "Client",
     "ClientCertificate",
     "FileDocument",
     "RemoteRender",
+    "ServerClient",
     "check_server_url",
     "fetch_all",
     "read_documents",

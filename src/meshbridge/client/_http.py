@@ -1,7 +1,7 @@
 """The CLI's side of a meshbridge server: the same documents and commands, sent over HTTP(S).
 
-:class:`Client` wraps the REST API and turns error answers back into meshbridge errors, so the
-CLI prints and exits as it does locally: 422 -> InvalidInput (problems named by the user's own
+:class:`ServerClient` wraps the REST API and turns error answers back into meshbridge errors,
+so the CLI prints and exits as it does locally: 422 -> InvalidInput (problems named by the user's own
 files and documents, not by the request body), 409 -> Conflict, 404 -> NotFound, anything
 else -> ServerError.
 
@@ -46,9 +46,9 @@ from meshbridge.wire.messages import (
 from meshbridge.wire.resources import ResourceKind, strip_server_fields
 
 __all__ = [
-    "Client",
     "ClientCertificate",
     "FileDocument",
+    "ServerClient",
     "check_server_url",
     "read_documents",
 ]
@@ -156,7 +156,7 @@ def _read(model: type[_Answer], response: httpx2.Response) -> _Answer:
         ) from None
 
 
-class Client:
+class ServerClient:
     """A meshbridge server at ``server`` (``https://host:port``), as a bearer of ``token``.
 
     ``server_ca``: the CA bundle that verifies an ``https`` server (default: the system's
@@ -191,7 +191,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> ServerClient:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx2
 
 from meshbridge import wording
-from meshbridge.client._http import Client, ClientCertificate
+from meshbridge.client._http import ClientCertificate, ServerClient
 from meshbridge.errors import NotFound, ServerError, UnsafePath
 from meshbridge.output.emitter import Emitter, ManifestFile, file_name, private_key_holder
 from meshbridge.output.writer import KeyPlacement, Written, write_render
@@ -107,7 +107,7 @@ class RemoteRender:
     revision: str
 
 
-def _cluster_names(client: Client) -> list[str]:
+def _cluster_names(client: ServerClient) -> list[str]:
     names = []
     for item in client.list(RESOURCES["Cluster"]).get("items", []):
         name = item.get("metadata", {}).get("name") if isinstance(item, dict) else None
@@ -120,7 +120,7 @@ def _cluster_names(client: Client) -> list[str]:
     return sorted(names)
 
 
-def fetch_all(client: Client) -> RemoteRender:
+def fetch_all(client: ServerClient) -> RemoteRender:
     """Every cluster's files at one store revision (fetched again if a write came between).
 
     The server sends objects; they are written through the same emitter as a local render, so
@@ -171,7 +171,7 @@ def render_from_server(
     Secrets holding a private key go where ``keys`` says (left out by default). Every path is
     checked before the first file is written."""
     placement = keys or KeyPlacement()
-    with Client(
+    with ServerClient(
         server, token, server_ca=server_ca, client_cert=client_cert, transport=transport
     ) as client:
         result = fetch_all(client)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from meshbridge.client import Client, check_server_url
+from meshbridge.client import ServerClient, check_server_url
 from meshbridge.errors import UnsafeConnection
 from meshbridge.loopback import is_loopback
 
@@ -52,7 +52,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 )
 def test_a_token_is_not_sent_over_plain_http_off_loopback(url: str, no_network: list[str]) -> None:
     with pytest.raises(UnsafeConnection, match="refusing to send the API token over plain HTTP"):
-        Client(url, "mbt_0123456789ab_" + "x" * 43)
+        ServerClient(url, "mbt_0123456789ab_" + "x" * 43)
     assert no_network == []
 
 
@@ -80,7 +80,7 @@ def test_https_and_loopback_http_are_accepted(no_network: list[str]) -> None:
 def test_a_missing_server_ca_file_is_named(tmp_path, no_network: list[str]) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(UnsafeConnection, match=f"cannot use the server CA file {missing}"):
-        Client("https://meshbridge.example", "t", server_ca=missing)
+        ServerClient("https://meshbridge.example", "t", server_ca=missing)
 
 
 @pytest.mark.parametrize(

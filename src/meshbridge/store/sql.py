@@ -58,7 +58,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from meshbridge.errors import StateError, StateLocked, StateUnavailable
 from meshbridge.store import migrate
 from meshbridge.store.dialect import upsert
-from meshbridge.store.leases import LeasesMixin
+from meshbridge.store.replicas import LeasesMixin
 from meshbridge.store.records import Revisions
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (

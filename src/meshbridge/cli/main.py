@@ -12,9 +12,9 @@ import typer
 from meshbridge import __version__, wording
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
-from meshbridge.cli import keys as keys_opt
 from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
+from meshbridge.cli import secret_placement
 from meshbridge.cli import server as server_cmd
 from meshbridge.cli.common import (
     Command,
@@ -97,8 +97,8 @@ def render(
             "unless --server is given.",
         ),
     ] = None,
-    secrets_dir: keys_opt.SecretsDirOption = None,
-    include_secrets: keys_opt.IncludeSecretsOption = False,
+    secrets_dir: secret_placement.SecretsDirOption = None,
+    include_secrets: secret_placement.IncludeSecretsOption = False,
     state: StateOption = None,
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
@@ -116,7 +116,7 @@ def render(
     VIPs and certificates are kept in the state store, so rendering the same intents again gives
     the same bytes, and VIPs never move when other intents are added or removed.
     """
-    placement = keys_opt.placement(output, secrets_dir, include_secrets)
+    placement = secret_placement.placement(output, secrets_dir, include_secrets)
     if server:
         remote_cmd.render_remote(server, token, output, files, placement, server_ca)
         return
@@ -155,7 +155,7 @@ def render(
             + (f" ({wording.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
             markup=False,
         )
-    keys_opt.report(written)
+    secret_placement.report(written)
 
 
 app.add_typer(pki_cmd.app)

@@ -30,7 +30,7 @@ from meshbridge.cli.common import (
     print_object_states,
     short_time,
 )
-from meshbridge.cli.keys import report
+from meshbridge.cli.secret_placement import report
 from meshbridge.errors import BadRequest, Conflict
 from meshbridge.usecases.sources import read_sources
 

@@ -27,7 +27,7 @@ KEEP_RUNS = 100  # reconcile runs kept per cluster
 FORGET_REPLICAS = 86400.0  # seconds after its last heartbeat a replica's row is removed
 
 
-class LeasesMixin:
+class ReplicasMixin:
     """Leases, replicas and reconcile runs; needs the host's ``_connection()``."""
 
     def _connection(self) -> AbstractContextManager[Connection]:  # pragma: no cover - host's

@@ -58,8 +58,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from meshbridge.errors import StateError, StateLocked, StateUnavailable
 from meshbridge.store import migrate
 from meshbridge.store.dialect import upsert
-from meshbridge.store.replicas import LeasesMixin
 from meshbridge.store.records import Revisions
+from meshbridge.store.replicas import ReplicasMixin
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (
     MESH_ID_KEY,
@@ -108,7 +108,7 @@ def _retry_locked(statement: Callable[[], object], tries: int = 100) -> None:
             time.sleep(0.1)
 
 
-class SqlStore(RowsMixin, LeasesMixin):
+class SqlStore(RowsMixin, ReplicasMixin):
     """A Store over a SQLAlchemy engine; migrates the database to the current schema."""
 
     def __init__(self, engine: Engine, *, migrate_schema: bool = True) -> None:

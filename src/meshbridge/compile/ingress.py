@@ -17,7 +17,7 @@ from meshbridge.compile import naming
 from meshbridge.compile.crosscluster import networking
 from meshbridge.compile.envelope import Obj, make, owner_ref
 from meshbridge.compile.inputs import Context
-from meshbridge.compile.secrets import opaque_secret
+from meshbridge.compile.pki_secrets import opaque_secret
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.model import ExternalAccess, InboundIntent
 

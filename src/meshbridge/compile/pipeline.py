@@ -18,7 +18,7 @@ from meshbridge.compile import (
     ingress,
     istio_operator,
     loadbalancing,
-    secrets,
+    pki_secrets,
     snapshot,
     validate,
     vips,
@@ -34,7 +34,7 @@ Generator = Callable[[Snapshot, Context], Iterator[tuple[str, Obj]]]
 
 GENERATORS: tuple[Generator, ...] = (
     istio_operator.build,
-    secrets.build,
+    pki_secrets.build,
     crosscluster.build,
     loadbalancing.build,
     failover.build,

@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.viprecord import Taken
 
 __all__ = [
@@ -118,7 +118,7 @@ class InvalidInput(MeshbridgeError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
         count = len(self.problems)
-        super().__init__(f"{wording.count(count, 'problem')} in the input")
+        super().__init__(f"{plural.count(count, 'problem')} in the input")
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)

@@ -16,7 +16,7 @@ import typer
 import typer.core
 from rich.console import Console
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.errors import InvalidInput, MeshbridgeError
 
 DEFAULT_STATE = ".meshbridge/state.db"
@@ -142,7 +142,7 @@ def errors_mapped() -> Iterator[None]:
             err_console.print(str(problem), markup=False)
         count = len(exc.problems)
         err_console.print(
-            f"error: {wording.count(count, 'problem')} found; nothing was written",
+            f"error: {plural.count(count, 'problem')} found; nothing was written",
             style="red",
             markup=False,
         )

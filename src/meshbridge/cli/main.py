@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from meshbridge import __version__, wording
+from meshbridge import __version__
+from meshbridge import plural as plural
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
 from meshbridge.cli import pki as pki_cmd
@@ -68,7 +69,7 @@ def validate(files: FilesOption) -> None:
 
         checked = render_service.validate(read_sources(files), progress)
     count = len(checked.intents.documents())
-    out_console.print(f"valid: {wording.count(count, 'document')}", markup=False)
+    out_console.print(f"valid: {plural.count(count, 'document')}", markup=False)
 
 
 @app.command(cls=Command)
@@ -138,21 +139,21 @@ def render(
     counts = dict(sorted(result.counts.items()))
     if verbose:
         for cluster, count in counts.items():
-            out_console.print(f"{cluster}: {wording.count(count, 'object')}", markup=False)
+            out_console.print(f"{cluster}: {plural.count(count, 'object')}", markup=False)
     elif len(counts) > 1:  # a few lines whatever the number of clusters; -v lists them
         out_console.print(
             f"objects per cluster: {min(counts.values())} to {max(counts.values())}, "
             f"{sum(counts.values())} in all",
             markup=False,
         )
-    summary = f"{wording.count(written.files, 'file')} for {wording.count(len(counts), 'cluster')}"
+    summary = f"{plural.count(written.files, 'file')} for {plural.count(len(counts), 'cluster')}"
     if written.output in written.unchanged:  # already the render: nothing written or touched
         out_console.print(f"{output} already holds this render ({summary}): nothing written",
                           markup=False)
     else:
         out_console.print(
             f"wrote {summary} to {output}"
-            + (f" ({wording.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
+            + (f" ({plural.count(result.new_vips, 'new VIP')})" if result.new_vips else ""),
             markup=False,
         )
     secret_placement.report(written)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.cli.common import (
     Command,
     Group,
@@ -333,7 +333,7 @@ def _report(state: str | None, as_json: bool) -> None:
         c = entry.cert
         if c.health.value == "expiring":
             err_console.print(
-                f"warning: {c.role} {c.name} expires in {wording.count(c.days_left, 'day')}",
+                f"warning: {c.role} {c.name} expires in {plural.count(c.days_left, 'day')}",
                 style="yellow",
                 markup=False,
             )

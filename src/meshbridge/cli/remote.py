@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.cli.common import (
     FilesOption,
     err_console,
@@ -391,10 +391,10 @@ def render_remote(
             client_cert=client_certificate(),
         )
     for cluster, count in sorted(result.objects.items()):
-        out_console.print(f"{cluster}: {wording.count(count, 'object')}", markup=False)
+        out_console.print(f"{cluster}: {plural.count(count, 'object')}", markup=False)
     summary = (
-        f"{wording.count(written.files, 'file')} for "
-        f"{wording.count(len(result.objects), 'cluster')}"
+        f"{plural.count(written.files, 'file')} for "
+        f"{plural.count(len(result.objects), 'cluster')}"
     )
     if written.output in written.unchanged:  # already the render: nothing written or touched
         done = f"{output} already holds this render ({summary}): nothing written"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from meshbridge.cli.common import err_console, out_console
-from meshbridge.wording import count
+from meshbridge.plural import count
 
 if TYPE_CHECKING:
     from meshbridge.output.writer import KeyPlacement, Written

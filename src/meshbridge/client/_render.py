@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx2
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.client._http import ClientCertificate, ServerClient
 from meshbridge.errors import NotFound, ServerError, UnsafePath
 from meshbridge.output.emitter import Emitter, ManifestFile, file_name, private_key_holder
@@ -62,7 +62,7 @@ def safe_relative_path(rel: str, root: Path) -> str:
         if len(part.encode()) > _MAX_PART:
             raise _refuse(rel, f"a name longer than {_MAX_PART} bytes")
     if len(parts) != _PARTS:
-        raise _refuse(rel, f"not <cluster>/<namespace>/<file>: {wording.count(len(parts), 'part')}")
+        raise _refuse(rel, f"not <cluster>/<namespace>/<file>: {plural.count(len(parts), 'part')}")
     base = Path(os.path.realpath(root))
     resolved = Path(os.path.realpath(base / rel))
     if not resolved.is_relative_to(base) or resolved == base:

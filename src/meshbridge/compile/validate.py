@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.compile.snapshot import RemoteUse, Snapshot
 from meshbridge.compile.vips import capacity, vip_needs
 from meshbridge.errors import Problem
@@ -88,7 +88,7 @@ def load_balancing(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
             yield _problem(
                 doc,
                 "spec.loadBalancing",
-                f"app {doc.obj.spec.app!r} runs in {wording.count(len(placed), 'cluster')}; "
+                f"app {doc.obj.spec.app!r} runs in {plural.count(len(placed), 'cluster')}; "
                 "load balancing needs an app placed in more than one",
             )
         for cluster in lb.weights:
@@ -116,7 +116,7 @@ def failover(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
             yield _problem(
                 doc,
                 "spec.failover",
-                f"app {intent.spec.app!r} runs in {wording.count(len(placed), 'cluster')} "
+                f"app {intent.spec.app!r} runs in {plural.count(len(placed), 'cluster')} "
                 f"({', '.join(placed) or 'none'}); failover needs an app placed in more than one",
             )
         if not intent.spec.protocol.is_http:

@@ -24,7 +24,7 @@ import httpx2
 import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.errors import KubeconfigError, Unreachable
 from meshbridge.kube.reconcile import ClusterReconciler
 from meshbridge.kube.retry import per_cluster
@@ -182,8 +182,8 @@ async def reconcile_one(
         if outcome.failed:
             report.state = "Failed"
             report.error = (
-                f"{wording.count(outcome.count('conflict'), 'conflict')}, "
-                f"{wording.count(outcome.count('failed'), 'failure')}"
+                f"{plural.count(outcome.count('conflict'), 'conflict')}, "
+                f"{plural.count(outcome.count('failed'), 'failure')}"
             )
         else:
             report.state = "Planned" if options.dry_run else "Applied"

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meshbridge import wording
+from meshbridge import plural as plural
 from meshbridge.errors import InvalidInput, Problem, RootReplaced, StateError
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, read_cacerts
 from meshbridge.kube.fleet import State
@@ -210,7 +210,7 @@ def describe(checked: Checked) -> str:
     count = len(checked.replacements)
     head = (
         f"apply would replace the root of trust of {count} of "
-        f"{wording.count(len(checked.order), 'cluster')}"
+        f"{plural.count(len(checked.order), 'cluster')}"
     )
     return "\n".join([head, *lines])
 

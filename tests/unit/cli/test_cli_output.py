@@ -13,7 +13,7 @@ import yaml
 from helpers import EXAMPLES, write_docs
 
 from meshbridge.cli import app
-from meshbridge.wording import count
+from meshbridge.plural import count
 
 PLACEHOLDERS = ("<bool>", "<path>", "<str>", "<int", "<float", "TEXT", "INTEGER", "FLOAT")
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.errors import InvalidInput, Problem, RootReplaced, StateError
 from meshbridge.kube import ClusterReport, MeshRef, Options, Target, read_cacerts
 from meshbridge.kube.fleet import State
@@ -191,8 +191,8 @@ def _replacements(
 def _roots(facts: CacertsFacts) -> str:
     if not facts.roots:
         return "root (none readable)"
-    plural = "s" if len(facts.roots) > 1 else ""
-    return f"root{plural} " + ", ".join(f"sha256:{r}" for r in facts.roots)
+    suffix = "s" if len(facts.roots) > 1 else ""
+    return f"root{suffix} " + ", ".join(f"sha256:{r}" for r in facts.roots)
 
 
 def describe(checked: Checked) -> str:

@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.viprecord import Taken
 
 __all__ = [

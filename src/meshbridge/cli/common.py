@@ -16,7 +16,7 @@ import typer
 import typer.core
 from rich.console import Console
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.errors import InvalidInput, MeshbridgeError
 
 DEFAULT_STATE = ".meshbridge/state.db"

@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from meshbridge import __version__
-from meshbridge import plural as plural
+from meshbridge import __version__, plural
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
 from meshbridge.cli import pki as pki_cmd

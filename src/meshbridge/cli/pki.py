@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.cli.common import (
     Command,
     Group,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.cli.common import (
     FilesOption,
     err_console,

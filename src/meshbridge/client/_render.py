@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx2
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.client._http import ClientCertificate, ServerClient
 from meshbridge.errors import NotFound, ServerError, UnsafePath
 from meshbridge.output.emitter import Emitter, ManifestFile, file_name, private_key_holder

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.compile.snapshot import RemoteUse, Snapshot
 from meshbridge.compile.vips import capacity, vip_needs
 from meshbridge.errors import Problem

@@ -24,7 +24,7 @@ import httpx2
 import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
-from meshbridge import plural as plural
+from meshbridge import plural
 from meshbridge.errors import KubeconfigError, Unreachable
 from meshbridge.kube.reconcile import ClusterReconciler
 from meshbridge.kube.retry import per_cluster

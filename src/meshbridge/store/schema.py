@@ -131,5 +131,5 @@ PREVIOUS_MESH_ID = "mesh-id.previous"  # blobs named by an identity this store c
 # ``state`` counter, so they invalidate no server cache (a reconcile's status, written after
 # every run, would otherwise make every replica render every cluster again). The names are the
 # service layer's: ``status`` and ``apply-render`` (service.apply), ``pki.held``
-# (service.holdings); a unit test keeps this set and ``service.apply.VOLATILE_KINDS`` equal.
+# (usecases.seen_cacerts); a unit test keeps this set and ``usecases.apply.VOLATILE_KINDS`` equal.
 UNCOUNTED_BLOBS = frozenset({"status", "apply-render", "pki.held", LEGACY_ADOPTION})

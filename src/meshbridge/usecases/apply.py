@@ -27,8 +27,8 @@ from meshbridge.kube import (
     reconcile_all,
 )
 from meshbridge.store import LEGACY_ADOPTION, Store
-from meshbridge.usecases.holdings import KIND_HELD
 from meshbridge.usecases.ownership import mesh_ref, record_adoptions
+from meshbridge.usecases.seen_cacerts import SEEN_CACERTS_KIND
 
 if TYPE_CHECKING:
     from meshbridge.model import Cluster, Intents, Located
@@ -40,7 +40,7 @@ STATUS_KIND = "status"
 FORMER_RENDER_KIND = "apply-render"
 # The blob kinds that record what was done rather than feed a render; the store does not count
 # their writes as state changes (store.schema.UNCOUNTED_BLOBS, kept equal by a unit test).
-VOLATILE_KINDS = frozenset({STATUS_KIND, FORMER_RENDER_KIND, LEGACY_ADOPTION, KIND_HELD})
+VOLATILE_KINDS = frozenset({STATUS_KIND, FORMER_RENDER_KIND, LEGACY_ADOPTION, SEEN_CACERTS_KIND})
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {

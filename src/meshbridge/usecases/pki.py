@@ -69,7 +69,7 @@ from meshbridge.pki.records import CertRecord
 from meshbridge.pki.sealing import Sealer, row_aad
 from meshbridge.pki.trust import Trust
 from meshbridge.store.base import Store
-from meshbridge.usecases.holdings import not_holding
+from meshbridge.usecases.seen_cacerts import not_holding_expected
 from meshbridge.usecases.statekey import (
     CHECK_NAME,
     CHECK_TEXT,
@@ -514,7 +514,7 @@ def _require_rolled_out(store: Store, trust: Trust, verb: str, force: bool) -> N
     """Refuse to leave a phase before every cluster holds its cacerts, as apply recorded it."""
     if force:
         return
-    behind = not_holding(store, _phase_cacerts(store, trust))
+    behind = not_holding_expected(store, _phase_cacerts(store, trust))
     if behind:
         raise PKIError(
             f"not every cluster holds the cacerts of phase {trust.phase} yet, and after '{verb}' "

@@ -13,7 +13,7 @@ A cluster whose ``cacerts`` cannot be read is not written this run either (it is
 Unreachable or Failed like a cluster apply could not reach); the others go ahead.
 
 After an apply, :func:`record` keeps per cluster what its ``cacerts`` now holds
-(:mod:`meshbridge.usecases.holdings`): root rotation phases wait for it. The server's background
+(:mod:`meshbridge.usecases.seen_cacerts`): root rotation phases wait for it. The server's background
 reconciler runs the same :func:`check` and reports a refusal as every cluster's status.
 """
 
@@ -36,7 +36,7 @@ from meshbridge.kube.fleet import State
 from meshbridge.pki.bundle import PUBLIC_FILES, CacertsFacts, keeps_trust
 from meshbridge.store import Store
 from meshbridge.usecases.apply import Prepared
-from meshbridge.usecases.holdings import put_held
+from meshbridge.usecases.seen_cacerts import record_seen
 from meshbridge.usecases.statekey import pair_key_file
 
 __all__ = [
@@ -320,7 +320,7 @@ def _known(targets: list[Target], only: list[str] | None) -> None:
 
 
 def record(store: Store, checked: Checked, reports: list[ClusterReport]) -> None:
-    """Keep what each cluster's ``cacerts`` holds after an apply (see ``holdings``)."""
+    """Keep what each cluster's ``cacerts`` holds after an apply (see ``seen_cacerts``)."""
     now = _now()
     with store.transaction():
         for report in reports:
@@ -332,7 +332,7 @@ def record(store: Store, checked: Checked, reports: list[ClusterReport]) -> None
                 None,
             )
             if sent is not None and sent.action in HELD_ACTIONS:
-                put_held(store, cluster, checked.desired[cluster], "applied", now)
+                record_seen(store, cluster, checked.desired[cluster], "applied", now)
             else:
                 facts = checked.live[cluster] or CacertsFacts(())
-                put_held(store, cluster, facts, "live", now)
+                record_seen(store, cluster, facts, "live", now)

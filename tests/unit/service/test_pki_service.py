@@ -22,7 +22,7 @@ from meshbridge.pki.records import CertRecord
 from meshbridge.pki.sealing import Sealer
 from meshbridge.store import SqlStore, open_store
 from meshbridge.usecases import pki as service
-from meshbridge.usecases.holdings import put_held
+from meshbridge.usecases.seen_cacerts import record_seen
 
 NOW = datetime(2030, 1, 2, tzinfo=UTC)
 LATER = NOW + timedelta(days=3)
@@ -73,7 +73,7 @@ def hold(store: SqlStore, material: Material, clusters: list[str]) -> None:
         ca = material.cacerts[cluster]
         files = {"root-cert.pem": ca.root_cert, "ca-cert.pem": ca.ca_cert,
                  "cert-chain.pem": ca.cert_chain}
-        put_held(store, cluster, CacertsFacts.of(files), "applied", "2030-01-02T00:00:00+00:00")
+        record_seen(store, cluster, CacertsFacts.of(files), "applied", "2030-01-02T00:00:00+00:00")
 
 
 def chain_certs(ca: ClusterCA) -> list[x509.Certificate]:

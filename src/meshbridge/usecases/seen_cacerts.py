@@ -19,15 +19,15 @@ from meshbridge.errors import StateError
 from meshbridge.pki.bundle import CacertsFacts
 from meshbridge.store import Store
 
-__all__ = ["KIND_HELD", "Held", "not_holding", "put_held", "read_held"]
+__all__ = ["SEEN_CACERTS_KIND", "SeenCacerts", "not_holding_expected", "read_seen", "record_seen"]
 
-KIND_HELD = "pki.held"
+SEEN_CACERTS_KIND = "pki.held"
 
 How = Literal["applied", "live"]
 
 
 @dataclass(frozen=True)
-class Held:
+class SeenCacerts:
     """A cluster's ``cacerts`` as fingerprints, how apply learnt it, and since when."""
 
     facts: CacertsFacts
@@ -45,7 +45,7 @@ class Held:
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes, cluster: str) -> Held:
+    def from_json(cls, data: bytes, cluster: str) -> SeenCacerts:
         try:
             body = json.loads(data)
             facts = CacertsFacts(
@@ -57,36 +57,36 @@ class Held:
             return cls(facts, how, str(body["since"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise StateError(
-                f"{KIND_HELD}/{cluster}: the stored record is damaged ({type(exc).__name__})"
+                f"{SEEN_CACERTS_KIND}/{cluster}: the stored record is damaged ({type(exc).__name__})"
             ) from None
 
 
-def read_held(store: Store) -> dict[str, Held]:
+def read_seen(store: Store) -> dict[str, SeenCacerts]:
     """Every cluster's last recorded ``cacerts``, by cluster name."""
-    return {name: Held.from_json(data, name) for name, data in store.list_blobs(KIND_HELD).items()}
+    return {name: SeenCacerts.from_json(data, name) for name, data in store.list_blobs(SEEN_CACERTS_KIND).items()}
 
 
-def put_held(store: Store, cluster: str, facts: CacertsFacts, how: How, now: str) -> None:
+def record_seen(store: Store, cluster: str, facts: CacertsFacts, how: How, now: str) -> None:
     """Record what ``cluster`` holds; unchanged holdings keep their row (and its ``since``)."""
-    data = store.get_blob(KIND_HELD, cluster)
+    data = store.get_blob(SEEN_CACERTS_KIND, cluster)
     if data is not None:
-        old = Held.from_json(data, cluster)
+        old = SeenCacerts.from_json(data, cluster)
         if old.facts == facts and old.how == how:
             return
-    store.put_blob(KIND_HELD, cluster, Held(facts, how, now).to_json())
+    store.put_blob(SEEN_CACERTS_KIND, cluster, SeenCacerts(facts, how, now).to_json())
 
 
 def _ids(roots: tuple[str, ...]) -> str:
     return ", ".join(r[:16] for r in roots) or "none"
 
 
-def not_holding(store: Store, expected: Mapping[str, CacertsFacts]) -> list[str]:
+def not_holding_expected(store: Store, expected: Mapping[str, CacertsFacts]) -> list[str]:
     """One line per cluster whose recorded ``cacerts`` is not the ``expected`` one (same roots,
     same intermediate), saying what apply last saw there; empty when every cluster holds it."""
-    held = read_held(store)
+    recorded = read_seen(store)
     out = []
     for cluster, want in sorted(expected.items()):
-        got = held.get(cluster)
+        got = recorded.get(cluster)
         if got is None:
             out.append(f"{cluster}: no apply recorded")
         elif not got.facts.same_bundle(want):

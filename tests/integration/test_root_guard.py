@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from helpers import EXAMPLES, MESH_KINDS, remove_mesh, with_server_credentials, write_docs
 
 from meshbridge.api import create_app
-from meshbridge.kube import Options
+from meshbridge.kube import ReconcileOptions
 from meshbridge.pki.bundle import pem_fingerprints
 from meshbridge.pki.chain import load_certs
 from meshbridge.server.credentials import Credentials
@@ -245,7 +245,7 @@ def test_the_server_reports_a_foreign_root_and_writes_nothing(cli, mesh, monkeyp
     headers = {"Authorization": f"Bearer {token}"}
     admin = {"Authorization": f"Bearer {create_token(store, 'root', 'admin')}"}
     app = create_app(store, material_provider(db), reconcile_interval=30,
-                     reconcile_options=Options(retries=1),
+                     reconcile_options=ReconcileOptions(retries=1),
                      credentials=Credentials(store, lambda: load_sealer(db, store)))
     try:
         with TestClient(app) as http:

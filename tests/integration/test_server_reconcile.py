@@ -20,7 +20,7 @@ from tlsfiles import make_tls_files
 from typer.testing import CliRunner
 
 from meshbridge.api import create_app
-from meshbridge.kube import Options
+from meshbridge.kube import ReconcileOptions
 from meshbridge.server.credentials import Credentials
 from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
@@ -52,7 +52,7 @@ def test_background_reconcile_applies_changes_and_reports_status(testenv, tmp_pa
     token = create_token(store, "ci", "editor")
     headers = {"Authorization": f"Bearer {token}"}
     admin = {"Authorization": f"Bearer {create_token(store, 'root', 'admin')}"}
-    app = create_app(store, reconcile_interval=30, reconcile_options=Options(retries=2),
+    app = create_app(store, reconcile_interval=30, reconcile_options=ReconcileOptions(retries=2),
                      credentials=Credentials(store, lambda: load_sealer(db, store)))
     path = "/apis/networking.istio.io/v1beta1/namespaces/foo/serviceentries/httpbin.bar.cluster2"
     try:

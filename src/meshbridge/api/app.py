@@ -29,7 +29,7 @@ from meshbridge.api.errors import internal_error
 from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
 from meshbridge.errors import PayloadTooLarge
-from meshbridge.kube import Options
+from meshbridge.kube import ReconcileOptions
 from meshbridge.server.catalog import Catalog
 from meshbridge.server.credentials import Credentials
 from meshbridge.server.leases import DEFAULT_TTL, replica_id
@@ -104,7 +104,7 @@ def create_app(
     max_body: int = 8 * MiB,
     metrics_public: bool = False,
     reconcile_interval: float = 0.0,
-    reconcile_options: Options | None = None,
+    reconcile_options: ReconcileOptions | None = None,
     credentials: Credentials | None = None,
     replica: str | None = None,
     lease_ttl: float = DEFAULT_TTL,
@@ -131,7 +131,7 @@ def create_app(
             catalog,
             material,
             interval=reconcile_interval,
-            options=reconcile_options or Options(),
+            options=reconcile_options or ReconcileOptions(),
             credentials=credentials,
             replica=replica or replica_id(),
             lease_ttl=lease_ttl,

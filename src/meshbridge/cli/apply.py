@@ -26,7 +26,7 @@ from meshbridge.usecases.sources import read_sources
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from meshbridge.kube import ClusterReport, Options
+    from meshbridge.kube import ClusterReport, ReconcileOptions
 
 ClusterOption = Annotated[
     list[str] | None,
@@ -90,7 +90,7 @@ def _summary(reports: list[ClusterReport], title: str) -> Table:
 def _run(
     files: list[str],
     state: str | None,
-    options: Options,
+    options: ReconcileOptions,
     clusters: list[str] | None,
     verb: str,
     *,
@@ -259,9 +259,9 @@ def apply(
             raise typer.Exit(2)
         remote_cmd.apply_to_server(files, server, token, dry_run=dry_run, server_ca=server_ca)
         return
-    from meshbridge.kube import Options
+    from meshbridge.kube import ReconcileOptions
 
-    options = Options(
+    options = ReconcileOptions(
         dry_run=dry_run,
         force_conflicts=force_conflicts,
         parallel=parallel,
@@ -303,9 +303,9 @@ def diff(
     Exit 0 when nothing would change, 1 when something would, 3 when a cluster could not be
     read, 2 on invalid input.
     """
-    from meshbridge.kube import Options
+    from meshbridge.kube import ReconcileOptions
 
-    options = Options(
+    options = ReconcileOptions(
         dry_run=True, with_diff=True, parallel=parallel, retries=retries, timeout=timeout
     )
     reports = _run(files, state, options, cluster, "diffing")

@@ -7,10 +7,10 @@ errors stay inside.
 from meshbridge.kube.cacerts import LiveCacerts, read_cacerts
 from meshbridge.kube.discovery import GatewayAddress, discover_gateway
 from meshbridge.kube.fleet import (
+    ClusterAccess,
     ClusterReport,
     MeshRef,
-    Options,
-    Target,
+    ReconcileOptions,
     reconcile_all,
 )
 from meshbridge.kube.steps import Change, ChangeSet
@@ -18,12 +18,12 @@ from meshbridge.kube.steps import Change, ChangeSet
 __all__ = [
     "Change",
     "ChangeSet",
+    "ClusterAccess",
     "ClusterReport",
     "GatewayAddress",
     "LiveCacerts",
     "MeshRef",
-    "Options",
-    "Target",
+    "ReconcileOptions",
     "discover_gateway",
     "read_cacerts",
     "reconcile_all",

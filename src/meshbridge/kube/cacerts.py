@@ -25,7 +25,7 @@ from lightkube import ApiError, ConfigError
 from lightkube.resources.core_v1 import Secret
 
 from meshbridge.errors import KubeconfigError
-from meshbridge.kube.fleet import Options, Target, client_for
+from meshbridge.kube.fleet import ClusterAccess, ReconcileOptions, client_for
 from meshbridge.kube.retry import patiently, per_cluster
 from meshbridge.kube.steps import MESH_ID_LABEL, MESH_LABEL
 
@@ -62,7 +62,7 @@ def _public(secret: Secret) -> dict[str, str]:
     return out
 
 
-async def _read_one(target: Target, options: Options) -> LiveCacerts:
+async def _read_one(target: ClusterAccess, options: ReconcileOptions) -> LiveCacerts:
     try:
         client = client_for(target, options.timeout)
     except KubeconfigError as exc:
@@ -102,11 +102,11 @@ async def _read_one(target: Target, options: Options) -> LiveCacerts:
     return LiveCacerts(target.name, "found", _public(secret), attempts=attempts, owner=owner)
 
 
-async def read_cacerts(targets: list[Target], options: Options) -> list[LiveCacerts]:
+async def read_cacerts(targets: list[ClusterAccess], options: ReconcileOptions) -> list[LiveCacerts]:
     """Every target's live ``cacerts`` (public files only), in target order."""
     gate = asyncio.Semaphore(max(1, options.parallel))
 
-    async def one(target: Target) -> LiveCacerts:
+    async def one(target: ClusterAccess) -> LiveCacerts:
         async with gate:
             return await _read_one(target, options)
 

@@ -16,7 +16,7 @@ from lightkube import ApiError, AsyncClient, ConfigError
 from lightkube.resources.core_v1 import Node, Service
 
 from meshbridge.errors import DiscoveryError, KubeconfigError
-from meshbridge.kube.fleet import Target, client_for
+from meshbridge.kube.fleet import ClusterAccess, client_for
 from meshbridge.kube.retry import patiently
 
 SERVICE = ("istio-system", "istio-ingressgateway")
@@ -30,7 +30,7 @@ class GatewayAddress:
     source: str  # how it was found, for the user
 
 
-async def discover_gateway(target: Target, timeout: float) -> GatewayAddress:
+async def discover_gateway(target: ClusterAccess, timeout: float) -> GatewayAddress:
     """The gateway address of ``target``'s cluster; KubeconfigError or DiscoveryError (both
     ClusterErrors) saying why it cannot be read."""
     client = client_for(target, timeout)

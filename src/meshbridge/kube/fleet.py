@@ -1,6 +1,6 @@
 """Reconcile many clusters at once: bounded concurrency, retries, one report each.
 
-A cluster that cannot be reached, or answers "not now", is tried again (``Options.retries``
+A cluster that cannot be reached, or answers "not now", is tried again (``ReconcileOptions.retries``
 attempts in all, waits as ``kube.retry.per_cluster`` says) and then reported Unreachable (or
 Failed, for an answer); a cluster whose objects fail or conflict is reported Failed. Neither
 stops the others.
@@ -35,7 +35,7 @@ State = Literal["Applied", "Planned", "Failed", "Unreachable"]
 
 
 @dataclass(frozen=True)
-class Target:
+class ClusterAccess:
     """How to reach one cluster: a kubeconfig file (``kubeconfig``, the CLI's), or the
     kubeconfig itself as data (``config``: a credential registered on the server, which reads
     no file), or why it cannot be reached (``unusable``: its Failed reason; nothing is read)."""
@@ -80,7 +80,7 @@ class ClusterReport:
 
 
 @dataclass(frozen=True)
-class Options:
+class ReconcileOptions:
     """How a run goes: ``retries`` attempts per cluster, the wait between them doubling from
     ``backoff`` seconds (``kube.retry``); ``timeout``: seconds for each request."""
 
@@ -96,7 +96,7 @@ class Options:
 Progress = Callable[[ClusterReport], None]
 
 
-def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
+def client_for(target: ClusterAccess, timeout: float = 10.0) -> AsyncClient:
     """A lightkube client for a target (kube's own: callers outside kube never hold one), or
     KubeconfigError naming what is wrong with its kubeconfig."""
     try:
@@ -105,7 +105,7 @@ def client_for(target: Target, timeout: float = 10.0) -> AsyncClient:
         raise KubeconfigError(f"kubeconfig: {exc}") from exc
 
 
-def _client_for(target: Target, timeout: float) -> AsyncClient:
+def _client_for(target: ClusterAccess, timeout: float) -> AsyncClient:
     if target.unusable:
         raise ConfigError(target.unusable)
     if target.config is not None:
@@ -148,7 +148,7 @@ def _on_loopback(server: str) -> bool:
 
 
 async def reconcile_one(
-    target: Target, desired: list[dict[str, Any]], mesh: MeshRef, options: Options
+    target: ClusterAccess, desired: list[dict[str, Any]], mesh: MeshRef, options: ReconcileOptions
 ) -> ClusterReport:
     report = ClusterReport(target.name, "Unreachable")
     try:
@@ -209,16 +209,16 @@ def _reason(exc: BaseException) -> str:
 
 
 async def reconcile_all(
-    targets: list[Target],
+    targets: list[ClusterAccess],
     desired: Mapping[str, list[dict[str, Any]]],
     mesh: MeshRef,
-    options: Options,
+    options: ReconcileOptions,
     progress: Progress | None = None,
 ) -> list[ClusterReport]:
     """Every target reconciled, at most ``options.parallel`` at a time; reports in target order."""
     gate = asyncio.Semaphore(max(1, options.parallel))
 
-    async def one(target: Target) -> ClusterReport:
+    async def one(target: ClusterAccess) -> ClusterReport:
         async with gate:
             report = await reconcile_one(target, desired.get(target.name, []), mesh, options)
         if progress is not None:

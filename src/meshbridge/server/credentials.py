@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, SealingError
-from meshbridge.kube import Target
+from meshbridge.kube import ClusterAccess
 from meshbridge.pki.sealing import Sealer, row_aad
 from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceStore
@@ -400,7 +400,7 @@ def credential_users(store: ResourceStore, name: str) -> list[str]:
     return sorted(users)
 
 
-def cluster_targets(intents: Intents, credentials: Credentials | None) -> list[Target]:
+def cluster_targets(intents: Intents, credentials: Credentials | None) -> list[ClusterAccess]:
     """What the server's reconciler reaches: every Cluster with ``spec.kubeconfig``, by the
     credential it names. A Cluster whose credential cannot be used — none registered by that
     name, no state key, or a ``path`` stored by an older server, which is never read — is a
@@ -412,10 +412,10 @@ def cluster_targets(intents: Intents, credentials: Credentials | None) -> list[T
             continue
         name = doc.obj.name
         if ref.credential is None:
-            found.append(Target(name, None, ref.context, unusable=PATH_REFUSED))
+            found.append(ClusterAccess(name, None, ref.context, unusable=PATH_REFUSED))
             continue
         if credentials is None:
-            found.append(Target(name, None, ref.context, unusable=(
+            found.append(ClusterAccess(name, None, ref.context, unusable=(
                 "this server keeps no credentials (it was started without a state key)")))
             continue
         try:
@@ -427,7 +427,7 @@ def cluster_targets(intents: Intents, credentials: Credentials | None) -> list[T
             unusable = (f"no credential named {ref.credential!r} is registered (meshbridge "
                         "credential list)")
         if config is None:
-            found.append(Target(name, None, ref.context, unusable=unusable))
+            found.append(ClusterAccess(name, None, ref.context, unusable=unusable))
         else:
-            found.append(Target(name, None, ref.context, config=config))
+            found.append(ClusterAccess(name, None, ref.context, config=config))
     return found

@@ -45,7 +45,7 @@ from typing import Any
 
 from meshbridge import compile as mbcompile
 from meshbridge.errors import InvalidInput, MeshbridgeError
-from meshbridge.kube import ClusterReport, MeshRef, Options, Target, reconcile_all
+from meshbridge.kube import ClusterAccess, ClusterReport, MeshRef, ReconcileOptions, reconcile_all
 from meshbridge.server.catalog import Catalog
 from meshbridge.server.credentials import Credentials, cluster_targets
 from meshbridge.server.leases import DEFAULT_TTL, FENCE, lease_name, owner, replica_id
@@ -70,7 +70,7 @@ class Desired:
     """What the clusters should hold at one revision of the documents, or why to hold off."""
 
     revision: int
-    targets: list[Target]
+    targets: list[ClusterAccess]
     mesh: MeshRef | None
     objects: dict[str, list[dict[str, Any]]]
     held: str = ""  # not empty: write to no cluster, report this instead
@@ -91,7 +91,7 @@ class Reconciler:
     material: MaterialProvider | None = None
     interval: float = 60.0  # seconds between runs of a cluster when nothing changes
     poll: float = 1.0  # seconds between heartbeats, lease renewals and looks at the store
-    options: Options = field(default_factory=Options)
+    options: ReconcileOptions = field(default_factory=ReconcileOptions)
     credentials: Credentials | None = None  # what Clusters' spec.kubeconfig.credential names
     replica: str = field(default_factory=replica_id)
     lease_ttl: float = DEFAULT_TTL

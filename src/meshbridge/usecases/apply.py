@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from meshbridge.errors import ClusterError, InvalidInput, Problem
 from meshbridge.kube import (
+    ClusterAccess,
     ClusterReport,
     GatewayAddress,
     MeshRef,
-    Options,
-    Target,
+    ReconcileOptions,
     discover_gateway,
     reconcile_all,
 )
@@ -68,18 +68,18 @@ LOCAL_CREDENTIAL = (
 )
 
 
-def file_target(cluster: Cluster) -> Target:
+def file_target(cluster: Cluster) -> ClusterAccess:
     """How the CLI reaches a Cluster: the kubeconfig file it names (``spec.kubeconfig.path``).
     One that names a server's credential instead fails with the reason."""
     ref = cluster.spec.kubeconfig
     if ref is None:
-        return Target(cluster.name, None)
+        return ClusterAccess(cluster.name, None)
     if ref.path is None:
-        return Target(cluster.name, None, ref.context, unusable=LOCAL_CREDENTIAL)
-    return Target(cluster.name, ref.path, ref.context)
+        return ClusterAccess(cluster.name, None, ref.context, unusable=LOCAL_CREDENTIAL)
+    return ClusterAccess(cluster.name, ref.path, ref.context)
 
 
-def targets(intents: Intents, only: list[str] | None = None) -> list[Target]:
+def targets(intents: Intents, only: list[str] | None = None) -> list[ClusterAccess]:
     """Clusters to reconcile; unknown names in ``only`` are bad input."""
     every = []
     for doc in sorted(intents.clusters, key=lambda d: d.obj.name):
@@ -87,7 +87,7 @@ def targets(intents: Intents, only: list[str] | None = None) -> list[Target]:
     return _choose(every, only)
 
 
-def _choose(every: list[Target], only: list[str] | None) -> list[Target]:
+def _choose(every: list[ClusterAccess], only: list[str] | None) -> list[ClusterAccess]:
     known = {t.name: t for t in every}
     unknown = [c for c in only or [] if c not in known]
     if unknown:
@@ -168,7 +168,7 @@ class Prepared:
     """What an apply reconciles: the chosen clusters, the mesh and every cluster's objects."""
 
     mesh: MeshRef
-    targets: list[Target]
+    targets: list[ClusterAccess]
     objects: dict[str, list[dict[str, Any]]]
     found: list[Discovered]
 
@@ -177,7 +177,7 @@ def prepare(
     intents: Intents,
     store: Store,
     state_path: str | None,
-    options: Options,
+    options: ReconcileOptions,
     only: list[str] | None = None,
 ) -> Prepared:
     """Discover the gateways the intents leave out, then render as ``render`` does (a dry run
@@ -203,7 +203,7 @@ def prepare(
 
 def reconcile(
     prepared: Prepared,
-    options: Options,
+    options: ReconcileOptions,
     progress: Callable[[ClusterReport], None] | None = None,
 ) -> list[ClusterReport]:
     """Every chosen cluster reconciled with its objects."""

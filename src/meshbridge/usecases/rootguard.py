@@ -31,7 +31,7 @@ from typing import Any
 
 from meshbridge import plural
 from meshbridge.errors import InvalidInput, Problem, RootReplaced, StateError
-from meshbridge.kube import ClusterReport, MeshRef, Options, Target, read_cacerts
+from meshbridge.kube import ClusterAccess, ClusterReport, MeshRef, ReconcileOptions, read_cacerts
 from meshbridge.kube.fleet import State
 from meshbridge.pki.bundle import PUBLIC_FILES, CacertsFacts, keeps_trust
 from meshbridge.store import Store
@@ -83,7 +83,7 @@ class Checked:
     """What the check found: which clusters may be written, and why others may not."""
 
     order: tuple[str, ...]  # every chosen cluster, in target order
-    targets: list[Target]  # clusters to reconcile: their cacerts was read, or they get none
+    targets: list[ClusterAccess]  # clusters to reconcile: their cacerts was read, or they get none
     unread: list[ClusterReport]  # clusters whose cacerts could not be read: not written
     live: Mapping[str, CacertsFacts | None]  # None: the cluster has no cacerts
     desired: Mapping[str, CacertsFacts]
@@ -120,9 +120,9 @@ def _now() -> str:
 
 
 async def check(
-    targets: list[Target],
+    targets: list[ClusterAccess],
     objects: Mapping[str, list[dict[str, Any]]],
-    options: Options,
+    options: ReconcileOptions,
     only: Collection[str] | None = None,
 ) -> Checked:
     """Read the live ``cacerts`` of every target; compare what the clusters ``only`` (default:
@@ -265,7 +265,7 @@ def prepare(
     store: Store,
     state_path: str | None,
     make: Callable[[], Prepared],
-    options: Options,
+    options: ReconcileOptions,
     only: list[str] | None = None,
     *,
     replace_root: bool,
@@ -309,7 +309,7 @@ def prepare(
     return dataclasses.replace(prepared, targets=found.targets, mesh=mesh), found
 
 
-def _known(targets: list[Target], only: list[str] | None) -> None:
+def _known(targets: list[ClusterAccess], only: list[str] | None) -> None:
     """InvalidInput for names in ``only`` (``--cluster``) that name no Cluster."""
     known = {t.name for t in targets}
     unknown = [c for c in only or [] if c not in known]

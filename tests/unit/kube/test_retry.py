@@ -27,7 +27,7 @@ import httpx2
 import pytest
 import yaml
 
-from meshbridge.kube import MeshRef, Options, Target, read_cacerts
+from meshbridge.kube import ClusterAccess, MeshRef, ReconcileOptions, read_cacerts
 from meshbridge.kube import retry as policy
 from meshbridge.kube.fleet import reconcile_one
 
@@ -106,7 +106,7 @@ def api_server(script: Script) -> Iterator[FakeApiServer]:
         server.server_close()
 
 
-def target(tmp_path: Path, url: str) -> Target:
+def target(tmp_path: Path, url: str) -> ClusterAccess:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -117,7 +117,7 @@ def target(tmp_path: Path, url: str) -> Target:
     }
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
-    return Target("c1", str(path))
+    return ClusterAccess("c1", str(path))
 
 
 CACERTS_PATH = "/api/v1/namespaces/istio-system/secrets/cacerts"
@@ -143,7 +143,7 @@ def busy_then(answer: Answer, retry_after: str | None, times: int = 1) -> Script
 
 def test_a_read_answered_429_is_sent_again_after_the_retry_after_it_asks(tmp_path: Path) -> None:
     with api_server(busy_then((200, {}, CACERTS), retry_after="1")) as server:
-        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], Options(retries=1)))
+        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], ReconcileOptions(retries=1)))
     assert read.state == "found" and read.files == {"root-cert.pem": "root"}
     first, second = server.asked("GET", CACERTS_PATH)
     assert second.at - first.at >= 0.95, "Retry-After: 1 was not waited"
@@ -152,7 +152,7 @@ def test_a_read_answered_429_is_sent_again_after_the_retry_after_it_asks(tmp_pat
 def test_a_retry_after_given_as_a_date_is_waited_too(tmp_path: Path) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
     with api_server(busy_then((200, {}, CACERTS), retry_after=when)) as server:
-        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], Options(retries=1)))
+        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], ReconcileOptions(retries=1)))
     assert read.state == "found"
     first, second = server.asked("GET", CACERTS_PATH)
     assert second.at - first.at >= 0.9  # the date has whole seconds: between 1 and 2 s away
@@ -161,7 +161,7 @@ def test_a_retry_after_given_as_a_date_is_waited_too(tmp_path: Path) -> None:
 def test_a_long_retry_after_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(policy, "REQUEST_WAIT_MAX", 0.3)
     with api_server(busy_then((200, {}, CACERTS), retry_after="3600")) as server:
-        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], Options(retries=1)))
+        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], ReconcileOptions(retries=1)))
     assert read.state == "found"
     first, second = server.asked("GET", CACERTS_PATH)
     assert 0.25 <= second.at - first.at < 3.0
@@ -172,7 +172,7 @@ def test_without_retry_after_the_waits_grow_and_stop_at_the_deadline(
 ) -> None:
     monkeypatch.setattr(policy, "REQUEST_TIMEOUT", 2.0)
     with api_server(busy_then((200, {}, CACERTS), retry_after=None, times=1000)) as server:
-        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], Options(retries=1)))
+        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], ReconcileOptions(retries=1)))
     assert read.state == "failed" and read.error.startswith("429: too many requests")
     times = [s.at for s in server.asked("GET", CACERTS_PATH)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -218,7 +218,7 @@ def test_a_delete_answered_429_is_sent_again_with_its_preconditions(tmp_path: Pa
     deleted = (200, {}, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
     script = cluster_with_one_stale_object(busy_then(deleted, retry_after="0"))
     with api_server(script) as server:
-        report = asyncio.run(reconcile_one(target(tmp_path, server.url), [], MESH, Options()))
+        report = asyncio.run(reconcile_one(target(tmp_path, server.url), [], MESH, ReconcileOptions()))
     assert report.state == "Applied", report.error
     assert [c.action for c in report.outcome.changes] == ["delete"]
     sent = server.asked("DELETE", SE_OLD)
@@ -239,7 +239,7 @@ def test_a_cluster_that_answers_503_is_read_again_and_then_applied(tmp_path: Pat
 
     with api_server(script) as server:
         report = asyncio.run(reconcile_one(target(tmp_path, server.url), [], MESH,
-                                           Options(retries=3, backoff=0.05)))
+                                           ReconcileOptions(retries=3, backoff=0.05)))
         lists = server.asked("GET", "/api/v1/namespaces")
     assert report.state == "Applied" and report.attempts == 2
     assert lists[1].at - lists[0].at >= 0.95, "the 503's Retry-After was not waited"
@@ -251,7 +251,7 @@ def test_a_cluster_that_keeps_failing_is_reported_with_every_attempt(tmp_path: P
 
     with api_server(script) as server:
         report = asyncio.run(reconcile_one(target(tmp_path, server.url), [], MESH,
-                                           Options(retries=3, backoff=0.2)))
+                                           ReconcileOptions(retries=3, backoff=0.2)))
         lists = server.asked("GET", "/api/v1/namespaces")
     assert report.state == "Failed" and report.attempts == 3
     assert report.error == "500: etcdserver: request timed out"
@@ -263,14 +263,14 @@ def test_a_cluster_that_keeps_failing_is_reported_with_every_attempt(tmp_path: P
 def test_an_unreachable_cluster_is_tried_again_then_reported(tmp_path: Path) -> None:
     started = time.monotonic()
     report = asyncio.run(reconcile_one(target(tmp_path, "https://127.0.0.1:1"), [], MESH,
-                                       Options(retries=3, backoff=0.2)))
+                                       ReconcileOptions(retries=3, backoff=0.2)))
     assert report.state == "Unreachable" and report.attempts == 3
     assert time.monotonic() - started >= 0.6  # 0.2 s, then 0.4 s, each plus jitter
 
 
 def test_an_answer_that_means_no_is_not_asked_again(tmp_path: Path) -> None:
     with api_server(lambda m, p, n: (403, {}, status(403, "forbidden"))) as server:
-        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], Options(retries=3)))
+        [read] = asyncio.run(read_cacerts([target(tmp_path, server.url)], ReconcileOptions(retries=3)))
     assert read.state == "failed" and read.attempts == 1
     assert len(server.asked("GET", CACERTS_PATH)) == 1
 

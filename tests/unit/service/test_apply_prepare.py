@@ -19,7 +19,7 @@ import yaml
 from tests.support.helpers import EXAMPLES, write_docs
 
 from meshbridge.errors import InvalidInput, SealingError
-from meshbridge.kube import Options
+from meshbridge.kube import ReconcileOptions
 from meshbridge.store import SqlStore, open_store
 from meshbridge.usecases import apply as service
 from meshbridge.usecases import pki as pki_service
@@ -40,7 +40,7 @@ def prepare(
 ) -> service.Prepared:
     pki_service.pair_key_file(str(state), store)  # as apply does before rendering
     intents = parse(read_sources(paths))
-    return service.prepare(intents, store, str(state), Options(**options), only)
+    return service.prepare(intents, store, str(state), ReconcileOptions(**options), only)
 
 
 def applied(paths: list[str], store: SqlStore, state: Path) -> service.Prepared:

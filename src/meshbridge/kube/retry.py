@@ -77,7 +77,12 @@ def retry_after(exc: BaseException) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (when - _now()).total_seconds())
+
+
+def _now() -> datetime:
+    """The clock a Retry-After date is read against (a test sets it)."""
+    return datetime.now(UTC)
 
 
 def _backoff(exc: BaseException, cap: float) -> bool | float:

@@ -6,14 +6,12 @@ everything else (progress, notes, warnings, errors) to stderr.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import typer.core
 from rich.console import Console
 
 from meshbridge import plural
@@ -23,65 +21,6 @@ DEFAULT_STATE = ".meshbridge/state.db"
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
-
-
-def _plain_metavars(params: list[Any]) -> list[Any]:
-    """Help without type placeholders: typer shows ``<bool>`` beside a flag (``--help`` too)
-    and ``<path>``, ``<int range>`` beside a value. A flag shows nothing; a value without a
-    metavar of its own shows its option's name (``--days DAYS``); an argument is named in
-    capitals in the usage line (``get KIND [NAME]``). Typer still prints an argument's type in
-    its Arguments panel: it offers no setting for that column."""
-    for param in params:
-        if param is None or param.metavar is not None:
-            continue
-        if isinstance(param, typer.core.TyperArgument):
-            param.metavar = param.name.upper()
-            continue
-        if not isinstance(param, typer.core.TyperOption):
-            continue
-        if param.is_flag:
-            param.metavar = ""
-        else:
-            longest = max(param.opts, key=len)
-            param.metavar = longest.lstrip("-").upper().replace("-", "_")
-    return params
-
-
-def _reflowed(text: str | None) -> str | None:
-    """A docstring's paragraphs as running text: typer keeps the single line breaks of every
-    paragraph after the first, so a help screen would break lines where the source file does.
-    A paragraph that starts with ``\\b`` (click's "keep as written") or holds an indented or
-    "- " line is left alone."""
-    if not text:
-        return text
-    first, *rest = inspect.cleandoc(text).split("\n\n")
-    kept = [
-        p if p.startswith("\b") or any(line[:1] == " " or line.startswith("- ")
-                                       for line in p.splitlines()) else " ".join(p.split("\n"))
-        for p in rest
-    ]
-    return "\n\n".join([first, *kept])
-
-
-class _PlainHelp:
-    """Help without type placeholders (see :func:`_plain_metavars`) and without the source's
-    line breaks inside a paragraph (:func:`_reflowed`): mixed into commands and groups."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["help"] = _reflowed(kwargs.get("help"))
-        super().__init__(*args, **kwargs)
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        _plain_metavars([self.get_help_option(ctx)])  # type: ignore[attr-defined]
-        return _plain_metavars(super().get_params(ctx))  # type: ignore[misc]
-
-
-class Command(_PlainHelp, typer.core.TyperCommand):
-    """A command with :class:`_PlainHelp`."""
-
-
-class Group(_PlainHelp, typer.core.TyperGroup):
-    """A command group with :class:`_PlainHelp`."""
 
 
 def short_time(iso: str) -> str:

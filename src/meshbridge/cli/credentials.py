@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from meshbridge.cli.common import Command, Group, err_console, errors_mapped, out_console
+from meshbridge.cli.common import err_console, errors_mapped, out_console
+from meshbridge.cli.helplayout import Command, Group
 from meshbridge.cli.remote import Remote, ServerCAOption, ServerOption, TokenOption
 from meshbridge.errors import InvalidInput, Problem, UnreadableFile
 

@@ -17,15 +17,14 @@ from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli import secret_placement
 from meshbridge.cli import server as server_cmd
 from meshbridge.cli.common import (
-    Command,
     FilesOption,
-    Group,
     StateOption,
     err_console,
     errors_mapped,
     out_console,
     state_path,
 )
+from meshbridge.cli.helplayout import Command, Group
 from meshbridge.cli.progress import shown
 from meshbridge.usecases.sources import read_sources
 

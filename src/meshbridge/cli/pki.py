@@ -23,15 +23,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from meshbridge import plural
-from meshbridge.cli.common import (
-    Command,
-    Group,
-    StateOption,
-    err_console,
-    errors_mapped,
-    out_console,
-    state_path,
-)
+from meshbridge.cli.common import StateOption, err_console, errors_mapped, out_console, state_path
+from meshbridge.cli.helplayout import Command, Group
 from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:

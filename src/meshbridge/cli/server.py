@@ -22,7 +22,8 @@ from typing import Annotated
 
 import typer
 
-from meshbridge.cli.common import Command, Group, err_console, errors_mapped, out_console
+from meshbridge.cli.common import err_console, errors_mapped, out_console
+from meshbridge.cli.helplayout import Command, Group
 from meshbridge.server.roles import ROLES
 
 __all__ = ["db_app", "default_db", "serve", "server_app", "token_app"]

@@ -18,7 +18,6 @@ capped the same way. Two places retry:
 from __future__ import annotations
 
 import email.utils
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -48,10 +47,6 @@ REQUEST_WAIT_MAX = 5.0  # longest wait before sending one request again, Retry-A
 REQUEST_TIMEOUT = 30.0  # no request is sent again once this long has passed since the first try
 CLUSTER_WAIT_MAX = 30.0  # longest wait before trying a cluster again, Retry-After included
 
-# stamina logs each retry it schedules (logger "stamina", WARNING). The CLI configures no
-# logging, so Python would print a bare "stamina.retry_scheduled" on stderr for every 429; the
-# summary reports attempts instead. A server that configures logging still sees them.
-logging.getLogger("stamina").addHandler(logging.NullHandler())
 
 
 def status_of(exc: BaseException) -> int | None:

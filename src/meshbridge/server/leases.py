@@ -29,9 +29,10 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+
+import stamina
 
 from meshbridge.errors import StateError, StateLocked
 from meshbridge.store import ReplicaStore
@@ -122,30 +123,38 @@ def _take_all(
 ) -> None:
     """Every lease of ``names`` or none (so two appliers of overlapping clusters cannot each
     hold a part and wait for the other)."""
-    deadline = time.monotonic() + wait
     told = False
-    while True:
-        got: list[str] = []
-        for name in names:
-            if store.acquire_lease(name, holder, ttl) is None:
-                break
-            got.append(name)
-        else:
-            return
-        store.release_leases(holder, got)
-        now, leases = store.leases(CLUSTER)
-        busy = ", ".join(
-            f"{lease.name.removeprefix(CLUSTER)} ({lease.holder})"
-            for lease in leases
-            if lease.name in names and lease.holder != holder and lease.expires > now
-        )
-        if waiting is not None and not told:
-            waiting(f"waiting up to {wait:.0f} s for clusters another meshbridge is "
-                    f"reconciling: {busy or 'some'}")
-            told = True
-        if time.monotonic() >= deadline:
+    for attempt in stamina.retry_context(
+        on=StateLocked, attempts=None, timeout=wait, wait_initial=0.5, wait_max=0.5,
+        wait_jitter=0.0, wait_exp_base=1,
+    ):
+        with attempt:
+            busy = _try_all(store, names, holder, ttl)
+            if busy is None:
+                return
+            if waiting is not None and not told:
+                waiting(f"waiting up to {wait:.0f} s for clusters another meshbridge is "
+                        f"reconciling: {busy or 'some'}")
+                told = True
             raise StateLocked(
                 f"clusters are being reconciled by another meshbridge: {busy or 'some'}; "
                 f"waited {wait:.0f} s: try again"
             )
-        time.sleep(0.5)
+
+
+def _try_all(store: ReplicaStore, names: list[str], holder: str, ttl: float) -> str | None:
+    """Take every lease of ``names`` (None), or none of them: then who holds which."""
+    got: list[str] = []
+    for name in names:
+        if store.acquire_lease(name, holder, ttl) is None:
+            break
+        got.append(name)
+    else:
+        return None
+    store.release_leases(holder, got)
+    now, leases = store.leases(CLUSTER)
+    return ", ".join(
+        f"{lease.name.removeprefix(CLUSTER)} ({lease.holder})"
+        for lease in leases
+        if lease.name in names and lease.holder != holder and lease.expires > now
+    )

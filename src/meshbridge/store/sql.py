@@ -35,12 +35,12 @@ import hashlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import stamina
 from sqlalchemy import (
     Connection,
     Engine,
@@ -95,17 +95,20 @@ def _sqlite_pragmas(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _retry_locked(statement: Callable[[], object], tries: int = 100) -> None:
+def _locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _retry_locked(statement: Callable[[], object]) -> None:
     """Run a statement that SQLite may refuse with "locked" without asking the busy handler
-    (switching a fresh file to WAL while another connection opens it); retry for ~10 s."""
-    for attempt in range(tries):
-        try:
+    (switching a fresh file to WAL while another connection opens it): again every 0.1 s, for
+    up to 10 s (stamina, as every retry of meshbridge)."""
+    for attempt in stamina.retry_context(
+        on=_locked, attempts=None, timeout=10.0, wait_initial=0.1, wait_max=0.1,
+        wait_jitter=0.0, wait_exp_base=1,
+    ):
+        with attempt:
             statement()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == tries - 1:
-                raise
-            time.sleep(0.1)
 
 
 class SqlStore(RowsMixin, ReplicasMixin):

@@ -23,7 +23,7 @@ import httpx2
 from meshbridge import plural
 from meshbridge.client._http import ClientCertificate, ServerClient
 from meshbridge.errors import NotFound, ServerError, UnsafePath
-from meshbridge.output.emitter import Emitter, ManifestFile, file_name, private_key_holder
+from meshbridge.output.emitter import ManifestFile, files, private_key_holder
 from meshbridge.output.writer import KeyPlacement, Written, write_render
 from meshbridge.wire.resources import RESOURCES
 
@@ -70,9 +70,9 @@ def safe_relative_path(rel: str, root: Path) -> str:
     return rel
 
 
-def _object_path(cluster: str, obj: Any) -> str:
-    """``<cluster>/<file_name(obj)>`` for an object the server sent; UnsafePath for one that is
-    not a Kubernetes object with string kind, name and namespace."""
+def _check_object(cluster: str, obj: Any) -> None:
+    """UnsafePath for an object the server sent that is not a Kubernetes object with string
+    kind, name and namespace, or a Secret whose data is not a mapping."""
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     if (
         not isinstance(meta, dict)
@@ -84,12 +84,8 @@ def _object_path(cluster: str, obj: Any) -> str:
             f"the server sent, for cluster {cluster!r}, a document that is not a Kubernetes "
             "object with a kind and a name: nothing was written"
         )
-    return f"{cluster}/{file_name(obj)}"
-
-
-def _holder(cluster: str, obj: Any) -> str | None:
     try:
-        return private_key_holder(obj)
+        private_key_holder(obj)
     except (TypeError, AttributeError, KeyError):
         raise UnsafePath(
             f"the server sent, for cluster {cluster!r}, a Secret whose data is not a mapping: "
@@ -123,26 +119,24 @@ def _cluster_names(client: ServerClient) -> list[str]:
 def fetch_all(client: ServerClient) -> RemoteRender:
     """Every cluster's files at one store revision (fetched again if a write came between).
 
-    The server sends objects; they are written through the same emitter as a local render, so
+    The server sends objects; they become files as a local render's do (``output.emitter``), so
     the files hold the same bytes."""
-    emitter = Emitter()
     for _ in range(_CONSISTENT_TRIES):
         clusters = _cluster_names(client)
-        files: dict[str, ManifestFile] = {}
-        counts: dict[str, int] = {}
+        objects: dict[str, list[dict[str, Any]]] = {}
         revisions: set[str] = set()
         try:
             for cluster in clusters:
                 answer = client.manifests(cluster)
                 revisions.add(answer.metadata.resource_version)
-                counts[cluster] = len(answer.items)
                 for obj in answer.items:
-                    path = _object_path(cluster, obj)
-                    files[path] = (emitter.dump(obj), _holder(cluster, obj))
+                    _check_object(cluster, obj)
+                objects[cluster] = answer.items
         except NotFound:
             continue  # a cluster went away while we read: read them all again
         if len(revisions) <= 1:
-            return RemoteRender(files, counts, next(iter(revisions), ""))
+            counts = {cluster: len(objs) for cluster, objs in objects.items()}
+            return RemoteRender(files(objects), counts, next(iter(revisions), ""))
     raise ServerError(0, "the server's documents kept changing while rendering: try again")
 
 

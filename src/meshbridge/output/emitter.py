@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
@@ -267,27 +267,32 @@ def serialised(
     generated: Iterable[tuple[str, Obj]],
     clusters: Iterable[str],
     advance: Callable[[int], None] | None = None,
+    memo: DumpMemo | None = None,
 ) -> tuple[dict[str, ManifestFile], dict[str, int]]:
-    """What :func:`files` gives for the same objects (same paths, bytes and order), from
-    (cluster, object) pairs in any order, each serialised as it comes and not kept; and how many
-    objects each of ``clusters`` has. ``advance(n)`` hears of objects done, a few hundred at
-    a time."""
+    """Relative path -> (content, private key holder) for every object, from (cluster, object)
+    pairs in any order, each serialised as it comes and not kept, in the render's file order
+    (by cluster, then apply order); and how many objects each of ``clusters`` has.
+
+    The one way objects become files: a local render, the server's manifests and
+    ``render --server`` all come here, so they write the same bytes. ``memo`` keeps the bytes of
+    unchanged objects between calls (Secrets are never memoised: key material is not kept
+    longer than the render that needs it); ``advance(n)`` hears of objects done, a few hundred
+    at a time."""
     emitter = Emitter()
     made: dict[str, list[tuple[SortKey, str, ManifestFile]]] = {c: [] for c in clusters}
     done = 0
     for cluster, obj in generated:
-        made[cluster].append(
-            (
-                sort_key(obj),
-                f"{cluster}/{file_name(obj)}",
-                (emitter.dump(obj), private_key_holder(obj)),
-            )
-        )
+        holder = private_key_holder(obj)
+        memoised = memo if holder is None else None
+        data = emitter.dump(obj) if memoised is None else memoised.dump(obj, emitter)
+        made[cluster].append((sort_key(obj), f"{cluster}/{file_name(obj)}", (data, holder)))
         done += 1
         if advance is not None and done % _ADVANCE_EVERY == 0:
             advance(_ADVANCE_EVERY)
     if advance is not None:
         advance(done % _ADVANCE_EVERY)
+    if memo is not None:
+        memo.finish()
     out: dict[str, ManifestFile] = {}
     for cluster in sorted(made):
         for _, path, file in sorted(made[cluster], key=itemgetter(0)):  # as envelope.ordered
@@ -299,22 +304,8 @@ _ADVANCE_EVERY = 256
 
 
 def files(
-    objects_by_cluster: dict[str, list[Obj]],
-    memo: DumpMemo | None = None,
-    done: Callable[[str], None] | None = None,
+    objects_by_cluster: Mapping[str, Iterable[Obj]], memo: DumpMemo | None = None
 ) -> dict[str, ManifestFile]:
-    """Relative path -> (content, private key holder) for every object of every cluster, all
-    through one :class:`Emitter`; ``done(cluster)`` is called as each cluster is serialised."""
-    out: dict[str, ManifestFile] = {}
-    emitter = Emitter()
-    for cluster, objs in sorted(objects_by_cluster.items()):
-        for obj in objs:
-            holder = private_key_holder(obj)
-            memoised = memo if holder is None else None  # key material is never memoised
-            data = emitter.dump(obj) if memoised is None else memoised.dump(obj, emitter)
-            out[f"{cluster}/{file_name(obj)}"] = (data, holder)
-        if done is not None:
-            done(cluster)
-    if memo is not None:
-        memo.finish()
-    return out
+    """:func:`serialised` for objects already grouped by cluster."""
+    pairs = ((cluster, obj) for cluster, objs in objects_by_cluster.items() for obj in objs)
+    return serialised(pairs, objects_by_cluster, memo=memo)[0]

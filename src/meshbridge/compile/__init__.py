@@ -1,8 +1,8 @@
 """Compile: a validated snapshot of the intents -> every cluster's Kubernetes objects.
 
 No I/O, no clock, no randomness, no environment: everything arrives as arguments. One module per
-output concern (cross-cluster access, load balancing, authorization, ingress, egress, Istio
-install, secrets), each reading the snapshot's indexes.
+output concern (cross-cluster access, load balancing, failover, authorization, ingress, egress,
+Istio install, certificate Secrets), each reading the snapshot's indexes; ``pipeline`` runs them.
 """
 
 from __future__ import annotations

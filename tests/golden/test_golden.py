@@ -1,14 +1,19 @@
-"""Golden tests: each seed example rendered and compared, semantically, with expected manifests.
+"""Golden tests: each example rendered and compared with expected manifests, bytes and meaning.
 
-Expected files live in ``tests/golden/<case>/expected/<cluster>/...`` and were written from the
-seed's hand-made resources (names and VIPs are meshbridge's own). The Secrets that hold a private
-key (``cacerts``, ingress credentials) are never in that tree: they are rendered with
-``--secrets-dir`` and compared with ``tests/golden/<case>/expected-secrets/<cluster>/...``. They
-hold fresh key material on every run, so their values are compared as "a PEM of the right type"
-rather than byte for byte.
+Expected files live in ``tests/golden/<case>/expected/<cluster>/...`` (what ``render -o`` writes;
+names and VIPs are meshbridge's own, the objects as the seed writes them by hand). The Secrets
+that hold a private key (``cacerts``, ingress credentials) are never in that tree: they are
+rendered with ``--secrets-dir`` and compared with ``tests/golden/<case>/expected-secrets/...``.
+They hold fresh key material on every run, so their values are masked first (each becomes what
+it holds: ``<PEM CERTIFICATE x2>``, ``<PEM PRIVATE KEY>``) and the masked Secret is written by
+meshbridge's own emitter.
 
-Regenerate after an intended change with ``MESHBRIDGE_UPDATE_GOLDEN=1 pytest tests/golden`` and
-review the diff.
+Each file is compared twice: parsed (a change in meaning shows as a readable difference of
+objects) and as bytes (a change in layout, quoting or order shows too).
+
+Regenerate after an intended change with ``MESHBRIDGE_UPDATE_GOLDEN=1 scripts/test tests/golden``
+and review the diff: the expected files are what meshbridge's render wrote (masked, for
+Secrets), never a re-serialisation by another YAML library.
 """
 
 from __future__ import annotations
@@ -21,58 +26,62 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, read_tree
+from helpers import EXAMPLES
+
+from meshbridge.output.emitter import dump
 
 HERE = Path(__file__).parent
 CASES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
 UPDATE = os.environ.get("MESHBRIDGE_UPDATE_GOLDEN") == "1"
 
 
-def _mask(doc: dict[str, Any]) -> dict[str, Any]:
-    """Secret values -> '<PEM CERTIFICATE>' / '<PEM PRIVATE KEY>' (what they hold, not the bytes)."""
-    if doc.get("kind") != "Secret":
-        return doc
-    masked = dict(doc)
-    data = {}
-    for key, value in doc.get("data", {}).items():
-        text = base64.b64decode(value).decode() if not str(value).startswith("<") else value
-        if text.startswith("<"):
-            data[key] = text
-        elif "PRIVATE KEY" in text:
-            data[key] = "<PEM PRIVATE KEY>"
-        else:
-            data[key] = f"<PEM CERTIFICATE x{text.count('BEGIN CERTIFICATE')}>"
-    masked["data"] = data
-    return masked
+def _masked(value: str) -> str:
+    text = base64.b64decode(value).decode()
+    if "PRIVATE KEY" in text:
+        return "<PEM PRIVATE KEY>"
+    return f"<PEM CERTIFICATE x{text.count('BEGIN CERTIFICATE')}>"
 
 
-def _normal(tree: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    return {path: [_mask(d) for d in docs] for path, docs in tree.items()}
+def _mask(data: bytes) -> bytes:
+    """A rendered Secret with each value replaced by what it holds, written as render writes."""
+    doc = yaml.safe_load(data)
+    doc["data"] = {key: _masked(value) for key, value in doc.get("data", {}).items()}
+    return dump(doc)
 
 
-def _compare(got: dict[str, list[dict[str, Any]]], expected_dir: Path) -> None:
+def _rendered(root: Path, *, secrets: bool) -> dict[str, bytes]:
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.yaml"))}
+    return {rel: _mask(data) for rel, data in files.items()} if secrets else files
+
+
+def _compare(got: dict[str, bytes], expected_dir: Path) -> None:
     if UPDATE:
         shutil.rmtree(expected_dir, ignore_errors=True)
-        for rel, docs in got.items():
+        for rel, data in got.items():
             path = expected_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    expected = read_tree(expected_dir) if expected_dir.is_dir() else {}
+            path.write_bytes(data)
+    expected = (
+        {str(p.relative_to(expected_dir)): p.read_bytes() for p in sorted(expected_dir.rglob("*.yaml"))}
+        if expected_dir.is_dir()
+        else {}
+    )
     assert sorted(got) == sorted(expected), f"the set of files differs from {expected_dir.name}"
-    for rel in expected:
-        assert got[rel] == expected[rel], f"{rel} differs from the golden file"
+    for rel, data in expected.items():
+        assert yaml.safe_load(got[rel]) == yaml.safe_load(data), f"{rel} means something else"
+        assert got[rel] == data, f"{rel} holds the same objects in other bytes"
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_render_matches_golden(case: str, cli, tmp_path: Path) -> None:
+def test_render_matches_golden(case: str, cli: Any, tmp_path: Path) -> None:
     out, keys = tmp_path / "out", tmp_path / "keys"
     result = cli("render", "-f", str(EXAMPLES / case), "-o", str(out), "--secrets-dir", str(keys))
     assert result.exit_code == 0, result.stderr
-    _compare(_normal(read_tree(out)), HERE / case / "expected")
-    _compare(_normal(read_tree(keys)), HERE / case / "expected-secrets")
+    _compare(_rendered(out, secrets=False), HERE / case / "expected")
+    _compare(_rendered(keys, secrets=True), HERE / case / "expected-secrets")
     plain = tmp_path / "plain"  # without --secrets-dir: the same tree, the keys left out
     assert cli("render", "-f", str(EXAMPLES / case), "-o", str(plain)).exit_code == 0
-    assert read_tree(plain) == read_tree(out)
+    assert _rendered(plain, secrets=False) == _rendered(out, secrets=False)
 
 
 def test_every_example_has_a_golden_case() -> None:

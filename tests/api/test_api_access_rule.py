@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
+from apitest import Api
 from fastapi.routing import APIRoute
-
-from .conftest import Api
 
 PUBLIC = {"/healthz", "/readyz"}
 

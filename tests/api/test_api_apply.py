@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import yaml
-
-from .conftest import Api, doc, example_docs, example_yaml
+from apitest import Api
+from intents import doc, example_docs, example_yaml
 
 
 def _names(api: Api, plural: str) -> list[str]:

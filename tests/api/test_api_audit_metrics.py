@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .conftest import Api, doc, example_yaml
+from apitest import Api
+from intents import doc, example_yaml
 
 
 def test_every_change_is_audited(api: Api) -> None:

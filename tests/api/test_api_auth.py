@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from apitest import Api
+from intents import doc, example_yaml
 from sqlalchemy import select
 
 from meshbridge.store import SqlStore
 from meshbridge.store.schema import tokens_table
-
-from .conftest import Api, doc, example_yaml
 
 CLUSTER = doc("Cluster", "east", {"gateway": {"address": "10.0.0.1"}})
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apitest import LiveServer
+from intents import doc
 from tlsfiles import throwaway_key
 from typer.testing import CliRunner
 
 from meshbridge.cli import app
 from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
-
-from .conftest import LiveServer, doc
 
 CLIENT_KEY = throwaway_key()  # made now: no key in the source tree
 

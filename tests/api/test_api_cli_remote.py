@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from apitest import LiveServer
+from helpers import EXAMPLES
 from typer.testing import CliRunner
 
 from meshbridge.cli import remote, server
@@ -18,8 +20,6 @@ from meshbridge.cli.main import render
 from meshbridge.output.writer import KeyPlacement
 from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
-
-from .conftest import EXAMPLES, LiveServer
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apitest import Api
 from fastapi.testclient import TestClient
+from intents import doc
 from tlsfiles import throwaway_key
 
 from meshbridge.api import create_app
@@ -27,8 +29,6 @@ from meshbridge.server.catalog import Put
 from meshbridge.server.credentials import PATH_REFUSED, Credentials
 from meshbridge.server.reconciler import Reconciler
 from meshbridge.store import SqlStore
-
-from .conftest import Api, doc
 
 KEY = bytes(range(32))
 TOKEN_SECRET = "kube-token-" + "q" * 40

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from apitest import Api
 
 from meshbridge.errors import StateError
 from meshbridge.server import stored
-
-from .conftest import Api
 
 
 def test_a_bug_is_a_bare_500_and_a_logged_traceback(

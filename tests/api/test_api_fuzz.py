@@ -11,16 +11,16 @@ import os
 
 import pytest
 import schemathesis
+from apitest import Api
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from intents import example_yaml
 from schemathesis import GenerationMode
 
 from meshbridge.api import create_app
 from meshbridge.pki.sealing import Sealer
 from meshbridge.server.credentials import Credentials
 from meshbridge.store import SqlStore
-
-from .conftest import Api, example_yaml
 
 EXAMPLES = int(os.environ.get("MESHBRIDGE_FUZZ_EXAMPLES", "12"))
 

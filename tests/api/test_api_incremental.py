@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from apitest import Api
+from intents import doc, example_yaml
 
 from meshbridge.loading import load_objects
 from meshbridge.store import open_store
 from meshbridge.usecases import render as render_service
 from meshbridge.wire.resources import strip_server_fields
-
-from .conftest import Api, doc, example_yaml
 
 
 def _es(name: str, host: str, port: int = 3306) -> dict:

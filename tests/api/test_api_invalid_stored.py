@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 
-from meshbridge.store import SqlStore
+from apitest import Api
+from intents import example_docs, example_yaml
 
-from .conftest import Api, example_docs, example_yaml
+from meshbridge.store import SqlStore
 
 SLEEP = "/api/v1/namespaces/foo/apps/sleep"
 

@@ -9,11 +9,11 @@ from itertools import pairwise
 
 import httpx
 import pytest
+from apitest import LiveServer
+from intents import doc
 
 from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
-
-from .conftest import LiveServer, doc
 
 CLIENTS = 8
 ROUNDS = 6
@@ -107,7 +107,7 @@ def test_two_server_processes_on_one_database(live: Callable[..., LiveServer], d
 def test_data_survives_a_restart(live: Callable[..., LiveServer], db_url: str) -> None:
     headers = _editor(db_url)
     server = live()
-    from .conftest import example_yaml
+    from intents import example_yaml
 
     r = httpx.post(f"{server.url}/api/v1/apply", content=example_yaml("helloworld-lb").encode(),
                    headers={**headers, "Content-Type": "application/yaml"})

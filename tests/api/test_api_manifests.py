@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apitest import Api
 from fastapi.testclient import TestClient
+from helpers import EXAMPLES
+from intents import doc, example_yaml
 
 from meshbridge.api import create_app
 from meshbridge.loading import Source
 from meshbridge.output.emitter import dump
 from meshbridge.store import open_store
 from meshbridge.usecases import render as render_service
-
-from .conftest import EXAMPLES, Api, doc, example_yaml
 
 EXAMPLE_NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from apitest import Api, LiveServer
 from typer.testing import CliRunner
 
 from meshbridge.cli import app
@@ -14,8 +15,6 @@ from meshbridge.kube import ClusterReport
 from meshbridge.server.tokens import create_token
 from meshbridge.store import SqlStore, open_store
 from meshbridge.usecases.apply import record_status
-
-from .conftest import Api, LiveServer
 
 
 def _history(store: SqlStore) -> None:

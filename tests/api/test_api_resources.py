@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from .conftest import API, Api, doc, example_yaml
+from apitest import Api
+from intents import API, doc, example_yaml
 
 CLUSTER = doc("Cluster", "east", {"gateway": {"address": "10.0.0.1"}}, labels={"zone": "a"})
 CASES = [

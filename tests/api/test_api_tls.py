@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from apitest import LiveServer
+from helpers import EXAMPLES
 from pgcluster import free_port
 from tlsfiles import TlsFiles, make_tls_files
 from typer.testing import CliRunner
@@ -19,8 +21,6 @@ from typer.testing import CliRunner
 from meshbridge.cli import server as server_cmd
 from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
-
-from .conftest import EXAMPLES, LiveServer
 
 
 @pytest.fixture

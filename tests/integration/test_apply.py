@@ -8,39 +8,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import itertools
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from helpers import EXAMPLES, remove_mesh, store_from_before_identities, write_docs
+from helpers import store_from_before_identities, write_docs
+from livemesh import API, apply_docs, example_for, mesh_docs, point_at
 
 pytestmark = pytest.mark.k8s
-
-API = "meshbridge.dev/v1alpha1"
-_ids = itertools.count()
-
-
-def _mesh_docs(name: str) -> list[dict[str, Any]]:
-    return [{"apiVersion": API, "kind": "Mesh", "metadata": {"name": name}, "spec": {}}]
-
-
-def _point_at(docs: list[dict[str, Any]], kubeconfigs: dict[str, Path]) -> list[dict[str, Any]]:
-    for d in docs:
-        if d["kind"] == "Cluster":
-            d.setdefault("spec", {})["kubeconfig"] = {"path": str(kubeconfigs[d["metadata"]["name"]])}
-    return docs
-
-
-def _example(name: str, mesh: str, kubeconfigs: dict[str, Path]) -> list[dict[str, Any]]:
-    docs = [d for p in sorted((EXAMPLES / name).glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
-    docs = [d for d in docs if d["kind"] != "Mesh"] + _mesh_docs(mesh)
-    return _point_at(docs, kubeconfigs)
-
 
 def _rvs(cluster, namespaces: list[str], mesh: str) -> dict[str, str]:
     """resourceVersion of every object of ``mesh`` in the given namespaces (+ istio-system)."""
@@ -59,26 +37,9 @@ def _rvs(cluster, namespaces: list[str], mesh: str) -> dict[str, str]:
     return out
 
 
-@pytest.fixture
-def mesh(testenv, cli, tmp_path: Path):
-    """A unique mesh name and namespace suffix over three clusters; pruned afterwards."""
-    n = next(_ids)
-    name = f"m{n}"
-    clusters = testenv.clusters(3)
-    kubeconfigs = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
-    ctx = {"name": name, "clusters": clusters, "kubeconfigs": kubeconfigs, "tmp": tmp_path}
-    yield ctx
-    remove_mesh(clusters, name)
-
-
-def _apply(cli, tmp: Path, docs: list[dict[str, Any]], *extra: str):
-    src = write_docs(tmp / "intents" / "mesh.yaml", docs)
-    return cli("apply", "-f", str(src), *extra)
-
-
 def test_seed_examples_land_and_reapply_writes_nothing(cli, mesh) -> None:
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
-    result = _apply(cli, mesh["tmp"], docs)
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    result = apply_docs(cli, mesh["tmp"], docs)
     assert result.exit_code == 0, result.stdout + result.stderr
     c1, c2 = mesh["clusters"][0], mesh["clusters"][1]
     with c1.client() as http:
@@ -89,7 +50,7 @@ def test_seed_examples_land_and_reapply_writes_nothing(cli, mesh) -> None:
         gw = http.get("/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/httpbin-bar-cluster2")
     assert gw.status_code == 200
     before = {**_rvs(c1, ["foo"], mesh["name"]), **{f"c2:{k}": v for k, v in _rvs(c2, ["bar"], mesh["name"]).items()}}
-    again = _apply(cli, mesh["tmp"], docs)
+    again = apply_docs(cli, mesh["tmp"], docs)
     assert again.exit_code == 0
     after = {**_rvs(c1, ["foo"], mesh["name"]), **{f"c2:{k}": v for k, v in _rvs(c2, ["bar"], mesh["name"]).items()}}
     assert before == after, "re-applying unchanged intents wrote to the cluster"
@@ -98,7 +59,7 @@ def test_seed_examples_land_and_reapply_writes_nothing(cli, mesh) -> None:
 
 def test_change_one_intent_then_remove_it(cli, mesh) -> None:
     ns = f"t{mesh['name']}"
-    docs = _mesh_docs(mesh["name"]) + _point_at([
+    docs = mesh_docs(mesh["name"]) + point_at([
         {"apiVersion": API, "kind": "Cluster", "metadata": {"name": f"cluster{i}"},
          "spec": {"gateway": {"address": f"10.9.0.{i}"}}} for i in (1, 2, 3)
     ], mesh["kubeconfigs"]) + [
@@ -113,27 +74,27 @@ def test_change_one_intent_then_remove_it(cli, mesh) -> None:
         {"apiVersion": API, "kind": "InboundIntent", "metadata": {"name": "b", "namespace": ns},
          "spec": {"app": "b", "port": 90, "clients": [{"app": "client"}]}},
     ]
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     c1, c2, c3 = mesh["clusters"]
     rv1, rv2, rv3 = _rvs(c1, [ns], mesh["name"]), _rvs(c2, [ns], mesh["name"]), _rvs(c3, [ns], mesh["name"])
     assert len(rv1) == 4 and len(rv2) == 3 and len(rv3) == 3
     # change intent a's port: only a's objects change
     docs[-2]["spec"]["port"] = 8080
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     now1, now2, now3 = _rvs(c1, [ns], mesh["name"]), _rvs(c2, [ns], mesh["name"]), _rvs(c3, [ns], mesh["name"])
     changed = {k for k in rv1 if now1.get(k) != rv1[k]}
     assert changed == {f"serviceentries/{ns}/a.{ns}.cluster2"}
     assert now3 == rv3, "cluster3 objects changed though its intent did not"
     # remove intent b: its objects are pruned, a's stay
     del docs[-1]
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     assert set(_rvs(c1, [ns], mesh["name"])) == {f"serviceentries/{ns}/a.{ns}.cluster2", f"destinationrules/{ns}/a.{ns}.cluster2"}
     assert _rvs(c3, [ns], mesh["name"]) == {}
     assert _rvs(c2, [ns], mesh["name"]) == now2, "a's server-side objects were touched by removing b"
 
 
 def test_user_object_with_colliding_name_is_left_alone(cli, mesh) -> None:
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
     c1 = mesh["clusters"][0]
     theirs = {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
               "metadata": {"name": "httpbin.bar.cluster2", "namespace": "foo"},
@@ -143,7 +104,7 @@ def test_user_object_with_colliding_name_is_left_alone(cli, mesh) -> None:
         created = http.post("/apis/networking.istio.io/v1beta1/namespaces/foo/destinationrules", json=theirs)
         assert created.status_code == 201, created.text
     try:
-        result = _apply(cli, mesh["tmp"], docs)
+        result = apply_docs(cli, mesh["tmp"], docs)
         assert result.exit_code == 1
         assert "conflict DestinationRule/foo/httpbin.bar.cluster2" in result.stderr
         with c1.client() as http:
@@ -162,8 +123,8 @@ def test_dead_cluster_is_reported_and_others_applied(cli, mesh, tmp_path: Path) 
     config = yaml.safe_load(mesh["kubeconfigs"]["cluster1"].read_text())
     config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens there
     dead.write_text(yaml.safe_dump(config))
-    docs = _example("sleep-httpbin", mesh["name"], {**mesh["kubeconfigs"], "cluster1": dead})
-    result = _apply(cli, mesh["tmp"], docs, "--retries", "2")
+    docs = example_for("sleep-httpbin", mesh["name"], {**mesh["kubeconfigs"], "cluster1": dead})
+    result = apply_docs(cli, mesh["tmp"], docs, "--retries", "2")
     assert result.exit_code == 1
     assert "Unreachable" in result.stdout
     with mesh["clusters"][1].client() as http:
@@ -175,8 +136,8 @@ def test_dead_cluster_is_reported_and_others_applied(cli, mesh, tmp_path: Path) 
 
 
 def test_drift_is_detected_and_corrected(cli, mesh) -> None:
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     c1 = mesh["clusters"][0]
     path = "/apis/networking.istio.io/v1beta1/namespaces/foo/serviceentries/httpbin.bar.cluster2"
     with c1.client() as http:
@@ -189,7 +150,7 @@ def test_drift_is_detected_and_corrected(cli, mesh) -> None:
     assert diff.exit_code == 1
     assert "update ServiceEntry/foo/httpbin.bar.cluster2" in diff.stdout
     assert "drift" in diff.stdout and "6.6.6.6" in diff.stdout
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     with c1.client() as http:
         live = http.get(path).json()
     assert live["spec"]["endpoints"][0]["address"] == "192.168.121.10"
@@ -199,7 +160,7 @@ def test_drift_is_detected_and_corrected(cli, mesh) -> None:
 def test_apply_sends_the_private_keys_render_leaves_out_of_its_tree(cli, mesh) -> None:
     """render -o DIR writes no key; apply still sends cacerts and the ingress credential, the
     same Secrets --include-secrets writes, without reading anything render wrote."""
-    docs = _example("external-mtls", mesh["name"], mesh["kubeconfigs"])
+    docs = example_for("external-mtls", mesh["name"], mesh["kubeconfigs"])
     for d in docs:
         if d["kind"] == "Mesh":
             d["spec"]["rootCA"] = {"keyAlgorithm": "ECDSA-P256"}
@@ -223,15 +184,15 @@ def test_apply_sends_the_private_keys_render_leaves_out_of_its_tree(cli, mesh) -
 
 
 def test_three_cluster_mesh_lands_and_is_valid(cli, mesh) -> None:
-    docs = _example("helloworld-lb", mesh["name"], mesh["kubeconfigs"])
-    docs += _point_at([{"apiVersion": API, "kind": "Cluster", "metadata": {"name": "cluster3"},
+    docs = example_for("helloworld-lb", mesh["name"], mesh["kubeconfigs"])
+    docs += point_at([{"apiVersion": API, "kind": "Cluster", "metadata": {"name": "cluster3"},
                         "spec": {"gateway": {"address": "10.0.0.3"}}}], mesh["kubeconfigs"])
     for d in docs:
         if d["kind"] == "App" and d["metadata"]["name"] == "helloworld":
             d["spec"]["clusters"] = ["cluster1", "cluster2", "cluster3"]
         if d["kind"] == "InboundIntent":
             d["spec"]["loadBalancing"]["weights"] = {"cluster1": 40, "cluster2": 30, "cluster3": 30}
-    result = _apply(cli, mesh["tmp"], docs)
+    result = apply_docs(cli, mesh["tmp"], docs)
     assert result.exit_code == 0, result.stdout + result.stderr
     with mesh["clusters"][0].client() as http:
         vs = http.get("/apis/networking.istio.io/v1beta1/namespaces/sample/virtualservices/helloworld.sample").json()
@@ -257,11 +218,11 @@ def test_gateway_is_discovered_from_the_ingress_service(cli, mesh) -> None:
         assert r.status_code == 201, r.text
         node_port = r.json()["spec"]["ports"][0]["nodePort"]
     try:
-        docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+        docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
         for d in docs:
             if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster2":
                 del d["spec"]["gateway"]
-        result = _apply(cli, mesh["tmp"], docs)
+        result = apply_docs(cli, mesh["tmp"], docs)
         assert result.exit_code == 0, result.stdout + result.stderr
         assert f"cluster2: gateway discovered at 172.30.0.7:{node_port}" in result.stderr
         with mesh["clusters"][0].client() as http:
@@ -304,11 +265,11 @@ def _istio_webhook_away(cluster):
                 time.sleep(0.2)
 
 
-def test_upgrade_replaces_dotted_gateway_names_in_one_apply(cli, mesh) -> None:
+def test_upgrade_replaces_dotted_gateway_names_in_oneapply_docs(cli, mesh) -> None:
     """A cluster that got its cross-cluster Gateway from meshbridge before Gateway names became
     DNS labels (``httpbin.bar.cluster2``, which Istio rejects and never serves) gets the new
     ``httpbin-bar-cluster2`` and loses the old one in a single apply, through Istio's webhook."""
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
     c2 = mesh["clusters"][1]
     legacy = {
         "apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
@@ -326,7 +287,7 @@ def test_upgrade_replaces_dotted_gateway_names_in_one_apply(cli, mesh) -> None:
     # the store that applied it then, as this meshbridge finds it
     store_from_before_identities(os.environ["MESHBRIDGE_STATE"], ["cluster2"])
 
-    result = _apply(cli, mesh["tmp"], docs)
+    result = apply_docs(cli, mesh["tmp"], docs)
     assert result.exit_code == 0, result.stdout + result.stderr
     with c2.client() as http:
         found = http.get(GATEWAYS, params={"labelSelector": f"meshbridge.dev/mesh={mesh['name']}"})
@@ -338,11 +299,11 @@ def test_a_failed_gateway_discovery_says_why(cli, mesh, tmp_path: Path) -> None:
     """cluster2 serves cluster1 and leaves its gateway address out: when discovery fails, the
     user reads why (the API server's answer, or why it could not be reached), exit 2, nothing
     written."""
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
     for d in docs:
         if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster2":
             del d["spec"]["gateway"]  # and c2 has no istio-ingressgateway Service
-    result = _apply(cli, mesh["tmp"], docs)
+    result = apply_docs(cli, mesh["tmp"], docs)
     assert result.exit_code == 2, result.stdout + result.stderr
     assert ('Cluster/cluster2 spec.gateway: gateway discovery failed: service '
             'istio-system/istio-ingressgateway: services "istio-ingressgateway" not found') in result.stderr
@@ -355,7 +316,7 @@ def test_a_failed_gateway_discovery_says_why(cli, mesh, tmp_path: Path) -> None:
     for d in docs:
         if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster2":
             d["spec"]["kubeconfig"] = {"path": str(dead)}
-    result = _apply(cli, mesh["tmp"], docs, "--timeout", "2")
+    result = apply_docs(cli, mesh["tmp"], docs, "--timeout", "2")
     assert result.exit_code == 2, result.stdout + result.stderr
     assert ("Cluster/cluster2 spec.gateway: gateway discovery failed: cannot reach the "
             "cluster's API server: ") in result.stderr
@@ -364,11 +325,11 @@ def test_a_failed_gateway_discovery_says_why(cli, mesh, tmp_path: Path) -> None:
 def test_a_cluster_that_needs_no_gateway_reports_no_discovery(cli, mesh) -> None:
     """cluster1 only runs the client: without a gateway address it is not discovered, and no
     "discovery failed" warning is shown."""
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
     for d in docs:
         if d["kind"] == "Cluster" and d["metadata"]["name"] == "cluster1":
             d["spec"].pop("gateway", None)
-    result = _apply(cli, mesh["tmp"], docs)
+    result = apply_docs(cli, mesh["tmp"], docs)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "discovery" not in result.stderr
 
@@ -379,17 +340,17 @@ def test_apply_takes_the_cluster_leases_server_replicas_take(cli, mesh, tmp_path
     free it applies, holding the leases itself (a new term) and releasing them at the end."""
     from meshbridge.store import open_store
 
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
     store = open_store(str(tmp_path / "state" / "state.db"))  # the path the cli fixture uses
     try:
         assert store.acquire_lease("cluster:cluster2", "replica-x", 120) is not None
-        held = _apply(cli, mesh["tmp"], docs, "--lease-wait", "2")
+        held = apply_docs(cli, mesh["tmp"], docs, "--lease-wait", "2")
         assert held.exit_code == 1, held.stdout + held.stderr
         assert "waiting up to 2 s" in held.stderr and "cluster2 (replica-x)" in held.stderr
         assert "cluster2 (replica-x); waited 2 s" in held.stderr
         assert _rvs(mesh["clusters"][0], ["foo"], mesh["name"]) == {}, "cluster1 was written"
         store.release_leases("replica-x", ["cluster:cluster2"])
-        free = _apply(cli, mesh["tmp"], docs, "--lease-wait", "2")
+        free = apply_docs(cli, mesh["tmp"], docs, "--lease-wait", "2")
         assert free.exit_code == 0, free.stdout + free.stderr
         assert _rvs(mesh["clusters"][0], ["foo"], mesh["name"]) != {}
         now, leases = store.leases("cluster:")

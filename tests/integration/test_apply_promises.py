@@ -20,15 +20,9 @@ from typing import Any
 
 import pytest
 from helpers import MESH_KINDS, remove_mesh, store_from_before_identities, write_docs
+from livemesh import API, apply_docs, example_for, mesh_docs, point_at
 
 from meshbridge.kube import reconcile
-
-from . import test_apply as base
-
-mesh = base.mesh  # the fixture: a mesh name of its own over three clusters, pruned afterwards
-API, _apply, _example, _mesh_docs, _point_at = (
-    base.API, base._apply, base._example, base._mesh_docs, base._point_at
-)
 
 pytestmark = pytest.mark.k8s
 
@@ -88,8 +82,8 @@ def test_two_stores_that_leave_mesh_out_never_touch_each_others_objects(cli, tes
     clusters = testenv.clusters(3)
     kubeconfigs = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
     ns = f"own{next(_ids)}"
-    a_docs = [d for d in _example("sleep-httpbin", "unused", kubeconfigs) if d["kind"] != "Mesh"]
-    b_docs = [*_point_at([
+    a_docs = [d for d in example_for("sleep-httpbin", "unused", kubeconfigs) if d["kind"] != "Mesh"]
+    b_docs = [*point_at([
         {"apiVersion": API, "kind": "Cluster", "metadata": {"name": f"cluster{i}"},
          "spec": {"gateway": {"address": f"10.8.0.{i}"}}} for i in (1, 2)
     ], kubeconfigs),
@@ -147,8 +141,8 @@ def test_two_stores_that_leave_mesh_out_never_touch_each_others_objects(cli, tes
 
 
 def test_an_upgraded_store_adopts_its_own_old_objects_once(cli, mesh, tmp_path: Path) -> None:
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     clusters = mesh["clusters"]
     # as a meshbridge from before mesh identities left them: labelled with the mesh's name only
     old = _objects(clusters, mesh["name"])
@@ -174,13 +168,13 @@ def test_an_upgraded_store_adopts_its_own_old_objects_once(cli, mesh, tmp_path: 
 
     # the store that made them adopts them: the same objects (same uids, none added or
     # deleted), labelled with its identity now
-    upgraded = _apply(cli, mesh["tmp"], docs)
+    upgraded = apply_docs(cli, mesh["tmp"], docs)
     assert upgraded.exit_code == 0, upgraded.stdout + upgraded.stderr
     adopted = _objects(clusters, mesh["name"])
     assert {k: v["uid"] for k, v in adopted.items()} == {k: v["uid"] for k, v in old.items()}
     ids = {v["id"] for v in adopted.values()}
     assert len(ids) == 1 and None not in ids
-    again = _apply(cli, mesh["tmp"], docs)
+    again = apply_docs(cli, mesh["tmp"], docs)
     assert again.exit_code == 0
     assert _objects(clusters, mesh["name"]) == adopted
 
@@ -191,7 +185,7 @@ def test_an_upgraded_store_adopts_its_own_old_objects_once(cli, mesh, tmp_path: 
             "spec": {"host": "late.example"}}
     with clusters[0].client() as http:
         assert http.post("/apis/networking.istio.io/v1beta1/namespaces/foo/destinationrules", json=late).status_code == 201
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     assert _get(clusters[0], "/apis/networking.istio.io/v1beta1/namespaces/foo/destinationrules/late")
 
 
@@ -199,7 +193,7 @@ def test_an_upgraded_store_adopts_its_own_old_objects_once(cli, mesh, tmp_path: 
 
 
 def test_an_object_someone_creates_after_the_list_is_not_taken_over(cli, mesh, monkeypatch) -> None:
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
     c1 = mesh["clusters"][0]
     _ensure_namespace(c1, "foo")
     base = {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
@@ -214,7 +208,7 @@ def test_an_object_someone_creates_after_the_list_is_not_taken_over(cli, mesh, m
                 assert r.status_code == 201, r.text
         _after_listing(monkeypatch, create)
         try:
-            result = _apply(cli, mesh["tmp"], docs, "--cluster", "cluster1")
+            result = apply_docs(cli, mesh["tmp"], docs, "--cluster", "cluster1")
             assert result.exit_code == 1, result.stdout + result.stderr
             assert ("conflict DestinationRule/foo/httpbin.bar.cluster2: an object of this name was "
                     "created by someone else after meshbridge read the cluster") in result.stderr
@@ -229,7 +223,7 @@ def test_an_object_someone_creates_after_the_list_is_not_taken_over(cli, mesh, m
 
 def test_an_object_replaced_after_the_list_is_neither_updated_nor_deleted(cli, mesh, monkeypatch) -> None:
     ns = f"r{mesh['name']}"
-    docs = _mesh_docs(mesh["name"]) + _point_at([
+    docs = mesh_docs(mesh["name"]) + point_at([
         {"apiVersion": API, "kind": "Cluster", "metadata": {"name": f"cluster{i}"},
          "spec": {"gateway": {"address": f"10.9.1.{i}"}}} for i in (1, 2)
     ], mesh["kubeconfigs"]) + [
@@ -238,7 +232,7 @@ def test_an_object_replaced_after_the_list_is_neither_updated_nor_deleted(cli, m
         {"apiVersion": API, "kind": "InboundIntent", "metadata": {"name": "a", "namespace": ns},
          "spec": {"app": "a", "port": 80, "clients": [{"app": "client"}]}},
     ]
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     c1 = mesh["clusters"][0]
     base = f"/apis/networking.istio.io/v1beta1/namespaces/{ns}"
     host = f"a.{ns}.cluster2"
@@ -258,18 +252,18 @@ def test_an_object_replaced_after_the_list_is_neither_updated_nor_deleted(cli, m
                  "ports": [{"number": 80, "name": "tcp", "protocol": "TCP"}]}
     docs[-1]["spec"]["port"] = 81  # the ServiceEntry is to be updated...
     _after_listing(monkeypatch, replace("serviceentries", theirs_se))
-    result = _apply(cli, mesh["tmp"], docs, "--cluster", "cluster1")
+    result = apply_docs(cli, mesh["tmp"], docs, "--cluster", "cluster1")
     assert result.exit_code == 1, result.stdout + result.stderr
     assert f"ServiceEntry/{ns}/{host}: deleted or replaced after meshbridge read the cluster" in result.stderr
     assert _get(c1, f"{base}/serviceentries/{host}")["spec"] == theirs_se
 
     with c1.client() as http:
         assert http.delete(f"{base}/serviceentries/{host}").status_code == 200
-    assert _apply(cli, mesh["tmp"], docs, "--cluster", "cluster1").exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs, "--cluster", "cluster1").exit_code == 0
     theirs_dr = {"host": host}
     del docs[-1]  # ...and, with the intent gone, the DestinationRule is to be deleted
     _after_listing(monkeypatch, replace("destinationrules", theirs_dr))
-    result = _apply(cli, mesh["tmp"], docs, "--cluster", "cluster1")
+    result = apply_docs(cli, mesh["tmp"], docs, "--cluster", "cluster1")
     assert result.exit_code == 1, result.stdout + result.stderr
     assert (f"failed DestinationRule/{ns}/{host}: changed or replaced after meshbridge read the "
             "cluster") in result.stderr
@@ -283,8 +277,8 @@ def test_an_object_replaced_after_the_list_is_neither_updated_nor_deleted(cli, m
 
 
 def test_a_field_another_manager_adds_is_not_drift(cli, mesh) -> None:
-    docs = _example("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    docs = example_for("sleep-httpbin", mesh["name"], mesh["kubeconfigs"])
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     c1 = mesh["clusters"][0]
     src = write_docs(mesh["tmp"] / "intents" / "mesh.yaml", docs)
 
@@ -299,7 +293,7 @@ def test_a_field_another_manager_adds_is_not_drift(cli, mesh) -> None:
     edited = _get(c1, DR)["metadata"]["resourceVersion"]
     diff = cli("diff", "-f", str(src))
     assert diff.exit_code == 0, diff.stdout
-    again = _apply(cli, mesh["tmp"], docs)
+    again = apply_docs(cli, mesh["tmp"], docs)
     assert again.exit_code == 0
     live = _get(c1, DR)
     assert live["metadata"]["resourceVersion"] == edited, "apply rewrote an object in sync"
@@ -312,7 +306,7 @@ def test_a_field_another_manager_adds_is_not_drift(cli, mesh) -> None:
     assert "update DestinationRule/foo/httpbin.bar.cluster2  (drift" in diff.stdout
     assert "-      mode: DISABLE" in diff.stdout and "+      mode: ISTIO_MUTUAL" in diff.stdout
     assert "maxConnections" not in diff.stdout and "payments" not in diff.stdout
-    assert _apply(cli, mesh["tmp"], docs).exit_code == 0
+    assert apply_docs(cli, mesh["tmp"], docs).exit_code == 0
     live = _get(c1, DR)
     assert live["spec"]["trafficPolicy"] == {"tls": {"mode": "ISTIO_MUTUAL"},
                                              "connectionPool": {"tcp": {"maxConnections": 7}}}
@@ -333,7 +327,7 @@ def test_namespaces_apply_creates_get_sidecar_injection(cli, mesh, tmp_path: Pat
     def mesh_with(*namespaces: str, **istio: Any) -> list[dict[str, Any]]:
         docs = [{"apiVersion": API, "kind": "Mesh", "metadata": {"name": mesh["name"]},
                  "spec": {"istio": istio} if istio else {}}]
-        docs += _point_at([{"apiVersion": API, "kind": "Cluster", "metadata": {"name": f"cluster{i}"},
+        docs += point_at([{"apiVersion": API, "kind": "Cluster", "metadata": {"name": f"cluster{i}"},
                             "spec": {"gateway": {"address": f"10.9.2.{i}"}}} for i in (1, 2)],
                           mesh["kubeconfigs"])
         docs.append({"apiVersion": API, "kind": "App", "metadata": {"name": "s", "namespace": "srv" + mesh["name"]},
@@ -346,7 +340,7 @@ def test_namespaces_apply_creates_get_sidecar_injection(cli, mesh, tmp_path: Pat
                   "spec": {"clusters": ["cluster1"]}} for ns in namespaces]
         return docs
 
-    result = _apply(cli, mesh["tmp"], mesh_with(made, existing))
+    result = apply_docs(cli, mesh["tmp"], mesh_with(made, existing))
     assert result.exit_code == 0, result.stdout + result.stderr
     labels = _get(c1, f"/api/v1/namespaces/{made}")["metadata"]["labels"]
     assert labels["istio-injection"] == "enabled"
@@ -354,7 +348,7 @@ def test_namespaces_apply_creates_get_sidecar_injection(cli, mesh, tmp_path: Pat
     kept = _get(c1, f"/api/v1/namespaces/{existing}")["metadata"]["labels"]
     assert "istio-injection" not in kept and kept["team"] == "x"
 
-    result = _apply(cli, mesh["tmp"], mesh_with(made, existing, quiet, sidecarInjection=False))
+    result = apply_docs(cli, mesh["tmp"], mesh_with(made, existing, quiet, sidecarInjection=False))
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "istio-injection" not in _get(c1, f"/api/v1/namespaces/{quiet}")["metadata"]["labels"]
     assert _get(c1, f"/api/v1/namespaces/{made}")["metadata"]["labels"]["istio-injection"] == "enabled"

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_validation_rules import assert_rejected, base, doc, intent
+from intents import assert_rejected, base, doc, intent
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile import naming

@@ -1,0 +1,86 @@
+"""Clients of a meshbridge server in the tests: in-process (:class:`Api`, FastAPI's TestClient
+with a role's token) and a real ``meshbridge serve`` process on 127.0.0.1 (:class:`LiveServer`).
+The fixtures that make them are in ``tests/api/conftest.py``."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+from pgcluster import free_port
+
+
+@dataclass
+class Api:
+    """An in-process client with a role's token already in its headers."""
+
+    http: TestClient
+    tokens: dict[str, str]
+
+    def as_(self, role: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+
+    def get(self, url: str, role: str | None = "viewer", **kw) -> httpx.Response:
+        return self.http.get(url, headers={**self.as_(role), **kw.pop("headers", {})}, **kw)
+
+    def put(self, url: str, body: dict, role: str | None = "editor", **kw) -> httpx.Response:
+        return self.http.put(url, json=body, headers={**self.as_(role), **kw.pop("headers", {})}, **kw)
+
+    def delete(self, url: str, role: str | None = "editor", **kw) -> httpx.Response:
+        return self.http.delete(url, headers={**self.as_(role), **kw.pop("headers", {})}, **kw)
+
+    def apply(self, text: str, role: str | None = "editor", ctype: str = "application/yaml",
+              **kw) -> httpx.Response:
+        headers = {**self.as_(role), "Content-Type": ctype}
+        return self.http.post("/api/v1/apply", content=text.encode(), headers=headers, **kw)
+
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_server(db: str, log: Path, port: int | None = None, *args: str,
+                 verify: ssl.SSLContext | None = None) -> LiveServer:
+    """``meshbridge serve`` in its own process; returns once /readyz answers. Without
+    certificate material unless ``--pki`` is passed in ``args``. With ``verify`` (the args
+    then give --tls-cert/--tls-key) it is reached over https, verified by that context."""
+    port = port or free_port()
+    env = {**os.environ, "MESHBRIDGE_DB": db}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "meshbridge.cli.server", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning", *(args or ("--no-pki",))],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"{'https' if verify else 'http'}://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"meshbridge serve exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1, verify=verify or True).status_code == 200:
+                return LiveServer(url, process)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"meshbridge serve did not start: {log.read_text()[-2000:]}")

@@ -6,7 +6,7 @@ alike), and prints the best time of each and its ratio to a bare
 ``yaml.dump_all(objs, Dumper=CSafeDumper)`` with meshbridge's options:
 
 - ``dump_all``: the bare PyYAML C dump, the baseline of issue 14;
-- ``Emitter``: meshbridge's (``compile/output.py``), one document per object, same bytes;
+- ``Emitter``: meshbridge's (``output/emitter.py``), one document per object, same bytes;
 - ``ryml``: rapidyaml's Python wheel (``pip install rapidyaml``, if installed): a tree built
   node by node from Python, then emitted by C++. Plain strings that YAML would read as something
   else (``"true"``, ``"1"``, ``""``) are single-quoted, decided by PyYAML's resolver once per

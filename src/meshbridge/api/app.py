@@ -114,7 +114,7 @@ def create_app(
     With ``reconcile_interval`` > 0 the app reconciles the stored mesh with its clusters in the
     background, in a thread of its own, after every change and at least that often, taking
     each cluster's lease (``lease_ttl`` seconds) first, so that of several replicas
-    (``replica``: this one's name) one at a time writes to a cluster (``service.reconciler``).
+    (``replica``: this one's name) one at a time writes to a cluster (``server.reconciler``).
     It reaches each cluster with the credential its Cluster names, kept in ``credentials``
     (without it the credentials routes answer 409 and such clusters fail; given a store
     location, the app keeps them sealed under that store's state key).

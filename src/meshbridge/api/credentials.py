@@ -5,7 +5,7 @@
     GET    /api/v1/credentials            every credential's public view
     GET    /api/v1/credentials/{name}     one
     PUT    /api/v1/credentials/{name}     register or replace: the body is the kubeconfig
-                                          (YAML or JSON), self-contained (see service.credentials)
+                                          (YAML or JSON), self-contained (see server.credentials)
     DELETE /api/v1/credentials/{name}     409 while a Cluster names it
 
 A Cluster names its credential with ``spec.kubeconfig.credential``; the server reads no file.

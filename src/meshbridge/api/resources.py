@@ -11,7 +11,7 @@
     GET    /api/v1/{apps,inboundintents,externalservices}       every namespace
     POST   /api/v1/apply[?prune=true][&dryRun=All]              many documents, all or nothing
 
-Every write validates the whole resulting set of documents (see ``service.catalog``). A
+Every write validates the whole resulting set of documents (see ``server.catalog``). A
 Cluster naming a kubeconfig file (``spec.kubeconfig.path``) is refused first: the server reads
 no file a caller names; Clusters name credentials an admin registered
 (``spec.kubeconfig.credential``, see ``api.credentials``).

@@ -1,7 +1,8 @@
 """The meshbridge server's client: what the CLI uses to talk to ``meshbridge serve``.
 
-An edge, like ``cli/`` and ``api/``: it calls the service layer (documents, resource kinds,
-the render writer) and is called by the CLI; nothing below it knows HTTP. It holds the client
+An edge, like ``cli/`` and ``api/``: it uses the wire (resource kinds, answers), the one
+reader (documents) and the render's output path (emitter, writer), and is called by the CLI;
+nothing below it knows HTTP. It holds the client
 half of the server's boundary rules: a token goes over TLS (or to a loopback address only), the
 server is verified (``--server-ca``), and ``render --server`` writes only inside its output
 directory, whatever names the server sends.

@@ -1,6 +1,6 @@
 """What a compile needs besides the documents: allocations and certificate material.
 
-Everything here is plain data handed in by the caller (the service layer reads it from the state
+Everything here is plain data handed in by the caller (the use cases read it from the state
 store and the PKI): compile itself never looks anything up.
 """
 

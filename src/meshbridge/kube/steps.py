@@ -196,7 +196,7 @@ class Ownership:
     its state store. ``adopt_legacy``: objects labelled with this mesh's name and no identity
     (by a meshbridge from before identities) are this mesh's, and get relabelled; so are
     objects labelled with an identity in ``previous`` (the store's own before it took over a
-    lost store's, see ``service.rootguard``)."""
+    lost store's, see ``usecases.rootguard``)."""
 
     mesh: str
     uid: str

@@ -2,7 +2,7 @@
 
 One root of trust for the whole mesh, an intermediate CA per cluster for istiod, and separate
 ingress CAs for traffic from outside the mesh. The clock (``now``) is always an argument and
-randomness comes only from key generation, serial numbers and nonces, so the service layer
+randomness comes only from key generation, serial numbers and nonces, so the use cases
 decides when anything is issued and stores it; this package only says *how*.
 
 Names are imported from the module that holds them: ``sealing`` (the state key's AES-GCM, no

@@ -9,7 +9,7 @@ Two read-only views over stored records that must agree with each other and with
 * :func:`build_status` — what ``pki status`` prints: public facts per certificate, expiry
   health, the rotation phase. It needs no key, so it works even without the state key.
 
-The service layer reads the rows; this module never touches the store.
+The use cases read the rows; this module never touches the store.
 """
 
 from __future__ import annotations

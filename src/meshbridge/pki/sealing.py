@@ -12,7 +12,7 @@ Blob layout (all binary)::
 
 The key id is a keyed hash of the KEK: a blob sealed under another KEK is recognised as such and
 reported as "wrong state key", not as corruption. Where the KEK comes from (environment, key
-file) is the service layer's business; this module only turns text into a key and back.
+file) is the use cases' business (``usecases.statekey``); this module only turns text into a key and back.
 """
 
 from __future__ import annotations

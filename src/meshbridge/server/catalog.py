@@ -295,7 +295,7 @@ class Catalog:
 
     def _blueprint_for(self, intents: Intents) -> tuple[mbcompile.Blueprint, Needs]:
         """``compile.blueprint(intents, stored VIPs)``, allocating only for the clusters whose VIP
-        needs changed since the stored table was made (see ``service.allocation``)."""
+        needs changed since the stored table was made (see ``server.allocation``)."""
         return replan(mbcompile.check(intents), self._vips, self._needs)
 
     def _intents(

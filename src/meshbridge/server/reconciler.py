@@ -20,14 +20,14 @@ lease, when the cluster is due: never reconciled, its last run unfinished (its r
 made for an older revision of the documents, failed more than ``retry`` seconds ago, or
 older than ``interval``. Every run is recorded
 (``reconciles``: replica, lease term, start and end on the database's clock, result), with the
-per-object status beside it (``service.apply.status``). A run whose leases could not be renewed
+per-object status beside it (``usecases.apply``). A run whose leases could not be renewed
 is cancelled before they can expire; a replica that dies leaves its leases to expire, and the
 next owner finishes its clusters: within ``lease_ttl`` + ``poll`` of its last renewal.
 
 **What it refuses to do.** Like ``apply``, it never replaces the root of trust live in a cluster
 (:mod:`meshbridge.usecases.rootguard`): such clusters get no write and a Failed status until the
 root is brought back (``pki import``). While stored documents are flagged (invalid, left out of
-renders: ``service.catalog``), it writes to no cluster: what they rendered would be pruned.
+renders: ``server.catalog``), it writes to no cluster: what they rendered would be pruned.
 """
 
 from __future__ import annotations

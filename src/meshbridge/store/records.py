@@ -1,6 +1,6 @@
 """Plain records the store hands out and takes in: stored documents, audit entries, tokens.
 
-They are plain frozen data, so the service layer can cache them, compare them and build API
+They are plain frozen data, so the use cases and the server can cache them, compare them and build API
 answers from them without holding a database connection.
 """
 

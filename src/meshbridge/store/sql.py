@@ -261,7 +261,7 @@ class SqlStore(RowsMixin, ReplicasMixin):
         return str(row[0])
 
     def take_mesh_id(self, mesh_id: str) -> None:
-        """Carry the identity of a mesh whose store was lost (see ``service.rootguard``): this
+        """Carry the identity of a mesh whose store was lost (see ``usecases.rootguard``): this
         store becomes that mesh, for every apply from now on. The identity it carried so far is
         kept as a previous one: objects it wrote under it are still its own."""
         previous = self.mesh_id()

@@ -223,7 +223,7 @@ def record_status(
     store: Store, reports: list[ClusterReport], objects: dict[str, list[dict[str, Any]]]
 ) -> None:
     """Keep each cluster's report, per object, for ``status`` (CLI and API); a cluster applied
-    in full has adopted its objects from before mesh identities (``service.ownership``)."""
+    in full has adopted its objects from before mesh identities (``usecases.ownership``)."""
     with store.transaction():
         for report in reports:
             store.put_blob(STATUS_KIND, report.cluster, _status_record(report, objects))

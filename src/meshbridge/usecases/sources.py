@@ -16,7 +16,7 @@ from meshbridge.errors import InvalidInput, Problem
 from meshbridge.source import Source
 
 STDIN = "-"
-RENDER_MARKER = ".meshbridge-render"  # service.writer.MARKER; not imported, to keep start-up light
+RENDER_MARKER = ".meshbridge-render"  # output.writer.MARKER; not imported, to keep start-up light
 
 
 def _problem(name: str, message: str) -> Problem:

@@ -21,24 +21,15 @@ import yaml
 from intents import base, doc, intent
 
 from meshbridge import compile as mbcompile
-from meshbridge.compile import (
-    authz,
-    crosscluster,
-    egress,
-    failover,
-    ingress,
-    istio_operator,
-    loadbalancing,
-    pki_secrets,
-    vips,
-)
 from meshbridge.compile.envelope import Obj, ordered
 from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
 from meshbridge.compile.pipeline import GENERATORS
 from meshbridge.loading import Source, load
 
-MODULES = [istio_operator, pki_secrets, crosscluster, loadbalancing, failover, authz, ingress,
-           egress]
+# in the pipeline's order
+MODULES = [mbcompile.istio_operator, mbcompile.pki_secrets, mbcompile.crosscluster,
+           mbcompile.loadbalancing, mbcompile.failover, mbcompile.authz, mbcompile.ingress,
+           mbcompile.egress]
 POOL = "10.77.0.0/24"
 LOCAL = "httpbin.bar.svc.cluster.local"
 MUTUAL = {"tls": {"mode": "ISTIO_MUTUAL"}}
@@ -64,7 +55,7 @@ def generated(
 ) -> tuple[dict[str, list[Obj]], dict[tuple[str, str], str]]:
     """What ``module`` gives each cluster (in the order it gives them), and the VIP table."""
     bp = blueprint(docs)
-    table = dict(vips.lookup(bp.vips))
+    table = dict(mbcompile.vips.lookup(bp.vips))
     ctx = Context(vips=table, material=material or Material(), only=only)
     out: dict[str, list[Obj]] = defaultdict(list)
     for cluster, obj in module.build(bp.snapshot, ctx):
@@ -105,7 +96,7 @@ def placed(docs: list[dict[str, Any]], app: str, clusters: list[str]) -> list[di
 def test_the_client_cluster_reaches_the_remote_name_at_a_vip_through_the_servers_gateway() -> None:
     docs = [mesh(), *base(), intent()]
     docs[2]["spec"]["gateway"]["port"] = 31002  # c2: its own port, not the mesh's default
-    out, table = generated(crosscluster, docs)
+    out, table = generated(mbcompile.crosscluster, docs)
     host = "httpbin.bar.c2"
     assert listed(out["c1"]) == [("DestinationRule", "foo", host), ("ServiceEntry", "foo", host)]
     entry = one(out["c1"], "ServiceEntry", "foo", host)["spec"]
@@ -125,7 +116,7 @@ def test_the_server_cluster_exports_exactly_the_services_called_from_elsewhere()
             doc("App", "local", {"clusters": ["c2"]}, "bar"),  # called only from its own cluster
             doc("App", "peer", {"clusters": ["c2"]}, "bar"),
             intent("local", app="local", port=80, clients=[{"app": "peer"}])]
-    out, table = generated(crosscluster, docs)
+    out, table = generated(mbcompile.crosscluster, docs)
     host = "httpbin.bar.c2"
     gateways = [o for o in out["c2"] if o["kind"] == "Gateway"]
     assert [g["metadata"]["name"] for g in gateways] == ["httpbin-bar-c2"]
@@ -149,14 +140,14 @@ def test_the_server_cluster_exports_exactly_the_services_called_from_elsewhere()
 
 def test_a_client_where_the_server_runs_too_calls_it_locally_and_gets_nothing() -> None:
     docs = placed([mesh(), *base(), intent()], "httpbin", ["c1", "c2"])
-    out, _ = generated(crosscluster, docs)
+    out, _ = generated(mbcompile.crosscluster, docs)
     assert out == {}
 
 
 def test_two_ports_of_one_service_get_a_name_each_both_sent_to_the_gateway_port() -> None:
     docs = [mesh(), *base(), intent(protocol="HTTP"),
             intent("httpbin-admin", serviceName="httpbin", port=9000, protocol="HTTP")]
-    out, _ = generated(crosscluster, docs)
+    out, _ = generated(mbcompile.crosscluster, docs)
     entry = one(out["c1"], "ServiceEntry", "foo", "httpbin.bar.c2")["spec"]
     assert entry["ports"] == [{"number": 8000, "protocol": "HTTP", "name": "http-8000"},
                               {"number": 9000, "protocol": "HTTP", "name": "http-9000"}]
@@ -185,7 +176,7 @@ def shares(service: Obj, key: str = "http") -> dict[str, int]:
 
 
 def test_a_weighted_split_sends_each_clusters_share_to_that_cluster() -> None:
-    out, table = generated(loadbalancing, lb_mesh("HTTP", {"c1": 30, "c2": 70}))
+    out, table = generated(mbcompile.loadbalancing, lb_mesh("HTTP", {"c1": 30, "c2": 70}))
     here = one(out["c1"], "VirtualService", "foo", "httpbin.bar")
     assert here["spec"]["hosts"] == [LOCAL]  # clients keep calling the ordinary name
     assert shares(here) == {LOCAL: 30, "httpbin.bar.c2": 70}
@@ -202,7 +193,7 @@ def test_a_weighted_split_sends_each_clusters_share_to_that_cluster() -> None:
 
 
 def test_a_cluster_weighted_zero_gets_no_traffic() -> None:
-    out, _ = generated(loadbalancing, lb_mesh("HTTP", {"c1": 0, "c2": 100}))
+    out, _ = generated(mbcompile.loadbalancing, lb_mesh("HTTP", {"c1": 0, "c2": 100}))
     assert shares(one(out["c1"], "VirtualService", "foo", "httpbin.bar")) == {"httpbin.bar.c2": 100}
     assert shares(one(out["c3"], "VirtualService", "foo", "httpbin.bar")) == {"httpbin.bar.c2": 100}
 
@@ -215,7 +206,7 @@ def test_a_cluster_weighted_zero_gets_no_traffic() -> None:
 ])
 def test_the_split_is_routed_the_way_the_protocol_can_be(protocol: str, key: str,
                                                          match: dict[str, Any]) -> None:
-    out, _ = generated(loadbalancing, lb_mesh(protocol, {"c1": 40, "c2": 60}))
+    out, _ = generated(mbcompile.loadbalancing, lb_mesh(protocol, {"c1": 40, "c2": 60}))
     spec = one(out["c1"], "VirtualService", "foo", "httpbin.bar")["spec"]
     assert set(spec) - {"hosts", "exportTo"} == {key}
     assert spec[key][0]["match"] == [match]
@@ -264,7 +255,7 @@ def test_failover_carries_the_outlier_detection_and_the_priority_the_intent_give
     detection = {"consecutive5xxErrors": 7, "consecutiveGatewayErrors": 3, "interval": "10s",
                  "baseEjectionTime": "2m", "maxEjectionPercent": 50}
     docs = failover_mesh(failover={"priority": ["c2", "c1"], "outlierDetection": detection})
-    out, _ = generated(failover, docs)
+    out, _ = generated(mbcompile.failover, docs)
     rule = one(out["c1"], "DestinationRule", "foo", MESH_HOST)
     policy = rule["spec"]["trafficPolicy"]
     assert policy["tls"] == {"mode": "ISTIO_MUTUAL"}
@@ -280,7 +271,7 @@ def test_failover_carries_the_outlier_detection_and_the_priority_the_intent_give
 
 
 def test_failover_without_priority_prefers_the_clients_cluster_then_its_region() -> None:
-    out, _ = generated(failover, failover_mesh(failover={}))
+    out, _ = generated(mbcompile.failover, failover_mesh(failover={}))
     rule = one(out["c1"], "DestinationRule", "foo", MESH_HOST)
     entry = one(out["c1"], "ServiceEntry", "foo", MESH_HOST)
     assert by_priority(entry, rule) == [[LOCAL], ["10.0.0.3"], ["10.0.0.2"]]
@@ -291,7 +282,8 @@ def test_failover_without_priority_prefers_the_clients_cluster_then_its_region()
 
 def test_failover_with_weights_splits_by_them_with_locality_off() -> None:
     weights = {"c1": 20, "c2": 80, "c3": 0}
-    out, _ = generated(failover, failover_mesh(failover={}, loadBalancing={"weights": weights}))
+    docs = failover_mesh(failover={}, loadBalancing={"weights": weights})
+    out, _ = generated(mbcompile.failover, docs)
     rule = one(out["c1"], "DestinationRule", "foo", MESH_HOST)["spec"]
     assert rule["trafficPolicy"]["loadBalancer"]["localityLbSetting"] == {"enabled": False}
     entry = one(out["c1"], "ServiceEntry", "foo", MESH_HOST)["spec"]
@@ -300,7 +292,7 @@ def test_failover_with_weights_splits_by_them_with_locality_off() -> None:
 
 
 def test_failover_exports_the_mesh_internal_name_from_every_cluster_the_client_may_reach() -> None:
-    out, _ = generated(failover, failover_mesh(failover={}))
+    out, _ = generated(mbcompile.failover, failover_mesh(failover={}))
     assert sorted(out) == ["c1", "c2", "c3"]
     for cluster in "c2", "c3":
         gateway = one(out[cluster], "Gateway", "istio-system", "httpbin-bar-mesh-internal")
@@ -312,7 +304,7 @@ def test_failover_exports_the_mesh_internal_name_from_every_cluster_the_client_m
     # c1 is served by its own instance: nobody elsewhere calls, so it exports nothing
     assert not [o for o in out["c1"] if o["kind"] == "Gateway"]
     # and the client's VirtualService sends every request of the port to the mesh-internal name
-    routed, _ = generated(loadbalancing, failover_mesh(failover={}))
+    routed, _ = generated(mbcompile.loadbalancing, failover_mesh(failover={}))
     service = one(routed["c1"], "VirtualService", "foo", "httpbin.bar")["spec"]
     assert service["http"] == [{"match": [{"port": 8000}], "route": [
         {"destination": {"host": MESH_HOST, "port": {"number": 8000}}}]}]
@@ -339,7 +331,7 @@ def principal(ns: str, sa: str) -> dict[str, Any]:
 
 
 def test_a_policy_allows_exactly_the_declared_clients_on_their_paths_and_methods() -> None:
-    out, _ = generated(authz, closed_mesh())
+    out, _ = generated(mbcompile.authz, closed_mesh())
     assert sorted(out) == ["c2"]  # where the server runs, not where its clients do
     allow = one(out["c2"], "AuthorizationPolicy", "bar", "httpbin")["spec"]
     assert allow["action"] == "ALLOW"
@@ -359,7 +351,7 @@ def test_every_intent_of_a_closed_app_gets_a_policy_and_external_traffic_is_let_
     docs = [*closed_mesh(),
             intent("httpbin-web", serviceName="httpbin-web", port=80, protocol="HTTP",
                    external={"host": "web.example.com"})]
-    out, _ = generated(authz, docs)
+    out, _ = generated(mbcompile.authz, docs)
     web = one(out["c2"], "AuthorizationPolicy", "bar", "httpbin-web")["spec"]
     assert web["rules"] == [
         {"from": [principal("foo", "sleep")]},  # no access points on this intent: everything
@@ -371,7 +363,7 @@ def test_every_intent_of_a_closed_app_gets_a_policy_and_external_traffic_is_let_
 
 def test_an_open_app_gets_no_policy() -> None:
     docs = [mesh(), *base(), intent(protocol="HTTP"), intent("more", port=81, protocol="HTTP")]
-    out, _ = generated(authz, docs)
+    out, _ = generated(mbcompile.authz, docs)
     assert out == {}
 
 
@@ -400,7 +392,7 @@ def test_external_access_gives_the_gateway_route_and_credential_its_tls_mode_nee
     docs = placed([mesh(), *base(), intent(protocol=protocol, clients=[],
                                            external={"host": HOST, "tlsMode": mode})],
                   "httpbin", ["c1", "c2"])
-    out, _ = generated(ingress, docs, Material(ingress={HOST: CREDENTIAL}))
+    out, _ = generated(mbcompile.ingress, docs, Material(ingress={HOST: CREDENTIAL}))
     assert sorted(out) == ["c1", "c2"]  # every cluster that runs the server
     for objs in out.values():
         gateway = one(objs, "Gateway", "bar", "httpbin-ingress")["spec"]
@@ -422,7 +414,7 @@ def test_external_access_gives_the_gateway_route_and_credential_its_tls_mode_nee
 
 
 def test_no_external_access_no_ingress_objects() -> None:
-    out, _ = generated(ingress, [mesh(), *base(), intent(protocol="HTTP")],
+    out, _ = generated(mbcompile.ingress, [mesh(), *base(), intent(protocol="HTTP")],
                        Material(ingress={HOST: CREDENTIAL}))
     assert out == {}
 
@@ -443,7 +435,7 @@ def test_external_services_are_declared_only_in_the_clusters_they_name() -> None
     docs = [mesh(), *base(), doc("ExternalService", "mysql", mysql, "foo"),
             doc("ExternalService", "web", web, "foo"),
             doc("ExternalService", "pinned", pinned, "bar")]
-    out, table = generated(egress, docs)
+    out, table = generated(mbcompile.egress, docs)
     assert listed(out["c1"]) == [("ServiceEntry", "foo", "mysql"), ("ServiceEntry", "foo", "web")]
     assert listed(out["c2"]) == [("ServiceEntry", "bar", "pinned"), ("ServiceEntry", "foo", "web")]
     for objs in out.values():
@@ -473,7 +465,7 @@ def gateway_ports(operator: Obj) -> dict[int, dict[str, Any]]:
 def test_each_clusters_istio_operator_opens_its_own_gateway_port() -> None:
     docs = [mesh(trustDomain="example.org", istio={"gatewayNodePort": 30500}), *base()]
     docs[2]["spec"]["gateway"]["port"] = 31002
-    out, _ = generated(istio_operator, docs)
+    out, _ = generated(mbcompile.istio_operator, docs)
     assert sorted(out) == ["c1", "c2"]
     ports = {}
     for cluster, objs in out.items():
@@ -490,7 +482,7 @@ def test_each_clusters_istio_operator_opens_its_own_gateway_port() -> None:
 
 def test_the_istio_operator_follows_the_meshs_istio_settings() -> None:
     istio = {"outboundTrafficPolicy": "ALLOW_ANY", "dnsCapture": False, "profile": "default"}
-    out, _ = generated(istio_operator, [mesh(istio=istio), *base()])
+    out, _ = generated(mbcompile.istio_operator, [mesh(istio=istio), *base()])
     (operator,) = out["c1"]
     assert operator["spec"]["profile"] == "default"
     config = operator["spec"]["meshConfig"]
@@ -508,7 +500,8 @@ def cluster_ca(cluster: str) -> ClusterCA:
 
 
 def test_cacerts_holds_the_four_files_istiod_reads() -> None:
-    out, _ = generated(pki_secrets, [mesh(), *base()], Material(cacerts={"c1": cluster_ca("c1")}))
+    material = Material(cacerts={"c1": cluster_ca("c1")})
+    out, _ = generated(mbcompile.pki_secrets, [mesh(), *base()], material)
     assert sorted(out) == ["c1"]  # no material for c2: no Secret for it
     (secret,) = out["c1"]
     assert (secret["metadata"]["namespace"], secret["metadata"]["name"]) == (
@@ -519,7 +512,7 @@ def test_cacerts_holds_the_four_files_istiod_reads() -> None:
 
 
 def test_no_material_no_cacerts() -> None:
-    out, _ = generated(pki_secrets, [mesh(), *base()])
+    out, _ = generated(mbcompile.pki_secrets, [mesh(), *base()])
     assert out == {}
 
 

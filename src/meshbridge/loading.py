@@ -126,14 +126,27 @@ def read_yaml(text: str, source: str) -> tuple[list[RawDocument], Problem | None
 
 
 def _read_json(text: str, source: str) -> tuple[list[RawDocument], Problem | None]:
-    """One object, an array of objects, or a Kubernetes ``List``."""
+    """One object, an array of objects, or a Kubernetes ``List``; a key given twice in an
+    object is refused, as it is in YAML."""
+    repeated: list[str] = []
+
+    def mapping(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                repeated.append(key)
+            out[key] = value
+        return out
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=mapping)
     except json.JSONDecodeError as exc:
         where = f"JSON error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         return [], Problem(source, 1, "", "", "", where)
     except RecursionError:
         return [], Problem(source, 1, "", "", "", "JSON error: nested too deeply")
+    if repeated:
+        return [], Problem(source, 1, "", "", "", f"JSON error: duplicate key {repeated[0]!r}")
     if isinstance(value, dict) and value.get("kind") == "List" and "items" in value:
         value = value["items"]
     items = value if isinstance(value, list) else [value]

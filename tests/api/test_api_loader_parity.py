@@ -117,9 +117,6 @@ def test_the_cli_and_the_server_give_the_same_verdict_and_message(
     assert cli_lines == api_lines == list(case.expect)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the server reads a JSON body with json.loads, which "
-                   "keeps the last of two equal keys; the CLI reads the same text as YAML and "
-                   "refuses it")
 def test_a_json_document_with_a_key_given_twice_gets_the_same_verdict(
     cli, api: Api, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import re
 import shutil
 import sys
@@ -113,7 +114,7 @@ class Up:
                 self.record(c)
                 log(f"{c.name}: etcd pid {c.etcd['pid']} on 127.0.0.1:{c.etcd_port}")
                 try:
-                    wait_for(f"{c.name}: etcd health", lambda c=c: etcd_healthy(c),
+                    wait_for(f"{c.name}: etcd health", functools.partial(etcd_healthy, c),
                              self.deadline, [(f"{c.name}: etcd", c.etcd)])
                     break
                 except ProcessDied as e:
@@ -135,7 +136,7 @@ class Up:
             for attempt in range(1, PORT_ATTEMPTS + 1):
                 try:
                     wait_for(f"{c.name}: kube-apiserver /readyz",
-                             lambda c=c: apiserver_ready(c), self.deadline,
+                             functools.partial(apiserver_ready, c), self.deadline,
                              [(f"{c.name}: kube-apiserver", c.apiserver),
                               (f"{c.name}: etcd", c.etcd)])
                     break

@@ -77,7 +77,9 @@ def proc_start_time(pid: int) -> str | None:
 def is_ours(entry: Record) -> bool:
     """The recorded process is still running (not exited, PID not reused)."""
     pid = entry.get("pid")
-    return bool(pid) and proc_start_time(int(pid)) == entry.get("start_time")
+    if not pid:
+        return False
+    return proc_start_time(int(pid)) == entry.get("start_time")
 
 
 def wait_reaped(entry: Record, timeout: float = 15.0) -> None:

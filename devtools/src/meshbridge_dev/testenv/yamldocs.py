@@ -6,7 +6,8 @@ from __future__ import annotations
 
 def split_yaml_docs(text: str) -> list[str]:
     """The documents of a YAML stream that hold more than comments and blank lines."""
-    docs, cur = [], []
+    docs: list[str] = []
+    cur: list[str] = []
     for line in text.splitlines(keepends=True):
         if line.rstrip() in ("---", "...") or line.startswith("--- "):
             docs.append("".join(cur))

@@ -1,7 +1,8 @@
-"""meshbridge_dev.testenv runs before the project's virtualenv exists: ``scripts/test`` (and CI)
-build the Go tools with ``scripts/k8s-testenv`` and the system's python3 first. So the package
-may import nothing but the standard library and itself; a third-party import would break a fresh
-machine's first step while every test in the venv still passed."""
+"""meshbridge_dev.testenv and meshbridge_dev.suite run before the project's virtualenv exists:
+``scripts/test`` (and CI) runs with the system's python3 and builds the Go tools with
+``scripts/k8s-testenv`` before it makes .venv. So they may import nothing but the standard
+library and themselves; a third-party import would break a fresh machine's first step while
+every test in the venv still passed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 DEVTOOLS = Path(__file__).resolve().parents[1]
 REPO = DEVTOOLS.parent
 PACKAGE = DEVTOOLS / "src" / "meshbridge_dev"
-STDLIB_ONLY = [PACKAGE / "__init__.py", *sorted((PACKAGE / "testenv").glob("*.py"))]
+STDLIB_ONLY = [PACKAGE / "__init__.py", PACKAGE / "suite.py",
+               *sorted((PACKAGE / "testenv").glob("*.py"))]
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -34,10 +36,14 @@ def test_testenv_imports_only_the_standard_library_and_itself() -> None:
     assert outside == set()
 
 
-def test_every_testenv_module_imports_without_site_packages() -> None:
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_such_module_imports_without_site_packages() -> None:
     """Indirect imports too: every module loads under ``python -I -S`` (no site-packages)."""
-    modules = ", ".join(repr(f"meshbridge_dev.testenv.{p.stem}") for p in STDLIB_ONLY
-                        if p.parent.name == "testenv" and p.stem != "__main__")
+    modules = ", ".join(repr(module_name(p)) for p in STDLIB_ONLY if p.stem != "__main__")
     code = (f"import importlib, sys; sys.path.insert(0, {str(PACKAGE.parent)!r}); "
             f"[importlib.import_module(m) for m in ({modules},)]")
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,

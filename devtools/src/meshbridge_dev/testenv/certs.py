@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from .common import TestenvError, run
@@ -23,16 +24,21 @@ def need_openssl() -> str:
     return openssl
 
 
+def openssl_in(folder: Path, label: str) -> Callable[..., None]:
+    """A function that runs ``openssl ARGS`` in ``folder`` (created, 0700)."""
+    openssl = need_openssl()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+
+    def o(*args: str) -> None:
+        run([openssl, *args], cwd=folder, what=f"openssl {args[0]} ({label})")
+    return o
+
+
 def gen_pki(pki: Path, name: str) -> None:
     """The cluster's CA, the API server's serving certificate, the admin client certificate
     (user ADMIN_USER in system:masters) and the service-account signing key pair."""
-    openssl = need_openssl()
-    pki.mkdir(parents=True, exist_ok=True)
-    os.chmod(pki, 0o700)
-
-    def o(*args: str) -> None:
-        run([openssl, *args], cwd=pki, what=f"openssl {args[0]} ({name})")
-
+    o = openssl_in(pki, name)
     o("req", "-x509", *EC_KEY, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
       "-subj", f"/CN=k8s-testenv-{name}-ca", *CA_EXTENSIONS)
     (pki / "server.ext").write_text(
@@ -63,13 +69,7 @@ def gen_pki(pki: Path, name: str) -> None:
 def gen_istio_ca(dest: Path, name: str) -> None:
     """A root and an intermediate CA for istiod (the `cacerts` layout), for test clusters that
     are not given one."""
-    openssl = need_openssl()
-    dest.mkdir(parents=True, exist_ok=True)
-    os.chmod(dest, 0o700)
-
-    def o(*args: str) -> None:
-        run([openssl, *args], cwd=dest, what=f"openssl {args[0]} ({name} istiod CA)")
-
+    o = openssl_in(dest, f"{name} istiod CA")
     o("req", "-x509", *EC_KEY, "-keyout", "root-key.pem", "-out", "root-cert.pem", "-days", "3650",
       "-subj", f"/O=k8s-testenv/CN=k8s-testenv {name} root CA", *CA_EXTENSIONS)
     (dest / "ca.ext").write_text("basicConstraints=critical,CA:TRUE,pathlen:0\n"

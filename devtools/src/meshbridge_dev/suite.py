@@ -44,12 +44,15 @@ VALUE_OPTIONS = {"-k", "-m", "-p", "-c", "-o", "-W", "--deselect", "--ignore", "
 DEFAULT_PATHS = ["tests", "devtools/tests"]
 
 
+@dataclass
 class PhaseFailed(Exception):
-    """A phase could not do its work; the message says why (exit status ``status``)."""
+    """A phase could not do its work: why, and the exit status scripts/test ends with."""
 
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+    why: str
+    status: int = 1
+
+    def __str__(self) -> str:
+        return self.why
 
 
 def log(msg: str) -> None:

@@ -187,8 +187,7 @@ def mypy() -> None:
 def import_linter() -> None:
     """meshbridge's layers (the root config), then devtools' contracts."""
     run([str(VENV_BIN / "lint-imports"), "--no-cache"])
-    run([str(VENV_BIN / "lint-imports"), "--no-cache", "--config",
-         str(DEVTOOLS / "pyproject.toml")])
+    run([str(VENV_BIN / "lint-imports"), "--no-cache"], cwd=DEVTOOLS)
 
 
 def phases(args: list[str]) -> list[tuple[str, Callable[[], None]]]:

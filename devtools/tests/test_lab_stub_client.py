@@ -1,6 +1,6 @@
 """The mesh lab's two ends, stub workload and requester, against each other on loopback.
 
-Every lab check reads its verdict from what ``lab.client`` prints about what ``lab.stub``
+Every lab check reads its verdict from what ``programs.client`` prints about what ``programs.stub``
 answered, so a wrong field here (a peer taken from the wrong XFCC element, a Host header that
 follows ``--connect``, a TCP client left waiting) would make lab checks pass or fail for the wrong
 reason. Both run as subprocesses, as the lab runs them; small in-test servers stand in where the
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from meshbridge_dev.lab.stub import peer_from_xfcc, status_for
+from meshbridge_dev.lab.programs.stub import peer_from_xfcc, status_for
 
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "httpbin.lab.test"
@@ -172,8 +172,8 @@ def run_stub(directory: Path, pki: Pki) -> Iterator[Stub]:
     port, other_port, tls_port = free_port(), free_port(), free_port()
     log = directory / "stub.log"
     command = [
-        sys.executable, "-m", "meshbridge_dev.lab.stub", "--cluster", "c1", "--namespace", "foo",
-        "--app", "httpbin", "--bind", LOOPBACK, "--port", str(port), "--port", str(other_port),
+        sys.executable, "-m", "meshbridge_dev.lab.programs.stub",
+        "--cluster", "c1", "--namespace", "foo", "--app", "httpbin", "--bind", LOOPBACK, "--port", str(port), "--port", str(other_port),
         "--tls-port", str(tls_port), "--cert", str(pki.server_cert), "--key", str(pki.server_key),
     ]  # fmt: skip
     with log.open("wb") as stderr:
@@ -206,7 +206,7 @@ def stub(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Stub]:
 def client(*args: str) -> tuple[int, list[dict[str, Any]]]:
     """Run ``lab.client ARGS``: exit code and the JSON objects it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "meshbridge_dev.lab.client", *args],
+        [sys.executable, "-m", "meshbridge_dev.lab.programs.client", *args],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,

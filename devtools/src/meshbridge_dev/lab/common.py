@@ -83,8 +83,8 @@ def python_env() -> dict[str, str]:
 
 
 def helper(module: str, *args: str) -> list[str]:
-    """The command line of one of the lab's helper programs (``stub``, ``dns``, ``client``)."""
-    return [sys.executable, "-m", f"meshbridge_dev.lab.{module}", *args]
+    """The command line of one of the lab's own programs (``stub``, ``dns``, ``client``)."""
+    return [sys.executable, "-m", f"meshbridge_dev.lab.programs.{module}", *args]
 
 
 def each(work: Callable[[str], None], clusters: list[str]) -> None:

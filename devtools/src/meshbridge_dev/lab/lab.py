@@ -11,7 +11,7 @@ Stand-ins, each only where one host needs one (see docs/testing.md):
 
 * NodePorts: iptables REDIRECT from the node address (the gateway's namespace) to the gateway's
   target ports, for the ports its Service declares (kube-proxy's job);
-* cluster DNS: ``lab.dns`` (kube-dns's job), answering Services with their pods' addresses
+* cluster DNS: ``programs.dns`` (kube-dns's job), answering Services with their pods' addresses
   since no kube-proxy turns ClusterIPs into pods for the gateway;
 * the kubelet and controllers: the lab writes Pod status and EndpointSlices;
 * the sidecar injector: the lab starts pilot-agent with the environment the injector gives it;

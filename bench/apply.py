@@ -21,7 +21,7 @@ another port is fine). Then it times, in the same run:
   again is timed too (best of ``--repeat``).
 
 and prints the ratios. kubectl is built from the pinned k8s.io/kubernetes module and Toxiproxy
-from scripts/testenv/toxiproxy/go.mod (``scripts/k8s-testenv build --kubectl --toxiproxy``, done
+from devtools/pins/toxiproxy/go.mod (``scripts/k8s-testenv build --kubectl --toxiproxy``, done
 here). IstioOperator files are left out of kubectl's input: the test API servers do not serve
 that kind (meshbridge reports it as skipped). Every process started here is stopped on the way
 out, whatever happens.

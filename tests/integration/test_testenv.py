@@ -31,9 +31,9 @@ DR_PATH = f"/apis/networking.istio.io/v1/namespaces/{NS}/destinationrules"
 
 
 def pinned_kubernetes() -> str:
-    gomod = (REPO / "scripts" / "testenv" / "go.mod").read_text()
+    gomod = (REPO / "devtools" / "pins" / "kubernetes" / "go.mod").read_text()
     m = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v\S+)", gomod, re.M)
-    assert m, "k8s.io/kubernetes pin not found in scripts/testenv/go.mod"
+    assert m, "k8s.io/kubernetes pin not found in devtools/pins/kubernetes/go.mod"
     return m.group(1)
 
 

@@ -13,6 +13,7 @@ skip: a lab test that does not run must not look like one that passed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -195,8 +196,10 @@ def lab_tools(pytestconfig: pytest.Config) -> None:
     build_test_tools(pytestconfig)
 
 
-@pytest.fixture
-def mesh_lab_run(lab_tools: None) -> Iterator[LabRun]:
+@contextlib.contextmanager
+def lab_in_a_new_folder() -> Iterator[LabRun]:
+    """A LabRun in a new folder; at the end its lab is taken down, and anything it left behind
+    fails the test."""
     # Not under pytest's tmp_path: its folders are 0700, and the proxies run as uid 1337.
     folder = Path(tempfile.mkdtemp(prefix="mesh-lab-"))
     folder.chmod(0o755)
@@ -209,3 +212,10 @@ def mesh_lab_run(lab_tools: None) -> Iterator[LabRun]:
         left = run.leftovers()
         assert not left, f"the lab left things behind: {left}"
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def mesh_lab_run(lab_tools: None) -> Iterator[LabRun]:
+    """A lab of the test's own (``up`` is the test's), taken down after it."""
+    with lab_in_a_new_folder() as run:
+        yield run

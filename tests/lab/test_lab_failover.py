@@ -11,16 +11,21 @@ Bounds used below: at most 2 + 2 failed requests per switch (the threshold, plus
 on their way when Envoy ejects; each request is on a new connection, sequential), no failure
 after the switch while the ejection lasts, the switch within 5 s of the first failure, and
 recovery within the ejection time plus 3 intervals.
+
+The tests share one lab of ``meshes/failover.yaml`` (``failover_lab``): each stops and starts only
+the instances of its own service (api, split, ordered), and outlier detection is kept per
+upstream service, so none sees another's failures.
 """
 
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from conftest import MESHES, LabRun
+from conftest import MESHES, LabRun, lab_in_a_new_folder
 
 pytestmark = pytest.mark.lab
 
@@ -37,6 +42,13 @@ WINDOW = 40
 REPROBE_FAILED = round(INTERVAL / PACE) + 2
 N = 100
 TOLERANCE = 20  # 30/70 over 100 requests: sd 4.6; 20 is over 4 sd (see test_lab_scenarios)
+
+
+@pytest.fixture(scope="module")
+def failover_lab(lab_tools: None) -> Iterator[LabRun]:
+    with lab_in_a_new_folder() as run:
+        run.up(MESHES / "failover.yaml")
+        yield run
 
 
 def answered(a: dict[str, Any]) -> bool:
@@ -57,14 +69,13 @@ def switch(answers: list[dict[str, Any]], dead: str) -> tuple[int, float | None]
     return len(failed), took
 
 
-def test_locality_failover_and_return(mesh_lab_run: LabRun) -> None:
-    mesh_lab_run.up(MESHES / "failover.yaml")
+def test_locality_failover_and_return(failover_lab: LabRun) -> None:
     url = "http://api.shop.svc.cluster.local:8080/"
-    home = paced(mesh_lab_run, "web.shop@a", url, 20, every=0)
+    home = paced(failover_lab, "web.shop@a", url, 20, every=0)
     assert collections.Counter(a.get("cluster") for a in home) == {"a": 20}, home
 
-    mesh_lab_run.stop("api.shop@a")
-    during = paced(mesh_lab_run, "web.shop@a", url, WINDOW)
+    failover_lab.stop("api.shop@a")
+    during = paced(failover_lab, "web.shop@a", url, WINDOW)
     failed, took = switch(during, dead="a")
     assert 1 <= failed <= MAX_FAILED, during
     assert took is not None and took <= 5, during
@@ -72,54 +83,52 @@ def test_locality_failover_and_return(mesh_lab_run: LabRun) -> None:
     after = during[failed:]
     assert all(answered(a) and a["cluster"] == "b" for a in after), after
 
-    mesh_lab_run.start("api.shop@a")
-    back = paced(mesh_lab_run, "web.shop@a", url, round((EJECTION + 3 * INTERVAL + 2) / PACE))
+    failover_lab.start("api.shop@a")
+    back = paced(failover_lab, "web.shop@a", url, round((EJECTION + 3 * INTERVAL + 2) / PACE))
     assert all(answered(a) for a in back), back
     first_home = next((a["t"] for a in back if a["cluster"] == "a"), None)
     assert first_home is not None and first_home <= EJECTION + 3 * INTERVAL, back
     assert all(a["cluster"] == "a" for a in back[-10:]), back[-10:]
 
 
-def test_weighted_split_fails_over_and_returns(mesh_lab_run: LabRun) -> None:
-    mesh_lab_run.up(MESHES / "failover.yaml")
+def test_weighted_split_fails_over_and_returns(failover_lab: LabRun) -> None:
     url = "http://split.shop.svc.cluster.local:9090/"
 
     def split() -> collections.Counter[str]:
-        answers = paced(mesh_lab_run, "web.shop@c", url, N, every=0)
+        answers = paced(failover_lab, "web.shop@c", url, N, every=0)
         assert all(answered(a) for a in answers), answers
         return collections.Counter(a["cluster"] for a in answers)
 
     before = split()
     assert set(before) == {"a", "b"} and abs(before["a"] - 30) <= TOLERANCE, before
 
-    mesh_lab_run.stop("split.shop@b")
-    during = paced(mesh_lab_run, "web.shop@c", url, WINDOW)
+    failover_lab.stop("split.shop@b")
+    during = paced(failover_lab, "web.shop@c", url, WINDOW)
     failed, took = switch(during, dead="b")
     assert 1 <= failed <= MAX_FAILED, during
     assert took is not None and took <= 5, during
     last = during[-WINDOW // 2:]
     assert all(answered(a) and a["cluster"] == "a" for a in last), last
 
-    mesh_lab_run.start("split.shop@b")
-    back = paced(mesh_lab_run, "web.shop@c", url, round((EJECTION + 3 * INTERVAL + 2) / PACE))
+    failover_lab.start("split.shop@b")
+    back = paced(failover_lab, "web.shop@c", url, round((EJECTION + 3 * INTERVAL + 2) / PACE))
     assert all(answered(a) for a in back), back
     assert any(a["cluster"] == "b" for a in back), back
     after = split()
     assert abs(after["a"] - 30) <= TOLERANCE, after
 
 
-def test_explicit_priority_is_followed(mesh_lab_run: LabRun) -> None:
-    mesh_lab_run.up(MESHES / "failover.yaml")
+def test_explicit_priority_is_followed(failover_lab: LabRun) -> None:
     url = "http://ordered.shop.svc.cluster.local:7070/"
-    first = paced(mesh_lab_run, "web.shop@a", url, 20, every=0)
+    first = paced(failover_lab, "web.shop@a", url, 20, every=0)
     assert collections.Counter(a.get("cluster") for a in first) == {"c": 20}, first
-    mesh_lab_run.stop("ordered.shop@c")
-    during = paced(mesh_lab_run, "web.shop@a", url, WINDOW)
+    failover_lab.stop("ordered.shop@c")
+    during = paced(failover_lab, "web.shop@a", url, WINDOW)
     failed, _ = switch(during, dead="c")
     assert 1 <= failed <= MAX_FAILED, during
     assert all(answered(a) and a["cluster"] == "b" for a in during[failed:]), during
-    mesh_lab_run.stop("ordered.shop@b")
-    during = paced(mesh_lab_run, "web.shop@a", url, WINDOW)
+    failover_lab.stop("ordered.shop@b")
+    during = paced(failover_lab, "web.shop@a", url, WINDOW)
     # c's ejection ends in this window and c, still dead, is tried again (see REPROBE_FAILED)
     failures = [a for a in during if not answered(a)]
     assert 1 <= len(failures) <= MAX_FAILED + REPROBE_FAILED, during

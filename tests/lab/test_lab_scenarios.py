@@ -45,8 +45,8 @@ def test_sleep_calls_httpbin_in_the_other_cluster(mesh_lab_run: LabRun) -> None:
     # `down` leaves nothing: no process of the lab (Envoys its agents started included), no
     # network namespace, hence no listening port.
     running = mesh_lab_run.processes()
-    kinds = {"kube-apiserver", "etcd", "pilot-discovery", "pilot-agent", "envoy", "meshlab.stub",
-             "meshlab.dns"}
+    kinds = {"kube-apiserver", "etcd", "pilot-discovery", "pilot-agent", "envoy",
+             "meshbridge_dev.lab.programs.stub", "meshbridge_dev.lab.programs.dns"}
     assert kinds <= {k for cmd in running.values() for k in kinds if k in cmd}, running
     mesh_lab_run.down()
     assert mesh_lab_run.still_running(running) == {}

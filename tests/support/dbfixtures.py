@@ -2,13 +2,12 @@
 
 ``db_url`` is parametrized over ``sqlite`` and ``postgresql``; each test gets a fresh database
 (for PostgreSQL, a copy of a migrated template, which is fast). The PostgreSQL cluster is
-started once per session. Without PostgreSQL binaries the ``postgresql`` cases are skipped,
-except under CI (``CI=true``), where that is a failure: CI must install ``postgresql``.
+started once per session. Without PostgreSQL binaries the ``postgresql`` cases fail, never skip:
+scripts/test installs Debian's ``postgresql`` as root, and names it otherwise.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +20,8 @@ def pg() -> Iterator[pgcluster.Cluster]:
     try:
         with pgcluster.running() as cluster:
             yield cluster
-    except FileNotFoundError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc}: CI must install Debian's postgresql package")
-        pytest.skip(str(exc))
+    except pgcluster.PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

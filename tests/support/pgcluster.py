@@ -73,12 +73,19 @@ class Cluster:
         self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+class PostgresMissing(RuntimeError):
+    """No PostgreSQL server binaries. Deliberately not a FileNotFoundError: a test that skips on
+    that must fail here instead (scripts/test installs Debian's postgresql as root, and names it
+    otherwise)."""
+
+
 @contextmanager
 def running() -> Iterator[Cluster]:
-    """Start a cluster; stop and remove it on exit. Raises FileNotFoundError without binaries."""
+    """Start a cluster; stop and remove it on exit. Raises PostgresMissing without binaries."""
     bindir = bin_dir()
     if bindir is None:
-        raise FileNotFoundError("PostgreSQL server binaries (pg_ctl, initdb) not found")
+        raise PostgresMissing("PostgreSQL server binaries (pg_ctl, initdb) not found: install "
+                              "Debian's postgresql (scripts/test does, as root)")
     root = Path(tempfile.mkdtemp(prefix="mb-pg-"))
     data, log = root / "data", root / "log"
     as_user: list[str] = []

@@ -26,11 +26,8 @@ from typing import Any
 
 import yaml
 
-from meshbridge.compile import snapshot
-from meshbridge.loading import load
-from meshbridge.usecases.sources import read_sources
-
 from . import net
+from .intents import read_snapshot, source_texts
 
 TLS_PROTOCOLS = ("TLS", "HTTPS")
 
@@ -93,8 +90,8 @@ class Plan:
 
 def _raw_documents(paths: list[str]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
-    for source in read_sources(paths):
-        for doc in yaml.safe_load_all(source.text):
+    for text in source_texts(paths):
+        for doc in yaml.safe_load_all(text):
             if isinstance(doc, dict):
                 docs.append(doc)
     return docs
@@ -102,8 +99,7 @@ def _raw_documents(paths: list[str]) -> list[dict[str, Any]]:
 
 def build(paths: list[str]) -> Plan:
     """The lab for the intents in ``paths`` (already validated by ``meshbridge validate``)."""
-    sources = read_sources(paths)
-    snap = snapshot.build(load(sources))
+    snap = read_snapshot(paths)
     clusters = {}
     for name, cluster in snap.clusters.items():
         port = snap.gateway_port(name) if cluster.spec.gateway is not None else None

@@ -1,6 +1,6 @@
 """The mesh lab's two ends, stub workload and requester, against each other on loopback.
 
-Every lab check reads its verdict from what ``meshlab.client`` prints about what ``meshlab.stub``
+Every lab check reads its verdict from what ``programs.client`` prints about what ``programs.stub``
 answered, so a wrong field here (a peer taken from the wrong XFCC element, a Host header that
 follows ``--connect``, a TCP client left waiting) would make lab checks pass or fail for the wrong
 reason. Both run as subprocesses, as the lab runs them; small in-test servers stand in where the
@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import http.client
 import json
-import os
 import signal
 import socket
 import ssl
@@ -33,10 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-from meshlab.stub import peer_from_xfcc, status_for  # noqa: E402
+from meshbridge_dev.lab.programs.stub import peer_from_xfcc, status_for
 
 LOOPBACK = "127.0.0.1"
 SERVER_NAME = "httpbin.lab.test"
@@ -51,10 +47,6 @@ XFCC_TWO = (
     'By=spiffe://cluster.local/ns/bar/sa/httpbin;Hash=2;Subject="CN=a,O=b;c";'
     "URI=spiffe://cluster.local/ns/foo/sa/sleep"
 )
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(SCRIPTS)}
 
 
 def free_port() -> int:
@@ -180,13 +172,13 @@ def run_stub(directory: Path, pki: Pki) -> Iterator[Stub]:
     port, other_port, tls_port = free_port(), free_port(), free_port()
     log = directory / "stub.log"
     command = [
-        sys.executable, "-m", "meshlab.stub", "--cluster", "c1", "--namespace", "foo",
-        "--app", "httpbin", "--bind", LOOPBACK, "--port", str(port), "--port", str(other_port),
+        sys.executable, "-m", "meshbridge_dev.lab.programs.stub",
+        "--cluster", "c1", "--namespace", "foo", "--app", "httpbin", "--bind", LOOPBACK, "--port", str(port), "--port", str(other_port),
         "--tls-port", str(tls_port), "--cert", str(pki.server_cert), "--key", str(pki.server_key),
     ]  # fmt: skip
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            command, env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
         )
     try:
         for each in (port, other_port, tls_port):
@@ -212,10 +204,9 @@ def stub(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Stub]:
 
 
 def client(*args: str) -> tuple[int, list[dict[str, Any]]]:
-    """Run ``meshlab.client ARGS``: exit code and the JSON objects it printed."""
+    """Run ``lab.client ARGS``: exit code and the JSON objects it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "meshlab.client", *args],
-        env=env(),
+        [sys.executable, "-m", "meshbridge_dev.lab.programs.client", *args],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -456,10 +447,14 @@ def test_client_sends_sni_and_its_certificate(pki: Pki) -> None:
     def record_sni(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
         seen["sni"] = name  # None would go on with the handshake; a number would abort it
 
-    context.sni_callback = record_sni  # type: ignore[assignment]
+    context.sni_callback = record_sni
 
     def handle(conn: socket.socket) -> None:
-        seen["subject"] = dict(item[0] for item in conn.getpeercert()["subject"])  # type: ignore[index]
+        assert isinstance(conn, ssl.SSLSocket)
+        peer = conn.getpeercert()
+        assert peer is not None
+        subject: Any = peer["subject"]  # ((("commonName", "lab client"),),): typeshed is wider
+        seen["subject"] = dict(rdn[0] for rdn in subject)
         answer_plain_text(conn)
 
     with serve_in_thread(handle, 1, context) as (port, errors):

@@ -3,7 +3,7 @@
 Golden files prove that meshbridge writes the manifests it means to write; they cannot prove that
 Istio does what those manifests mean. The mesh lab closes that gap without Kubernetes nodes: it
 runs real istiod and real Envoy sidecars inside Linux network namespaces, one namespace per pod,
-puts a stub workload (``meshlab.stub``) behind each sidecar and sends real requests from other pods
-with ``meshlab.client``, so routing, load balancing, mTLS identities and egress are observed on
-the wire rather than inferred from YAML.
+puts a stub workload (``programs.stub``) behind each sidecar and sends real requests from other
+pods with ``programs.client``, so routing, load balancing, mTLS identities and egress are
+observed on the wire rather than inferred from YAML.
 """

@@ -15,8 +15,9 @@ The exit status is 0 when every request got an answer (any HTTP status counts), 
 for bad arguments. ``--connect HOST:PORT`` dials that address but keeps the URL's host as Host
 header and TLS server name, as ``curl --resolve`` does. Standard library only.
 
-    python -m meshlab.client [--method M] [--count N] [--timeout S] [--connect HOST:PORT]
-        [--header 'Name: value' ...] [--cacert F] [--cert F --key F] [--insecure] URL
+    python -m meshbridge_dev.lab.programs.client [--method M] [--count N] [--timeout S]
+        [--connect HOST:PORT] [--header 'Name: value' ...] [--cacert F] [--cert F --key F]
+        [--insecure] URL
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ def parse_header(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m meshlab.client", description=(__doc__ or "").split("\n")[0]
+        prog="python -m meshbridge_dev.lab.programs.client",
+        description=(__doc__ or "").split("\n")[0],
     )
     parser.add_argument("url", metavar="URL", help="http://, https:// or tcp://host:port")
     parser.add_argument("--method", default="GET", help="HTTP method (default GET)")

@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-TESTENV = REPO / "scripts" / "k8s-testenv"
-SIDECAR_UID = 1337
+from meshbridge_dev.testenv import TestenvError, build_all
+
+from .common import SIDECAR_UID, LabError
+
 XDS_PORT = 15012
 STATUS_PORT = 15021
 ISTIOD_HOST = "istiod.istio-system.svc"
@@ -38,24 +39,17 @@ ISTIOD_HOST = "istiod.istio-system.svc"
 EXCLUDED_INBOUND = "15090,15021,15020"
 
 
-class IstioError(Exception):
-    pass
+class IstioError(LabError):
+    """istioctl could not make an install of a rendered IstioOperator."""
 
 
 def tools() -> dict[str, Path]:
-    """Build or reuse istioctl, pilot-discovery and pilot-agent (and the API server binaries)."""
-    proc = subprocess.run(
-        ["python3", str(TESTENV), "build", "--istio"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, check=False,
-    )
-    if proc.returncode != 0:
-        raise IstioError("scripts/k8s-testenv build --istio failed (see its output above)")
-    out = {}
-    for line in proc.stdout.splitlines():
-        name, _, path = line.partition("=")
-        if path:
-            out[name] = Path(path)
-    return out
+    """Build or reuse istioctl, pilot-discovery and pilot-agent (and the API server binaries):
+    k8s-testenv's ``build --istio``, progress on stderr."""
+    try:
+        return build_all(istio=True)
+    except TestenvError as e:
+        raise LabError(f"k8s-testenv build --istio failed: {e}") from None
 
 
 def envoy_binary() -> Path:

@@ -12,7 +12,8 @@ outside hosts (the ExternalService stand-ins). With no kube-proxy in the lab, a 
 answered with its ready pods' addresses, as for a headless Service. Unknown names get NXDOMAIN
 at once. The records come from a JSON file the lab rewrites; it is re-read when it changes.
 
-Run as ``python -m meshlab.dns --zones FILE --listen IP [--listen IP ...]`` (UDP and TCP 53).
+Run as ``python -m meshbridge_dev.lab.programs.dns --zones FILE --listen IP [--listen IP ...]``
+(UDP and TCP 53).
 The DNS protocol itself is dnslib's, a well-kept library; nothing here parses packets.
 """
 
@@ -89,7 +90,8 @@ class QuietLogger:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="meshlab.dns", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m meshbridge_dev.lab.programs.dns",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--zones", required=True, type=Path)
     ap.add_argument("--listen", action="append", required=True)
     args = ap.parse_args(argv)

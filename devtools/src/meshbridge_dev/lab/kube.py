@@ -17,6 +17,8 @@ from typing import Any
 
 from lightkube import Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
+from lightkube.core.resource import NamespacedResource
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Pod, ServiceAccount
@@ -45,6 +47,8 @@ class Kube:
     def delete(self, objs: Iterable[dict[str, Any]]) -> None:
         for obj in objs:
             res = codecs.from_dict(obj)
+            if not isinstance(res, NamespacedResource):
+                raise TypeError(f"the lab deletes namespaced objects only, not {obj['kind']}")
             meta = obj["metadata"]
             try:
                 self.client.delete(type(res), meta["name"], namespace=meta.get("namespace"))
@@ -71,13 +75,13 @@ class Kube:
 
     def list_istio(self) -> dict[tuple[str, str, str], str]:
         """(kind, namespace, name) -> resourceVersion of every Istio config object."""
-        from lightkube.generic_resource import get_generic_resource
-
         out: dict[tuple[str, str, str], str] = {}
         for group, kind, plural in ISTIO_KINDS:
-            res = get_generic_resource(f"{group}/v1", kind) or _generic(group, kind, plural)
+            # The class lightkube registered for the kind (created on first use).
+            res = create_namespaced_resource(group, "v1", kind, plural)
             for obj in self.client.list(res, namespace="*"):
                 meta = obj.metadata
+                assert meta is not None and meta.name and meta.resourceVersion, obj
                 out[(kind, meta.namespace or "", meta.name)] = meta.resourceVersion
         return out
 
@@ -92,12 +96,6 @@ ISTIO_KINDS = (
     ("networking.istio.io", "ServiceEntry", "serviceentries"),
     ("security.istio.io", "AuthorizationPolicy", "authorizationpolicies"),
 )
-
-
-def _generic(group: str, kind: str, plural: str) -> Any:
-    from lightkube.generic_resource import create_namespaced_resource
-
-    return create_namespaced_resource(group, "v1", kind, plural)
 
 
 # ------------------------------------------------------------------------------ object builders

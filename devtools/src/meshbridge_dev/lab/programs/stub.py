@@ -14,8 +14,8 @@ One port speaks whatever the sidecar speaks to it, found from the first bytes of
 * anything else, including a client that sends nothing within 0.3 s (server-first protocols such
   as MySQL): one JSON line with the request fields null, then close.
 
-Run as ``python -m meshlab.stub --cluster C --namespace NS --app A --port P [--tls-port P
---cert F --key F]`` with ``scripts`` on PYTHONPATH. One line per request goes to stderr.
+Run as ``python -m meshbridge_dev.lab.programs.stub --cluster C --namespace NS --app A --port P
+[--tls-port P --cert F --key F]``. One line per request goes to stderr.
 """
 
 from __future__ import annotations
@@ -481,7 +481,7 @@ async def serve(config: Config, log: Log = log_stderr) -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(
-        prog="python -m meshlab.stub", description=__doc__.split("\n")[0]
+        prog="python -m meshbridge_dev.lab.programs.stub", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--cluster", required=True)
     parser.add_argument("--namespace", required=True)

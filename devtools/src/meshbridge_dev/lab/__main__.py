@@ -1,4 +1,4 @@
-"""``scripts/mesh-lab``: run intents for real on one machine (see meshlab.lab and docs/testing.md)."""
+"""``scripts/mesh-lab``: run intents for real on one machine (see lab.py and docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from meshbridge_dev.testenv import is_ours
 
 from . import istio
-from .lab import Lab, LabError, log, parse_service_protocols
+from .common import LabError, log
+from .lab import Lab
+from .services import parse_service_protocols
+from .traffic import lab_ca_args
 
 OUTSIDE = "outside"
 EPILOG = """\
@@ -100,16 +106,8 @@ def _client_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _lab_ca(lab: Lab) -> list[str]:
-    """Stand-ins (outside hosts, apps on TLS ports) present certificates of the lab's CA."""
-    lab_ca = lab.path("lab-ca", "ca.pem")
-    return ["--cacert", str(lab_ca)] if lab_ca.is_file() else []
-
-
 def _run_client(cmd: list[str]) -> int:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(istio.REPO / "scripts")
-    return subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             return _status(lab)
         elif args.command == "request":
             key = None if args.source == OUTSIDE else lab.instance(args.source)[0]
-            return _run_client(lab.client_command([*_client_args(args), *_lab_ca(lab), args.url],
+            return _run_client(lab.client_command([*_client_args(args), *lab_ca_args(lab), args.url],
                                                   key))
         elif args.command == "external":
             return _external(lab, args)
@@ -155,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _external(lab: Lab, args: argparse.Namespace) -> int:
-    from urllib.parse import urlsplit
-
     url = urlsplit(args.url)
     port = url.port or (443 if url.scheme == "https" else 80)
     node, node_port = lab.node_port(args.cluster, port)
@@ -172,13 +168,11 @@ def _external(lab: Lab, args: argparse.Namespace) -> int:
 
 
 def _status(lab: Lab) -> int:
-    from .lab import testenv
-
     lab.load()
     for name, info in lab.state["clusters"].items():
         print(f"cluster {name}: node {info['node']}, istiod {info['istiod']}")
     for key, rec in sorted(lab.state["pods"].items()):
-        procs = ", ".join(f"{n} {'up' if testenv.is_ours(p) else 'DOWN'}"
+        procs = ", ".join(f"{n} {'up' if is_ours(p) else 'DOWN'}"
                           for n, p in sorted(rec.get("procs", {}).items()))
         print(f"  {key}: {rec['address']} ({rec['kind']}) {procs}")
     return 0

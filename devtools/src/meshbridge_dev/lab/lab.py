@@ -1,0 +1,162 @@
+"""The mesh lab: run a set of intents for real on one machine, and send requests through it.
+
+``up`` gives every Cluster of the intents a real control plane (etcd, kube-apiserver, istiod
+whose CA is the cluster's rendered ``cacerts`` and whose validating webhook the API server
+calls) and a real ingress gateway (pilot-agent + Envoy, ``sni-dnat``), and every App placement a
+pod: a stub workload behind a real sidecar (pilot-agent + Envoy, traffic captured by Istio's own
+iptables rules). Then it runs ``meshbridge apply`` on the intents, rewritten to lab addresses,
+and waits until every proxy has ACKed its configuration.
+
+Stand-ins, each only where one host needs one (see docs/testing.md):
+
+* NodePorts: iptables REDIRECT from the node address (the gateway's namespace) to the gateway's
+  target ports, for the ports its Service declares (kube-proxy's job);
+* cluster DNS: ``programs.dns`` (kube-dns's job), answering Services with their pods' addresses
+  since no kube-proxy turns ClusterIPs into pods for the gateway;
+* the kubelet and controllers: the lab writes Pod status and EndpointSlices;
+* the sidecar injector: the lab starts pilot-agent with the environment the injector gives it;
+* services outside the mesh: stub hosts at lab addresses (the intents are rewritten to them).
+
+This module is the lab's life cycle; its parts are ``control`` (control planes), ``gateways``,
+``pods`` (and ``services``), ``traffic`` (addresses, DNS, requests) and ``teardown``, each a
+set of functions of the lab's ``state``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from . import control, istio, net, pki, pods, teardown, traffic
+from .common import SIDECAR_UID, LabError, each, enter_netns, log, meshbridge, untraversable
+from .gateways import start_gateway
+from .plan import Plan, build
+from .state import LabState
+
+
+def validated_plan(files: list[str]) -> Plan:
+    meshbridge("validate", *[a for f in files for a in ("-f", f)])
+    return build(files)
+
+
+def inputs(files: list[str]) -> list[str]:
+    return [str(Path(f).resolve()) if f != "-" else f for f in files]
+
+
+class Lab(LabState):
+    """One lab in one folder: ``up``, ``apply``, ``down``, and its app instances."""
+
+    def up(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
+        if self.state_path.is_file():
+            raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
+                           f"change its intents, or `mesh-lab down` first")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        blocked = untraversable(self.dir)
+        if blocked:
+            raise LabError(f"the proxies run as uid {SIDECAR_UID} and must reach {self.dir}"
+                           f", but {blocked} lets no other user through (chmod o+x it, or pick "
+                           f"another --dir)")
+        plan = validated_plan(files)
+        t0 = time.monotonic()
+        tools = istio.tools()
+        self.state = {
+            "id": secrets.token_hex(3), "clusters": {}, "pods": {}, "next_port": 1,
+            "inputs": inputs(files), "netns": {}, "tools": {k: str(v) for k, v in tools.items()},
+            "service_protocols": service_protocols or {},
+        }
+        self.save()
+        try:
+            self._up(plan, tools)
+        except BaseException as e:
+            self._failed_up(e)
+            raise
+        log(f"up in {time.monotonic() - t0:.1f}s: {len(plan.clusters)} clusters, "
+            f"{len(plan.instances)} app instances, {len(plan.externals)} outside services")
+
+    def _failed_up(self, e: BaseException) -> None:
+        why = e if isinstance(e, LabError) else repr(e)
+        if os.environ.get("MESHLAB_KEEP_FAILED") == "1":
+            log(f"up failed ({why}); MESHLAB_KEEP_FAILED=1: everything stays up for a look "
+                f"(`mesh-lab down --dir {self.dir}` when done)")
+            return
+        log(f"up failed ({why}); stopping what it started (logs stay in {self.dir})")
+        with contextlib.suppress(Exception):
+            self.down(quiet=True)
+
+    def _network(self, plan: Plan) -> None:
+        """The lab's namespaces and the addresses of each cluster's node, istiod and DNS."""
+        fabric = self.fabric
+        fabric.create()
+        self.record_netns(fabric.fabric)
+        self.record_netns(fabric.ctl)
+        for i, name in enumerate(plan.clusters, start=1):
+            self.state["clusters"][name] = {
+                "index": i, "node": net.node_address(i), "istiod": net.istiod_address(i),
+                "dns": net.dns_address(i), "gateway_port": plan.clusters[name].gateway_port,
+                "labels": plan.clusters[name].labels,
+            }
+            fabric.add_address("ctl", net.istiod_address(i))
+            fabric.add_address("ctl", net.dns_address(i))
+        self.save()
+
+    def _up(self, plan: Plan, tools: dict[str, Path]) -> None:
+        self._network(plan)
+        enter_netns(self.fabric.ctl)  # from here on, this process's sockets live in the lab
+        self.path("ca").mkdir(mode=0o700, exist_ok=True)
+        pki.lab_ca(self.path("lab-ca"))
+        traffic.assign_externals(self, plan)
+        traffic.write_intents(self, plan)
+        control.render(self)
+        installs = control.installs(self, plan, tools)
+        control.start_control_planes(self, plan)
+        control.start_dns(self)
+        each(lambda c: start_gateway(self, c, installs[c], tools), list(plan.clusters))
+        pods.sync_pods(self, plan, tools)
+        control.apply_and_wait(self)
+
+    def apply(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
+        """Changed intents (same clusters): pods started or removed, ACKs awaited."""
+        self.load()
+        if service_protocols is not None:
+            self.state["service_protocols"] = service_protocols
+        plan = validated_plan(files)
+        if sorted(plan.clusters) != sorted(self.state["clusters"]):
+            raise LabError("the intents name other clusters than the running lab "
+                           f"({', '.join(self.state['clusters'])}); run `mesh-lab down` and "
+                           f"`mesh-lab up` for a different set of clusters")
+        enter_netns(self.fabric.ctl)
+        tools = {k: Path(v) for k, v in self.state["tools"].items()}
+        self.state["inputs"] = inputs(files)
+        traffic.assign_externals(self, plan)
+        traffic.write_intents(self, plan)
+        pods.sync_pods(self, plan, tools)
+        control.apply_and_wait(self)
+
+    def instance(self, spec: str) -> tuple[str, dict[str, Any]]:
+        self.load()
+        rec = self.state["pods"].get(spec)
+        if rec is None or rec["kind"] != "app":
+            known = ", ".join(k for k, r in sorted(self.state["pods"].items())
+                              if r["kind"] == "app")
+            raise LabError(f"no app instance {spec!r} in this lab (APP.NAMESPACE@CLUSTER; "
+                           f"known: {known})")
+        return spec, rec
+
+    def stop(self, spec: str) -> None:
+        pods.stop_stub(self, *self.instance(spec))
+
+    def start(self, spec: str) -> None:
+        pods.restart_stub(self, *self.instance(spec))
+
+    def client_command(self, args: list[str], key: str | None) -> list[str]:
+        return traffic.client_command(self, args, key)
+
+    def node_port(self, cluster: str, port: int) -> tuple[str, int]:
+        return traffic.node_port(self, cluster, port)
+
+    def down(self, quiet: bool = False) -> None:
+        teardown.down(self, quiet)

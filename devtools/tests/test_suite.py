@@ -1,0 +1,63 @@
+"""scripts/test's own decisions: which tests run for the arguments given, which system packages
+count as missing, and the table of phase times a slow or failed run is read from."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshbridge_dev import suite
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], ["tests", "devtools/tests"]),
+        (["-q", "--durations=30"], ["tests", "devtools/tests", "-q", "--durations=30"]),
+        (["-m", "lab"], ["tests", "devtools/tests", "-m", "lab"]),
+        # "tests" after -k is an expression, not a path
+        (["-k", "tests"], ["tests", "devtools/tests", "-k", "tests"]),
+        (["tests/lab", "-q"], ["tests/lab", "-q"]),
+        (["-q", "tests/unit/test_vips.py::test_x"], ["-q", "tests/unit/test_vips.py::test_x"]),
+    ],
+)
+def test_pytest_runs_both_test_trees_unless_a_path_is_given(
+    args: list[str], expected: list[str]
+) -> None:
+    assert suite.pytest_args(args) == expected
+
+
+def test_a_package_is_missing_when_any_of_its_probes_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(suite, "PACKAGES", {
+        "here": ["sh"], "half": ["sh", "no-such-command-anywhere"],
+        "glob-or-command": ["/no/such/dir/*/x|sh"], "module": ["module:json"],
+        "no-module": ["module:no_such_module_anywhere"],
+    })
+    assert suite.missing_packages() == ["half", "no-module"]
+
+
+def test_missing_packages_without_root_fail_and_name_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(suite, "missing_packages", lambda: ["iptables", "postgresql"])
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(suite.PhaseFailed, match="apt-get install -y --no-install-recommends "
+                       "iptables postgresql"):
+        suite.system_packages()
+
+
+def test_the_table_shows_every_phase_also_after_a_failure() -> None:
+    timings = suite.Timings(["first", "second", "third"])
+    timings.phase("first", lambda: None)
+
+    def fails() -> None:
+        raise suite.PhaseFailed("pytest exited 1\nmore detail", 1)
+
+    with pytest.raises(suite.PhaseFailed):
+        timings.phase("second", fails)
+    lines = timings.table().splitlines()
+    assert [line.split()[0] for line in lines] == ["phase", "first", "second", "third", "total"]
+    assert lines[1].endswith("ok")
+    assert lines[2].endswith("FAILED: pytest exited 1")
+    assert lines[3].endswith("not run")

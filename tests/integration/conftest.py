@@ -27,137 +27,17 @@ silent skip.
 
 from __future__ import annotations
 
-import base64
-import json
-import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import build_test_tools
-
-REPO = Path(__file__).resolve().parents[2]
-TESTENV_SCRIPT = REPO / "scripts" / "k8s-testenv"
+from testenvrun import Cluster, TestEnv
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "k8s: needs real Kubernetes API servers from scripts/k8s-testenv"
     )
-
-
-def run_testenv(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    """Run scripts/k8s-testenv with the interpreter running pytest (stdlib only)."""
-    return subprocess.run(
-        [sys.executable, str(TESTENV_SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """One running test cluster and the credentials `up` wrote for it."""
-
-    name: str
-    kubeconfig: Path
-
-    def _config(self) -> dict[str, Any]:
-        import yaml
-
-        data: dict[str, Any] = yaml.safe_load(self.kubeconfig.read_text())
-        return data
-
-    @property
-    def server(self) -> str:
-        server: str = self._config()["clusters"][0]["cluster"]["server"]
-        return server
-
-    def ca_pem(self) -> str:
-        """This cluster's own CA certificate (PEM), from the kubeconfig."""
-        data = self._config()["clusters"][0]["cluster"]["certificate-authority-data"]
-        return base64.b64decode(data).decode()
-
-    def client_cert_files(self) -> tuple[Path, Path]:
-        """The kubeconfig's admin client certificate and key, written out as PEM files."""
-        user = self._config()["users"][0]["user"]
-        creds = self.kubeconfig.parent / self.name / "kubeconfig-client"
-        creds.mkdir(mode=0o700, parents=True, exist_ok=True)
-        cert, key = creds / "tls.crt", creds / "tls.key"
-        cert.write_bytes(base64.b64decode(user["client-certificate-data"]))
-        key.touch(mode=0o600)
-        key.write_bytes(base64.b64decode(user["client-key-data"]))
-        return cert, key
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """TLS context from the kubeconfig: the cluster CA + its admin client certificate."""
-        ctx = ssl.create_default_context(cadata=self.ca_pem())
-        cert, key = self.client_cert_files()
-        ctx.load_cert_chain(str(cert), str(key))
-        return ctx
-
-    def client(self, **kwargs: Any) -> Any:
-        """An ``httpx.Client`` with base_url on this cluster's API server."""
-        import httpx
-
-        return httpx.Client(
-            base_url=self.server, verify=self.ssl_context(), timeout=30, **kwargs
-        )
-
-    def lightkube(self) -> Any:
-        """A ``lightkube.Client`` configured from this cluster's kubeconfig file."""
-        from lightkube import Client, KubeConfig
-
-        return Client(config=KubeConfig.from_file(str(self.kubeconfig)))
-
-
-class TestEnv:
-    """Clusters of one pytest session, all under one k8s-testenv ``--dir``."""
-
-    __test__ = False  # not a test class, despite the name
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self._names: list[str] = []
-
-    def clusters(self, n: int) -> list[Cluster]:
-        """The first n session clusters (c1..cn), starting the missing ones in one ``up``."""
-        missing = [f"c{i}" for i in range(len(self._names) + 1, n + 1)]
-        if missing:
-            # Every cluster runs istiod with its validating webhook: the API server admits
-            # Istio objects only as a real Istio cluster does.
-            proc = run_testenv("up", "--istiod", "--dir", str(self.dir), *missing, timeout=900)
-            if proc.returncode != 0:
-                pytest.fail(
-                    f"k8s-testenv up {' '.join(missing)} failed (exit {proc.returncode}):\n"
-                    f"{proc.stderr}",
-                    pytrace=False,
-                )
-            self._names.extend(missing)
-        return [self.cluster(name) for name in self._names[:n]]
-
-    def cluster(self, name: str) -> Cluster:
-        if name not in self._names:
-            raise KeyError(f"cluster {name!r} is not up (have {self._names})")
-        return Cluster(name, self.kubeconfig(name))
-
-    def kubeconfig(self, name: str) -> Path:
-        return self.dir / f"{name}.kubeconfig"
-
-    def state(self) -> dict[str, Any]:
-        """k8s-testenv's record of PIDs and ports for this directory."""
-        path = self.dir / "k8s-testenv.json"
-        return json.loads(path.read_text()) if path.exists() else {"clusters": {}}
-
-    def down(self) -> subprocess.CompletedProcess[str]:
-        return run_testenv("down", "--purge", "--dir", str(self.dir), timeout=300)
 
 
 @pytest.fixture(scope="session")

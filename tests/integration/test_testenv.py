@@ -19,8 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from .conftest import REPO, Cluster, TestEnv, run_testenv
+from testenvrun import REPO, Cluster, TestEnv, run_testenv
 
 pytestmark = pytest.mark.k8s
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import build_test_tools
-
-from .judges import IstioTools
+from judges import IstioTools
 
 
 @pytest.fixture(scope="session")

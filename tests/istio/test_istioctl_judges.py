@@ -40,8 +40,7 @@ import pytest
 import yaml
 from bench.meshgen import generate
 from helpers import EXAMPLES, write_docs
-
-from .judges import IstioTools, Verdict, judge, judge_all
+from judges import IstioTools, Verdict, judge, judge_all
 
 pytestmark = pytest.mark.istio
 

@@ -24,8 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from conftest import MESHES, LabRun, lab_in_a_new_folder
+from labrun import MESHES, LabRun, lab_in_a_new_folder
 
 pytestmark = pytest.mark.lab
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import EXAMPLES, MESHES, LabRun, mesh_lab
+from labrun import EXAMPLES, MESHES, LabRun, mesh_lab
 
 pytestmark = pytest.mark.lab
 

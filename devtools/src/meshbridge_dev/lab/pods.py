@@ -99,8 +99,7 @@ def start_proxy(lab: LabState, key: str, rec: Pod, tools: dict[str, Path], env: 
     if root.exists():
         shutil.rmtree(root)
     hosts, resolv = hosts_and_resolv(lab, rec)
-    ca = lab.path("ca", rec["cluster"], "root-cert.pem").read_bytes()
-    istio.prepare_pod_dir(root, token=token, root_cert=ca,
+    istio.prepare_pod_dir(root, token=token, root_cert=published_root(lab, rec),
                           template=tools["envoy-bootstrap-template"], labels=labels,
                           annotations={}, hosts=hosts, resolv=resolv)
     cmd = net.in_netns(lab.fabric.ns(rec["netns"]), [str(tools["pilot-agent"]), *args],
@@ -112,6 +111,26 @@ def start_proxy(lab: LabState, key: str, rec: Pod, tools: dict[str, Path], env: 
     os.chown(logfile, SIDECAR_UID, SIDECAR_UID)
     rec["procs"]["proxy"] = lab.spawn(cmd, logfile, env=env)
     lab.save()
+
+
+def published_root(lab: LabState, rec: Pod) -> bytes:
+    """The mesh root a pod trusts: the ``istio-ca-root-cert`` ConfigMap istiod publishes in the
+    pod's namespace (the kubelet mounts it into istio-proxy), once istiod has written it."""
+    found: dict[str, bytes] = {}
+
+    def published() -> str | None:
+        k = kube.Kube(lab.kubeconfig(rec["cluster"]))
+        try:
+            data = k.config_map(rec["namespace"], "istio-ca-root-cert")
+        finally:
+            k.close()
+        if not data or "root-cert.pem" not in data:
+            return f"no istio-ca-root-cert in namespace {rec['namespace']} yet"
+        found["root"] = data["root-cert.pem"].encode()
+        return None
+    wait_until(f"istiod to publish its root in {rec['namespace']}@{rec['cluster']}", published,
+               READY_TIMEOUT)
+    return found["root"]
 
 
 def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
@@ -168,7 +187,8 @@ def start_app_pod(lab: LabState, inst: Instance, rec: Pod, tools: dict[str, Path
     env = istio.pod_env(
         name=rec["name"], namespace=inst.namespace, address=rec["address"], node=NODE_NAME,
         node_address=lab.cluster(inst.cluster)["node"],
-        service_account=inst.service_account, cluster=inst.cluster, mesh=lab.mesh(inst.cluster),
+        service_account=inst.service_account,
+        cluster=lab.cluster(inst.cluster)["cluster_id"], mesh=lab.mesh(inst.cluster),
         envoy=istio.envoy_binary(), workload=inst.app, ports=[p.number for p in inst.ports],
     )
     # The istio-init container: Istio's own capture rules, with the injector's arguments.

@@ -45,3 +45,15 @@ def power(n: int, p: float, interval: tuple[int, int]) -> float:
     lo, hi = interval
     return 1.0 - sum(_pmf(n, p)[lo:hi + 1])
 
+
+
+def split_check(n: int, share: float, wrong: float, false_failure: float = 1e-4
+                ) -> tuple[int, int]:
+    """The counts of ``n`` requests a side with ``share`` may get (:func:`acceptance`); fails
+    (the test is too weak) unless a split giving that side ``wrong`` instead falls outside them
+    with probability at least ``1 - false_failure``."""
+    accepted = acceptance(n, share, false_failure)
+    caught = power(n, wrong, accepted)
+    assert caught >= 1 - false_failure, (
+        f"{n} requests cannot tell a {share:.0%} share from {wrong:.0%} (power {caught:.6f})")
+    return accepted

@@ -138,6 +138,9 @@ def proxy_config(mesh: dict[str, Any], envoy: Path) -> dict[str, Any]:
         "discoveryAddress": f"{ISTIOD_HOST}:{XDS_PORT}",
         # The lab tears proxies down on purpose; no need to drain for the default 5 s.
         "terminationDrainDuration": "0.5s",
+        # Envoy's outlier-detection counters, which Istio's default stats inclusion leaves out:
+        # the lab's failover tests count ejections (what Envoy counts, not what it does).
+        "proxyStatsMatcher": {"inclusionRegexps": [".*outlier_detection.*"]},
     })
     return config
 

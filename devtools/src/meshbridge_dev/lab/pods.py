@@ -144,7 +144,13 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
     for key, inst in wanted.items():
         if key not in lab.state["pods"]:
             by_cluster.setdefault(inst.cluster, []).append(inst)
-    each(lambda c: start_instances(lab, c, by_cluster[c], tools), sorted(by_cluster))
+    # Every new pod gets its address, and the DNS stand-in its name, before any proxy starts:
+    # a proxy resolves the Service names of its configuration (DNS-resolved ServiceEntry
+    # endpoints) when the configuration arrives, and a real cluster's DNS answers for a Service
+    # before its pods run.
+    claimed = {c: [(inst, claim_pod(lab, inst)) for inst in by_cluster[c]] for c in by_cluster}
+    write_zones(lab)
+    each(lambda c: start_instances(lab, c, claimed[c], tools), sorted(claimed))
     for key, ext in plan.externals.items():
         if key not in lab.state["pods"]:
             start_external(lab, key, ext)
@@ -155,19 +161,25 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
     wait_ready(lab)
 
 
-def start_instances(lab: LabState, cluster: str, instances: list[Instance],
+def claim_pod(lab: LabState, inst: Instance) -> Pod:
+    """An app pod's record, address and network namespace; nothing runs yet."""
+    with lab.lock:
+        rec = new_pod(lab, inst.key, "app", inst.cluster, inst.namespace, inst.app,
+                      pod_address(lab, inst.cluster))
+        rec["ports"] = [[p.number, p.protocol, p.service] for p in inst.ports]
+        rec["tls_names"] = list(inst.external_hosts)
+        rec["service_account"] = inst.service_account
+        rec["labels"] = inst.labels
+        lab.save()
+        return rec
+
+
+def start_instances(lab: LabState, cluster: str, claimed: list[tuple[Instance, Pod]],
                     tools: dict[str, Path]) -> None:
     """The app pods of one cluster, with the objects the cluster holds for them."""
     k = kube.Kube(lab.kubeconfig(cluster))
     try:
-        for inst in instances:
-            with lab.lock:
-                rec = new_pod(lab, inst.key, "app", cluster, inst.namespace, inst.app,
-                              pod_address(lab, cluster))
-                rec["ports"] = [[p.number, p.protocol, p.service] for p in inst.ports]
-                rec["tls_names"] = list(inst.external_hosts)
-                rec["service_account"] = inst.service_account
-                rec["labels"] = inst.labels
+        for inst, rec in claimed:
             k.apply([kube.namespace(inst.namespace),
                      kube.service_account(inst.service_account, inst.namespace)])
             k.apply([kube.pod(rec["name"], inst.namespace, injected_labels(inst),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,11 @@ def installs(lab: LabState, plan: Plan, tools: dict[str, Path]) -> dict[str, ist
     """What istioctl makes of each cluster's rendered IstioOperator. Written to DIR: the mesh
     config the proxies are given (``mesh/CLUSTER.yaml``) and istiod's Deployment
     (``install/CLUSTER.json``: its environment and arguments) for k8s-testenv."""
-    out = {}
+    out: dict[str, istio.Install] = {}
     for sub in ("mesh", "install"):
         lab.path(sub).mkdir(exist_ok=True)
-    for cluster in plan.clusters:
+
+    def one(cluster: str) -> None:
         operator = lab.path("render", cluster, "istio-system", "istiooperator.meshbridge.yaml")
         if not operator.is_file():
             raise LabError(f"meshbridge rendered no IstioOperator for {cluster} at {operator}")
@@ -80,8 +82,11 @@ def installs(lab: LabState, plan: Plan, tools: dict[str, Path]) -> dict[str, ist
         lab.path("mesh", f"{cluster}.yaml").write_text(yaml.safe_dump(install.mesh))
         lab.path("install", f"{cluster}.json").write_text(json.dumps(
             {"env": install.istiod_env, "args": install.istiod_args}, indent=1, sort_keys=True))
-        lab.cluster(cluster)["cluster_id"] = install.cluster_id
-        out[cluster] = install
+        with lab.lock:
+            lab.cluster(cluster)["cluster_id"] = install.cluster_id
+            out[cluster] = install
+    with ThreadPoolExecutor(max_workers=4) as pool:  # istioctl runs a few seconds each
+        list(pool.map(one, plan.clusters))
     lab.save()
     return out
 

@@ -28,6 +28,7 @@ import contextlib
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +121,14 @@ class Lab(LabState):
         pki.lab_ca(self.path("lab-ca"))
         traffic.assign_externals(self, plan)
         traffic.write_intents(self, plan)
-        control.render(self)
-        installs = control.installs(self, plan, tools)
         clusters = list(plan.clusters)
-        # A real cluster's order (see control): API server, what apply writes, then Istio.
-        control.start_api_servers(self, plan)
+        # A real cluster's order (see control): API server, what apply writes, then Istio. The
+        # API servers start while meshbridge renders and istioctl makes each install.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            servers = background.submit(control.start_api_servers, self, plan)
+            control.render(self)
+            installs = control.installs(self, plan, tools)
+            servers.result()
         each(lambda c: control.install_objects(self, c, installs[c]), clusters)
         control.apply(self)
         for cluster in clusters:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bench.meshgen import generate
 from browser import Browser
 
-from bench.meshgen import generate
 from meshbridge.ui.layout import visible_edges
 from meshbridge.usecases import graph as graph_uc
 from meshbridge.usecases.render import validate

@@ -3,7 +3,9 @@
 The picture is a stack of horizontal *bands*: outside hosts reached through ingress at the top,
 then one band per region (``topology.kubernetes.io/region``; clusters without it last), then the
 ExternalServices reached by egress. A band is a grid of cells, at most :data:`MAX_COLUMNS` wide,
-in name order: a region's cells are its clusters, an outside band's cells its hosts. A cluster
+in name order: a region's cells are its clusters, an outside band's cells its hosts; a band
+narrower than the widest steps aside from the one above it (egress to the right), so fewer
+calls run along one column. A cluster
 cell *expanded* lists its app instances, one row each; *collapsed* it is a tile with counts. A
 region collapsed is one tile for all its clusters.
 
@@ -60,20 +62,25 @@ def layout(graph: MeshGraph) -> GraphLayout:
     bands: list[dict[str, Any]] = []
     cells: dict[str, list[int]] = {}
 
-    def band(kind: str, node: str, title: str, members: list[str]) -> None:
+    width = max(1, min(MAX_COLUMNS, max((len(r.clusters) for r in graph.regions), default=1)))
+
+    def band(kind: str, node: str, title: str, members: list[str], shift: int) -> None:
         index = len(bands)
-        columns = max(1, min(MAX_COLUMNS, len(members)))
+        columns = max(1, min(width, len(members)))
+        # a narrow band steps aside (shift < 0: to the right end), so fewer calls loop in a column
+        start = width - columns if shift < 0 else shift % (width - columns + 1)
         bands.append({"id": node, "kind": kind, "title": title, "columns": columns,
                       "nodes": members})
         for i, member in enumerate(members):
-            cells[member] = [index, i // columns, i % columns]
+            cells[member] = [index, i // columns, start + i % columns]
 
     if graph.ingress:
-        band("ingress", "band:ingress", "from outside (ingress)", [i.id for i in graph.ingress])
-    for region in graph.regions:
-        band("region", region.id, region.label, [f"cluster:{c}" for c in region.clusters])
-    if graph.egress:
-        band("egress", "band:egress", "outside the mesh (egress)", [e.id for e in graph.egress])
+        band("ingress", "band:ingress", "from outside (ingress)", [i.id for i in graph.ingress], 0)
+    for k, region in enumerate(graph.regions):
+        band("region", region.id, region.label, [f"cluster:{c}" for c in region.clusters], k)
+    if graph.egress:  # on the right: calls leave the mesh that way
+        band("egress", "band:egress", "outside the mesh (egress)", [e.id for e in graph.egress],
+             -1)
 
     small = len(graph.clusters) <= SMALL_CLUSTERS and len(graph.instances) <= SMALL_INSTANCES
     fold_regions = len(graph.clusters) > FEW_CLUSTERS and len(graph.regions) > 1
@@ -81,7 +88,7 @@ def layout(graph: MeshGraph) -> GraphLayout:
         cell_width=CELL_WIDTH, gap_x=GAP_X, gap_y=GAP_Y, margin=MARGIN, band_head=BAND_HEAD,
         band_gap=BAND_GAP, cluster_head=CLUSTER_HEAD, row_height=ROW_HEIGHT,
         collapsed_height=COLLAPSED_HEIGHT, outside_height=OUTSIDE_HEIGHT,
-        columns=max((b["columns"] for b in bands), default=1), bands=bands, cells=cells,
+        columns=width, bands=bands, cells=cells,
         expanded_clusters=[c.name for c in graph.clusters] if small else [],
         expanded_regions=[] if fold_regions else [r.name for r in graph.regions],
     )
@@ -115,7 +122,7 @@ def stack(graph: MeshGraph, lay: GraphLayout, clusters: Iterable[str], regions: 
     members = {c.id: c for c in graph.clusters}
     boxes: dict[str, Box] = {}
     bands: dict[str, Box] = {}
-    width = 2 * lay.margin + lay.columns * (lay.cell_width + lay.gap_x) - lay.gap_x
+    width = 2 * lay.margin + lay.columns * (lay.cell_width + lay.gap_x)  # room for loops right
     y = lay.margin
     for band in lay.bands:
         region = band["id"].removeprefix("region:") if band["kind"] == "region" else None

@@ -33,6 +33,8 @@
     });
   }
 
+  function count(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
   // ------------------------------------------------------------------------ sign-in
@@ -123,9 +125,11 @@
     L.expandedRegions.forEach(function (r) { openRegions[r] = true; });
     $("mesh-name").textContent = "mesh " + graph.mesh;
     var s = graph.summary;
-    $("summary").textContent = s.clusters + " clusters in " + s.regions + " regions · " +
-      s.instances + " app instances · " + s.intents + " intents · " + s.edges + " calls · " +
-      s.ingress + " ingress hosts · " + s.egress + " egress services · " + s.objects + " objects";
+    $("summary").textContent = [
+      count(s.clusters, "cluster") + " in " + count(s.regions, "region"),
+      count(s.instances, "app instance"), count(s.intents, "intent"), count(s.edges, "call"),
+      count(s.ingress, "ingress host"), count(s.egress, "egress service"), count(s.objects, "object"),
+    ].join(" · ");
     legend();
     fillFilters();
     wire();
@@ -235,7 +239,7 @@
   // the same computation as meshbridge.ui.layout.stack
   function stack() {
     var boxes = {}, bands = {};
-    var width = 2 * L.margin + L.columns * (L.cellWidth + L.gapX) - L.gapX;
+    var width = 2 * L.margin + L.columns * (L.cellWidth + L.gapX);  // room for loops right
     var y = L.margin;
     L.bands.forEach(function (band) {
       var region = band.kind === "region" ? band.id.slice("region:".length) : null;

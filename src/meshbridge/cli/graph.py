@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from meshbridge import plural
 from meshbridge.cli.common import FilesOption, err_console, errors_mapped, out_console
 from meshbridge.cli.progress import shown
 from meshbridge.errors import MeshbridgeError
@@ -59,7 +60,8 @@ def graph(
         _write(output, data)
     s = drawn.summary
     out_console.print(
-        f"wrote {output}: {s.clusters} clusters, {s.instances} app instances, {s.edges} calls",
+        f"wrote {output}: {plural.count(s.clusters, 'cluster')}, "
+        f"{plural.count(s.instances, 'app instance')}, {plural.count(s.edges, 'call')}",
         markup=False,
     )
 

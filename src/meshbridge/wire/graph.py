@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
+
+from meshbridge.wire.messages import _Wire  # the wire's one base: camelCase, lenient, frozen
 
 __all__ = [
     "GRAPH_KIND",
@@ -45,15 +46,6 @@ __all__ = [
 ]
 
 GRAPH_KIND = "MeshGraph"
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
-    )
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, mode="json")
 
 
 class StateInfo(_Wire):
@@ -139,12 +131,22 @@ class ClientView(_Wire):
     access_points: list[AccessView] | None = None
 
 
-class GraphIntent(_Wire):
-    """An InboundIntent: who may call which port of which app, and what it made."""
+class _Document(_Wire):
+    """A document shown in the picture: its own labels and annotations, the objects made for
+    it in every cluster, and their most severe state."""
 
     id: str
     namespace: str
     name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    objects: list[GraphObject] = Field(default_factory=list)
+    state: str
+
+
+class GraphIntent(_Document):
+    """An InboundIntent: who may call which port of which app, and what it made."""
+
     app: str
     service: str
     port: int
@@ -154,10 +156,6 @@ class GraphIntent(_Wire):
     failover: list[str] | None = None  # the clusters in priority order, or [] for locality
     external_host: str | None = None
     external_tls: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    objects: list[GraphObject] = Field(default_factory=list)
-    state: str
 
 
 class PortView(_Wire):
@@ -166,19 +164,12 @@ class PortView(_Wire):
     protocol: str
 
 
-class GraphEgress(_Wire):
+class GraphEgress(_Document):
     """An ExternalService: hosts outside the mesh, reachable from ``clusters``."""
 
-    id: str
-    namespace: str
-    name: str
     hosts: list[str]
     ports: list[PortView]
     clusters: list[str]
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    objects: list[GraphObject] = Field(default_factory=list)
-    state: str
 
 
 class GraphIngress(_Wire):

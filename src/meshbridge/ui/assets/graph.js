@@ -557,8 +557,9 @@
       var line = lines[Number(n.getAttribute("data-line"))];
       n.classList.toggle("filtered-out", !line.edges.some(edgePasses));
     });
-    $("search-count").textContent = query ? Object.keys(found).length + " shown match" +
-      (Object.keys(found).length === 1 ? "es" : "") : "";
+    var shownCount = Object.keys(found).length;
+    $("search-count").textContent = !query ? "" :
+      shownCount + (shownCount === 1 ? " match" : " matches") + " shown";
     highlight(root);
   }
 

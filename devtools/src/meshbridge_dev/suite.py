@@ -37,6 +37,9 @@ PACKAGES = {
     "iptables": ["iptables-restore"],
     "postgresql": ["/usr/lib/postgresql/*/bin/pg_ctl|pg_ctl"],
     "python3-venv": ["module:ensurepip"],
+    # the page tests (tests/ui) drive Debian's browser through its driver, never a downloaded one
+    "chromium": ["/usr/bin/chromium"],
+    "chromium-driver": ["/usr/bin/chromedriver"],
 }
 
 

@@ -12,6 +12,7 @@ import typer
 from meshbridge import __version__, plural
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
+from meshbridge.cli import graph as graph_cmd
 from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli import secret_placement
@@ -169,6 +170,7 @@ def render(
 app.add_typer(pki_cmd.app)
 app.command(cls=Command)(apply_cmd.apply)
 app.command(cls=Command)(apply_cmd.diff)
+app.command(cls=Command)(graph_cmd.graph)
 app.command("status", cls=Command)(apply_cmd.status_cmd)
 app.command(cls=Command)(remote_cmd.get)
 app.command(cls=Command)(remote_cmd.delete)

@@ -6,6 +6,7 @@ them, not whenever the CLI starts.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from meshbridge.kube import ClusterReport, ReconcileOptions
+    from meshbridge.usecases.istiod_roots import Finding
 
 ClusterOption = Annotated[
     list[str] | None,
@@ -104,6 +106,7 @@ def _run(
     from meshbridge.store import open_store
     from meshbridge.usecases import apply as apply_service
     from meshbridge.usecases import rootguard
+    from meshbridge.usecases.istiod_roots import restarts_for
     from meshbridge.usecases.render import parse
 
     with errors_mapped():
@@ -160,11 +163,13 @@ def _run(
                         prepared, options, progress=lambda _r: bar.advance(task)
                     )
             reports = rootguard.merged(checked, reports)
+            istiods = []
             if not options.dry_run:
                 apply_service.finish(store, prepared, reports)
-                rootguard.record(store, checked, reports)
+                istiods = rootguard.record(store, checked, reports, restarts_for(intents))
         finally:
             store.close()
+    print_istiods(istiods)
     for d in prepared.found:
         if d.address is not None:
             err_console.print(
@@ -177,6 +182,14 @@ def _run(
                 f"{d.cluster}: gateway discovery failed: {d.error}", style="yellow", markup=False
             )
     return reports
+
+
+def print_istiods(found: list[Finding]) -> None:
+    """Each istiod not signing with the cacerts its cluster holds: why, and what to do."""
+    for f in found:
+        style = None if f.state == "loading" else "yellow"
+        for line in f.describe():
+            err_console.print(line, style=style, markup=False, soft_wrap=True)
 
 
 def apply(
@@ -352,6 +365,8 @@ def status_cmd(
 
     from meshbridge.store import open_store, store_exists
     from meshbridge.usecases import apply as apply_service
+    from meshbridge.usecases import istiod_roots
+    from meshbridge.usecases import pki as pki_service
 
     location = state_path(state)
     if not store_exists(location):
@@ -361,6 +376,12 @@ def status_cmd(
         store = open_store(location)
         try:
             records = apply_service.cluster_statuses(store)
+            istiods = istiod_roots.findings(
+                store,
+                sorted(istiod_roots.read_istiod(store)),
+                pki_service.trusted_fingerprints(store),
+                datetime.now(UTC),
+            )
         finally:
             store.close()
     if not records:
@@ -383,6 +404,7 @@ def status_cmd(
             rec["error"],
         )
     out_console.print(table)
+    print_istiods(istiods)
     if objects:
         print_object_states(
             (rec["cluster"], o["object"], o["state"], o["reason"])

@@ -22,6 +22,7 @@ GATEWAY_SERVICE_ACCOUNT = "istio-ingressgateway-service-account"
 NODE_NAME = "lab-node"
 OUTSIDE_HOST = "outside.mesh-lab"
 OUTSIDE_KEY = "outside@external"
+ROOT_CERT_DIR = "var/run/secrets/istio"  # istio-proxy's mount of istio-ca-root-cert
 # k8s-testenv, run by the lab's own interpreter (it is a package installed beside the lab).
 TESTENV = [sys.executable, "-m", "meshbridge_dev.testenv"]
 

@@ -62,7 +62,8 @@ def inputs(files: list[str]) -> list[str]:
 class Lab(LabState):
     """One lab in one folder: ``up``, ``apply``, ``down``, and its app instances."""
 
-    def up(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
+    def up(self, files: list[str], service_protocols: dict[str, str] | None = None,
+           existing_istio: list[str] | None = None) -> None:
         if self.state_path.is_file():
             raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
                            f"change its intents, or `mesh-lab down` first")
@@ -73,12 +74,17 @@ class Lab(LabState):
                            f", but {blocked} lets no other user through (chmod o+x it, or pick "
                            f"another --dir)")
         plan = validated_plan(files)
+        unknown = sorted(set(existing_istio or []) - set(plan.clusters))
+        if unknown:
+            raise LabError(f"--existing-istio {', '.join(unknown)}: no such Cluster in the "
+                           f"intents ({', '.join(plan.clusters)})", status=2)
         t0 = time.monotonic()
         tools = istio.tools()
         self.state = {
             "id": secrets.token_hex(3), "clusters": {}, "pods": {}, "next_port": 1,
             "inputs": inputs(files), "netns": {}, "tools": {k: str(v) for k, v in tools.items()},
             "service_protocols": service_protocols or {},
+            "existing_istio": sorted(set(existing_istio or [])),
         }
         self.save()
         try:
@@ -130,7 +136,10 @@ class Lab(LabState):
             installs = control.installs(self, plan, tools)
             servers.result()
         each(lambda c: control.install_objects(self, c, installs[c]), clusters)
-        control.apply(self)
+        # A cluster that already runs Istio gets nothing from meshbridge before Istio runs.
+        meshed = [c for c in clusters if c not in self.state["existing_istio"]]
+        if meshed:
+            control.apply(self, meshed if len(meshed) < len(clusters) else None)
         for cluster in clusters:
             control.start_volumes(self, cluster)
         control.start_istiods(self, plan)

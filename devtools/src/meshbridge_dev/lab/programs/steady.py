@@ -245,9 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.new and not args.held:
         ap.error("give at least one --new or --held URL")
+    # The handlers only raise a flag: an Event.set() in a handler can deadlock when a second
+    # signal lands while the main thread holds the Event's lock (``mesh-lab traffic stop``
+    # signals twice: every program at once, then each as it waits for it to end). The main
+    # thread sets ``stop`` for the callers.
+    signalled: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: signalled.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: signalled.append(signum))
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     report = Report(args.out)
     callers = [(f"new {t.url}", t, False) for t in args.new] + \
               [(f"held {t.url}", t, True) for t in args.held]
@@ -256,13 +261,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         thread = threading.Thread(target=run_caller, name=name, daemon=True, args=(
             name, target, held, args.interval, args.timeout, report, stop))
         # spread the callers over one interval rather than starting them all at once
-        stop.wait(args.interval / len(callers) if i else 0)
+        if i and not signalled:
+            time.sleep(args.interval / len(callers))
         thread.start()
         threads.append(thread)
-    while not stop.wait(REPORT_EVERY):
-        report.write(running=True)
+    next_report = time.monotonic()
+    while not signalled:
+        if time.monotonic() >= next_report:
+            report.write(running=True)
+            next_report += REPORT_EVERY
+        time.sleep(0.1)
+    stop.set()
+    deadline = time.monotonic() + args.timeout + 5  # each caller ends its current request
     for thread in threads:
-        thread.join(args.timeout + 5)
+        thread.join(max(0.0, deadline - time.monotonic()))
     report.write(running=False)
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -277,21 +278,26 @@ def test_aliases_within_the_limit_are_read_as_yaml_reads_them() -> None:
     assert read_yaml(shared, "m.yaml") == ([(1, yaml.safe_load(shared))], None)
 
 
+def roomy(**limits: int) -> Limits:
+    """Limits far above the test's input, but for those given."""
+    return replace(Limits(bytes=10**6, nodes=10**6), **limits)
+
+
 @pytest.mark.parametrize(("limit", "text", "message"), [
     (Limits(bytes=100, nodes=10), "a: " + "x" * 200, "the input is larger than 100 bytes"),
     (Limits(bytes=10**6, nodes=5), "[1, 2, 3, 4, 5, 6]",
      "YAML error at line 1, column 14: more than 5 values in the input"),
-    (Limits(bytes=10**6, nodes=10**6, document_nodes=3), "a: [1, 2]\n",
+    (roomy(document_nodes=3), "a: [1, 2]\n",
      "YAML error at line 1, column 5: more than 3 values in one document"),
-    (Limits(bytes=10**6, nodes=10**6, documents=2), "a: 1\n---\nb: 2\n---\nc: 3\n",
+    (roomy(documents=2), "a: 1\n---\nb: 2\n---\nc: 3\n",
      "YAML error at line 4, column 1: more than 2 documents in the input"),
-    (Limits(bytes=10**6, nodes=10**6, depth=2), "a: {b: {c: 1}}\n",
+    (roomy(depth=2), "a: {b: {c: 1}}\n",
      "YAML error at line 1, column 8: nested too deeply (more than 2 levels)"),
-    (Limits(bytes=10**6, nodes=10**6, scalar=3), "a: abcd\n",
+    (roomy(scalar=3), "a: abcd\n",
      "YAML error at line 1, column 4: a value of 4 characters (at most 3)"),
-    (Limits(bytes=10**6, nodes=10**6, int_digits=3), "a: 1_234\n",
+    (roomy(int_digits=3), "a: 1_234\n",
      "YAML error at line 1, column 4: an integer of 4 digits (at most 3)"),
-    (Limits(bytes=10**6, nodes=10**6, alias_size=10), "a: &a [x, y, z]\nb: [*a, *a, *a]\n",
+    (roomy(alias_size=10), "a: &a [x, y, z]\nb: [*a, *a, *a]\n",
      "YAML error at line 2, column 9: the document's aliases stand for more than 10 values and "
      "characters (an alias bomb?)"),
 ])
@@ -306,13 +312,13 @@ def test_every_limit_of_a_yaml_source_is_a_located_problem(limit: Limits, text: 
     (Limits(bytes=10**6, nodes=5), b"[1, 2, 3, 4, 5, 6]",
      "JSON error: more than 5 values in the input"),
     (Limits(bytes=10**6, nodes=5), b'["a,b,c,d,e,f,g", 1]', None),  # commas in a string
-    (Limits(bytes=10**6, nodes=100, documents=2), b"[{}, {}, {}]",
+    (roomy(nodes=100, documents=2), b"[{}, {}, {}]",
      "JSON error: more than 2 documents in the input"),
-    (Limits(bytes=10**6, nodes=100, depth=2), b'{"a": {"b": {"c": 1}}}',
+    (roomy(nodes=100, depth=2), b'{"a": {"b": {"c": 1}}}',
      "JSON error: nested too deeply (more than 2 levels)"),
-    (Limits(bytes=10**6, nodes=100, scalar=3), b'{"abcd": 1}',
+    (roomy(nodes=100, scalar=3), b'{"abcd": 1}',
      "JSON error: a value of 4 characters (at most 3)"),
-    (Limits(bytes=10**6, nodes=100, int_digits=3), b'{"a": -1234}',
+    (roomy(nodes=100, int_digits=3), b'{"a": -1234}',
      "JSON error: an integer of 4 digits (at most 3)"),
 ])
 def test_every_limit_of_a_json_body_is_a_bad_request(limit: Limits, body: bytes,
@@ -357,7 +363,7 @@ def test_a_kubeconfig_is_read_by_the_same_reader_without_quoting_it() -> None:
         assert secret not in str(problem)
     bomb = "a: &a [x, x, x]\nb: [*a, *a]\n"
     with pytest.raises(InvalidInput, match="alias bomb"):
-        parse_config(bomb.encode(), "kc", Limits(bytes=10**6, nodes=100, alias_size=3))
+        parse_config(bomb.encode(), "kc", roomy(nodes=100, alias_size=3))
 
 
 # ---------------------------------------------------------------- any structure, any bytes

@@ -29,12 +29,18 @@ def generate(
     lb_every: int = 3,
     namespaces: int = 50,
     egress: int = 0,
+    regions: int = 0,
 ) -> list[dict[str, Any]]:
+    """The mesh's documents; with ``regions``, cluster i is in region ``r<i % regions>``
+    (``topology.kubernetes.io/region``, which the picture groups clusters by)."""
     docs = [_doc("Mesh", "default", {"vipPool": "240.0.0.0/8", "rootCA": {"keyAlgorithm": "ECDSA-P256"}})]
     names = [f"c{i:03d}" for i in range(clusters)]
     for i, name in enumerate(names):
+        labels = {"zone": f"z{i % 4}"}
+        if regions:
+            labels["topology.kubernetes.io/region"] = f"r{i % regions}"
         docs.append(_doc("Cluster", name, {"gateway": {"address": f"10.{i // 250}.{i % 250}.1"}},
-                         labels={"zone": f"z{i % 4}"}))
+                         labels=labels))
     for i in range(servers):
         ns = f"ns{i % namespaces}"
         home = i % clusters

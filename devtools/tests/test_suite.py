@@ -1,29 +1,11 @@
-"""scripts/test's own decisions: which tests run for the arguments given, which system packages
-count as missing, and the table of phase times a slow or failed run is read from."""
+"""scripts/test's own decisions: which system packages count as missing, and the table of
+phase times a slow or failed run is read from."""
 
 from __future__ import annotations
 
 import pytest
 
 from meshbridge_dev import suite
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        ([], ["tests", "devtools/tests"]),
-        (["-q", "--durations=30"], ["tests", "devtools/tests", "-q", "--durations=30"]),
-        (["-m", "lab"], ["tests", "devtools/tests", "-m", "lab"]),
-        # "tests" after -k is an expression, not a path
-        (["-k", "tests"], ["tests", "devtools/tests", "-k", "tests"]),
-        (["tests/lab", "-q"], ["tests/lab", "-q"]),
-        (["-q", "tests/unit/test_vips.py::test_x"], ["-q", "tests/unit/test_vips.py::test_x"]),
-    ],
-)
-def test_pytest_runs_both_test_trees_unless_a_path_is_given(
-    args: list[str], expected: list[str]
-) -> None:
-    assert suite.pytest_args(args) == expected
 
 
 def test_a_package_is_missing_when_any_of_its_probes_fails(

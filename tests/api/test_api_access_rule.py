@@ -1,6 +1,6 @@
-"""The documented access rule, checked on every route the app has: nothing but health answers
-without a token — the OpenAPI document included. There is no Swagger UI (it would load its
-script from a CDN)."""
+"""The documented access rule, checked on every route the app has: nothing but health (and the
+mesh page's static files, which hold no data) answers without a token — the OpenAPI document
+included. There is no Swagger UI (it would load its script from a CDN)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import re
 from apitest import Api, api_routes
 
 PUBLIC = {"/healthz", "/readyz"}
+# the mesh page's static shell, script and style sheet: no data (it asks for a token and reads
+# /api/v1/graph with it; tests/api/test_api_graph.py, docs/server.md "The page")
+STATIC = {"/ui", "/ui/", "/ui/{name}"}
 
 
 def test_every_route_but_health_needs_a_token(api: Api) -> None:
@@ -18,7 +21,7 @@ def test_every_route_but_health_needs_a_token(api: Api) -> None:
     assert "/docs" not in paths
     checked = 0
     for route in routes:
-        if route.path in PUBLIC:
+        if route.path in PUBLIC | STATIC:
             continue
         url = re.sub(r"\{[^}]+\}", "x", route.path)
         for method in sorted(route.methods - {"HEAD"}):

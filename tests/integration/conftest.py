@@ -28,9 +28,11 @@ silent skip.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from helpers import build_test_tools
+from helpers import build_test_tools, remove_mesh
+from livemesh import next_mesh
 from testenvrun import Cluster, TestEnv
 
 
@@ -64,3 +66,14 @@ def testenv(
 def k8s_clusters(testenv: TestEnv) -> list[Cluster]:
     """Three independent clusters (c1, c2, c3), shared by the session."""
     return testenv.clusters(3)
+
+
+@pytest.fixture
+def mesh(testenv, cli, tmp_path: Path):
+    """A unique mesh name and namespace suffix over three clusters; pruned afterwards."""
+    name = next_mesh()
+    clusters = testenv.clusters(3)
+    kubeconfigs = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
+    ctx = {"name": name, "clusters": clusters, "kubeconfigs": kubeconfigs, "tmp": tmp_path}
+    yield ctx
+    remove_mesh(clusters, name)

@@ -7,14 +7,13 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from helpers import EXAMPLES, remove_mesh, with_server_credentials
+from helpers import EXAMPLES, remove_mesh, wait_for, with_server_credentials
 from pgcluster import free_port
 from tlsfiles import make_tls_files
 from typer.testing import CliRunner
@@ -30,13 +29,7 @@ pytestmark = pytest.mark.k8s
 
 
 def _wait(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("condition not reached in time")
+    return wait_for(predicate, "the condition", timeout)
 
 
 def test_background_reconcile_applies_changes_and_reports_status(testenv, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ import pgcluster
 import pytest
 import yaml
 from bench.meshgen import generate
-from helpers import MESH_KINDS, remove_mesh, with_server_credentials
+from helpers import MESH_KINDS, remove_mesh, wait_for, with_server_credentials
 
 from meshbridge.server.tokens import create_token
 from meshbridge.store import open_store
@@ -94,14 +94,7 @@ def _stop(replica: Replica) -> None:
 
 def _wait(what: str, predicate: Callable[[], Any], timeout: float = 180.0,
           explain: Callable[[], Any] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"not reached in {timeout:.0f} s: {what}"
-                         + (f"\n{explain()}" if explain else ""))
+    return wait_for(predicate, what, timeout, explain=explain)
 
 
 def _mesh(clusters: list[Any]) -> list[dict[str, Any]]:

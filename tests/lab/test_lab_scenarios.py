@@ -4,7 +4,14 @@ istiod per cluster, real Envoy sidecars and gateways, requests through them.
 A scenario passes only when the traffic does what its intent says: the request crosses clusters
 and arrives with the caller's identity, the split is the declared split, the ingress wants a
 client certificate, undeclared callers and paths get 403, and REGISTRY_ONLY keeps undeclared
-hosts out. Tolerances for random splits are stated where they are used.
+hosts out.
+
+A split is checked on N = 400 requests: the count one side gets is Bin(N, p) for the declared
+share p, and the test accepts the counts a correct split gives but with probability 1e-4 (exact
+binomial tails, ``stats.acceptance``), so it fails by chance once in 10,000 runs at most. The
+test also computes, and requires, its power: a 50/50 split passing a 30/70 check (or the
+reverse) happens less than once in 10,000 runs, and a split that ignores the weights or a
+cluster never passes.
 """
 
 from __future__ import annotations
@@ -15,15 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 from labrun import EXAMPLES, MESHES, LabRun, mesh_lab
+from stats import split_check
 
 pytestmark = pytest.mark.lab
 
 SLEEP = "spiffe://cluster.local/ns/{ns}/sa/sleep"
-# 100 requests split 50/50 (or 30/70): a binomial with sd 5 (4.6). Accepting +-20 around the
-# expected count is over 4 sd: a correct split fails it less than once in 10,000 runs, while a
-# route that ignores a cluster (0) or the weights entirely (100 or 0) never passes.
-N = 100
-TOLERANCE = 20
+N = 400
 
 
 def clusters_of(answers: list[dict]) -> collections.Counter[str]:
@@ -59,8 +63,9 @@ def test_helloworld_is_split_between_clusters_and_follows_a_changed_intent(
     url = "http://helloworld.sample.svc.cluster.local:5000/hello"
     answers = mesh_lab_run.request("sleep.sample@cluster1", url, count=N)
     split = clusters_of(answers)
+    lo, hi = split_check(N, 0.5, wrong=0.3)
     assert set(split) == {"cluster1", "cluster2"}, split
-    assert abs(split["cluster1"] - N / 2) <= TOLERANCE, split
+    assert lo <= split["cluster1"] <= hi, (split, (lo, hi))
     assert all(a["peer"] == SLEEP.format(ns="sample") for a in answers)
 
     # The same mesh with every request kept at home: `mesh-lab apply` waits for the ACKs.
@@ -186,8 +191,9 @@ def test_three_clusters_server_in_two_others(mesh_lab_run: LabRun, tmp_path: Pat
 
     split = clusters_of(mesh_lab_run.request(web, "http://search.shop.svc.cluster.local:9000/",
                                              count=N))
+    lo, hi = split_check(N, 0.3, wrong=0.5)
     assert set(split) == {"c2", "c3"}, split
-    assert abs(split["c2"] - 0.3 * N) <= TOLERANCE, split
+    assert lo <= split["c2"] <= hi, (split, (lo, hi))
 
     # Undeclared: api is no client of db.
     (nothing,) = mesh_lab_run.request("api.shop@c2", "tcp://db.data.c3:5432")

@@ -7,6 +7,8 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +130,17 @@ def with_server_credentials(http: Any, admin: dict[str, str], docs: list[dict[st
             doc = {**doc, "spec": {**doc["spec"], "kubeconfig": {**kept, "credential": name}}}
         out.append(doc)
     return out
+
+
+def wait_for(condition: Callable[[], Any], what: str = "the condition", timeout: float = 60.0,
+             pause: float = 0.3, explain: Callable[[], Any] | None = None) -> Any:
+    """``condition()``'s first true value, asked every ``pause`` seconds; AssertionError naming
+    ``what`` (and ``explain()``, if given) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(pause)
+    raise AssertionError(f"not reached in {timeout:.0f} s: {what}"
+                         + (f"\n{explain()}" if explain else ""))

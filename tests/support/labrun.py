@@ -89,6 +89,17 @@ class LabRun:
             args += ["--cacert", str(cacert)]
         return self._answers(mesh_lab(*args, url))[0]
 
+    def mesh_lab(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``scripts/mesh-lab COMMAND --dir DIR ARGS...`` for this lab."""
+        return mesh_lab(command, "--dir", str(self.dir), *args)
+
+    def admin(self, instance: str, path: str) -> str:
+        """GET ``path`` of a proxy's Envoy admin interface (an app instance's sidecar, or
+        ``istio-ingressgateway.istio-system@CLUSTER``)."""
+        proc = mesh_lab("admin", "--dir", str(self.dir), instance, path)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
     def stop(self, instance: str) -> None:
         proc = mesh_lab("stop", "--dir", str(self.dir), instance)
         assert proc.returncode == 0, proc.stderr

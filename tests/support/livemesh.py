@@ -1,6 +1,6 @@
 """A mesh of its own on the session's shared API servers (``tests/integration``): its documents
-pointed at the test clusters' kubeconfigs, a ``mesh`` fixture that names it and prunes it
-afterwards, and ``apply`` run as a user runs it."""
+pointed at the test clusters' kubeconfigs, a name of its own (``next_mesh``; the ``mesh`` fixture
+in tests/integration/conftest.py prunes it afterwards), and ``apply`` run as a user runs it."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from helpers import EXAMPLES, remove_mesh, write_docs
+from helpers import EXAMPLES, write_docs
 
 API = "meshbridge.dev/v1alpha1"
 _ids = itertools.count()
+
+
+def next_mesh() -> str:
+    """A mesh name no other test of the session uses."""
+    return f"m{next(_ids)}"
 
 
 def mesh_docs(name: str) -> list[dict[str, Any]]:
@@ -31,18 +35,6 @@ def example_for(name: str, mesh: str, kubeconfigs: dict[str, Path]) -> list[dict
     docs = [d for p in sorted((EXAMPLES / name).glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
     docs = [d for d in docs if d["kind"] != "Mesh"] + mesh_docs(mesh)
     return point_at(docs, kubeconfigs)
-
-
-@pytest.fixture
-def mesh(testenv, cli, tmp_path: Path):
-    """A unique mesh name and namespace suffix over three clusters; pruned afterwards."""
-    n = next(_ids)
-    name = f"m{n}"
-    clusters = testenv.clusters(3)
-    kubeconfigs = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
-    ctx = {"name": name, "clusters": clusters, "kubeconfigs": kubeconfigs, "tmp": tmp_path}
-    yield ctx
-    remove_mesh(clusters, name)
 
 
 def apply_docs(cli, tmp: Path, docs: list[dict[str, Any]], *extra: str):

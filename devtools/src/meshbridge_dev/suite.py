@@ -37,11 +37,10 @@ PACKAGES = {
     "iptables": ["iptables-restore"],
     "postgresql": ["/usr/lib/postgresql/*/bin/pg_ctl|pg_ctl"],
     "python3-venv": ["module:ensurepip"],
+    # the page tests (tests/ui) drive Debian's browser through its driver, never a downloaded one
+    "chromium": ["/usr/bin/chromium"],
+    "chromium-driver": ["/usr/bin/chromedriver"],
 }
-# pytest options whose value is the next argument (so it is not taken for a path).
-VALUE_OPTIONS = {"-k", "-m", "-p", "-c", "-o", "-W", "--deselect", "--ignore", "--rootdir",
-                 "--basetemp"}
-DEFAULT_PATHS = ["tests", "devtools/tests"]
 
 
 @dataclass
@@ -117,21 +116,10 @@ def tools() -> None:
         raise PhaseFailed(f"k8s-testenv build --istio: {e}") from None
 
 
-def pytest_args(args: list[str]) -> list[str]:
-    """The arguments, with tests/ and devtools/tests/ added unless a path is among them."""
-    after_option = False
-    for arg in args:
-        if after_option:
-            after_option = False
-        elif arg in VALUE_OPTIONS:
-            after_option = True
-        elif not arg.startswith("-") and (REPO / arg.split("::")[0]).exists():
-            return args
-    return [*DEFAULT_PATHS, *args]
-
-
 def pytest(args: list[str]) -> None:
-    cmd = [str(VENV_BIN / "python"), "-m", "pytest", *pytest_args(args)]
+    # With no path among the arguments, pytest runs its testpaths (pyproject.toml): tests/
+    # and devtools/tests/.
+    cmd = [str(VENV_BIN / "python"), "-m", "pytest", *args]
     rc = subprocess.run(cmd, cwd=REPO, stdin=subprocess.DEVNULL, check=False).returncode
     if rc == 5:
         raise PhaseFailed("pytest collected no tests")

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from meshbridge import __version__
 from meshbridge.api import credentials as credentials_routes
 from meshbridge.api import errors, ops, resources, status
+from meshbridge.api import graph as graph_routes
 from meshbridge.api.context import MiB, Server
 from meshbridge.api.errors import internal_error
 from meshbridge.api.metrics import Metrics
@@ -215,6 +216,7 @@ def create_app(
     app.include_router(resources.router)
     app.include_router(status.router)
     app.include_router(credentials_routes.router)
+    app.include_router(graph_routes.router)
     app.add_middleware(EdgeMiddleware, server=server)
     _extend_openapi(app)
     return app

@@ -12,6 +12,7 @@ import typer
 from meshbridge import __version__, plural
 from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
+from meshbridge.cli import graph as graph_cmd
 from meshbridge.cli import pki as pki_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli import secret_placement
@@ -60,14 +61,23 @@ def validate(files: FilesOption) -> None:
     """Check intent documents without writing anything.
 
     Exit 0 when valid; otherwise exit 2 with one line per problem on stderr, naming the file,
-    the document (kind/name) and the field path.
+    the document (kind/name) and the field path. A gateway address the intents leave out for a
+    cluster with a kubeconfig is valid: `meshbridge apply` discovers it (render needs it given).
     """
     with errors_mapped(), shown(err_console) as progress:
+        from meshbridge.compile.validate import to_discover
         from meshbridge.usecases import render as render_service
 
-        checked = render_service.validate(read_sources(files), progress)
+        checked = render_service.validate(read_sources(files), progress, before_apply=True)
     count = len(checked.intents.documents())
     out_console.print(f"valid: {plural.count(count, 'document')}", markup=False)
+    later = to_discover(checked)
+    if later:
+        err_console.print(
+            f"apply discovers the gateway address of {', '.join(later)} from the cluster "
+            "(render needs spec.gateway.address)",
+            markup=False,
+        )
 
 
 @app.command(cls=Command)
@@ -160,6 +170,7 @@ def render(
 app.add_typer(pki_cmd.app)
 app.command(cls=Command)(apply_cmd.apply)
 app.command(cls=Command)(apply_cmd.diff)
+app.command(cls=Command)(graph_cmd.graph)
 app.command("status", cls=Command)(apply_cmd.status_cmd)
 app.command(cls=Command)(remote_cmd.get)
 app.command(cls=Command)(remote_cmd.delete)

@@ -52,10 +52,14 @@ class Blueprint:
     vips: list[VipRecord]
 
 
-def check(intents: Intents) -> Snapshot:
-    """The snapshot of valid intents, or :class:`InvalidInput` listing every problem."""
+def check(intents: Intents, *, before_apply: bool = False) -> Snapshot:
+    """The snapshot of valid intents, or :class:`InvalidInput` listing every problem.
+    ``before_apply``: intents ``meshbridge apply`` will complete (a gateway address it
+    discovers may be missing); such a snapshot is not for compiling."""
     snap = snapshot.build(intents)
-    problems = validate.check(intents, snap)
+    problems = validate.check(
+        intents, snap, validate.RULES_BEFORE_APPLY if before_apply else validate.RULES
+    )
     if problems:
         raise InvalidInput(problems)
     return snap

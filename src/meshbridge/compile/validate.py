@@ -171,11 +171,33 @@ def gateway_needs(snap: Snapshot) -> dict[str, RemoteUse]:
     return needed
 
 
+def to_discover(snap: Snapshot) -> list[str]:
+    """The clusters another cluster reaches whose gateway address the intents leave out but
+    that ``meshbridge apply`` can read from the cluster (they name a kubeconfig)."""
+    found = []
+    for cluster in gateway_needs(snap):
+        spec = snap.clusters[cluster].spec
+        if (spec.gateway is None or spec.gateway.address is None) and spec.kubeconfig:
+            found.append(cluster)
+    return sorted(found)
+
+
 def gateways(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    yield from _gateways(intents, snap, discoverable=False)
+
+
+def gateways_apply_discovers(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    """``gateways`` for intents apply will complete: a missing address of a cluster apply can
+    read it from is no problem (``validate``)."""
+    yield from _gateways(intents, snap, discoverable=True)
+
+
+def _gateways(intents: Intents, snap: Snapshot, *, discoverable: bool) -> Iterator[Problem]:
     by_name = {d.obj.name: d for d in intents.clusters}
+    later = set(to_discover(snap)) if discoverable else set()
     for cluster, use in sorted(gateway_needs(snap).items()):
         gateway = snap.clusters[cluster].spec.gateway
-        if gateway is None or gateway.address is None:
+        if (gateway is None or gateway.address is None) and cluster not in later:
             yield _problem(
                 by_name[cluster],
                 "spec.gateway",
@@ -335,6 +357,12 @@ RULES: tuple[Rule, ...] = (
     hosts,
     addresses,
     vip_pool,
+)
+
+
+# What ``validate`` checks: every rule, a gateway apply will discover allowed.
+RULES_BEFORE_APPLY: tuple[Rule, ...] = tuple(
+    gateways_apply_discovers if rule is gateways else rule for rule in RULES
 )
 
 

@@ -37,14 +37,18 @@ def parse(sources: list[Source]) -> Intents:
     return load(sources)
 
 
-def validate(sources: list[Source], progress: Progress = SILENT) -> Snapshot:
+def validate(
+    sources: list[Source], progress: Progress = SILENT, *, before_apply: bool = False
+) -> Snapshot:
     """The checked snapshot of the intents (``.intents``), or InvalidInput listing every
     problem (schema and cross-document). Pass it on to build/render: no second check.
+    ``before_apply``: what ``meshbridge validate`` checks: a gateway address apply will
+    discover may be missing (such a snapshot is not for rendering).
     ``progress`` hears of the two stages (documents one by one, then across documents)."""
     progress.stage("reading intents")
     intents = load(sources)
     progress.stage("checking intents across documents")
-    return mbcompile.check(intents)
+    return mbcompile.check(intents, before_apply=before_apply)
 
 
 def build(

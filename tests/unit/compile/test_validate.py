@@ -73,6 +73,20 @@ def test_server_cluster_without_gateway(cli, tmp_path: Path) -> None:
                     "cluster 'c1'")
 
 
+def test_a_gateway_apply_discovers_is_valid_but_not_renderable(cli, tmp_path: Path) -> None:
+    """With a kubeconfig and no gateway address, the cluster's gateway is apply's to discover:
+    validate accepts the intents and says so; render, which cannot discover, refuses them."""
+    docs = base()
+    docs[1]["spec"] = {"kubeconfig": {"path": str(tmp_path / "c2.kubeconfig")}}
+    src = write_docs(tmp_path / "in" / "mesh.yaml", [*docs, intent()])
+    checked = cli("validate", "-f", str(src))
+    assert checked.exit_code == 0, checked.stderr
+    assert "apply discovers the gateway address of c2 from the cluster" in checked.stderr
+    assert_rejected(cli, tmp_path, [*docs, intent()],
+                    "Cluster/c2 spec.gateway: cluster 'c2' serves httpbin.bar to a client in "
+                    "cluster 'c1', so it needs a gateway address")
+
+
 def test_two_intents_exposing_the_same_port(cli, tmp_path: Path) -> None:
     assert_rejected(cli, tmp_path, [*base(), intent(), intent("other")],
                     "InboundIntent/other spec.port: service 'httpbin' port 8000 is already exposed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
                        ("start", "start it again")):
         p = with_dir(sub.add_parser(name, help=text))
         p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    admin = with_dir(sub.add_parser("admin", help="GET a path of an app instance's (or a "
+                                    "gateway's) Envoy admin interface, e.g. /stats?filter=rbac"))
+    admin.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
+                       help="an app instance, or istio-ingressgateway.istio-system@CLUSTER")
+    admin.add_argument("path", metavar="PATH")
+    api = with_dir(sub.add_parser("api", help="GET a path of a lab cluster's API server (as its "
+                                  "admin) and print the JSON answer"))
+    api.add_argument("cluster")
+    api.add_argument("path", metavar="PATH", help="e.g. /api/v1/namespaces/istio-system/secrets")
     with_dir(sub.add_parser("status", help="what runs in the lab"))
     with_dir(sub.add_parser("down", help="stop everything the lab started and delete its "
                             "network namespaces"))
@@ -143,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
                                                   key))
         elif args.command == "external":
             return _external(lab, args)
+        elif args.command == "admin":
+            return _run_client(lab.admin_command(args.instance, args.path))
+        elif args.command == "api":
+            status, answer = lab.api_get(args.cluster, args.path)
+            print(json.dumps(answer, indent=1, sort_keys=True))
+            return 0 if status == 200 else 1
     except LabError as e:
         log(f"error: {e}")
         return e.status

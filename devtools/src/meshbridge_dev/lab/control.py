@@ -1,23 +1,44 @@
-"""The control planes: per cluster etcd, kube-apiserver and istiod, and the wait until istiod has
-read every object and every proxy has ACKed what it was sent.
+"""The control planes: per cluster etcd, kube-apiserver and istiod, started in a real cluster's
+order, and the wait until istiod has read every object and every proxy has ACKed it.
 
-istiod's CA is the cluster's rendered ``cacerts`` (``meshbridge pki export``) and its mesh config
-the one ``istioctl manifest generate`` derives from the cluster's rendered IstioOperator: the lab
-runs what the user would install. The servers themselves are k8s-testenv's (``up --istiod``),
-inside the lab's ctl network namespace.
+1. The API servers (k8s-testenv ``up``, inside the lab's ctl network namespace).
+2. The install's objects that run nothing: the ``istio`` ConfigMap and the ingress gateway's
+   Service, ServiceAccount and RBAC, as ``istioctl manifest generate`` makes them of the
+   cluster's rendered IstioOperator, and the lab's Node (``install_objects``).
+3. ``meshbridge apply``: the ``cacerts`` Secret and every Istio object, and the gateway
+   address of a Cluster the intents give none, discovered from that Service.
+4. The kubelet stand-in (``programs.volumes``) fills istiod's ``etc/cacerts`` from the
+   ``cacerts`` Secret apply wrote and ``etc/istio/config`` from the ``istio`` ConfigMap, and
+   keeps them current; then istiod starts in that folder with the install's environment and
+   arguments (k8s-testenv ``istiod``), signing with what apply delivered, and its webhook is
+   registered. Every Istio object apply wrote is then submitted again to the API server as a
+   dry run, so Istio's webhook judges them (``judge_applied``).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from . import istio, kube, net
-from .common import SYNC_QUIET, SYNC_TIMEOUT, TESTENV, LabError, helper, log, meshbridge, wait_until
+from .common import (
+    NODE_NAME,
+    READY_TIMEOUT,
+    SYNC_QUIET,
+    SYNC_TIMEOUT,
+    TESTENV,
+    LabError,
+    helper,
+    log,
+    meshbridge,
+    wait_until,
+)
 from .plan import Plan
 from .state import LabState
 from .traffic import write_zones
@@ -26,50 +47,148 @@ ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
 
 
 def render(lab: LabState) -> None:
-    """Render once to learn each cluster's IstioOperator, and export its CA for istiod."""
+    """Render once to learn each cluster's IstioOperator (and the ingress CA callers trust).
+
+    A Cluster whose gateway address apply will discover has none yet, and render needs one:
+    this render's copy of the intents gives it its node's address (no IstioOperator depends on
+    it); apply then reads the real one from the cluster."""
     out = lab.path("render")
-    intents = str(lab.path("intents.yaml"))
-    meshbridge("render", *lab.mb_state(), "-f", intents, "-o", str(out))
-    for cluster in lab.state["clusters"]:
-        dest = lab.path("ca", cluster)
-        meshbridge("pki", "export", "--cluster", cluster, "--dir", str(dest),
-                   *lab.mb_state(), "-f", intents)
+    docs = list(yaml.safe_load_all(lab.path("intents.yaml").read_text()))
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "Cluster":
+            gateway = doc.setdefault("spec", {}).setdefault("gateway", {})
+            gateway.setdefault("address", lab.cluster(doc["metadata"]["name"])["node"])
+    intents = lab.path("render-intents.yaml")
+    intents.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    meshbridge("render", *lab.mb_state(), "-f", str(intents), "-o", str(out))
     ingress_ca = meshbridge("pki", "show", "--ingress-ca", *lab.mb_state(), check=False)
     if ingress_ca.returncode == 0 and "BEGIN CERTIFICATE" in ingress_ca.stdout:
         lab.path("ingress-ca.pem").write_text(ingress_ca.stdout)
 
 
 def installs(lab: LabState, plan: Plan, tools: dict[str, Path]) -> dict[str, istio.Install]:
-    """What istioctl makes of each cluster's rendered IstioOperator; the mesh configs written
-    to ``DIR/mesh/CLUSTER.yaml`` for istiod."""
-    out = {}
-    mesh_dir = lab.path("mesh")
-    mesh_dir.mkdir(exist_ok=True)
-    for cluster in plan.clusters:
+    """What istioctl makes of each cluster's rendered IstioOperator. Written to DIR: the mesh
+    config the proxies are given (``mesh/CLUSTER.yaml``) and istiod's Deployment
+    (``install/CLUSTER.json``: its environment and arguments) for k8s-testenv."""
+    out: dict[str, istio.Install] = {}
+    for sub in ("mesh", "install"):
+        lab.path(sub).mkdir(exist_ok=True)
+
+    def one(cluster: str) -> None:
         operator = lab.path("render", cluster, "istio-system", "istiooperator.meshbridge.yaml")
         if not operator.is_file():
             raise LabError(f"meshbridge rendered no IstioOperator for {cluster} at {operator}")
         install = istio.manifest(tools["istioctl"], operator)
-        (mesh_dir / f"{cluster}.yaml").write_text(yaml.safe_dump(install.mesh))
-        out[cluster] = install
+        lab.path("mesh", f"{cluster}.yaml").write_text(yaml.safe_dump(install.mesh))
+        lab.path("install", f"{cluster}.json").write_text(json.dumps(
+            {"env": install.istiod_env, "args": install.istiod_args}, indent=1, sort_keys=True))
+        with lab.lock:
+            lab.cluster(cluster)["cluster_id"] = install.cluster_id
+            out[cluster] = install
+    with ThreadPoolExecutor(max_workers=4) as pool:  # istioctl runs a few seconds each
+        list(pool.map(one, plan.clusters))
+    lab.save()
     return out
 
 
-def start_control_planes(lab: LabState, plan: Plan) -> None:
-    args = [*TESTENV, "up", "--istiod", "--dir", str(lab.path("testenv"))]
-    for cluster in plan.clusters:
-        info = lab.cluster(cluster)
-        args += ["--istiod-cacerts", f"{cluster}={lab.path('ca', cluster)}",
-                 "--istiod-mesh", f"{cluster}={lab.path('mesh', cluster + '.yaml')}",
-                 "--istiod-address", f"{cluster}={info['istiod']}"]
-    args += list(plan.clusters)
-    log(f"starting {len(plan.clusters)} control planes (etcd, kube-apiserver, istiod)")
+def start_api_servers(lab: LabState, plan: Plan) -> None:
+    args = [*TESTENV, "up", "--dir", str(lab.path("testenv")), *plan.clusters]
+    log(f"starting {len(plan.clusters)} API servers (etcd, kube-apiserver)")
     lab.state["testenv"] = str(lab.path("testenv"))  # recorded first: `down` stops them
     lab.save()
+    run_testenv(args, "up")
+
+
+def run_testenv(args: list[str], what: str) -> None:
     proc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
-        raise LabError(f"k8s-testenv up failed:\n{proc.stderr[-4000:]}")
+        raise LabError(f"k8s-testenv {what} failed:\n{proc.stderr[-4000:]}")
+
+
+def install_objects(lab: LabState, cluster: str, install: istio.Install) -> None:
+    """What an install creates before anything runs: the istio-system namespace, the ``istio``
+    ConfigMap, the gateway's Service, ServiceAccount and RBAC; and the lab's Node. The
+    NodePorts the API server gave the gateway Service are recorded."""
+    info = lab.cluster(cluster)
+    k = kube.Kube(lab.kubeconfig(cluster))
+    try:
+        node_labels = {key: v for key, v in info["labels"].items()
+                       if key.startswith("topology.kubernetes.io/")}
+        k.apply([kube.namespace("istio-system"), install.mesh_config_map,
+                 kube.node(NODE_NAME, info["node"], node_labels)])
+        info["node_ports"] = node_ports_of(k.apply(install.gateway_objects))
+    finally:
+        k.close()
+    lab.save()
+
+
+def node_ports_of(services: list[Any]) -> dict[str, dict[str, Any]]:
+    """The gateway Service's ports, as the API server assigned their NodePorts."""
+    node_ports = {}
+    for svc in services:
+        if getattr(svc, "kind", None) == "Service":
+            for p in svc.spec.ports or []:
+                node_ports[str(p.port)] = {"node_port": p.nodePort,
+                                           "target": int(p.targetPort or p.port),
+                                           "name": p.name}
+    return node_ports
+
+
+def istiod_home(lab: LabState, cluster: str) -> Path:
+    """istiod's working folder, laid out as its pod's file system (etc/cacerts holds a CA key:
+    the folder is root's alone)."""
+    home = lab.path("istiod", cluster)
+    home.mkdir(parents=True, exist_ok=True)
+    lab.path("istiod").chmod(0o700)
+    return home
+
+
+def start_volumes(lab: LabState, cluster: str) -> None:
+    """The kubelet stand-in for istiod's volumes: ``cacerts`` and the ``istio`` ConfigMap."""
+    home = istiod_home(lab, cluster)
+    cmd = helper("volumes", "--kubeconfig", str(lab.kubeconfig(cluster)),
+                 "--volume", f"secret:istio-system/cacerts={home / 'etc' / 'cacerts'}",
+                 "--volume", f"configmap:istio-system/istio={home / 'etc' / 'istio' / 'config'}")
+    lab.cluster(cluster)["volumes"] = lab.spawn(cmd, lab.path(f"volumes-{cluster}.log"))
+    lab.save()
+
+
+def start_istiods(lab: LabState, plan: Plan) -> None:
+    """istiod per cluster, once the kubelet stand-in has delivered the ``cacerts`` apply wrote
+    (istiod would otherwise make a CA of its own), with the install's environment."""
+
+    def delivered() -> str | None:
+        for cluster in plan.clusters:
+            etc = istiod_home(lab, cluster) / "etc"
+            for need in ("cacerts/root-cert.pem", "istio/config/mesh"):
+                if not (etc / need).is_file():
+                    return f"{cluster}: {need} not delivered yet (see volumes-{cluster}.log)"
+        return None
+    wait_until("the cacerts Secret and the istio ConfigMap in istiod's volumes", delivered,
+               READY_TIMEOUT)
+    args = [*TESTENV, "istiod", "--dir", str(lab.path("testenv"))]
+    for cluster in plan.clusters:
+        info = lab.cluster(cluster)
+        args += ["--home", f"{cluster}={istiod_home(lab, cluster)}",
+                 "--install", f"{cluster}={lab.path('install', cluster + '.json')}",
+                 "--address", f"{cluster}={info['istiod']}"]
+    log(f"starting istiod in {len(plan.clusters)} clusters")
+    run_testenv([*args, *plan.clusters], "istiod")
+
+
+def judge_applied(lab: LabState) -> None:
+    """Every Istio object in each cluster, submitted again as a dry run now that Istio's
+    webhook is registered: what a real cluster would refuse fails the lab."""
+    for cluster in lab.state["clusters"]:
+        k = kube.Kube(lab.kubeconfig(cluster))
+        try:
+            refused = k.judge_istio()
+        finally:
+            k.close()
+        if refused:
+            raise LabError(f"{cluster}: Istio's webhook refuses what meshbridge applied:\n  "
+                           + "\n  ".join(refused))
 
 
 def stop_control_planes(lab: LabState) -> list[str]:
@@ -96,14 +215,20 @@ def start_dns(lab: LabState) -> None:
     lab.save()
 
 
-def apply_and_wait(lab: LabState) -> None:
+def apply(lab: LabState) -> None:
+    """``meshbridge apply`` of the lab's intents; its output is kept in DIR/apply.log."""
     log("meshbridge apply")
     proc = meshbridge("apply", *lab.mb_state(), "-f", str(lab.path("intents.yaml")),
                       check=False)
-    lab.path("apply.log").write_text(proc.stdout + proc.stderr)
+    with lab.path("apply.log").open("a") as out:
+        out.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise LabError(f"meshbridge apply failed (exit {proc.returncode}):\n"
                        f"{proc.stderr.strip() or proc.stdout.strip()}")
+
+
+def apply_and_wait(lab: LabState) -> None:
+    apply(lab)
     wait_synced(lab)
 
 

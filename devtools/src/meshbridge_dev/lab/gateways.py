@@ -1,10 +1,12 @@
 """The ingress gateways: per cluster ``pilot-agent proxy router`` (``sni-dnat``) running the
 stock Envoy at the node address that stands for the Cluster's ``gateway``.
 
-The gateway gets the Service, ServiceAccount, Role and RoleBinding of the install manifest
-``istioctl manifest generate`` makes of the cluster's rendered IstioOperator, its labels and
-environment, a Node and Pod object, and an EndpointSlice. kube-proxy's NodePort is stood in for
-by iptables REDIRECT in the gateway's namespace, from each NodePort to its target port.
+The gateway's Service, ServiceAccount, Role and RoleBinding are the install's, written before
+meshbridge applies (``control.install_objects``); here it gets its labels and environment from
+the same install, a Pod object with status, and an EndpointSlice. kube-proxy's NodePort is
+stood in for by iptables REDIRECT in the gateway's namespace, from each NodePort to its target
+port. Ingress credentials reach it as in a real cluster: istiod serves it the Secrets that
+``credentialName`` names (SDS), which the install's Role lets it read.
 """
 
 from __future__ import annotations
@@ -21,28 +23,13 @@ from .state import LabState
 NodePorts = dict[str, dict[str, Any]]  # Service port -> {node_port, target, name}
 
 
-def node_ports_of(services: list[Any]) -> NodePorts:
-    """The gateway Service's ports, as the API server assigned their NodePorts."""
-    node_ports = {}
-    for svc in services:
-        if getattr(svc, "kind", None) == "Service":
-            for p in svc.spec.ports or []:
-                node_ports[str(p.port)] = {"node_port": p.nodePort,
-                                           "target": int(p.targetPort or p.port),
-                                           "name": p.name}
-    return node_ports
-
-
 def publish_gateway(lab: LabState, cluster: str, install: istio.Install) -> tuple[Pod, str]:
-    """The Node, the install's gateway objects, the gateway Pod (with status) and its
-    EndpointSlice in the cluster; the pod's record and its service-account token."""
+    """The gateway Pod (with status) and its EndpointSlice in the cluster; the pod's record
+    and its service-account token."""
     info = lab.cluster(cluster)
+    node_ports: NodePorts = info["node_ports"]
     k = kube.Kube(lab.kubeconfig(cluster))
     try:
-        node_labels = {key: v for key, v in info["labels"].items()
-                       if key.startswith("topology.kubernetes.io/")}
-        k.apply([kube.node(NODE_NAME, info["node"], node_labels)])
-        info["node_ports"] = node_ports = node_ports_of(k.apply(install.gateway_objects))
         rec = new_pod(lab, f"{GATEWAY_NAME}.istio-system@{cluster}", "gateway", cluster,
                       "istio-system", GATEWAY_NAME, info["node"])
         k.apply([kube.pod(rec["name"], "istio-system", install.gateway_labels,
@@ -82,9 +69,9 @@ def start_gateway(lab: LabState, cluster: str, install: istio.Install, tools: di
     env = istio.pod_env(
         name=rec["name"], namespace="istio-system", address=rec["address"], node=NODE_NAME,
         node_address=info["node"], service_account=GATEWAY_SERVICE_ACCOUNT,
-        cluster=cluster, mesh=lab.mesh(cluster), envoy=istio.envoy_binary(),
+        cluster=install.cluster_id, mesh=lab.mesh(cluster), envoy=istio.envoy_binary(),
         workload=GATEWAY_NAME, ports=[v["target"] for v in node_ports.values()],
-        extra={k: v for k, v in install.gateway_env.items() if k != "ISTIO_META_CLUSTER_ID"},
+        extra=install.gateway_env,
     )
     start_proxy(lab, f"{GATEWAY_NAME}.istio-system@{cluster}", rec, tools, env,
                 install.gateway_labels, token,

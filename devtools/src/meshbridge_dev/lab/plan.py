@@ -11,7 +11,8 @@ the placement meshbridge compiles), and derives:
 * one stand-in host per ExternalService, answering on its ports.
 
 The rewritten intents (``DIR/intents.yaml``) differ from the input only where the input names
-places outside the lab: a Cluster's gateway address (the lab node's address, port unchanged) and
+places outside the lab: a Cluster's gateway address when it gives one (the lab node's address,
+port unchanged; one it leaves out stays out, and apply discovers it from the cluster) and
 kubeconfig (the lab's API server), and ExternalService endpoint addresses (the stand-in host).
 Everything else, VIPs and hosts included, is what the user wrote, so what meshbridge renders for
 the lab is what it renders for them.
@@ -178,8 +179,9 @@ def rewrite(
         spec = doc.setdefault("spec", {}) if kind in ("Cluster", "ExternalService") else None
         if kind == "Cluster" and spec is not None:
             name = meta["name"]
-            if spec.get("gateway") is not None:
-                spec["gateway"]["address"] = node_addresses[name]
+            gateway = spec.get("gateway") or {}
+            if gateway.get("address") is not None:  # none given: apply discovers it
+                gateway["address"] = node_addresses[name]
             spec["kubeconfig"] = {"path": str(kubeconfigs[name]), "context": name}
         elif kind == "ExternalService" and spec is not None:
             key = f"{meta['name']}.{meta.get('namespace') or 'default'}@external"

@@ -99,8 +99,7 @@ def start_proxy(lab: LabState, key: str, rec: Pod, tools: dict[str, Path], env: 
     if root.exists():
         shutil.rmtree(root)
     hosts, resolv = hosts_and_resolv(lab, rec)
-    ca = lab.path("ca", rec["cluster"], "root-cert.pem").read_bytes()
-    istio.prepare_pod_dir(root, token=token, root_cert=ca,
+    istio.prepare_pod_dir(root, token=token, root_cert=published_root(lab, rec),
                           template=tools["envoy-bootstrap-template"], labels=labels,
                           annotations={}, hosts=hosts, resolv=resolv)
     cmd = net.in_netns(lab.fabric.ns(rec["netns"]), [str(tools["pilot-agent"]), *args],
@@ -114,6 +113,26 @@ def start_proxy(lab: LabState, key: str, rec: Pod, tools: dict[str, Path], env: 
     lab.save()
 
 
+def published_root(lab: LabState, rec: Pod) -> bytes:
+    """The mesh root a pod trusts: the ``istio-ca-root-cert`` ConfigMap istiod publishes in the
+    pod's namespace (the kubelet mounts it into istio-proxy), once istiod has written it."""
+    found: dict[str, bytes] = {}
+
+    def published() -> str | None:
+        k = kube.Kube(lab.kubeconfig(rec["cluster"]))
+        try:
+            data = k.config_map(rec["namespace"], "istio-ca-root-cert")
+        finally:
+            k.close()
+        if not data or "root-cert.pem" not in data:
+            return f"no istio-ca-root-cert in namespace {rec['namespace']} yet"
+        found["root"] = data["root-cert.pem"].encode()
+        return None
+    wait_until(f"istiod to publish its root in {rec['namespace']}@{rec['cluster']}", published,
+               READY_TIMEOUT)
+    return found["root"]
+
+
 def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
     """Start the pods the plan has and the lab lacks; stop the ones it no longer has."""
     wanted = dict(plan.instances)
@@ -125,7 +144,13 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
     for key, inst in wanted.items():
         if key not in lab.state["pods"]:
             by_cluster.setdefault(inst.cluster, []).append(inst)
-    each(lambda c: start_instances(lab, c, by_cluster[c], tools), sorted(by_cluster))
+    # Every new pod gets its address, and the DNS stand-in its name, before any proxy starts:
+    # a proxy resolves the Service names of its configuration (DNS-resolved ServiceEntry
+    # endpoints) when the configuration arrives, and a real cluster's DNS answers for a Service
+    # before its pods run.
+    claimed = {c: [(inst, claim_pod(lab, inst)) for inst in by_cluster[c]] for c in by_cluster}
+    write_zones(lab)
+    each(lambda c: start_instances(lab, c, claimed[c], tools), sorted(claimed))
     for key, ext in plan.externals.items():
         if key not in lab.state["pods"]:
             start_external(lab, key, ext)
@@ -136,19 +161,25 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
     wait_ready(lab)
 
 
-def start_instances(lab: LabState, cluster: str, instances: list[Instance],
+def claim_pod(lab: LabState, inst: Instance) -> Pod:
+    """An app pod's record, address and network namespace; nothing runs yet."""
+    with lab.lock:
+        rec = new_pod(lab, inst.key, "app", inst.cluster, inst.namespace, inst.app,
+                      pod_address(lab, inst.cluster))
+        rec["ports"] = [[p.number, p.protocol, p.service] for p in inst.ports]
+        rec["tls_names"] = list(inst.external_hosts)
+        rec["service_account"] = inst.service_account
+        rec["labels"] = inst.labels
+        lab.save()
+        return rec
+
+
+def start_instances(lab: LabState, cluster: str, claimed: list[tuple[Instance, Pod]],
                     tools: dict[str, Path]) -> None:
     """The app pods of one cluster, with the objects the cluster holds for them."""
     k = kube.Kube(lab.kubeconfig(cluster))
     try:
-        for inst in instances:
-            with lab.lock:
-                rec = new_pod(lab, inst.key, "app", cluster, inst.namespace, inst.app,
-                              pod_address(lab, cluster))
-                rec["ports"] = [[p.number, p.protocol, p.service] for p in inst.ports]
-                rec["tls_names"] = list(inst.external_hosts)
-                rec["service_account"] = inst.service_account
-                rec["labels"] = inst.labels
+        for inst, rec in claimed:
             k.apply([kube.namespace(inst.namespace),
                      kube.service_account(inst.service_account, inst.namespace)])
             k.apply([kube.pod(rec["name"], inst.namespace, injected_labels(inst),
@@ -168,7 +199,8 @@ def start_app_pod(lab: LabState, inst: Instance, rec: Pod, tools: dict[str, Path
     env = istio.pod_env(
         name=rec["name"], namespace=inst.namespace, address=rec["address"], node=NODE_NAME,
         node_address=lab.cluster(inst.cluster)["node"],
-        service_account=inst.service_account, cluster=inst.cluster, mesh=lab.mesh(inst.cluster),
+        service_account=inst.service_account,
+        cluster=lab.cluster(inst.cluster)["cluster_id"], mesh=lab.mesh(inst.cluster),
         envoy=istio.envoy_binary(), workload=inst.app, ports=[p.number for p in inst.ports],
     )
     # The istio-init container: Istio's own capture rules, with the injector's arguments.

@@ -23,6 +23,9 @@ def recorded_processes(lab: LabState) -> list[tuple[str, Record]]:
             recs.append((f"{key} {name}", proc))
     if lab.state.get("dns"):
         recs.append(("dns", lab.state["dns"]))
+    for name, info in lab.state.get("clusters", {}).items():
+        if info.get("volumes"):
+            recs.append((f"{name} volumes", info["volumes"]))
     return recs
 
 

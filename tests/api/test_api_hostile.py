@@ -185,3 +185,13 @@ def test_any_body_on_any_route_gets_a_documented_answer(fuzzed: Api, route: tupl
     answer = fuzzed.http.request(method, url, content=body, headers=headers)
     assert 200 <= answer.status_code < 300 or answer.status_code in DOCUMENTED, answer.text[:500]
     assert "Traceback" not in answer.text and "internal error" not in answer.text
+
+
+def test_a_resource_version_of_the_body_is_quoted_bounded_and_escaped(api: Api) -> None:
+    cluster = {"apiVersion": "meshbridge.dev/v1alpha1", "kind": "Cluster",
+               "metadata": {"name": "c1", "resourceVersion": "\x1b]0;x\x07" + "9" * 100_000},
+               "spec": {"gateway": {"address": "10.0.0.1"}}}
+    answer = api.put("/api/v1/clusters/c1", cluster)
+    assert answer.status_code == 409
+    message = answer.json()["errors"][0]["message"]
+    assert message.startswith("Cluster c1: resourceVersion \\x1b]0;x\\x0799") and len(message) < 300

@@ -523,10 +523,10 @@ def _precondition(key: ObjectKey, expect: str | None, current: ResourceRow | Non
     kind, namespace, name = key
     ident = f"{kind} {namespace + '/' if namespace else ''}{name}"
     if current is None:
-        raise Conflict(f"{ident}: resourceVersion {expect} is stale: the object no longer exists")
+        raise Conflict(f"{ident}: resourceVersion {escaped(expect)} is stale: the object no longer exists")
     if str(current.resource_version) != expect:
         raise Conflict(
-            f"{ident}: resourceVersion {expect} is stale (stored: "
+            f"{ident}: resourceVersion {escaped(expect)} is stale (stored: "
             f"{current.resource_version}); read it again and retry"
         )
 

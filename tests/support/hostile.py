@@ -103,7 +103,7 @@ def _hostile() -> list[Hostile]:
         Hostile("a million values", b"[" + b"0," * 1_000_000 + b"0]", "more than 100,000 values"),
         Hostile("a value of 2 MiB", b"kind: " + b"x" * (2 << 20) + b"\n", "a value of"),
         Hostile("a JSON text of a million values", b"[" + b"{}," * 1_000_000 + b"{}]",
-                "more than 500,000 values", ctype="application/json"),
+                "more than 524,288 values", ctype="application/json"),
         Hostile("terminal escapes in a name", yaml.safe_dump(
             {"apiVersion": API, "kind": "App", "metadata": {"name": ESCAPES, "namespace": "foo"},
              "spec": {"clusters": ["c1"]}}).encode(), "\\x1b]0;pwned\\x07", (422,)),

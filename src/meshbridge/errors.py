@@ -50,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from meshbridge import plural
+from meshbridge.excerpt import escaped
 from meshbridge.viprecord import Taken
 
 __all__ = [
@@ -81,6 +82,10 @@ __all__ = [
 ]
 
 
+_SHOWN = 1024  # characters of a path or file name in a problem's line (messages: 4x)
+_NAME = 253  # characters of a name: a DNS name's longest
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     """One thing wrong with the input, located as precisely as we can.
@@ -99,12 +104,14 @@ class Problem:
 
     @property
     def where(self) -> str:
-        ident = f"{self.kind}/{self.name}" if self.kind else "document"
-        return f"{self.source}#{self.document} {ident}"
+        """``source#document Kind/name``, escaped: a name (or a file name) may hold any
+        character, and this is printed on terminals (:mod:`meshbridge.excerpt`)."""
+        ident = f"{self.kind}/{escaped(self.name, _NAME)}" if self.kind else "document"
+        return f"{escaped(self.source, _SHOWN)}#{self.document} {ident}"
 
     def __str__(self) -> str:
-        path = f" {self.path}" if self.path else ""
-        return f"{self.where}{path}: {self.message}"
+        path = f" {escaped(self.path, _SHOWN)}" if self.path else ""
+        return f"{self.where}{path}: {escaped(self.message, 4 * _SHOWN)}"
 
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pgcluster import free_port
 
@@ -41,6 +42,18 @@ class Api:
         headers = {**self.as_(role), "Content-Type": ctype}
         return self.http.post("/api/v1/apply", content=text.encode(), headers=headers, **kw)
 
+
+
+def api_routes(routes: list) -> list[APIRoute]:
+    """Every APIRoute of an app, through included routers (FastAPI keeps those as one route
+    each)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            found.extend(api_routes(route.original_router.routes))
+    return found
 
 
 @dataclass

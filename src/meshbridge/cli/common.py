@@ -16,6 +16,7 @@ from rich.console import Console
 
 from meshbridge import plural
 from meshbridge.errors import InvalidInput, MeshbridgeError
+from meshbridge.excerpt import escaped
 
 DEFAULT_STATE = ".meshbridge/state.db"
 
@@ -87,5 +88,7 @@ def errors_mapped() -> Iterator[None]:
         )
         raise typer.Exit(2) from None
     except MeshbridgeError as exc:
-        err_console.print(f"error: {exc}", style="red", markup=False)
+        # a message may quote a name from a server's answer or a file: escaped, line by line
+        shown = "\n".join(escaped(line, 4096) for line in str(exc).split("\n"))
+        err_console.print(f"error: {shown}", style="red", markup=False)
         raise typer.Exit(1) from None

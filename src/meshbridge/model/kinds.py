@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from meshbridge.excerpt import LIMIT, escaped, quoted
+
 API_VERSION = "meshbridge.dev/v1alpha1"
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -35,7 +37,7 @@ _PORT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 def _dns_label(value: str) -> str:
     if len(value) > 63 or not _LABEL_RE.match(value):
         raise ValueError(
-            f"{value!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
+            f"{quoted(value)} is not a DNS-1123 label (lower-case letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters)"
         )
     return value
@@ -43,7 +45,7 @@ def _dns_label(value: str) -> str:
 
 def _dns_name(value: str) -> str:
     if not _DNS_NAME_RE.match(value) or any(len(part) > 63 for part in value.split(".")):
-        raise ValueError(f"{value!r} is not a valid DNS name (lower-case, no wildcard)")
+        raise ValueError(f"{quoted(value)} is not a valid DNS name (lower-case, no wildcard)")
     return value
 
 
@@ -52,13 +54,13 @@ def _label_key(value: str) -> str:
     if prefix:
         _dns_name(prefix)
     if not name or len(name) > 63 or not _LABEL_KEY_NAME_RE.match(name):
-        raise ValueError(f"{value!r} is not a valid label key")
+        raise ValueError(f"{quoted(value)} is not a valid label key")
     return value
 
 
 def _label_value(value: str) -> str:
     if value and (len(value) > 63 or not _LABEL_KEY_NAME_RE.match(value)):
-        raise ValueError(f"{value!r} is not a valid label value")
+        raise ValueError(f"{quoted(value)} is not a valid label value")
     return value
 
 
@@ -69,7 +71,7 @@ def _ip_or_dns(value: str) -> str:
         try:
             _dns_name(value)
         except ValueError:
-            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
+            raise ValueError(f"{quoted(value)} is neither an IP address nor a DNS name") from None
     return value
 
 
@@ -77,15 +79,15 @@ def _ip(value: str) -> str:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
+        raise ValueError(f"{quoted(value)} is not an IP address") from None
     return value
 
 
 def _http_path(value: str) -> str:
     if not value.startswith("/") and value != "*" and not value.startswith("*"):
-        raise ValueError(f"{value!r} is not a path: it must start with '/' (or be '*' / '*suffix')")
+        raise ValueError(f"{quoted(value)} is not a path: it must start with '/' (or be '*' / '*suffix')")
     if "*" in value.strip("*"):
-        raise ValueError(f"{value!r}: '*' is only allowed at the start or end of a path")
+        raise ValueError(f"{quoted(value)}: '*' is only allowed at the start or end of a path")
     return value
 
 
@@ -188,11 +190,12 @@ class MeshSpec(_Model):
         try:
             net = ipaddress.ip_network(value, strict=True)
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not a network in CIDR form: {exc}") from None
+            why = escaped(str(exc), 2 * LIMIT)
+            raise ValueError(f"{quoted(value)} is not a network in CIDR form: {why}") from None
         if net.version != 4:
             raise ValueError("only IPv4 VIP pools are supported")
         if net.prefixlen > 30:
-            raise ValueError(f"{value!r} is too small to hold any VIP (at most /30)")
+            raise ValueError(f"{quoted(value)} is too small to hold any VIP (at most /30)")
         return value
 
     @property
@@ -296,7 +299,7 @@ def _duration(value: str) -> str:
     """An Istio duration as users write it: a whole number and a unit (``500ms``, ``5s``, ``2m``)."""
     m = re.fullmatch(r"([0-9]{1,9})(ms|s|m|h)", value)
     if m is None:
-        raise ValueError(f"{value!r} is not a duration such as 500ms, 5s or 2m")
+        raise ValueError(f"{quoted(value)} is not a duration such as 500ms, 5s or 2m")
     if int(m.group(1)) == 0:
         raise ValueError("a duration must be longer than 0")
     return value

@@ -40,6 +40,7 @@ from typing import Any
 
 from meshbridge import compile as mbcompile
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem
+from meshbridge.excerpt import escaped, quoted
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located
 from meshbridge.server.allocation import Needs, replan
@@ -416,8 +417,8 @@ class _Batch:
         row = current.row if current else broken.row if broken else None
         if row is None:
             kind, namespace, name = change.key
-            where = f" in namespace {namespace}" if namespace else ""
-            raise NotFound(f"{kind} {name!r} not found{where}")
+            where = f" in namespace {escaped(namespace)}" if namespace else ""
+            raise NotFound(f"{kind} {quoted(name)} not found{where}")
         _precondition(change.key, change.expect, row)
         self.deleted.append((change.key, row))
         self.outcomes.append(DocumentWrite(change.key, "deleted", _object(row, current)))
@@ -522,10 +523,10 @@ def _precondition(key: ObjectKey, expect: str | None, current: ResourceRow | Non
     kind, namespace, name = key
     ident = f"{kind} {namespace + '/' if namespace else ''}{name}"
     if current is None:
-        raise Conflict(f"{ident}: resourceVersion {expect} is stale: the object no longer exists")
+        raise Conflict(f"{ident}: resourceVersion {escaped(expect)} is stale: the object no longer exists")
     if str(current.resource_version) != expect:
         raise Conflict(
-            f"{ident}: resourceVersion {expect} is stale (stored: "
+            f"{ident}: resourceVersion {escaped(expect)} is stale (stored: "
             f"{current.resource_version}); read it again and retry"
         )
 
@@ -549,16 +550,18 @@ def _mismatch(change: Put, key: ObjectKey, located: Located[Any]) -> Problem:
     want_kind, want_ns, want_name = change.key
     kind, namespace, name = key
     if kind != want_kind:
-        return _problem(change, located, "kind", f"must be {want_kind!r} at this URL, not {kind!r}")
+        return _problem(change, located, "kind",
+                        f"must be {want_kind!r} at this URL, not {quoted(kind)}")
     if namespace != want_ns:
         return _problem(
             change,
             located,
             "metadata.namespace",
-            f"must be {want_ns!r} (the URL's), not {namespace!r}",
+            f"must be {quoted(want_ns)} (the URL's), not {quoted(namespace)}",
         )
     return _problem(
-        change, located, "metadata.name", f"must be {want_name!r} (the URL's), not {name!r}"
+        change, located, "metadata.name",
+        f"must be {quoted(want_name)} (the URL's), not {quoted(name)}",
     )
 
 

@@ -56,6 +56,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from meshbridge.errors import StateError, StateLocked, StateUnavailable
+from meshbridge.keyfiles import make_key_dirs, open_key_file
 from meshbridge.store import migrate
 from meshbridge.store.dialect import upsert
 from meshbridge.store.records import Revisions
@@ -438,10 +439,9 @@ def _create_sqlite_file(url: str) -> None:
         return
     path = Path(raw).expanduser()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_key_dirs(path.parent)  # the store holds sealed keys, the key file goes beside it
         if not path.exists():
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
+            os.close(open_key_file(path, os.O_CREAT | os.O_WRONLY))
     except OSError as exc:
         raise StateError(f"cannot create the state store {path}: {exc.strerror}") from exc
 

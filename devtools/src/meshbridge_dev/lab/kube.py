@@ -146,16 +146,28 @@ def service_account(name: str, ns: str) -> dict[str, Any]:
             "metadata": {"name": name, "namespace": ns}}
 
 
-def node(name: str, address: str, labels: dict[str, str]) -> dict[str, Any]:
+def node(name: str, address: str, labels: dict[str, str], kubelet: tuple[str, int]
+         ) -> dict[str, Any]:
+    """The lab's Node: its NodePorts at ``address`` (the ExternalIP, where callers from outside
+    reach the ingress gateway), its kubelet at ``kubelet`` (the InternalIP and the
+    ``daemonEndpoints`` port, where the API server dials it for pods/portforward)."""
+    kubelet_address, kubelet_port = kubelet
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}},
-        "status": {"addresses": [{"type": "InternalIP", "address": address}]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": kubelet_address},
+                          {"type": "ExternalIP", "address": address}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+        },
     }
 
 
 def pod(name: str, ns: str, labels: dict[str, str], service_account_name: str, node_name: str,
-        containers: list[str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        containers: list[str] | list[dict[str, Any]], annotations: dict[str, str] | None = None
+        ) -> dict[str, Any]:
+    """A Pod bound to ``node_name``; ``containers`` are names, or ``{name, ports}``."""
+    specs = [{"name": c} if isinstance(c, str) else c for c in containers]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels,
@@ -163,7 +175,7 @@ def pod(name: str, ns: str, labels: dict[str, str], service_account_name: str, n
         "spec": {
             "serviceAccountName": service_account_name,
             "nodeName": node_name,
-            "containers": [{"name": c, "image": f"mesh-lab/{c}"} for c in containers],
+            "containers": [{**c, "image": f"mesh-lab/{c['name']}"} for c in specs],
         },
     }
 

@@ -110,9 +110,10 @@ class Lab(LabState):
                 "index": i, "node": net.node_address(i), "istiod": net.istiod_address(i),
                 "dns": net.dns_address(i), "gateway_port": plan.clusters[name].gateway_port,
                 "labels": plan.clusters[name].labels,
+                "kubelet": {"address": net.kubelet_address(i)},
             }
-            fabric.add_address("ctl", net.istiod_address(i))
-            fabric.add_address("ctl", net.dns_address(i))
+            for address in (net.istiod_address(i), net.dns_address(i), net.kubelet_address(i)):
+                fabric.add_address("ctl", address)
         self.save()
 
     def _up(self, plan: Plan, tools: dict[str, Path]) -> None:
@@ -133,7 +134,9 @@ class Lab(LabState):
         control.apply(self)
         for cluster in clusters:
             control.start_volumes(self, cluster)
+            control.start_kubelet(self, cluster)
         control.start_istiods(self, plan)
+        each(lambda c: control.publish_istiod(self, c, installs[c]), clusters)
         control.judge_applied(self)
         control.start_dns(self)
         # The pods first: the gateways resolve Service names (the endpoints of server-side

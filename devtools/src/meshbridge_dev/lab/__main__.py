@@ -87,6 +87,19 @@ def _parser() -> argparse.ArgumentParser:
                                   "admin) and print the JSON answer"))
     api.add_argument("cluster")
     api.add_argument("path", metavar="PATH", help="e.g. /api/v1/namespaces/istio-system/secrets")
+    sp = with_dir(sub.add_parser("stop-proxy", help="stop one proxy (pilot-agent and its Envoy): "
+                                 "it disconnects from istiod; the app and its Pod object stay"))
+    sp.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
+                    help="an app instance, or istio-ingressgateway.istio-system@CLUSTER")
+    si = with_dir(sub.add_parser("stop-istiod", help="stop a cluster's istiod process (its Pod "
+                                 "object stays, as when its container dies)"))
+    si.add_argument("cluster")
+    obj = with_dir(sub.add_parser("objects", help="apply (server-side, as a user: field manager "
+                                  "mesh-lab-user) or delete the objects of YAML files in a lab "
+                                  "cluster, e.g. an EnvoyFilter of one's own"))
+    obj.add_argument("cluster")
+    obj.add_argument("action", choices=["apply", "delete"])
+    obj.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
     with_dir(sub.add_parser("status", help="what runs in the lab"))
     with_dir(sub.add_parser("down", help="stop everything the lab started and delete its "
                             "network namespaces"))
@@ -153,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                                                   key))
         elif args.command == "external":
             return _external(lab, args)
+        elif args.command == "stop-proxy":
+            lab.stop_proxy(args.instance)
+        elif args.command == "stop-istiod":
+            lab.stop_istiod(args.cluster)
+        elif args.command == "objects":
+            for done in lab.objects(args.cluster, args.action, args.filename):
+                print(f"{done} {'applied' if args.action == 'apply' else 'deleted'}")
         elif args.command == "admin":
             return _run_client(lab.admin_command(args.instance, args.path))
         elif args.command == "api":

@@ -18,7 +18,10 @@ from typing import Any
 from lightkube import Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource import NamespacedResource
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import (
+    create_namespaced_resource,
+    load_in_cluster_generic_resources,
+)
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Pod, ServiceAccount
@@ -43,6 +46,37 @@ class Kube:
             res = codecs.from_dict(obj)
             out.append(self.client.apply(res, force=True))
         return out
+
+    def apply_any(self, objs: Iterable[dict[str, Any]], field_manager: str) -> list[str]:
+        """Server-side apply objects of any kind the cluster serves (its CRDs' included), as
+        ``kubectl apply --server-side`` would for a user: ``Kind namespace/name`` of each."""
+        load_in_cluster_generic_resources(self.client)
+        user = Client(config=self.client.config, field_manager=field_manager)
+        done = []
+        try:
+            for obj in objs:
+                user.apply(codecs.from_dict(obj), force=True)
+                meta = obj["metadata"]
+                done.append(f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}")
+        finally:
+            user.close()
+        return done
+
+    def delete_any(self, objs: Iterable[dict[str, Any]]) -> list[str]:
+        """Delete objects of any kind the cluster serves; those that were there."""
+        load_in_cluster_generic_resources(self.client)
+        done = []
+        for obj in objs:
+            res: Any = type(codecs.from_dict(obj))  # lightkube types it per scope
+            meta = obj["metadata"]
+            try:
+                self.client.delete(res, meta["name"], namespace=meta.get("namespace"))
+            except ApiError as e:
+                if e.status.code != 404:
+                    raise
+                continue
+            done.append(f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}")
+        return done
 
     def delete(self, objs: Iterable[dict[str, Any]]) -> None:
         for obj in objs:

@@ -32,9 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from meshbridge_dev.testenv import TestenvError, recorded_api
 
-from . import control, istio, net, pki, pods, teardown, traffic
+from . import control, istio, kube, net, pki, pods, teardown, traffic
 from .common import (
     SIDECAR_UID,
     LabError,
@@ -48,6 +50,8 @@ from .common import (
 from .gateways import start_gateway
 from .plan import Plan, build
 from .state import LabState
+
+USER_FIELD_MANAGER = "mesh-lab-user"  # objects a user applies by hand (`mesh-lab objects`)
 
 
 def validated_plan(files: list[str]) -> Plan:
@@ -180,6 +184,42 @@ class Lab(LabState):
     def start(self, spec: str) -> None:
         pods.restart_stub(self, *self.instance(spec))
 
+    def stop_proxy(self, spec: str) -> None:
+        self.load()
+        rec = self.state["pods"].get(spec)
+        if rec is None or "proxy" not in rec.get("procs", {}):
+            raise LabError(f"no proxy {spec!r} in this lab (known: {self._proxies()})")
+        pods.stop_proxy(self, spec, rec)
+
+    def stop_istiod(self, cluster: str) -> None:
+        self.load()
+        self._known_cluster(cluster)
+        control.stop_istiod(self, cluster)
+
+    def objects(self, cluster: str, action: str, files: list[str]) -> list[str]:
+        """Apply (server-side, field manager ``mesh-lab-user``: a user's own objects, not
+        meshbridge's) or delete the objects of YAML files in a lab cluster."""
+        self.load()
+        self._known_cluster(cluster)
+        docs = [d for f in files for d in yaml.safe_load_all(Path(f).read_text()) if d]
+        enter_netns(self.fabric.ctl)
+        k = kube.Kube(self.kubeconfig(cluster))
+        try:
+            if action == "apply":
+                return k.apply_any(docs, USER_FIELD_MANAGER)
+            return k.delete_any(docs)
+        finally:
+            k.close()
+
+    def _known_cluster(self, cluster: str) -> None:
+        if cluster not in self.state["clusters"]:
+            raise LabError(f"no cluster {cluster!r} in this lab "
+                           f"(have {', '.join(self.state['clusters'])})")
+
+    def _proxies(self) -> str:
+        return ", ".join(k for k, r in sorted(self.state["pods"].items())
+                         if "proxy" in r.get("procs", {}))
+
     def client_command(self, args: list[str], key: str | None) -> list[str]:
         return traffic.client_command(self, args, key)
 
@@ -188,9 +228,7 @@ class Lab(LabState):
         self.load()
         rec = self.state["pods"].get(spec)
         if rec is None or "proxy" not in rec.get("procs", {}):
-            known = ", ".join(k for k, r in sorted(self.state["pods"].items())
-                              if "proxy" in r.get("procs", {}))
-            raise LabError(f"no proxy {spec!r} in this lab (known: {known})")
+            raise LabError(f"no proxy {spec!r} in this lab (known: {self._proxies()})")
         return net.in_netns(self.fabric.ns(rec["netns"]), helper("admin", path))
 
     def node_port(self, cluster: str, port: int) -> tuple[str, int]:
@@ -199,9 +237,7 @@ class Lab(LabState):
     def api_get(self, cluster: str, path: str) -> tuple[int, dict[str, Any]]:
         """GET ``path`` of ``cluster``'s API server as its admin (inside the lab's namespace)."""
         self.load()
-        if cluster not in self.state["clusters"]:
-            raise LabError(f"no cluster {cluster!r} in this lab "
-                           f"(have {', '.join(self.state['clusters'])})")
+        self._known_cluster(cluster)
         enter_netns(self.fabric.ctl)
         try:
             return recorded_api(self.path("testenv"), cluster).get_json(path)

@@ -149,30 +149,56 @@ async def get(
     """``GET`` each of ``paths`` on ``port`` inside the pod, on one forwarded connection, in
     order. PortForwardError when the forward is refused or fails, or what answers is not
     HTTP; Unreachable when the API server cannot be reached."""
-    url = f"/api/v1/namespaces/{namespace}/pods/{pod}/portforward"
     try:
-        async with http_client(client).websocket(
-            url,
-            params={"ports": str(port)},
-            subprotocols=[PROTOCOL],
-            max_message_size_bytes=MAX_MESSAGE,
-            keepalive_ping_interval_seconds=None,
-            timeout=timeout,
-        ) as ws:
-            tunnel = _Tunnel(ws, timeout)
-            conn = h11.Connection(h11.CLIENT)
-            answers = []
-            for i, path in enumerate(paths):
-                answers.append(await _exchange(conn, tunnel, path, last=i == len(paths) - 1))
-                if i < len(paths) - 1:
-                    conn.start_next_cycle()
-            return answers
-    except WebSocketUpgradeError as exc:
+        return await _forwarded(client, namespace, pod, port, paths, timeout)
+    except BaseExceptionGroup as group:  # the WebSocket's task group wraps what its body raised
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        mapped = _mapped(error, port)
+        if mapped is None:
+            raise
+        raise mapped from error
+    except Exception as exc:
+        mapped = _mapped(exc, port)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+def _mapped(exc: BaseException, port: int) -> Exception | None:
+    """A failure as meshbridge reports it, or None when it is not one of the expected ones."""
+    if isinstance(exc, PortForwardError | Unreachable):
+        return exc
+    if isinstance(exc, WebSocketUpgradeError):
         code = exc.response.status_code
-        raise PortForwardError(REFUSED.get(code, f"{code}: the port-forward was refused")) from None
-    except h11.ProtocolError as exc:
-        raise PortForwardError(f"what answers on port {port} is not HTTP: {exc}") from None
-    except HTTPXWSException as exc:
-        raise PortForwardError(f"the port-forward broke: {type(exc).__name__}") from None
-    except (httpx2.TransportError, OSError) as exc:
-        raise Unreachable((str(exc) or type(exc).__name__).splitlines()[0][:300]) from exc
+        return PortForwardError(REFUSED.get(code, f"{code}: the port-forward was refused"))
+    if isinstance(exc, h11.ProtocolError):
+        return PortForwardError(f"what answers on port {port} is not HTTP: {exc}")
+    if isinstance(exc, HTTPXWSException):
+        return PortForwardError(f"the port-forward broke: {type(exc).__name__}")
+    if isinstance(exc, httpx2.TransportError | OSError):
+        return Unreachable((str(exc) or type(exc).__name__).splitlines()[0][:300])
+    return None
+
+
+async def _forwarded(
+    client: AsyncClient, namespace: str, pod: str, port: int, paths: list[str], timeout: float
+) -> list[Answer]:
+    url = f"/api/v1/namespaces/{namespace}/pods/{pod}/portforward"
+    async with http_client(client).websocket(
+        url,
+        params={"ports": str(port)},
+        subprotocols=[PROTOCOL],
+        max_message_size_bytes=MAX_MESSAGE,
+        keepalive_ping_interval_seconds=None,
+        timeout=timeout,
+    ) as ws:
+        tunnel = _Tunnel(ws, timeout)
+        conn = h11.Connection(h11.CLIENT)
+        answers = []
+        for i, path in enumerate(paths):
+            answers.append(await _exchange(conn, tunnel, path, last=i == len(paths) - 1))
+            if i < len(paths) - 1:
+                conn.start_next_cycle()
+        return answers

@@ -83,8 +83,10 @@ def installs(lab: LabState, plan: Plan, tools: dict[str, Path]) -> dict[str, ist
             raise LabError(f"meshbridge rendered no IstioOperator for {cluster} at {operator}")
         install = istio.manifest(tools["istioctl"], operator)
         lab.path("mesh", f"{cluster}.yaml").write_text(yaml.safe_dump(install.mesh))
+        # `up --istiod-env` settings over the install's (a test's: istiod's timing, say)
+        env = {**install.istiod_env, **lab.state.get("istiod_env", {})}
         lab.path("install", f"{cluster}.json").write_text(json.dumps(
-            {"env": install.istiod_env, "args": install.istiod_args}, indent=1, sort_keys=True))
+            {"env": env, "args": install.istiod_args}, indent=1, sort_keys=True))
         with lab.lock:
             lab.cluster(cluster)["cluster_id"] = install.cluster_id
             out[cluster] = install

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -66,7 +67,8 @@ def inputs(files: list[str]) -> list[str]:
 class Lab(LabState):
     """One lab in one folder: ``up``, ``apply``, ``down``, and its app instances."""
 
-    def up(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
+    def up(self, files: list[str], service_protocols: dict[str, str] | None = None,
+           istiod_env: dict[str, str] | None = None) -> None:
         if self.state_path.is_file():
             raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
                            f"change its intents, or `mesh-lab down` first")
@@ -83,6 +85,7 @@ class Lab(LabState):
             "id": secrets.token_hex(3), "clusters": {}, "pods": {}, "next_port": 1,
             "inputs": inputs(files), "netns": {}, "tools": {k: str(v) for k, v in tools.items()},
             "service_protocols": service_protocols or {},
+            "istiod_env": istiod_env or {},
         }
         self.save()
         try:
@@ -219,6 +222,15 @@ class Lab(LabState):
     def _proxies(self) -> str:
         return ", ".join(k for k, r in sorted(self.state["pods"].items())
                          if "proxy" in r.get("procs", {}))
+
+    def meshbridge_command(self, args: list[str]) -> list[str]:
+        """meshbridge with ``args`` in the lab's control-plane namespace, where its API servers
+        and kubelets are reached (the lab's state store unless ``--state`` is given)."""
+        self.load()
+        state = [] if "--state" in args or not args or args[0] in ("-h", "--help") \
+            else self.mb_state()
+        exe = str(Path(sys.executable).with_name("meshbridge"))
+        return ["ip", "netns", "exec", self.fabric.ctl, exe, *args, *state]
 
     def client_command(self, args: list[str], key: str | None) -> list[str]:
         return traffic.client_command(self, args, key)

@@ -145,7 +145,7 @@ ReadState = Literal["read", "no-istiod", "failed", "unreachable"]
 class ClusterReading:
     """Every istiod replica of a cluster (``state`` read), or why none could be: no istiod pod
     running (``no-istiod``), its pods cannot be listed (``failed``), the API server cannot be
-    reached (``unreachable``)."""
+    reached or its kubeconfig is unusable (``unreachable``)."""
 
     cluster: str
     state: ReadState
@@ -197,8 +197,8 @@ async def read_cluster(target: ClusterAccess, timeout: float) -> ClusterReading:
     """Every istiod replica of one cluster, read at once."""
     try:
         client = client_for(target, timeout)
-    except KubeconfigError as exc:
-        return ClusterReading(target.name, "failed", error=str(exc))
+    except KubeconfigError as exc:  # it cannot be reached at all
+        return ClusterReading(target.name, "unreachable", error=str(exc))
     try:
         pods, why = await _istiod_pods(client)
         if not pods:
@@ -216,7 +216,7 @@ async def read_cluster(target: ClusterAccess, timeout: float) -> ClusterReading:
         return ClusterReading(target.name, "failed",
                               error=f"{exc.response.status_code}: {exc.request.url.path}")
     except ConfigError as exc:  # credentials that fail when used (an exec plugin, a token file)
-        return ClusterReading(target.name, "failed", error=f"kubeconfig: {exc}")
+        return ClusterReading(target.name, "unreachable", error=f"kubeconfig: {exc}")
     finally:
         await client.close()
 

@@ -36,6 +36,7 @@ __all__ = [
     "Watched",
     "baseline",
     "check",
+    "note",
     "recorded",
     "recorded_targets",
     "wait",
@@ -135,23 +136,28 @@ def check(
     statuses = {s["cluster"]: s for s in cluster_statuses(store)}
     chosen = [t for t in targets if t.name in statuses]
     readings = asyncio.run(read_clusters(chosen, timeout, parallel))
-    views = []
     with store.transaction():
-        for reading in readings:
-            status = statuses[reading.cluster]
-            record = _current(store, status)
-            views.append(_judged(record, status, reading))
-            store.put_blob(PROPAGATION_KIND, reading.cluster, record.to_bytes())
-    return views
+        return [note(store, statuses[r.cluster], r) for r in readings]
 
 
-def recorded(store: Store) -> dict[str, ClusterPropagation]:
-    """The last verdict recorded per cluster (no cluster is read)."""
+def note(store: Store, status: Mapping[str, Any], reading: ClusterReading) -> ClusterPropagation:
+    """The verdict on one cluster's reading (``status``: its last apply's record), kept in its
+    propagation record."""
+    record = _current(store, status)
+    view = _judged(record, status, reading)
+    store.put_blob(PROPAGATION_KIND, reading.cluster, record.to_bytes())
+    return view
+
+
+def recorded(store: Store, statuses: list[dict[str, Any]]) -> dict[str, ClusterPropagation]:
+    """The last verdict recorded per cluster about the change its last apply (``statuses``)
+    left; none for a cluster whose change has not been looked at yet. No cluster is read."""
+    changes = {s["cluster"]: change_id(s) for s in statuses}
     out = {}
     for cluster, data in store.list_blobs(PROPAGATION_KIND).items():
-        last = _Record.from_bytes(data).last
-        if last is not None:
-            out[cluster] = last
+        record = _Record.from_bytes(data)
+        if record.last is not None and changes.get(cluster) == record.change:
+            out[cluster] = record.last
     return out
 
 

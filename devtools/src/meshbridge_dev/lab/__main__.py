@@ -110,9 +110,15 @@ def _parser() -> argparse.ArgumentParser:
         "DIR/intents.yaml` or `status --propagation`"))
     mb.add_argument("--then-request", nargs=2, metavar=("APP.NAMESPACE@CLUSTER", "URL"),
                     help="when meshbridge exits 0, send one request from that app instance at "
-                         "once (from this process: no start-up in between)")
+                         "once (from this process: no start-up in between); its answer is "
+                         "printed as a JSON line, the exit status stays meshbridge's")
     mb.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                     help="meshbridge's arguments (put -- before them)")
+    tok = with_dir(sub.add_parser("token", help="print a token of a service account of a lab "
+                                  "cluster (TokenRequest), e.g. to reach it with only the "
+                                  "permissions a Role gives that account"))
+    tok.add_argument("cluster")
+    tok.add_argument("account", metavar="NAMESPACE/SERVICEACCOUNT")
     with_dir(sub.add_parser("status", help="what runs in the lab"))
     with_dir(sub.add_parser("down", help="stop everything the lab started and delete its "
                             "network namespaces"))
@@ -182,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             return _external(lab, args)
         elif args.command == "meshbridge":
             return _meshbridge(lab, args)
+        elif args.command == "token":
+            print(lab.token(args.cluster, args.account))
         elif args.command == "stop-proxy":
             lab.stop_proxy(args.instance)
         elif args.command == "stop-istiod":
@@ -236,7 +244,8 @@ def _meshbridge(lab: Lab, args: argparse.Namespace) -> int:
         return code
     source, url = args.then_request
     key = lab.instance(source)[0]
-    return _run_client(lab.client_command(["--timeout", "5", *lab_ca_args(lab), url], key))
+    _run_client(lab.client_command(["--timeout", "5", *lab_ca_args(lab), url], key))
+    return code  # meshbridge's; the request's answer is its JSON line
 
 
 def _status(lab: Lab) -> int:

@@ -97,11 +97,14 @@ class Kube:
             patch_type=PatchType.MERGE,
         )
 
-    def token(self, service_account: str, namespace: str, audience: str = "istio-ca") -> str:
-        """A projected service-account token, as the kubelet mounts it for istio-proxy."""
+    def token(self, service_account: str, namespace: str, audience: str | None = "istio-ca"
+              ) -> str:
+        """A projected service-account token, as the kubelet mounts it for istio-proxy
+        (``audience`` None: the API server's own, for a client of it)."""
         req = ServiceAccount.Token(
             metadata=ObjectMeta(),
-            spec=TokenRequestSpec(audiences=[audience], expirationSeconds=TOKEN_SECONDS),
+            spec=TokenRequestSpec(audiences=[audience] if audience else [],
+                                  expirationSeconds=TOKEN_SECONDS),
         )
         res = self.client.create(req, name=service_account, namespace=namespace)
         assert res.status is not None

@@ -214,6 +214,20 @@ class Lab(LabState):
         finally:
             k.close()
 
+    def token(self, cluster: str, account: str) -> str:
+        """A token of ``NAMESPACE/NAME`` in a lab cluster (audience: the API server's)."""
+        self.load()
+        self._known_cluster(cluster)
+        namespace, sep, name = account.partition("/")
+        if not sep or not namespace or not name:
+            raise LabError(f"{account!r}: expected NAMESPACE/SERVICEACCOUNT", status=2)
+        enter_netns(self.fabric.ctl)
+        k = kube.Kube(self.kubeconfig(cluster))
+        try:
+            return k.token(name, namespace, audience=None)
+        finally:
+            k.close()
+
     def _known_cluster(self, cluster: str) -> None:
         if cluster not in self.state["clusters"]:
             raise LabError(f"no cluster {cluster!r} in this lab "

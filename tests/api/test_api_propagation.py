@@ -10,13 +10,12 @@ import json
 from collections.abc import Callable
 
 import pytest
-from apitest import Api, LiveServer
+from apitest import Api, LiveServer, viewer_cli_server
 from istiodanswers import applied, reading
 from typer.testing import CliRunner
 
 from meshbridge.cli import app
-from meshbridge.server.tokens import create_token
-from meshbridge.store import SqlStore, open_store
+from meshbridge.store import SqlStore
 from meshbridge.usecases.apply import STATUS_KIND
 from meshbridge.usecases.delivery import note
 
@@ -74,21 +73,9 @@ def test_metrics_say_which_clusters_are_delivered_and_which_proxies_are_stale(
     assert lines['meshbridge_cluster_proxy_nacks{cluster="cluster1"}'] == 0
 
 
-@pytest.fixture
-def backend() -> str:
-    return "sqlite"  # the client does not care which database the server has
-
-
 def test_status_propagation_from_the_server(live: Callable[..., LiveServer], db_url: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    store = open_store(db_url)
-    try:
-        _reconciled(store)
-        token = create_token(store, "viewer-cli", "viewer")
-    finally:
-        store.close()
-    server = live()
-    monkeypatch.setenv("MESHBRIDGE_TOKEN", token)
+    server = viewer_cli_server(live, db_url, monkeypatch, _reconciled)
 
     def run(*args: str) -> tuple[int, str]:
         done = CliRunner().invoke(app, ["status", *args, "--server", server.url],

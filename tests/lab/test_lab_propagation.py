@@ -125,13 +125,15 @@ def test_an_intent_is_followed_into_every_cluster_it_touches(lab: LabRun) -> Non
 
 
 def test_istiod_is_read_with_exactly_the_documented_role(lab: LabRun, tmp_path: Path) -> None:
-    """A service account bound to docs/rbac/propagation.yaml reads istiod; without ``create``
-    on pods/portforward it is refused, and said so."""
-    role = yaml.safe_load(ROLE.read_text())
-    weaker = yaml.safe_load(ROLE.read_text())
-    weaker["metadata"]["name"] = "without-create"
-    weaker["rules"][1]["verbs"] = ["get"]
-    for account, bound in (("reader", role), ("weak", weaker)):
+    """A service account bound to docs/rbac/propagation.yaml reads istiod; with only ``get``, or
+    only ``create``, on pods/portforward it is refused, and said so."""
+    roles = {"reader": yaml.safe_load(ROLE.read_text())}
+    for verb in ("get", "create"):
+        weaker = yaml.safe_load(ROLE.read_text())
+        weaker["metadata"]["name"] = f"only-{verb}"
+        weaker["rules"][1]["verbs"] = [verb]
+        roles[f"only-{verb}"] = weaker
+    for account, bound in roles.items():
         objects = [
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": account, "namespace": "istio-system"}},
@@ -173,9 +175,10 @@ def test_istiod_is_read_with_exactly_the_documented_role(lab: LabRun, tmp_path: 
         return by_cluster(json.loads(proc.stdout))["cluster2"]
 
     assert with_account("reader")["state"] == "delivered"
-    refused = with_account("weak")
-    assert refused["state"] == "istiod-unreachable"
-    assert "403 Forbidden" in refused["reason"] and "pods/portforward" in refused["reason"]
+    for weak in ("only-get", "only-create"):
+        refused = with_account(weak)
+        assert refused["state"] == "istiod-unreachable", (weak, refused)
+        assert "403 Forbidden" in refused["reason"] and "pods/portforward" in refused["reason"]
 
 
 def test_a_users_broken_envoyfilter_shows_as_a_nack_with_envoys_message(lab: LabRun) -> None:

@@ -20,6 +20,7 @@ from meshbridge.cli.common import (
     errors_mapped,
     out_console,
     print_object_states,
+    read_local,
     short_time,
     state_path,
 )
@@ -447,19 +448,11 @@ def status_cmd(
         return
     from rich.table import Table
 
-    from meshbridge.store import open_store, store_exists
     from meshbridge.usecases import apply as apply_service
 
-    location = state_path(state)
-    if not store_exists(location):
-        err_console.print(f"no state store at {location}: nothing applied yet", markup=False)
+    records = read_local(state_path(state), apply_service.cluster_statuses)
+    if records is None:
         return
-    with errors_mapped():
-        store = open_store(location)
-        try:
-            records = apply_service.cluster_statuses(store)
-        finally:
-            store.close()
     if not records:
         err_console.print("no apply recorded yet", markup=False)
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -229,25 +229,21 @@ def report_wait(views: Sequence[ClusterPropagation], timeout: float) -> None:
 def status_local(state: str, output: str, intent: str | None) -> None:
     """``status --propagation`` / ``status KIND/NS/NAME`` on the local state store: every
     cluster's istiods read live through the kubeconfig its last apply recorded."""
-    from meshbridge.cli.common import errors_mapped
-    from meshbridge.store import open_store, store_exists
+    from meshbridge.cli.common import read_local
     from meshbridge.usecases import apply as apply_service
     from meshbridge.usecases import delivery
 
-    if not store_exists(state):
-        err_console.print(f"no state store at {state}: nothing applied yet", markup=False)
-        return
-    with errors_mapped():
-        store = open_store(state)
-        try:
-            statuses = apply_service.cluster_statuses(store)
-            views = delivery.check(store, delivery.recorded_targets(statuses))
-        finally:
-            store.close()
-    finish(statuses, {v.cluster: v for v in views}, output, intent)
+    def read(store: Store) -> tuple[list[dict[str, Any]], list[ClusterPropagation]]:
+        statuses = apply_service.cluster_statuses(store)
+        return statuses, delivery.check(store, delivery.recorded_targets(statuses))
+
+    found = read_local(state, read)
+    if found is not None:
+        statuses, views = found
+        finish(statuses, {v.cluster: v for v in views}, output, intent)
 
 
-def finish(statuses: list[dict[str, object]], views: dict[str, ClusterPropagation], output: str,
+def finish(statuses: list[dict[str, Any]], views: dict[str, ClusterPropagation], output: str,
            intent: str | None) -> None:
     """Print the clusters (or one intent's) and exit 1 unless delivered."""
     from meshbridge.usecases import propagation

@@ -23,7 +23,9 @@
     │   │                            error of its Kubernetes client library in one of these)
     │   ├── KubeconfigError          the kubeconfig or credential that reaches it is unusable
     │   ├── Unreachable              its API server cannot be reached (connection, TLS, timeout)
-    │   └── DiscoveryError           its gateway address cannot be read from it
+    │   ├── DiscoveryError           its gateway address cannot be read from it
+    │   └── PortForwardError         a port inside one of its pods (istiod's debug port) cannot
+    │                                be reached through the API server's pods/portforward
     ├── NotFound                     no such document, cluster or token (API 404)
     ├── Conflict                     a stale resourceVersion, or a delete that would leave the
     │                                stored set invalid (API 409); ``problems`` says which
@@ -67,6 +69,7 @@ __all__ = [
     "PKIError",
     "PayloadTooLarge",
     "PoolExhausted",
+    "PortForwardError",
     "Problem",
     "RootReplaced",
     "SealingError",
@@ -229,6 +232,12 @@ class Unreachable(ClusterError):
 
 class DiscoveryError(ClusterError):
     """The gateway's address cannot be read from the cluster (the message says why)."""
+
+
+class PortForwardError(ClusterError):
+    """A port inside a pod cannot be reached through the API server's ``pods/portforward``:
+    refused (RBAC, no such pod), the kubelet could not connect to it, or what answered there
+    was not HTTP (the message says which)."""
 
 
 class UnreadableFile(MeshbridgeError):

@@ -39,6 +39,7 @@ from meshbridge.api.context import MiB, Server
 from meshbridge.api.errors import internal_error
 from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
+from meshbridge.api.status import propagation_of
 from meshbridge.errors import PayloadTooLarge
 from meshbridge.kube import ReconcileOptions
 from meshbridge.server.catalog import Catalog
@@ -172,7 +173,7 @@ def create_app(
     if credentials is None and isinstance(store, str):
         credentials = Credentials(opened, lambda: load_sealer(store, opened))
     catalog = Catalog(opened)
-    metrics = Metrics(catalog_counts(opened), cluster_runs(opened))
+    metrics = Metrics(catalog_counts(opened), cluster_runs(opened), propagation_of(opened))
     manifests = Manifests(catalog, material, on_render=metrics.render.observe)
     reconciler = None
     if reconcile_interval > 0:
@@ -185,6 +186,7 @@ def create_app(
             replica=replica or replica_id(),
             lease_ttl=lease_ttl,
             on_run=metrics.reconciled,
+            on_delivered=metrics.delivered,
         )
     server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler,
                     credentials)

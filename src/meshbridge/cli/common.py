@@ -7,9 +7,9 @@ everything else (progress, notes, warnings, errors) to stderr.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +17,11 @@ from rich.console import Console
 from meshbridge import plural
 from meshbridge.errors import InvalidInput, MeshbridgeError
 from meshbridge.excerpt import escaped
+
+if TYPE_CHECKING:
+    from meshbridge.store import Store
+
+T = TypeVar("T")
 
 DEFAULT_STATE = ".meshbridge/state.db"
 
@@ -70,6 +75,22 @@ StateOption = Annotated[
 
 def state_path(option: str | None) -> str:
     return option or os.environ.get("MESHBRIDGE_STATE") or DEFAULT_STATE
+
+
+def read_local(location: str, read: Callable[[Store], T]) -> T | None:
+    """``read(store)`` on the local state store at ``location``; None, said so, when there is
+    none (a store that does not exist is not created: ``status`` only reads)."""
+    from meshbridge.store import open_store, store_exists
+
+    if not store_exists(location):
+        err_console.print(f"no state store at {location}: nothing applied yet", markup=False)
+        return None
+    with errors_mapped():
+        store = open_store(location)
+        try:
+            return read(store)
+        finally:
+            store.close()
 
 
 @contextmanager

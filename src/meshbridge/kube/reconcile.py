@@ -28,6 +28,7 @@ A dry run does the reads and reports what it would do, writing nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -232,7 +233,7 @@ class ClusterReconciler:
             return _failed_write(step, exc)
         if action == "create" and managers(answer) - {FIELD_MANAGER}:
             return await self._give_back(step, version, answer)
-        return change
+        return dataclasses.replace(change, resource_version=answer.metadata.resourceVersion)
 
     async def _patch(
         self, kind: str, version: str, name: str, ns: str, body: dict[str, Any], *, force: bool

@@ -24,6 +24,9 @@ per-object status beside it (``usecases.apply``). A run whose leases could not b
 is cancelled before they can expire; a replica that dies leaves its leases to expire, and the
 next owner finishes its clusters: within ``lease_ttl`` + ``poll`` of its last renewal.
 
+**Propagation.** Before each run the clusters' istiods are read, and after it the replica that
+wrote watches what it wrote reach every proxy (:mod:`meshbridge.server.propagation`).
+
 **What it refuses to do.** Like ``apply``, it never replaces the root of trust live in a cluster
 (:mod:`meshbridge.usecases.rootguard`): such clusters get no write and a Failed status until the
 root is brought back (``pki import``). While stored documents are flagged (invalid, left out of
@@ -50,6 +53,7 @@ from meshbridge.server.catalog import Catalog
 from meshbridge.server.credentials import Credentials, cluster_targets
 from meshbridge.server.leases import DEFAULT_TTL, FENCE, lease_name, owner, replica_id
 from meshbridge.server.manifests import narrowed
+from meshbridge.server.propagation import Watches
 from meshbridge.store import ClusterRuns, Lease
 from meshbridge.usecases import rootguard
 from meshbridge.usecases.apply import record_status
@@ -97,6 +101,12 @@ class Reconciler:
     lease_ttl: float = DEFAULT_TTL
     retry: float = 10.0  # seconds after a failed run before the next (at most ``interval``)
     on_run: Callable[[str, str], None] | None = None  # (cluster, state) after each run
+    # After each run, propagation is watched (server.propagation) for this long at most; the
+    # seconds from a revision to a cluster's delivery go to ``on_delivered``.
+    propagation_timeout: float = 120.0
+    on_delivered: Callable[[str, float], None] | None = None
+    _watches: Watches | None = None  # while run_forever runs
+    _revision_seen: dict[int, float] = field(default_factory=dict)
     _desired: Desired | None = None
     _forced: bool = False
     _batches: list[_Batch] = field(default_factory=list)
@@ -145,6 +155,8 @@ class Reconciler:
             name="meshbridge-leases", daemon=True,
         )
         keeper.start()
+        self._watches = Watches(self.catalog.store, self.propagation_timeout,
+                                self.options.timeout, self.on_delivered)
         try:
             while not self._stopping.is_set():
                 try:
@@ -158,6 +170,8 @@ class Reconciler:
                 self._wake.clear()
         finally:
             stop_keeping.set()
+            await self._watches.stop()
+            self._watches = None
             await asyncio.to_thread(keeper.join)
             for batch in self._batches:
                 if batch.task is not None:
@@ -199,6 +213,9 @@ class Reconciler:
         if desired is None or stale or desired.revision != revision:
             # (also every interval: certificates and VIPs change without a document write)
             desired = self._desired = await asyncio.to_thread(self._compute, desired)
+            self._revision_seen.setdefault(desired.revision, time.monotonic())
+            for old in sorted(self._revision_seen)[:-16]:  # the last few are enough
+                del self._revision_seen[old]
         busy = {c for b in self._batches for c in b.clusters}
         mine = [
             t.name for t in desired.targets
@@ -369,9 +386,14 @@ class Reconciler:
             await asyncio.to_thread(record_status, store, reports, objects)
             log.warning("%s", message)
             return reports
+        watches = self._watches
+        before = await watches.before(checked.targets) if watches is not None else {}
         found = await reconcile_all(checked.targets, objects, desired.mesh, self.options)
         reports = rootguard.merged(checked, found)
         await asyncio.to_thread(self._record, reports, objects, checked)
+        if watches is not None:
+            seen = self._revision_seen.get(desired.revision, desired.made)
+            watches.after(checked.targets, reports, before, seen)
         for r in reports:
             if r.state != "Applied":
                 log.warning("cluster %s: %s %s", r.cluster, r.state, r.error)

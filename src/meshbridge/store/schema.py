@@ -130,6 +130,8 @@ PREVIOUS_MESH_ID = "mesh-id.previous"  # blobs named by an identity this store c
 # Blob kinds that record what was done rather than feed a render: writing them does not move the
 # ``state`` counter, so they invalidate no server cache (a reconcile's status, written after
 # every run, would otherwise make every replica render every cluster again). The names are the
-# use cases': ``status`` and ``apply-render`` (usecases.apply), ``pki.held``
+# use cases': ``status``, ``propagation`` and ``apply-render`` (usecases.apply), ``pki.held``
 # (usecases.seen_cacerts); a unit test keeps this set and ``usecases.apply.VOLATILE_KINDS`` equal.
-UNCOUNTED_BLOBS = frozenset({"status", "apply-render", "pki.held", LEGACY_ADOPTION})
+UNCOUNTED_BLOBS = frozenset(
+    {"status", "propagation", "apply-render", "pki.held", LEGACY_ADOPTION}
+)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from meshbridge.compile.naming import OWNERS_ANNOTATION
 from meshbridge.errors import ClusterError, InvalidInput, Problem
 from meshbridge.kube import (
     ClusterAccess,
@@ -35,12 +36,16 @@ if TYPE_CHECKING:
     from meshbridge.usecases.render import MaterialProvider, Rendered
 
 STATUS_KIND = "status"
+# Each cluster's propagation record (usecases.delivery): how far its last apply has got.
+PROPAGATION_KIND = "propagation"
 # Where earlier versions kept the render of the last apply (sealed; it held the clusters' CA
 # keys): a store's next apply deletes it.
 FORMER_RENDER_KIND = "apply-render"
 # The blob kinds that record what was done rather than feed a render; the store does not count
 # their writes as state changes (store.schema.UNCOUNTED_BLOBS, kept equal by a unit test).
-VOLATILE_KINDS = frozenset({STATUS_KIND, FORMER_RENDER_KIND, LEGACY_ADOPTION, SEEN_CACERTS_KIND})
+VOLATILE_KINDS = frozenset(
+    {STATUS_KIND, PROPAGATION_KIND, FORMER_RENDER_KIND, LEGACY_ADOPTION, SEEN_CACERTS_KIND}
+)
 
 # How a change maps to the state of the object it touched.
 OBJECT_STATE = {
@@ -215,18 +220,29 @@ def reconcile(
 def finish(store: Store, prepared: Prepared, reports: list[ClusterReport]) -> None:
     """Status recorded (not for a dry run: call it only for an apply)."""
     with store.transaction():
-        record_status(store, reports, prepared.objects)
+        record_status(store, reports, prepared.objects, prepared.targets)
         store.delete_blob(FORMER_RENDER_KIND, "last")
 
 
 def record_status(
-    store: Store, reports: list[ClusterReport], objects: dict[str, list[dict[str, Any]]]
+    store: Store,
+    reports: list[ClusterReport],
+    objects: dict[str, list[dict[str, Any]]],
+    targets: list[ClusterAccess] | None = None,
 ) -> None:
     """Keep each cluster's report, per object, for ``status`` (CLI and API); a cluster applied
-    in full has adopted its objects from before mesh identities (``usecases.ownership``)."""
+    in full has adopted its objects from before mesh identities (``usecases.ownership``).
+    ``targets``: the kubeconfig files the CLI reached them with, kept (path and context, never
+    the content) so that ``status --propagation`` can reach them again."""
+    files = {t.name: t for t in targets or () if t.kubeconfig}
     with store.transaction():
         for report in reports:
-            store.put_blob(STATUS_KIND, report.cluster, _status_record(report, objects))
+            record = _status_record(report, objects)
+            if report.cluster in files:
+                target = files[report.cluster]
+                record["kubeconfig"] = {"path": target.kubeconfig, "context": target.context}
+            store.put_blob(STATUS_KIND, report.cluster,
+                           json.dumps(record, sort_keys=True).encode())
         record_adoptions(store, reports)
 
 
@@ -241,7 +257,12 @@ def _render_without_keeping(
         return build(intents, store, material, serialise=False)
 
 
-def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]]]) -> bytes:
+def _status_record(
+    report: ClusterReport, objects: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A cluster's record: its state, and each object's, with the resourceVersion the cluster
+    holds it at (``usecases.propagation`` compares istiod's with it) and the intents it was
+    made for (its ``meshbridge.dev/owners``); ``pruned``: what this apply deleted."""
     now = report.finished_at or datetime.now(UTC).isoformat(timespec="seconds")
     by_ref = {c.ref: c for c in report.outcome.changes}
     entries = []
@@ -249,22 +270,27 @@ def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]
         meta = obj["metadata"]
         ref = f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"
         change = by_ref.get(ref)
+        version = ""
         if report.state == "Unreachable":
             state, reason = "Unreachable", report.error
         elif change is None:
             state, reason = "Pending", report.error or "not attempted"
         else:
             state, reason = OBJECT_STATE[change.action], change.reason or change.action
-        entries.append({"object": ref, "state": state, "reason": reason, "time": now})
-    record = {
+            version = change.resource_version
+        owners = (meta.get("annotations") or {}).get(OWNERS_ANNOTATION, "")
+        entries.append({"object": ref, "state": state, "reason": reason, "time": now,
+                        "resourceVersion": version,
+                        "owners": [o for o in owners.split(",") if o]})
+    return {
         "cluster": report.cluster,
         "state": report.state,
         "error": report.error,
         "time": now,
         "attempts": report.attempts,
         "objects": entries,
+        "pruned": sorted(c.ref for c in report.outcome.changes if c.action == "delete"),
     }
-    return json.dumps(record, sort_keys=True).encode()
 
 
 def cluster_statuses(store: Store) -> list[dict[str, Any]]:

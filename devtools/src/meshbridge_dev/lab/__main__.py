@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the protocol the workload's own Service declares for a port "
                             "(default: the intent's), e.g. bar/httpbin:8000=HTTP as the seed's "
                             "httpbin does")
+    up.add_argument("--istiod-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="run istiod with this environment variable too (over the install's), "
+                         "e.g. PILOT_DEBOUNCE_AFTER=3s: a wider gap between istiod reading a "
+                         "change and pushing it")
     req = with_dir(sub.add_parser("request", help="send requests as an app in a cluster would, "
                                   "through its sidecar; one JSON line per request"))
     req.add_argument("--from", dest="source", required=True, metavar="APP.NAMESPACE@CLUSTER",
@@ -87,6 +91,34 @@ def _parser() -> argparse.ArgumentParser:
                                   "admin) and print the JSON answer"))
     api.add_argument("cluster")
     api.add_argument("path", metavar="PATH", help="e.g. /api/v1/namespaces/istio-system/secrets")
+    sp = with_dir(sub.add_parser("stop-proxy", help="stop one proxy (pilot-agent and its Envoy): "
+                                 "it disconnects from istiod; the app and its Pod object stay"))
+    sp.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
+                    help="an app instance, or istio-ingressgateway.istio-system@CLUSTER")
+    si = with_dir(sub.add_parser("stop-istiod", help="stop a cluster's istiod process (its Pod "
+                                 "object stays, as when its container dies)"))
+    si.add_argument("cluster")
+    obj = with_dir(sub.add_parser("objects", help="apply (server-side, as a user: field manager "
+                                  "mesh-lab-user) or delete the objects of YAML files in a lab "
+                                  "cluster, e.g. an EnvoyFilter of one's own"))
+    obj.add_argument("cluster")
+    obj.add_argument("action", choices=["apply", "delete"])
+    obj.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+    mb = with_dir(sub.add_parser(
+        "meshbridge", help="run meshbridge where the lab's clusters are reachable (its "
+        "control-plane network namespace) with the lab's state store, e.g. `apply --wait -f "
+        "DIR/intents.yaml` or `status --propagation`"))
+    mb.add_argument("--then-request", nargs=2, metavar=("APP.NAMESPACE@CLUSTER", "URL"),
+                    help="when meshbridge exits 0, send one request from that app instance at "
+                         "once (from this process: no start-up in between); its answer is "
+                         "printed as a JSON line, the exit status stays meshbridge's")
+    mb.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                    help="meshbridge's arguments (put -- before them)")
+    tok = with_dir(sub.add_parser("token", help="print a token of a service account of a lab "
+                                  "cluster (TokenRequest), e.g. to reach it with only the "
+                                  "permissions a Role gives that account"))
+    tok.add_argument("cluster")
+    tok.add_argument("account", metavar="NAMESPACE/SERVICEACCOUNT")
     with_dir(sub.add_parser("status", help="what runs in the lab"))
     with_dir(sub.add_parser("down", help="stop everything the lab started and delete its "
                             "network namespaces"))
@@ -133,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         lab = Lab(args.dir)
         if args.command == "up":
-            lab.up(args.filename, parse_service_protocols(args.service_protocol))
+            lab.up(args.filename, parse_service_protocols(args.service_protocol),
+                   _env(args.istiod_env))
         elif args.command == "apply":
             t0 = time.monotonic()
             lab.apply(args.filename, parse_service_protocols(args.service_protocol)
@@ -153,6 +186,17 @@ def main(argv: list[str] | None = None) -> int:
                                                   key))
         elif args.command == "external":
             return _external(lab, args)
+        elif args.command == "meshbridge":
+            return _meshbridge(lab, args)
+        elif args.command == "token":
+            print(lab.token(args.cluster, args.account))
+        elif args.command == "stop-proxy":
+            lab.stop_proxy(args.instance)
+        elif args.command == "stop-istiod":
+            lab.stop_istiod(args.cluster)
+        elif args.command == "objects":
+            for done in lab.objects(args.cluster, args.action, args.filename):
+                print(f"{done} {'applied' if args.action == 'apply' else 'deleted'}")
         elif args.command == "admin":
             return _run_client(lab.admin_command(args.instance, args.path))
         elif args.command == "api":
@@ -181,6 +225,27 @@ def _external(lab: Lab, args: argparse.Namespace) -> int:
     if args.cert:
         extra += ["--cert", args.cert, "--key", args.key or ""]
     return _run_client(lab.client_command([*client, *extra, args.url], None))
+
+
+def _env(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise LabError(f"--istiod-env {item!r}: expected NAME=VALUE", status=2)
+        out[name] = value
+    return out
+
+
+def _meshbridge(lab: Lab, args: argparse.Namespace) -> int:
+    mb_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    code = _run_client(lab.meshbridge_command(mb_args))
+    if code != 0 or not args.then_request:
+        return code
+    source, url = args.then_request
+    key = lab.instance(source)[0]
+    _run_client(lab.client_command(["--timeout", "5", *lab_ca_args(lab), url], key))
+    return code  # meshbridge's; the request's answer is its JSON line
 
 
 def _status(lab: Lab) -> int:

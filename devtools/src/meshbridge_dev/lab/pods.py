@@ -294,7 +294,7 @@ def remove_pod(lab: LabState, key: str) -> None:
 def not_ready(key: str, rec: Pod) -> str | None:
     """Why the pod's proxy is not ready yet (None when it is); LabError when it died."""
     proc = rec.get("procs", {}).get("proxy")
-    if proc is None:
+    if proc is None or rec.get("proxy_stopped"):
         return None
     if not is_ours(proc):
         raise LabError(f"{key}: the proxy exited; last lines of {proc['log']}:\n"
@@ -335,6 +335,19 @@ def stop_stub(lab: LabState, key: str, rec: Pod) -> None:
     rec["stopped"] = True
     lab.save()
     log(f"{key}: stub stopped (its sidecar stays)")
+
+
+def stop_proxy(lab: LabState, key: str, rec: Pod) -> None:
+    """The pod's proxy stops (pilot-agent and its Envoy, as when the istio-proxy container
+    dies): it disconnects from istiod; the app, the Pod object and its endpoint stay."""
+    proc = rec["procs"].get("proxy")
+    if proc is None:
+        raise LabError(f"{key} has no proxy")
+    if not stop_process(proc, f"{key} proxy", grace=5):
+        raise LabError(f"{key}: its proxy (pid {proc['pid']}) survived SIGKILL")
+    rec["proxy_stopped"] = True
+    lab.save()
+    log(f"{key}: proxy stopped (the app and its Pod object stay)")
 
 
 def restart_stub(lab: LabState, key: str, rec: Pod) -> None:

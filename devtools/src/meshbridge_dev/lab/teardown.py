@@ -26,6 +26,8 @@ def recorded_processes(lab: LabState) -> list[tuple[str, Record]]:
     for name, info in lab.state.get("clusters", {}).items():
         if info.get("volumes"):
             recs.append((f"{name} volumes", info["volumes"]))
+        if (info.get("kubelet") or {}).get("proc"):
+            recs.append((f"{name} kubelet", info["kubelet"]["proc"]))
     return recs
 
 

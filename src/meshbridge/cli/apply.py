@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from meshbridge.cli import placement as placement_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli.common import (
     FilesOption,
@@ -176,6 +177,8 @@ def _run(
             err_console.print(
                 f"{d.cluster}: gateway discovery failed: {d.error}", style="yellow", markup=False
             )
+    placement_cmd.report_placed(prepared.placed, dry_run=options.dry_run)
+    placement_cmd.print_uncovered(prepared.uncovered)
     return reports
 
 
@@ -346,7 +349,8 @@ def status_cmd(
     exist is reported as such and not created.
     """
     if server:
-        remote_cmd.status_from_server(remote_cmd.Remote(server, token, server_ca), objects=objects)
+        remote_cmd.status_from_server(remote_cmd.Remote(server, token, server_ca),
+                                      objects=objects, placements=placement_cmd.status_view)
         return
     from rich.table import Table
 
@@ -365,6 +369,8 @@ def status_cmd(
             store.close()
     if not records:
         err_console.print("no apply recorded yet", markup=False)
+        with errors_mapped():
+            placement_cmd.status_section(location)
         return
     table = Table(box=None, pad_edge=False)
     for col in ("CLUSTER", "STATE", "OBJECTS", "APPLIED", "FAILED", "PENDING", "TIME (UTC)"):
@@ -389,5 +395,7 @@ def status_cmd(
             for rec in records
             for o in rec.get("objects", [])
         )
+    with errors_mapped():
+        placement_cmd.status_section(location)
     if any(rec["state"] in ("Failed", "Unreachable") for rec in records):
         raise typer.Exit(1)

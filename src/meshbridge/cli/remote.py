@@ -35,8 +35,11 @@ from meshbridge.errors import BadRequest, Conflict
 from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from meshbridge.client import ServerClient
     from meshbridge.output.writer import KeyPlacement
+    from meshbridge.wire.messages import PlacementAnswer
     from meshbridge.wire.resources import ResourceKind
 
 __all__ = [
@@ -303,15 +306,20 @@ def delete(
     out_console.print(f"{_describe(rk.kind, ns, name)} deleted", markup=False)
 
 
-def status_from_server(remote: Remote, *, objects: bool = False) -> None:
+def status_from_server(
+    remote: Remote, *, objects: bool = False,
+    placements: Callable[[PlacementAnswer], None] | None = None,
+) -> None:
     """``status --server``: every cluster's last reconcile on the server, by which replica,
-    its last success and failures since; the replicas; the documents left out of renders.
-    Exit 1 when a cluster's last reconcile failed or could not reach it, or documents are."""
+    its last success and failures since; the replicas; the documents left out of renders; the
+    discovered placements (handed to ``placements``). Exit 1 when a cluster's last reconcile
+    failed or could not reach it, or documents are."""
     from rich.table import Table
 
     with errors_mapped(), remote.client() as client:
         found = client.status()
         flagged = client.problems()
+        placed = client.placements() if placements is not None else None
     if not found.reconciler:
         err_console.print("this server runs no reconciler (serve --reconcile-interval 0)",
                           markup=False)
@@ -345,6 +353,8 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     if found.replicas:
         seen = ", ".join(f"{r.id} (seen {short_time(r.seen or '')})" for r in found.replicas)
         out_console.print(f"replicas: {seen}", markup=False)
+    if placements is not None and placed is not None:
+        placements(placed)
     for item in flagged.items:
         first = item.problems[0] if item.problems else None
         where = f" {first.path}" if first and first.path else ""

@@ -89,10 +89,10 @@ def rbac_documents(subject: dict[str, str], *, discovery: bool = True) -> list[d
     roles = sorted({(r.role, r.namespace) for r in rules}, key=lambda k: (k[0], k[1] or ""))
     for role, namespace in roles:
         mine = [r for r in rules if (r.role, r.namespace) == (role, namespace)]
-        meta: dict[str, Any] = {"name": role, "labels": {"app.kubernetes.io/managed-by":
-                                                         "meshbridge"}}
+        meta: dict[str, Any] = {"name": role}
         if namespace is not None:
             meta["namespace"] = namespace
+        meta["labels"] = {"app.kubernetes.io/managed-by": "meshbridge"}
         kind = "ClusterRole" if namespace is None else "Role"
         docs.append({
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -30,14 +30,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from meshbridge.compile.placement import candidates, wanted
-from meshbridge.compile.snapshot import Snapshot
+from meshbridge.compile.placement import candidates, coverage, wanted
+from meshbridge.compile.snapshot import Snapshot, build
 from meshbridge.errors import InvalidInput, Problem
 from meshbridge.kube import ClusterAccess, ReconcileOptions
 from meshbridge.kube.placement import Look, Reading, read_placements
 from meshbridge.loading import Source, load
 from meshbridge.model import API_VERSION
 from meshbridge.store import AuditEntry, PlacementRow, PlacementStore
+from meshbridge.wire.messages import PlacementAnswer, PlacementItem, UncoveredItem, WatchView
 
 __all__ = [
     "AUDIT_KIND",
@@ -46,11 +47,14 @@ __all__ = [
     "as_documents",
     "decide",
     "from_file",
+    "iso_time",
     "looks",
     "placement_of",
     "preview",
     "read",
+    "readings_view",
     "record",
+    "view",
 ]
 
 AppKey = tuple[str, str]
@@ -269,3 +273,44 @@ def from_file(snap: Snapshot, source: Source) -> dict[AppKey, frozenset[str]]:
     if problems:
         raise InvalidInput(problems)
     return out
+
+
+# -------------------------------------------------------------------------------- the view
+
+
+def iso_time(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat(
+        timespec="seconds")
+
+
+def readings_view(readings: Iterable[Reading], now: float) -> list[WatchView]:
+    """How each cluster was read once (``discover``, ``apply``)."""
+    return [WatchView(cluster=r.cluster, state="read" if r.found is not None else "failing",
+                      error=r.error, since=iso_time(now)) for r in readings]
+
+
+def view(snap: Snapshot, rows: Sequence[PlacementRow], clusters: Iterable[WatchView],
+         now: float) -> PlacementAnswer:
+    """What ``discover`` prints and ``GET /api/v1/placements`` answers: the placements, every
+    discovered App, how each cluster is read, and what the declared splits do not cover of
+    where the Apps are found running."""
+    grace = snap.mesh.spec.discovery.grace_seconds
+    may_run = candidates(snap)
+    mine = [r for r in rows if r.cluster in may_run.get((r.namespace, r.app), ())]
+    running = placement_of(r for r in mine if r.gone is None)
+    return PlacementAnswer(
+        items=[
+            PlacementItem(namespace=r.namespace, app=r.app, cluster=r.cluster, ready=r.ready,
+                          found=iso_time(r.found), seen=iso_time(r.seen), gone=iso_time(r.gone),
+                          kept_until=iso_time(None if r.gone is None else r.gone + grace))
+            for r in mine
+        ],
+        discovered=[f"{ns}/{app}" for ns, app in sorted(may_run)],
+        clusters=sorted(clusters, key=lambda c: c.cluster),
+        uncovered=[
+            UncoveredItem(namespace=u.namespace, app=u.app, cluster=u.cluster, intent=u.intent,
+                          message=u.message)
+            for u in coverage(build(snap.intents, running))
+        ],
+        time=iso_time(now),
+    )

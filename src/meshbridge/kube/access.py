@@ -7,8 +7,9 @@ discovery and apply as a user bound to exactly these (and see the named 403 when
 taken away). A request added to kube/ without its rule here fails those tests.
 
 * **apply** lists every kind it writes, in every namespace (a name it wants may be taken by an
-  object it does not own, anywhere), writes them by server-side apply (``patch``; ``create`` too,
-  which an apply that makes an object needs) and prunes (``delete``); it creates namespaces. Its
+  object it does not own, anywhere), writes them by server-side apply (``patch``, and
+  ``create``, which the API server asks of an apply that makes an object) and prunes
+  (``delete``); it creates namespaces. Its
   Secrets (``cacerts``, ingress credentials) live in ``istio-system`` only, so Secrets are read
   and written there and nowhere else. The root guard reads ``istio-system/cacerts``.
 * **gateway discovery** (a Cluster without ``spec.gateway.address``): the

@@ -11,7 +11,9 @@ again, and that list holds what the dropped events said.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,7 +103,12 @@ class KubeProxy:
             self.holding = False
         for watch in watches:
             watch.gone = True
-            watch.response.close()
+            # the handler's thread is blocked reading the upstream stream: end it under it
+            stream = watch.response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     # ------------------------------------------------------------------------------ forwarding
 

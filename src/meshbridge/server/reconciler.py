@@ -226,11 +226,9 @@ class Reconciler:
         if self._placements is not None:
             await self._placements.tick(desired.snapshot, desired.targets, live)
         busy = {c for b in self._batches for c in b.clusters}
-        mine = [
-            t.name for t in desired.targets
-            if t.name not in busy and owner(t.name, live) == self.replica
-        ]
-        self._affected &= set(mine)  # the other replicas look after theirs
+        owned = [t.name for t in desired.targets if owner(t.name, live) == self.replica]
+        mine = [c for c in owned if c not in busy]
+        self._affected &= set(owned)  # the other replicas look after theirs; a busy one waits
         if not mine:
             self._forced = False
             return

@@ -29,6 +29,13 @@ examples:
   scripts/mesh-lab up --dir /tmp/lab -f examples/sleep-httpbin
   scripts/mesh-lab request --dir /tmp/lab --from sleep.foo@cluster1 http://httpbin.bar.cluster2:8000/headers
   scripts/mesh-lab down --dir /tmp/lab
+
+discovered placement (Apps with discover: {}):
+  scripts/mesh-lab up --dir /tmp/lab -f tests/lab/meshes/discovered.yaml --deploy httpbin.bar@cluster1
+  scripts/mesh-lab serve --dir /tmp/lab          # meshbridge serve watching the lab's clusters
+  scripts/mesh-lab undeploy --dir /tmp/lab httpbin.bar@cluster1
+  scripts/mesh-lab deploy --dir /tmp/lab httpbin.bar@cluster2
+  scripts/mesh-lab meshbridge --dir /tmp/lab -- discover
 """
 
 
@@ -50,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "until every proxy has ACKed its configuration"))
     apply = with_dir(sub.add_parser("apply", help="apply changed intents to a running lab (same "
                                     "clusters) and wait for the ACKs"))
+    up.add_argument("--deploy", action="append", default=[], metavar="APP.NAMESPACE@CLUSTER",
+                    help="an instance of an App with discover: {} to run from the start "
+                         "(repeatable); `deploy` and `undeploy` change them later")
     for p in (up, apply):
         p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                        help="intent file or folder (repeatable)")
@@ -78,6 +88,19 @@ def _parser() -> argparse.ArgumentParser:
                        ("start", "start it again")):
         p = with_dir(sub.add_parser(name, help=text))
         p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    for name, text in (("deploy", "run an instance of an App with discover: {}: its pod, "
+                                  "sidecar, Service and ready EndpointSlice"),
+                       ("undeploy", "remove an instance of such an App (its Service too, with "
+                                    "its last instance)")):
+        p = with_dir(sub.add_parser(name, help=text))
+        p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    srv = with_dir(sub.add_parser("serve", help="run meshbridge serve in the lab, reconciling "
+                                  "and watching its clusters, with the lab's intents stored"))
+    srv.add_argument("--reconcile-interval", type=float, default=60.0, metavar="SECONDS")
+    srv.add_argument("--lease-seconds", type=float, default=15.0, metavar="SECONDS")
+    mb = with_dir(sub.add_parser("meshbridge", help="run the meshbridge CLI against the lab's "
+                                 "server (in the lab's network namespace), e.g. status"))
+    mb.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     admin = with_dir(sub.add_parser("admin", help="GET a path of an app instance's (or a "
                                     "gateway's) Envoy admin interface, e.g. /stats?filter=rbac"))
     admin.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
@@ -133,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         lab = Lab(args.dir)
         if args.command == "up":
-            lab.up(args.filename, parse_service_protocols(args.service_protocol))
+            lab.up(args.filename, parse_service_protocols(args.service_protocol), args.deploy)
         elif args.command == "apply":
             t0 = time.monotonic()
             lab.apply(args.filename, parse_service_protocols(args.service_protocol)
@@ -141,6 +164,18 @@ def main(argv: list[str] | None = None) -> int:
             log(f"applied in {time.monotonic() - t0:.1f}s")
         elif args.command == "down":
             lab.down()
+        elif args.command in ("deploy", "undeploy"):
+            t0 = time.monotonic()
+            lab.deploy(args.instance, present=args.command == "deploy")
+            log(f"{args.command} in {time.monotonic() - t0:.1f}s")
+        elif args.command == "serve":
+            lab.serve(["--reconcile-interval", str(args.reconcile_interval),
+                       "--lease-seconds", str(args.lease_seconds)])
+        elif args.command == "meshbridge":
+            rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+            cmd, env = lab.meshbridge_command(rest)
+            return subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL,
+                                  check=False).returncode
         elif args.command == "stop":
             lab.stop(args.instance)
         elif args.command == "start":

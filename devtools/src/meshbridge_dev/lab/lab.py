@@ -34,7 +34,7 @@ from typing import Any
 
 from meshbridge_dev.testenv import TestenvError, recorded_api
 
-from . import control, istio, net, pki, pods, teardown, traffic
+from . import control, instances, istio, net, pki, pods, serve, teardown, traffic
 from .common import (
     SIDECAR_UID,
     LabError,
@@ -50,9 +50,10 @@ from .plan import Plan, build
 from .state import LabState
 
 
-def validated_plan(files: list[str]) -> Plan:
+def validated_plan(files: list[str], deployed: list[str] | tuple[str, ...] = ()) -> Plan:
     meshbridge("validate", *[a for f in files for a in ("-f", f)])
-    return build(files)
+    plan = build(files)
+    return build(files, instances.checked(plan, list(deployed))) if deployed else plan
 
 
 def inputs(files: list[str]) -> list[str]:
@@ -62,7 +63,8 @@ def inputs(files: list[str]) -> list[str]:
 class Lab(LabState):
     """One lab in one folder: ``up``, ``apply``, ``down``, and its app instances."""
 
-    def up(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
+    def up(self, files: list[str], service_protocols: dict[str, str] | None = None,
+           deployed: list[str] | None = None) -> None:
         if self.state_path.is_file():
             raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
                            f"change its intents, or `mesh-lab down` first")
@@ -72,13 +74,14 @@ class Lab(LabState):
             raise LabError(f"the proxies run as uid {SIDECAR_UID} and must reach {self.dir}"
                            f", but {blocked} lets no other user through (chmod o+x it, or pick "
                            f"another --dir)")
-        plan = validated_plan(files)
+        plan = validated_plan(files, deployed or [])
         t0 = time.monotonic()
         tools = istio.tools()
         self.state = {
             "id": secrets.token_hex(3), "clusters": {}, "pods": {}, "next_port": 1,
             "inputs": inputs(files), "netns": {}, "tools": {k: str(v) for k, v in tools.items()},
             "service_protocols": service_protocols or {},
+            "deployed": sorted(set(deployed or [])),
         }
         self.save()
         try:
@@ -141,6 +144,8 @@ class Lab(LabState):
         # Service by its pods (no kube-proxy, no ClusterIP).
         pods.sync_pods(self, plan, tools)
         each(lambda c: start_gateway(self, c, installs[c], tools), clusters)
+        if plan.discovered:  # apply again, as a team would: it now finds the instances
+            control.apply(self)
         control.wait_synced(self)
 
     def apply(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
@@ -148,7 +153,7 @@ class Lab(LabState):
         self.load()
         if service_protocols is not None:
             self.state["service_protocols"] = service_protocols
-        plan = validated_plan(files)
+        plan = validated_plan(files, self.state.get("deployed", []))
         if sorted(plan.clusters) != sorted(self.state["clusters"]):
             raise LabError("the intents name other clusters than the running lab "
                            f"({', '.join(self.state['clusters'])}); run `mesh-lab down` and "
@@ -160,6 +165,37 @@ class Lab(LabState):
         traffic.write_intents(self, plan)
         pods.sync_pods(self, plan, tools)
         control.apply_and_wait(self)
+
+    def deploy(self, spec: str, present: bool = True) -> None:
+        """Start (``present``) or remove one instance of a discovered App: its pod, sidecar,
+        Service and EndpointSlice (the Service with its last instance)."""
+        self.load()
+        plan = validated_plan(self.state["inputs"])
+        instances.checked(plan, [spec])
+        deployed = instances.changed(self.state.get("deployed", []), spec, present)
+        if deployed is None:
+            log(f"{spec}: already {'deployed' if present else 'not deployed'}")
+            return
+        enter_netns(self.fabric.ctl)
+        self.state["deployed"] = deployed
+        self.save()
+        tools = {k: Path(v) for k, v in self.state["tools"].items()}
+        pods.sync_pods(self, build(self.state["inputs"], deployed), tools, ready_first=True)
+        log(f"{spec}: {'deployed' if present else 'undeployed'}")
+
+    def serve(self, extra: list[str]) -> None:
+        """``meshbridge serve`` reconciling the lab's clusters (``lab.serve``)."""
+        self.load()
+        enter_netns(self.fabric.ctl)
+        serve.start(self, extra)
+        serve.wait_reconciled(self)
+        control.wait_synced(self)
+
+    def meshbridge_command(self, args: list[str]) -> tuple[list[str], dict[str, str]]:
+        """The meshbridge CLI in the lab's ctl namespace, pointed at its server."""
+        self.load()
+        env = serve.server_env(self)
+        return net.in_netns(self.fabric.ctl, [serve.executable(), *args]), env
 
     def instance(self, spec: str) -> tuple[str, dict[str, Any]]:
         self.load()

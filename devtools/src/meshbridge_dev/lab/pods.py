@@ -133,8 +133,12 @@ def published_root(lab: LabState, rec: Pod) -> bytes:
     return found["root"]
 
 
-def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
-    """Start the pods the plan has and the lab lacks; stop the ones it no longer has."""
+def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path], *,
+              ready_first: bool = False) -> None:
+    """Start the pods the plan has and the lab lacks; stop the ones it no longer has.
+    ``ready_first``: publish a new pod's endpoint once its proxy is ready, as a kubelet marks
+    a pod's endpoint ready only once its readiness probe passes (``deploy``: what finds it
+    running must not route to it before it can answer)."""
     wanted = dict(plan.instances)
     for key, rec in list(lab.state["pods"].items()):
         if rec["kind"] in ("app", "external") and key not in wanted and \
@@ -156,6 +160,8 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
             start_external(lab, key, ext)
     if OUTSIDE_KEY not in lab.state["pods"]:
         start_outside(lab)
+    if ready_first:
+        wait_ready(lab)
     publish_endpoints(lab, plan)
     write_zones(lab)
     wait_ready(lab)

@@ -43,12 +43,20 @@ class Rule:
     namespace: str | None = None
 
     @property
+    def where(self) -> str:
+        """Where it applies, as docs/apply.md's table says it."""
+        if self.namespace is not None:
+            return self.namespace
+        return "cluster-scoped" if set(self.resources) <= CLUSTER_SCOPED else "every namespace"
+
+    @property
     def role(self) -> str:
         """The RBAC object that grants it (``meshbridge rbac``)."""
         discovery = self.purpose == "placement discovery"
         return "meshbridge-discovery" if discovery else "meshbridge-apply"
 
 
+CLUSTER_SCOPED = frozenset({"namespaces", "nodes"})
 _WRITE = ("list", "create", "patch", "delete")
 RULES: tuple[Rule, ...] = (
     Rule("apply", "", ("namespaces",), ("list", "create")),

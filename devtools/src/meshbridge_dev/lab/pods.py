@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -163,6 +164,8 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path], *,
     if ready_first:
         wait_ready(lab)
     publish_endpoints(lab, plan)
+    if ready_first:  # when what watches the clusters could first find the new pods
+        log(f"endpoints published at {time.time():.3f}")
     write_zones(lab)
     wait_ready(lab)
 

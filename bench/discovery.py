@@ -44,16 +44,14 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.lab import lab, percentile  # noqa: E402
+
 MESH_LAB = ROOT / "scripts" / "mesh-lab"
 TESTENV = ROOT / "scripts" / "k8s-testenv"
 MESHBRIDGE = Path(sys.executable).with_name("meshbridge")
 API = "meshbridge.dev/v1alpha1"
 NS, CLIENTS = "bench", 10
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -195,14 +193,6 @@ def bench_reading(api_servers: int, services: int, rounds: int) -> None:
 
 
 # ---------------------------------------------------------------------------------- the move
-
-
-def lab(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(MESH_LAB), *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"mesh-lab {args[0]} failed:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def bench_moves(moves: int) -> None:

@@ -97,8 +97,14 @@ class Served:
 
 
 @contextmanager
-def served(tmp_path: Path, mesh: str, ns: str, kubeconfigs: dict[str, Path], client: Cluster,
-           grace: str) -> Iterator[Served]:
+def served(testenv: Any, tmp_path: Path, suffix: str, grace: str,
+           kubeconfigs: dict[str, Path] | None = None) -> Iterator[tuple[Served, list[Cluster]]]:
+    """The server in-process over the session's three clusters (``kubeconfigs`` may replace
+    theirs), a mesh of its own; its objects and workloads removed at the end."""
+    clusters = testenv.clusters(3)
+    mesh = next_mesh()
+    ns = f"{mesh}-{suffix}"
+    given = {f"cluster{i + 1}": c.kubeconfig for i, c in enumerate(clusters)}
     db = str(tmp_path / "server.db")
     store = open_store(db)
     headers = {"Authorization": f"Bearer {create_token(store, 'ci', 'editor')}"}
@@ -108,61 +114,57 @@ def served(tmp_path: Path, mesh: str, ns: str, kubeconfigs: dict[str, Path], cli
                      credentials=Credentials(store, lambda: load_sealer(db, store)))
     try:
         with TestClient(app) as http:
-            docs = with_server_credentials(http, admin, _docs(mesh, ns, kubeconfigs, grace))
+            docs = _docs(mesh, ns, {**given, **(kubeconfigs or {})}, grace)
+            docs = with_server_credentials(http, admin, docs)
             r = http.post("/api/v1/apply", content=yaml.safe_dump_all(docs).encode(),
                           headers={**headers, "Content-Type": "application/yaml"})
             assert r.status_code == 200, r.text
-            yield Served(http, headers, client, ns)
+            yield Served(http, headers, clusters[2], ns), clusters
     finally:
         store.close()
+        if not _up(clusters[0]):
+            testenv.apiserver("start", "c1")
+        remove_mesh(clusters, mesh)
+        for c in clusters[:2]:
+            unserve(c, ns, "httpbin")
 
 
 def test_the_server_follows_placements_through_a_restart_and_the_grace_period(
     testenv, tmp_path: Path
 ) -> None:
-    c1, c2, c3 = testenv.clusters(3)
-    mesh = next_mesh()
-    ns = f"{mesh}-w"
-    kubeconfigs = {"cluster1": c1.kubeconfig, "cluster2": c2.kubeconfig, "cluster3": c3.kubeconfig}
-    try:
-        with served(tmp_path, mesh, ns, kubeconfigs, c3, "20s") as server:
-            serve(c1, ns, "httpbin", True)  # nobody applies: the watch sees it
-            server.routes("cluster1")
+    with served(testenv, tmp_path, "w", "20s") as (server, (c1, c2, _)):
+        ns = server.ns
+        serve(c1, ns, "httpbin", True)  # nobody applies: the watch sees it
+        server.routes("cluster1")
 
-            # cluster1's API server restarted in the middle of the watch, down meanwhile
-            testenv.apiserver("stop", "c1")
-            wait_for(lambda: server.watch("cluster1").get("state") == "failing",
-                     "cluster1's watch failing", BOUND)
-            serve(c2, ns, "httpbin", True)
-            server.routes("cluster1", "cluster2")  # cluster1 cannot be read: kept
-            assert server.placed() == {"cluster1": None, "cluster2": None}
-            testenv.apiserver("start", "c1")
-            wait_for(lambda: server.watch("cluster1").get("state") == "watching",
-                     "cluster1 watched again", BOUND)
-            assert server.placed() == {"cluster1": None, "cluster2": None}  # still the truth
-            unserve(c1, ns, "httpbin")  # and a change after the restart is seen
-            server.routes("cluster2")
+        # cluster1's API server restarted in the middle of the watch, down meanwhile
+        testenv.apiserver("stop", "c1")
+        wait_for(lambda: server.watch("cluster1").get("state") == "failing",
+                 "cluster1's watch failing", BOUND)
+        serve(c2, ns, "httpbin", True)
+        server.routes("cluster1", "cluster2")  # cluster1 cannot be read: kept
+        assert server.placed() == {"cluster1": None, "cluster2": None}
+        testenv.apiserver("start", "c1")
+        wait_for(lambda: server.watch("cluster1").get("state") == "watching",
+                 "cluster1 watched again", BOUND)
+        assert server.placed() == {"cluster1": None, "cluster2": None}  # still the truth
+        unserve(c1, ns, "httpbin")  # and a change after the restart is seen
+        server.routes("cluster2")
 
-            # gone from every cluster: kept for the grace period, unchanged in cluster3
-            _, version = server.entry()
-            unserve(c2, ns, "httpbin")
-            wait_for(lambda: server.placed().get("cluster2"), "httpbin marked gone", BOUND)
-            assert server.entry() == (["10.2.0.2"], version)
-            serve(c2, ns, "httpbin", True)  # back within the period: nothing changes
-            wait_for(lambda: ("back", "httpbin@cluster2") in server.audit(), "back", BOUND)
-            assert server.entry() == (["10.2.0.2"], version)
-            unserve(c2, ns, "httpbin")  # gone again, for good: after the period, no route
-            server.routes()
-            assert [v for v, name in server.audit() if name == "httpbin@cluster2"] == [
-                "found", "gone", "back", "gone", "dropped"]
-            assert [v for v, name in server.audit() if name == "httpbin@cluster1"] == [
-                "found", "left"]
-    finally:
-        if not _up(c1):
-            testenv.apiserver("start", "c1")
-        remove_mesh((c1, c2, c3), mesh)
-        for c in (c1, c2):
-            unserve(c, ns, "httpbin")
+        # gone from every cluster: kept for the grace period, unchanged in cluster3
+        _, version = server.entry()
+        unserve(c2, ns, "httpbin")
+        wait_for(lambda: server.placed().get("cluster2"), "httpbin marked gone", BOUND)
+        assert server.entry() == (["10.2.0.2"], version)
+        serve(c2, ns, "httpbin", True)  # back within the period: nothing changes
+        wait_for(lambda: ("back", "httpbin@cluster2") in server.audit(), "back", BOUND)
+        assert server.entry() == (["10.2.0.2"], version)
+        unserve(c2, ns, "httpbin")  # gone again, for good: after the period, no route
+        server.routes()
+        assert [v for v, name in server.audit() if name == "httpbin@cluster2"] == [
+            "found", "gone", "back", "gone", "dropped"]
+        assert [v for v, name in server.audit() if name == "httpbin@cluster1"] == [
+            "found", "left"]
 
 
 def _up(cluster: Cluster) -> bool:
@@ -176,27 +178,18 @@ def _up(cluster: Cluster) -> bool:
 def test_a_watch_ended_with_410_gone_lists_again_and_sees_what_it_missed(
     testenv, tmp_path: Path
 ) -> None:
-    c1, c2, c3 = testenv.clusters(3)
-    mesh = next_mesh()
-    ns = f"{mesh}-g"
-    tls = make_tls_files(tmp_path / "proxy-tls")
-    with KubeProxy(c1, tls) as proxy:
-        kubeconfigs = {"cluster1": proxy.kubeconfig(tmp_path / "proxied.kubeconfig"),
-                       "cluster2": c2.kubeconfig, "cluster3": c3.kubeconfig}
-        try:
-            with served(tmp_path, mesh, ns, kubeconfigs, c3, "5m") as server:
-                serve(c1, ns, "httpbin", True)
-                server.routes("cluster1")
-                serve(c2, ns, "httpbin", True)
-                server.routes("cluster1", "cluster2")
-                proxy.hold()  # cluster1's watch events are lost from here on...
-                unserve(c1, ns, "httpbin")
-                proxy.expire()  # ...and the watch is told its version is too old
-                server.routes("cluster2")  # the new list said what the events did not
-                assert proxy.expired >= 1
-                assert server.watch("cluster1")["relists"] >= 1
-                assert ("left", "httpbin@cluster1") in server.audit()
-        finally:
-            remove_mesh((c1, c2, c3), mesh)
-            for c in (c1, c2):
-                unserve(c, ns, "httpbin")
+    c1 = testenv.clusters(3)[0]
+    with KubeProxy(c1, make_tls_files(tmp_path / "proxy-tls")) as proxy:
+        proxied = {"cluster1": proxy.kubeconfig(tmp_path / "proxied.kubeconfig")}
+        with served(testenv, tmp_path, "g", "5m", proxied) as (server, (_, c2, _)):
+            serve(c1, server.ns, "httpbin", True)
+            server.routes("cluster1")
+            serve(c2, server.ns, "httpbin", True)
+            server.routes("cluster1", "cluster2")
+            proxy.hold()  # cluster1's watch events are lost from here on...
+            unserve(c1, server.ns, "httpbin")
+            proxy.expire()  # ...and the watch is told its version is too old
+            server.routes("cluster2")  # the new list said what the events did not
+            assert proxy.expired >= 1
+            assert server.watch("cluster1")["relists"] >= 1
+            assert ("left", "httpbin@cluster1") in server.audit()

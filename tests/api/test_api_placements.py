@@ -5,6 +5,8 @@ tests/integration/test_server_discovery.py."""
 
 from __future__ import annotations
 
+import json
+
 from apitest import Api
 from intents import server_yaml
 
@@ -55,3 +57,29 @@ def test_placements_need_a_token(api: Api) -> None:
     api.apply(server_yaml("discovered"))
     assert api.get("/api/v1/placements", role=None).status_code == 401
     assert api.get("/api/v1/placements", role="viewer").status_code == 200
+
+
+def test_discover_and_status_against_a_server(live, db_url: str, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from meshbridge.cli import app
+    from meshbridge.server.tokens import create_token
+    from meshbridge.store import open_store
+
+    server = live()
+    store = open_store(db_url)
+    try:
+        token = create_token(store, "cli-user", "editor")
+        monkeypatch.setenv("MESHBRIDGE_SERVER", server.url)
+        monkeypatch.setenv("MESHBRIDGE_TOKEN", token)
+        stored = CliRunner().invoke(app, ["apply", "-f", "-"], input=server_yaml("discovered"))
+        assert stored.exit_code == 0, stored.stderr
+        _record(store, Reading("cluster2", {HTTPBIN: 2}))
+    finally:
+        store.close()
+    found = CliRunner().invoke(app, ["discover", "--server", server.url, "-o", "json"])
+    assert found.exit_code == 0, found.stderr
+    assert json.loads(found.stdout) == [
+        {"app": "httpbin", "namespace": "bar", "cluster": "cluster2", "ready": 2}]
+    status = CliRunner().invoke(app, ["status", "--server", server.url])
+    assert "httpbin.bar" in status.stdout and "found in no cluster" in status.stdout

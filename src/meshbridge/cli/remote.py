@@ -31,7 +31,7 @@ from meshbridge.cli.common import (
     short_time,
 )
 from meshbridge.cli.secret_placement import report
-from meshbridge.errors import BadRequest, Conflict
+from meshbridge.errors import BadRequest, Conflict, ServerError
 from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
@@ -319,7 +319,7 @@ def status_from_server(
     with errors_mapped(), remote.client() as client:
         found = client.status()
         flagged = client.problems()
-        placed = client.placements() if placements is not None else None
+        placed = _placements(client) if placements is not None else None
     if not found.reconciler:
         err_console.print("this server runs no reconciler (serve --reconcile-interval 0)",
                           markup=False)
@@ -366,6 +366,16 @@ def status_from_server(
     failed = any(rec.state in ("Failed", "Unreachable") for rec in found.items)
     if failed or flagged.items or flagged.set:
         raise typer.Exit(1)
+
+
+def _placements(client: ServerClient) -> PlacementAnswer | None:
+    """The server's discovered placements; None from a server older than them (404)."""
+    try:
+        return client.placements()
+    except ServerError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def render_remote(

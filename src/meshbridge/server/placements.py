@@ -68,7 +68,8 @@ class PlacementWatcher:
     timeout: float = 10.0
     _watched: dict[str, _Watched] = field(default_factory=dict)
     _snap: Snapshot | None = None
-    _queue: asyncio.Queue[Reading] | None = None
+    _queue: asyncio.Queue[str] | None = None  # clusters with a reading to record
+    _latest: dict[str, Reading] = field(default_factory=dict)  # each cluster's newest reading
     _recorder: asyncio.Task[None] | None = None
     _settled: float = 0.0
 
@@ -124,9 +125,7 @@ class PlacementWatcher:
                                         self.replica, self.lease_ttl)
         if taken is None:
             return  # another replica still holds it: next tick
-        queue = self._queue
-        assert queue is not None
-        watch = ClusterWatch(target, look, queue.put_nowait, timeout=self.timeout)
+        watch = ClusterWatch(target, look, self._offer, timeout=self.timeout)
         task = asyncio.create_task(watch.run(), name=f"meshbridge-watch-{cluster}")
         self._watched[cluster] = _Watched(watch, task, time.monotonic())
         log.info("cluster %s: watching placements (lease term %d)", cluster, taken.term)
@@ -153,22 +152,30 @@ class PlacementWatcher:
 
     # ------------------------------------------------------------------------- recording
 
+    def _offer(self, reading: Reading) -> None:
+        """A watch's new reading (on the loop): recorded next, unless a newer one replaces it
+        first (only a cluster's newest reading is ever recorded)."""
+        assert self._queue is not None
+        self._latest[reading.cluster] = reading
+        self._queue.put_nowait(reading.cluster)
+
     async def _record_readings(self) -> None:
         assert self._queue is not None
         while True:
-            reading = await self._queue.get()
-            if reading.cluster not in self._watched or self._snap is None:
-                continue  # a watch stopped meanwhile: its lease may be another's now
+            cluster = await self._queue.get()
+            reading = self._latest.pop(cluster, None)
+            if reading is None or cluster not in self._watched or self._snap is None:
+                continue  # recorded already, or a watch stopped: its lease may be another's
             try:
                 decision = await asyncio.to_thread(placement.record, self.store, self._snap,
                                                    [reading], self.replica)
             except MeshbridgeError:
-                log.exception("cannot record the placements read from cluster %s",
-                              reading.cluster)
+                log.exception("cannot record the placements read from cluster %s", cluster)
                 await asyncio.sleep(1.0)
-                self._queue.put_nowait(reading)  # tried again (readings only grow newer)
+                self._latest.setdefault(cluster, reading)  # unless a newer one came meanwhile
+                self._queue.put_nowait(cluster)
                 continue
-            self._announce(decision, reading.cluster)
+            self._announce(decision, cluster)
 
     async def _settle(self, snap: Snapshot) -> None:
         """End the grace periods that are over (a decision with no reading)."""

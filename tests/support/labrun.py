@@ -41,12 +41,15 @@ class LabRun:
     dir: Path
     state: dict[str, Any] = field(default_factory=dict)
 
-    def up(self, *files: Path, service_protocols: tuple[str, ...] = ()) -> None:
+    def up(self, *files: Path, service_protocols: tuple[str, ...] = (),
+           deploy: tuple[str, ...] = ()) -> None:
         args = ["up", "--dir", str(self.dir)]
         for f in files:
             args += ["-f", str(f)]
         for sp in service_protocols:
             args += ["--service-protocol", sp]
+        for instance in deploy:
+            args += ["--deploy", instance]
         proc = mesh_lab(*args, timeout=UP_TIMEOUT)
         assert proc.returncode == 0, f"mesh-lab up failed:\n{proc.stderr[-6000:]}"
         self.state = json.loads((self.dir / "lab.json").read_text())

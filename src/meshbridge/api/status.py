@@ -11,17 +11,20 @@ from fastapi import APIRouter, Query
 from starlette.exceptions import HTTPException
 
 from meshbridge.api.context import Editor, ServerDep, Viewer
+from meshbridge.errors import InvalidInput
 from meshbridge.server.leases import CLUSTER
 from meshbridge.store import ClusterRuns, ReconcileRun, ResourceStore
-from meshbridge.usecases import delivery
+from meshbridge.usecases import delivery, placement
 from meshbridge.usecases.apply import cluster_statuses
 from meshbridge.wire.messages import (
     ClusterPropagation,
     ClusterStatus,
     ErrorItem,
     FlaggedDocument,
+    PlacementAnswer,
     ProblemsAnswer,
     StatusAnswer,
+    WatchView,
 )
 from meshbridge.wire.resources import source_of
 
@@ -190,3 +193,30 @@ def problems(server: ServerDep, _: Viewer) -> dict[str, Any]:
         for f in flagged
     ]
     return ProblemsAnswer(items=items, set=[ErrorItem.of(p) for p in unblamed]).to_json()
+
+
+@router.get(
+    "/api/v1/placements",
+    tags=["status"],
+    summary="Where the Apps with discover: {} run, as the server's watches keep it",
+)
+def placements(server: ServerDep, _: Viewer) -> dict[str, Any]:
+    """Every discovered App's placements (found running, or kept for the grace period since
+    ``gone``, until ``keptUntil``), how each cluster is watched (by which replica; watching, or
+    failing with the error, since when; lists again after 410 Gone), and what the intents'
+    weights and failover priorities do not cover of where the Apps run."""
+    catalog = server.catalog
+    try:
+        with catalog.writing():
+            catalog.sync()
+            snap = catalog.blueprint().snapshot
+    except InvalidInput:
+        return PlacementAnswer(items=[]).to_json()  # nothing can be rendered: /problems says why
+    store = server.store
+    with store.reading():
+        rows = store.placement_rows()
+        watches = store.watch_records()
+        now = store.clock()
+    clusters = [WatchView(cluster=w.cluster, state=w.state, error=w.error, since=_time(w.since),
+                          replica=w.replica, relists=w.relists) for w in watches]
+    return placement.view(snap, rows, clusters, now).to_json()

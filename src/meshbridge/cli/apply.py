@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from meshbridge.cli import placement as placement_cmd
 from meshbridge.cli import propagation as propagation_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli.common import (
@@ -192,6 +193,8 @@ def _run(
             err_console.print(
                 f"{d.cluster}: gateway discovery failed: {d.error}", style="yellow", markup=False
             )
+    placement_cmd.report_placed(prepared.placed, dry_run=options.dry_run)
+    placement_cmd.print_uncovered(prepared.uncovered)
     return reports, views
 
 
@@ -441,20 +444,24 @@ def status_cmd(
         if propagation or intent is not None:
             remote_cmd.propagation_from_server(remote, output, intent)
             return
-        remote_cmd.status_from_server(remote, objects=objects)
+        remote_cmd.status_from_server(remote, objects=objects,
+                                      placements=placement_cmd.status_view)
         return
+    location = state_path(state)
     if propagation or intent is not None:
-        propagation_cmd.status_local(state_path(state), output, intent)
+        propagation_cmd.status_local(location, output, intent)
         return
     from rich.table import Table
 
     from meshbridge.usecases import apply as apply_service
 
-    records = read_local(state_path(state), apply_service.cluster_statuses)
+    records = read_local(location, apply_service.cluster_statuses)
     if records is None:
         return
     if not records:
         err_console.print("no apply recorded yet", markup=False)
+        with errors_mapped():
+            placement_cmd.status_section(location)
         return
     table = Table(box=None, pad_edge=False)
     for col in ("CLUSTER", "STATE", "OBJECTS", "APPLIED", "FAILED", "PENDING", "TIME (UTC)"):
@@ -479,5 +486,7 @@ def status_cmd(
             for rec in records
             for o in rec.get("objects", [])
         )
+    with errors_mapped():
+        placement_cmd.status_section(location)
     if any(rec["state"] in ("Failed", "Unreachable") for rec in records):
         raise typer.Exit(1)

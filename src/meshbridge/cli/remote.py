@@ -31,12 +31,15 @@ from meshbridge.cli.common import (
     short_time,
 )
 from meshbridge.cli.secret_placement import report
-from meshbridge.errors import BadRequest, Conflict
+from meshbridge.errors import BadRequest, Conflict, ServerError
 from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from meshbridge.client import ServerClient
     from meshbridge.output.writer import KeyPlacement
+    from meshbridge.wire.messages import PlacementAnswer
     from meshbridge.wire.resources import ResourceKind
 
 __all__ = [
@@ -341,15 +344,20 @@ def delete(
     out_console.print(f"{_describe(rk.kind, ns, name)} deleted", markup=False)
 
 
-def status_from_server(remote: Remote, *, objects: bool = False) -> None:
+def status_from_server(
+    remote: Remote, *, objects: bool = False,
+    placements: Callable[[PlacementAnswer], None] | None = None,
+) -> None:
     """``status --server``: every cluster's last reconcile on the server, by which replica,
-    its last success and failures since; the replicas; the documents left out of renders.
-    Exit 1 when a cluster's last reconcile failed or could not reach it, or documents are."""
+    its last success and failures since; the replicas; the documents left out of renders; the
+    discovered placements (handed to ``placements``). Exit 1 when a cluster's last reconcile
+    failed or could not reach it, or documents are."""
     from rich.table import Table
 
     with errors_mapped(), remote.client() as client:
         found = client.status()
         flagged = client.problems()
+        placed = _placements(client) if placements is not None else None
     if not found.reconciler:
         err_console.print("this server runs no reconciler (serve --reconcile-interval 0)",
                           markup=False)
@@ -383,6 +391,8 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     if found.replicas:
         seen = ", ".join(f"{r.id} (seen {short_time(r.seen or '')})" for r in found.replicas)
         out_console.print(f"replicas: {seen}", markup=False)
+    if placements is not None and placed is not None:
+        placements(placed)
     for item in flagged.items:
         first = item.problems[0] if item.problems else None
         where = f" {first.path}" if first and first.path else ""
@@ -406,6 +416,16 @@ def propagation_from_server(remote: Remote, output: str, intent: str | None) -> 
     views = {rec.cluster: rec.propagation for rec in found.items if rec.propagation is not None}
     statuses = [rec.to_json() for rec in found.items]
     propagation_cmd.finish(statuses, views, output, intent)
+
+
+def _placements(client: ServerClient) -> PlacementAnswer | None:
+    """The server's discovered placements; None from a server older than them (404)."""
+    try:
+        return client.placements()
+    except ServerError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def render_remote(

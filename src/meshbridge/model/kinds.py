@@ -177,6 +177,8 @@ class IstioSettings(_Model):
 
 class MeshSpec(_Model):
     trust_domain: DNSName = "cluster.local"
+    # what `discover: {}` reads from the clusters, and how long a vanished app keeps its routes
+    discovery: DiscoverySettings = Field(default_factory=lambda: DiscoverySettings())
     vip_pool: str = "240.0.0.0/4"
     root_ca: CASettings = Field(default_factory=CASettings, alias="rootCA")
     intermediate_ca: IntermediateCASettings = Field(
@@ -250,16 +252,30 @@ class ClusterSelector(_Model):
         return self
 
 
+class Discover(_Model):
+    """``discover: {}``: the clusters the App runs in are read from the clusters themselves
+    (docs/intents.md, "Discovered placement"); it takes no field yet."""
+
+
 class AppSpec(_Model):
     clusters: list[DNSLabel] | None = None
     cluster_selector: ClusterSelector | None = None
+    discover: Discover | None = None
     service_account: DNSName | None = None
     selector: Labels | None = None
 
     @model_validator(mode="after")
     def _placement(self) -> AppSpec:
-        if (self.clusters is None) == (self.cluster_selector is None):
-            raise ValueError("exactly one of clusters and clusterSelector must be given")
+        if self.discover is not None:
+            if self.clusters is not None:
+                raise ValueError(
+                    "discover reads the clusters the app runs in from the clusters: give "
+                    "clusters or discover, not both (clusterSelector may limit where it is "
+                    "looked for)"
+                )
+        elif (self.clusters is None) == (self.cluster_selector is None):
+            raise ValueError("exactly one of clusters and clusterSelector must be given "
+                             "(or discover: {})")
         if self.clusters is not None:
             if not self.clusters:
                 raise ValueError("clusters must name at least one cluster")
@@ -306,6 +322,28 @@ def _duration(value: str) -> str:
 
 
 Duration = Annotated[str, AfterValidator(_duration)]
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(value: str) -> float:
+    """A valid ``Duration`` in seconds (``500ms`` -> 0.5, ``5m`` -> 300)."""
+    number = value.rstrip("smh")
+    return int(number) * _UNIT_SECONDS[value[len(number):]]
+
+
+class DiscoverySettings(_Model):
+    """How placements of Apps with ``discover: {}`` are read and kept (docs/intents.md,
+    "Discovered placement")."""
+
+    # the label a client-only app's workloads and pods carry: <labelKey>: <App name>
+    label_key: LabelKey = "app"
+    # how long an app gone from every cluster keeps its last known placement
+    grace_period: Duration = "5m"
+
+    @property
+    def grace_seconds(self) -> float:
+        return duration_seconds(self.grace_period)
 
 
 class OutlierDetection(_Model):

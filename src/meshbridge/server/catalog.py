@@ -5,7 +5,8 @@ request should. A :class:`Catalog` keeps the validated documents, the VIP table 
 :class:`~meshbridge.compile.Blueprint` in memory and updates them on each write it makes itself. It
 notices writes by other processes through the store's change counters (:class:`Revisions`):
 whenever the ``resources`` counter moved, the documents are read again; whenever the ``state``
-counter moved, the VIP table is.
+counter moved, the VIP table is; whenever the ``placements`` counter moved, the recorded
+placement of the discovered Apps (a render input, like the VIPs) is.
 
 Every write validates the *whole resulting set* (``compile.blueprint``: schema, cross-document rules,
 VIP pool) before anything is stored, and stores the documents, their audit entries and the new
@@ -47,6 +48,7 @@ from meshbridge.server.allocation import Needs, replan
 from meshbridge.server.stored import to_object
 from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
+from meshbridge.usecases.placement import placement_of
 from meshbridge.viprecord import VipRecord
 from meshbridge.wire.resources import RESOURCES, ObjectKey, source_of
 
@@ -137,6 +139,7 @@ class Catalog:
         self._needs: Needs | None = None  # what self._vips was allocated for
         self._order: list[ObjectKey] = []  # keys of the last _intents(), sorted
         self._order_keys: set[ObjectKey] = set()
+        self._placement: mbcompile.Placement = {}  # where the discovered Apps run (recorded)
 
     # ----------------------------------------------------------------------- cache control
 
@@ -166,11 +169,11 @@ class Catalog:
 
     def _state(self) -> tuple[Any, ...]:
         return (self._revisions, self._entries, self._broken, self._excluded, self._vips,
-                self._blueprint, self._needs)
+                self._blueprint, self._needs, self._placement)
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
         (self._revisions, self._entries, self._broken, self._excluded, self._vips, self._blueprint,
-         self._needs) = saved
+         self._needs, self._placement) = saved
 
     def sync(self) -> Revisions:
         """Catch up with the store (inside a transaction): read what other writers changed."""
@@ -191,6 +194,11 @@ class Catalog:
                 self._vips = vips
                 self._blueprint = None
                 self._needs = None
+        if self._revisions is None or revs.placements != self._revisions.placements:
+            placement = placement_of(self.store.placement_rows())
+            if placement != self._placement:
+                self._placement = placement
+                self._blueprint = None
         self._revisions = revs
         return revs
 
@@ -297,7 +305,7 @@ class Catalog:
     def _blueprint_for(self, intents: Intents) -> tuple[mbcompile.Blueprint, Needs]:
         """``compile.blueprint(intents, stored VIPs)``, allocating only for the clusters whose VIP
         needs changed since the stored table was made (see ``server.allocation``)."""
-        return replan(mbcompile.check(intents), self._vips, self._needs)
+        return replan(mbcompile.check(intents, found=self._placement), self._vips, self._needs)
 
     def _intents(
         self, entries: dict[ObjectKey, _Entry], excluded: Collection[ObjectKey] = ()

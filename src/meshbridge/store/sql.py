@@ -59,11 +59,13 @@ from meshbridge.errors import StateError, StateLocked, StateUnavailable
 from meshbridge.keyfiles import make_key_dirs, open_key_file
 from meshbridge.store import migrate
 from meshbridge.store.dialect import upsert
+from meshbridge.store.placements import PlacementsMixin
 from meshbridge.store.records import Revisions
 from meshbridge.store.replicas import ReplicasMixin
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (
     MESH_ID_KEY,
+    PLACEMENTS,
     PREVIOUS_MESH_ID,
     RESOURCES,
     STATE,
@@ -112,7 +114,7 @@ def _retry_locked(statement: Callable[[], object]) -> None:
             statement()
 
 
-class SqlStore(RowsMixin, ReplicasMixin):
+class SqlStore(RowsMixin, ReplicasMixin, PlacementsMixin):
     """A Store over a SQLAlchemy engine; migrates the database to the current schema."""
 
     def __init__(self, engine: Engine, *, migrate_schema: bool = True) -> None:
@@ -223,7 +225,9 @@ class SqlStore(RowsMixin, ReplicasMixin):
     def revisions(self) -> Revisions:
         with self._connection() as conn:
             rows = dict(conn.execute(select(counters_table.c.name, counters_table.c.value)).all())
-        return Revisions(int(rows.get(RESOURCES, 0)), int(rows.get(STATE, 0)))
+        return Revisions(
+            int(rows.get(RESOURCES, 0)), int(rows.get(STATE, 0)), int(rows.get(PLACEMENTS, 0))
+        )
 
     def bump_resources(self) -> int:
         """Move the documents counter; the new value is the resourceVersion of this write."""

@@ -1,7 +1,8 @@
 """apply, diff and status: the rendered desired state reconciled with live clusters.
 
-An apply runs in three steps. ``prepare`` renders exactly as ``render`` does (same VIPs, same
-certificates, kept in the same store) and discovers gateway addresses a Cluster leaves out;
+An apply runs in three steps. ``prepare`` reads where the Apps with ``discover: {}`` run
+(``usecases.placement``), discovers gateway addresses a Cluster leaves out, and renders exactly
+as ``render`` does with that placement (same VIPs, same certificates, kept in the same store);
 ``reconcile`` brings every selected cluster to that state; ``finish`` records per-cluster,
 per-object status in the store for ``status``. Every apply renders: what it sends is what
 ``render`` would write from the same intents and store, never an older render.
@@ -27,12 +28,16 @@ from meshbridge.kube import (
     discover_gateway,
     reconcile_all,
 )
-from meshbridge.store import LEGACY_ADOPTION, Store
+from meshbridge.store import LEGACY_ADOPTION, PlacementStore, Store
 from meshbridge.usecases.ownership import mesh_ref, record_adoptions
 from meshbridge.usecases.seen_cacerts import SEEN_CACERTS_KIND
 
 if TYPE_CHECKING:
+    from meshbridge.compile import Placement
+    from meshbridge.compile.placement import Uncovered
+    from meshbridge.kube.placement import Reading
     from meshbridge.model import Cluster, Intents, Located
+    from meshbridge.usecases.placement import Decision
     from meshbridge.usecases.render import MaterialProvider, Rendered
 
 STATUS_KIND = "status"
@@ -102,7 +107,9 @@ def _choose(every: list[ClusterAccess], only: list[str] | None) -> list[ClusterA
     return [known[name] for name in sorted(only)] if only else list(every)
 
 
-async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
+async def _discover_all(
+    intents: Intents, timeout: float, found: Placement | None = None
+) -> list[Discovered]:
     """The gateway of every cluster that needs one (another cluster reaches it) and leaves its
     address out, read from the cluster."""
 
@@ -124,7 +131,7 @@ async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
     from meshbridge.compile.snapshot import build as snapshot
     from meshbridge.compile.validate import gateway_needs
 
-    needed = gateway_needs(snapshot(intents))
+    needed = gateway_needs(snapshot(intents, found))
     wanted = [d for d in candidates if d.obj.name in needed]
     return list(await asyncio.gather(*(one(d) for d in wanted)))
 
@@ -170,40 +177,79 @@ def with_discovered_gateways(intents: Intents, found: list[Discovered]) -> Inten
 
 @dataclass
 class Prepared:
-    """What an apply reconciles: the chosen clusters, the mesh and every cluster's objects."""
+    """What an apply reconciles: the chosen clusters, the mesh and every cluster's objects;
+    the gateways and placements it discovered on the way (``placed``: None when no App is
+    discovered) and what the declared splits do not cover of them."""
 
     mesh: MeshRef
     targets: list[ClusterAccess]
     objects: dict[str, list[dict[str, Any]]]
     found: list[Discovered]
+    placed: Placed | None = None
+    uncovered: tuple[Uncovered, ...] = ()
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where the discovered Apps run, as an apply found them: what each cluster said and the
+    decision taken on it (recorded, unless a dry run)."""
+
+    readings: tuple[Reading, ...]
+    decision: Decision
+
+
+def discover_placement(
+    intents: Intents, store: PlacementStore, options: ReconcileOptions, *, keep: bool
+) -> Placed | None:
+    """Read where the discovered Apps run from every cluster they may run in and decide (and,
+    with ``keep``, record) their placement; None when no App is discovered. Invalid intents
+    are refused first (InvalidInput), before any cluster is read."""
+    from meshbridge import compile as mbcompile
+    from meshbridge.usecases import placement
+
+    snap = mbcompile.check(intents, before_apply=True)
+    if not any(a.spec.discover is not None for a in snap.apps.values()):
+        return None
+    access = {d.obj.name: file_target(d.obj) for d in intents.clusters}
+    readings = tuple(placement.read(snap, access, options))
+    if keep:
+        decision = placement.record(store, snap, readings, "apply")
+    else:
+        decision = placement.preview(store, snap, readings)
+    return Placed(readings, decision)
 
 
 def prepare(
     intents: Intents,
-    store: Store,
+    store: PlacementStore,
     state_path: str | None,
     options: ReconcileOptions,
     only: list[str] | None = None,
 ) -> Prepared:
-    """Discover the gateways the intents leave out, then render as ``render`` does (a dry run
-    keeps no new VIP or certificate)."""
+    """Discover where the discovered Apps run (recorded unless a dry run), then the gateways
+    the intents leave out, then render as ``render`` does with that placement (a dry run keeps
+    no new VIP or certificate)."""
+    from meshbridge.compile.placement import coverage
     from meshbridge.usecases import pki as pki_service
     from meshbridge.usecases.render import build
 
     chosen = targets(intents, only)
-    found = asyncio.run(_discover_all(intents, options.timeout))
+    placed = discover_placement(intents, store, options, keep=not options.dry_run)
+    where = placed.decision.placement if placed is not None else None
+    found = asyncio.run(_discover_all(intents, options.timeout, where))
     intents = with_discovered_gateways(intents, found)
     material = pki_service.material_provider(state_path)
     injection = intents.mesh.spec.istio.sidecar_injection
     mesh = mesh_ref(store, intents.mesh.name, sidecar_injection=injection)
     try:
         if options.dry_run:
-            rendered = _render_without_keeping(intents, store, material)
+            rendered = _render_without_keeping(intents, store, material, where)
         else:
-            rendered = build(intents, store, material, serialise=False)
+            rendered = build(intents, store, material, serialise=False, found=where)
     except InvalidInput as exc:
         raise _with_discovery_errors(exc, intents, found) from None
-    return Prepared(mesh, chosen, rendered.objects, found)
+    uncovered = tuple(coverage(rendered.blueprint.snapshot))
+    return Prepared(mesh, chosen, rendered.objects, found, placed, uncovered)
 
 
 def reconcile(
@@ -247,14 +293,14 @@ def record_status(
 
 
 def _render_without_keeping(
-    intents: Intents, store: Store, material: MaterialProvider | None
+    intents: Intents, store: Store, material: MaterialProvider | None, found: Placement | None
 ) -> Rendered:
     """A dry run's render: what apply would write, in a rehearsal that keeps no new VIP or
     certificate."""
     from meshbridge.usecases.render import build
 
     with store.transaction(keep=False):
-        return build(intents, store, material, serialise=False)
+        return build(intents, store, material, serialise=False, found=found)
 
 
 def _status_record(

@@ -39,6 +39,8 @@ __all__ = [
     "ListMeta",
     "ManifestList",
     "ObjectState",
+    "PlacementAnswer",
+    "PlacementItem",
     "ProblemsAnswer",
     "PropagationAnswer",
     "PropagationState",
@@ -47,6 +49,8 @@ __all__ = [
     "ReplicaView",
     "RunView",
     "StatusAnswer",
+    "UncoveredItem",
+    "WatchView",
 ]
 
 
@@ -306,6 +310,53 @@ class StatusAnswer(_Wire):
     replicas: list[ReplicaView]
     reconciler: bool
     propagation: PropagationAnswer | None = None
+
+
+class PlacementItem(_Wire):
+    """A discovered App placed in a cluster: found running there (``gone`` None) with
+    ``ready`` instances, or found nowhere since ``gone`` and kept until ``keptUntil``."""
+
+    namespace: str
+    app: str
+    cluster: str
+    ready: int
+    found: str | None = None
+    seen: str | None = None
+    gone: str | None = None
+    kept_until: str | None = None
+
+
+class WatchView(_Wire):
+    """How a cluster is read for placements: ``watching`` (a server's watch), ``read`` (a
+    one-off read), or ``failing`` with the error (its last known placements stand)."""
+
+    cluster: str
+    state: str
+    error: str = ""
+    since: str | None = None
+    replica: str = ""
+    relists: int = 0
+
+
+class UncoveredItem(_Wire):
+    """A discovered placement an intent's weights or failover priority do not cover."""
+
+    namespace: str
+    app: str
+    cluster: str
+    intent: str
+    message: str
+
+
+class PlacementAnswer(_Wire):
+    """Where the discovered Apps run (``discovered``: every one, ``namespace/name``), how each
+    cluster is read, and what the declared splits do not cover."""
+
+    items: list[PlacementItem]
+    discovered: list[str] = Field(default_factory=list)
+    clusters: list[WatchView] = Field(default_factory=list)
+    uncovered: list[UncoveredItem] = Field(default_factory=list)
+    time: str | None = None
 
 
 class FlaggedDocument(_Wire):

@@ -29,6 +29,13 @@ examples:
   scripts/mesh-lab up --dir /tmp/lab -f examples/sleep-httpbin
   scripts/mesh-lab request --dir /tmp/lab --from sleep.foo@cluster1 http://httpbin.bar.cluster2:8000/headers
   scripts/mesh-lab down --dir /tmp/lab
+
+discovered placement (Apps with discover: {}):
+  scripts/mesh-lab up --dir /tmp/lab -f tests/lab/meshes/discovered.yaml --deploy httpbin.bar@cluster1
+  scripts/mesh-lab serve --dir /tmp/lab          # meshbridge serve watching the lab's clusters
+  scripts/mesh-lab undeploy --dir /tmp/lab httpbin.bar@cluster1
+  scripts/mesh-lab deploy --dir /tmp/lab httpbin.bar@cluster2
+  scripts/mesh-lab meshbridge --dir /tmp/lab -- discover
 """
 
 
@@ -50,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "until every proxy has ACKed its configuration"))
     apply = with_dir(sub.add_parser("apply", help="apply changed intents to a running lab (same "
                                     "clusters) and wait for the ACKs"))
+    up.add_argument("--deploy", action="append", default=[], metavar="APP.NAMESPACE@CLUSTER",
+                    help="an instance of an App with discover: {} to run from the start "
+                         "(repeatable); `deploy` and `undeploy` change them later")
     for p in (up, apply):
         p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                        help="intent file or folder (repeatable)")
@@ -82,6 +92,16 @@ def _parser() -> argparse.ArgumentParser:
                        ("start", "start it again")):
         p = with_dir(sub.add_parser(name, help=text))
         p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    for name, text in (("deploy", "run an instance of an App with discover: {}: its pod, "
+                                  "sidecar, Service and ready EndpointSlice"),
+                       ("undeploy", "remove an instance of such an App (its Service too, with "
+                                    "its last instance)")):
+        p = with_dir(sub.add_parser(name, help=text))
+        p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    srv = with_dir(sub.add_parser("serve", help="run meshbridge serve in the lab, reconciling "
+                                  "and watching its clusters, with the lab's intents stored"))
+    srv.add_argument("--reconcile-interval", type=float, default=60.0, metavar="SECONDS")
+    srv.add_argument("--lease-seconds", type=float, default=15.0, metavar="SECONDS")
     admin = with_dir(sub.add_parser("admin", help="GET a path of an app instance's (or a "
                                     "gateway's) Envoy admin interface, e.g. /stats?filter=rbac"))
     admin.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
@@ -107,7 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     mb = with_dir(sub.add_parser(
         "meshbridge", help="run meshbridge where the lab's clusters are reachable (its "
         "control-plane network namespace) with the lab's state store, e.g. `apply --wait -f "
-        "DIR/intents.yaml` or `status --propagation`"))
+        "DIR/intents.yaml` or `status --propagation`; with --server, against the server "
+        "`mesh-lab serve` runs, e.g. `discover`"))
+    mb.add_argument("--server", action="store_true",
+                    help="talk to the lab's meshbridge serve (MESHBRIDGE_SERVER and "
+                         "MESHBRIDGE_TOKEN set; no --state added)")
     mb.add_argument("--then-request", nargs=2, metavar=("APP.NAMESPACE@CLUSTER", "URL"),
                     help="when meshbridge exits 0, send one request from that app instance at "
                          "once (from this process: no start-up in between); its answer is "
@@ -166,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         lab = Lab(args.dir)
         if args.command == "up":
             lab.up(args.filename, parse_service_protocols(args.service_protocol),
-                   _env(args.istiod_env))
+                   _env(args.istiod_env), args.deploy)
         elif args.command == "apply":
             t0 = time.monotonic()
             lab.apply(args.filename, parse_service_protocols(args.service_protocol)
@@ -174,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"applied in {time.monotonic() - t0:.1f}s")
         elif args.command == "down":
             lab.down()
+        elif args.command in ("deploy", "undeploy"):
+            t0 = time.monotonic()
+            lab.deploy(args.instance, present=args.command == "deploy")
+            log(f"{args.command} in {time.monotonic() - t0:.1f}s")
+        elif args.command == "serve":
+            lab.serve(["--reconcile-interval", str(args.reconcile_interval),
+                       "--lease-seconds", str(args.lease_seconds)])
         elif args.command == "stop":
             lab.stop(args.instance)
         elif args.command == "start":
@@ -239,7 +270,8 @@ def _env(items: list[str]) -> dict[str, str]:
 
 def _meshbridge(lab: Lab, args: argparse.Namespace) -> int:
     mb_args = args.args[1:] if args.args[:1] == ["--"] else args.args
-    code = _run_client(lab.meshbridge_command(mb_args))
+    cmd, env = lab.meshbridge_command(mb_args, server=args.server)
+    code = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, check=False).returncode
     if code != 0 or not args.then_request:
         return code
     source, url = args.then_request

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +36,7 @@ import yaml
 
 from meshbridge_dev.testenv import TestenvError, recorded_api
 
-from . import control, istio, kube, net, pki, pods, teardown, traffic
+from . import control, instances, istio, kube, net, pki, pods, serve, teardown, traffic
 from .common import (
     SIDECAR_UID,
     LabError,
@@ -55,9 +54,10 @@ from .state import LabState
 USER_FIELD_MANAGER = "mesh-lab-user"  # objects a user applies by hand (`mesh-lab objects`)
 
 
-def validated_plan(files: list[str]) -> Plan:
+def validated_plan(files: list[str], deployed: list[str] | tuple[str, ...] = ()) -> Plan:
     meshbridge("validate", *[a for f in files for a in ("-f", f)])
-    return build(files)
+    plan = build(files)
+    return build(files, instances.checked(plan, list(deployed))) if deployed else plan
 
 
 def inputs(files: list[str]) -> list[str]:
@@ -68,7 +68,8 @@ class Lab(LabState):
     """One lab in one folder: ``up``, ``apply``, ``down``, and its app instances."""
 
     def up(self, files: list[str], service_protocols: dict[str, str] | None = None,
-           istiod_env: dict[str, str] | None = None) -> None:
+           istiod_env: dict[str, str] | None = None,
+           deployed: list[str] | None = None) -> None:
         if self.state_path.is_file():
             raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
                            f"change its intents, or `mesh-lab down` first")
@@ -78,7 +79,7 @@ class Lab(LabState):
             raise LabError(f"the proxies run as uid {SIDECAR_UID} and must reach {self.dir}"
                            f", but {blocked} lets no other user through (chmod o+x it, or pick "
                            f"another --dir)")
-        plan = validated_plan(files)
+        plan = validated_plan(files, deployed or [])
         t0 = time.monotonic()
         tools = istio.tools()
         self.state = {
@@ -86,6 +87,7 @@ class Lab(LabState):
             "inputs": inputs(files), "netns": {}, "tools": {k: str(v) for k, v in tools.items()},
             "service_protocols": service_protocols or {},
             "istiod_env": istiod_env or {},
+            "deployed": sorted(set(deployed or [])),
         }
         self.save()
         try:
@@ -151,6 +153,8 @@ class Lab(LabState):
         # Service by its pods (no kube-proxy, no ClusterIP).
         pods.sync_pods(self, plan, tools)
         each(lambda c: start_gateway(self, c, installs[c], tools), clusters)
+        if plan.discovered:  # apply again, as a team would: it now finds the instances
+            control.apply(self)
         control.wait_synced(self)
 
     def apply(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
@@ -158,7 +162,7 @@ class Lab(LabState):
         self.load()
         if service_protocols is not None:
             self.state["service_protocols"] = service_protocols
-        plan = validated_plan(files)
+        plan = validated_plan(files, self.state.get("deployed", []))
         if sorted(plan.clusters) != sorted(self.state["clusters"]):
             raise LabError("the intents name other clusters than the running lab "
                            f"({', '.join(self.state['clusters'])}); run `mesh-lab down` and "
@@ -170,6 +174,31 @@ class Lab(LabState):
         traffic.write_intents(self, plan)
         pods.sync_pods(self, plan, tools)
         control.apply_and_wait(self)
+
+    def deploy(self, spec: str, present: bool = True) -> None:
+        """Start (``present``) or remove one instance of a discovered App: its pod, sidecar,
+        Service and EndpointSlice (the Service with its last instance)."""
+        self.load()
+        plan = validated_plan(self.state["inputs"])
+        instances.checked(plan, [spec])
+        deployed = instances.changed(self.state.get("deployed", []), spec, present)
+        if deployed is None:
+            log(f"{spec}: already {'deployed' if present else 'not deployed'}")
+            return
+        enter_netns(self.fabric.ctl)
+        self.state["deployed"] = deployed
+        self.save()
+        tools = {k: Path(v) for k, v in self.state["tools"].items()}
+        pods.sync_pods(self, build(self.state["inputs"], deployed), tools, ready_first=True)
+        log(f"{spec}: {'deployed' if present else 'undeployed'}")
+
+    def serve(self, extra: list[str]) -> None:
+        """``meshbridge serve`` reconciling the lab's clusters (``lab.serve``)."""
+        self.load()
+        enter_netns(self.fabric.ctl)
+        serve.start(self, extra)
+        serve.wait_reconciled(self)
+        control.wait_synced(self)
 
     def instance(self, spec: str) -> tuple[str, dict[str, Any]]:
         self.load()
@@ -237,14 +266,19 @@ class Lab(LabState):
         return ", ".join(k for k, r in sorted(self.state["pods"].items())
                          if "proxy" in r.get("procs", {}))
 
-    def meshbridge_command(self, args: list[str]) -> list[str]:
+    def meshbridge_command(self, args: list[str], *,
+                           server: bool = False) -> tuple[list[str], dict[str, str]]:
         """meshbridge with ``args`` in the lab's control-plane namespace, where its API servers
-        and kubelets are reached (the lab's state store unless ``--state`` is given)."""
+        and kubelets are reached, and its environment: on the lab's state store unless
+        ``--state`` is given, or with ``server`` against the lab's ``meshbridge serve``."""
         self.load()
+        if server:
+            return net.in_netns(self.fabric.ctl, [serve.executable(), *args]), \
+                serve.server_env(self)
         state = [] if "--state" in args or not args or args[0] in ("-h", "--help") \
             else self.mb_state()
-        exe = str(Path(sys.executable).with_name("meshbridge"))
-        return ["ip", "netns", "exec", self.fabric.ctl, exe, *args, *state]
+        return (net.in_netns(self.fabric.ctl, [serve.executable(), *args, *state]),
+                dict(os.environ))
 
     def client_command(self, args: list[str], key: str | None) -> list[str]:
         return traffic.client_command(self, args, key)

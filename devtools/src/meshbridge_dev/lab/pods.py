@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -133,8 +134,12 @@ def published_root(lab: LabState, rec: Pod) -> bytes:
     return found["root"]
 
 
-def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
-    """Start the pods the plan has and the lab lacks; stop the ones it no longer has."""
+def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path], *,
+              ready_first: bool = False) -> None:
+    """Start the pods the plan has and the lab lacks; stop the ones it no longer has.
+    ``ready_first``: publish a new pod's endpoint once its proxy is ready, as a kubelet marks
+    a pod's endpoint ready only once its readiness probe passes (``deploy``: what finds it
+    running must not route to it before it can answer)."""
     wanted = dict(plan.instances)
     for key, rec in list(lab.state["pods"].items()):
         if rec["kind"] in ("app", "external") and key not in wanted and \
@@ -156,7 +161,11 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
             start_external(lab, key, ext)
     if OUTSIDE_KEY not in lab.state["pods"]:
         start_outside(lab)
+    if ready_first:
+        wait_ready(lab)
     publish_endpoints(lab, plan)
+    if ready_first:  # when what watches the clusters could first find the new pods
+        log(f"endpoints published at {time.time():.3f}")
     write_zones(lab)
     wait_ready(lab)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from meshbridge_dev import suite
+from meshbridge_dev.testenv.common import REPO
 
 
 def test_a_package_is_missing_when_any_of_its_probes_fails(
@@ -43,3 +44,25 @@ def test_the_table_shows_every_phase_also_after_a_failure() -> None:
     assert lines[1].endswith("ok")
     assert lines[2].endswith("FAILED: pytest exited 1")
     assert lines[3].endswith("not run")
+
+
+def test_every_test_folder_runs_in_exactly_one_group() -> None:
+    """scripts/test with no arguments runs its groups only: a test folder in none would never
+    run, one in two would run twice."""
+    folders = [f"tests/{p.name}" for p in (REPO / "tests").iterdir()
+               if p.is_dir() and p.name not in ("support", "__pycache__")
+               and any(p.rglob("test_*.py"))] + ["devtools/tests"]
+    grouped = [f for paths in suite.GROUPS.values() for f in paths]
+    assert sorted(grouped) == sorted(set(grouped)), "a folder in two groups"
+    assert sorted(folders) == sorted(grouped)
+    assert not list((REPO / "tests").glob("test_*.py")), "a test module outside a folder"
+
+
+def test_the_table_shows_each_group_under_the_phase_and_adds_only_the_phases() -> None:
+    timings = suite.Timings(["ruff", "pytest"])
+    timings.rows = {"ruff": (1.0, "ok"), "pytest": (10.0, "ok"),
+                    "pytest: servers": (9.0, "ok"), "pytest: in-process": (7.5, "ok")}
+    lines = timings.table().splitlines()
+    assert [line.split()[0] for line in lines] == ["phase", "ruff", "pytest", "pytest:",
+                                                   "pytest:", "total"]
+    assert lines[-1].split() == ["total", "11.0"]

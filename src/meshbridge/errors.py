@@ -23,7 +23,9 @@
     │   │                            error of its Kubernetes client library in one of these)
     │   ├── KubeconfigError          the kubeconfig or credential that reaches it is unusable
     │   ├── Unreachable              its API server cannot be reached (connection, TLS, timeout)
-    │   └── DiscoveryError           its gateway address cannot be read from it
+    │   ├── DiscoveryError           its gateway address cannot be read from it
+    │   └── PortForwardError         a port inside one of its pods (istiod's debug port) cannot
+    │                                be reached through the API server's pods/portforward
     ├── NotFound                     no such document, cluster or token (API 404)
     ├── Conflict                     a stale resourceVersion, or a delete that would leave the
     │                                stored set invalid (API 409); ``problems`` says which
@@ -50,6 +52,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from meshbridge import plural
+from meshbridge.excerpt import escaped
 from meshbridge.viprecord import Taken
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "PKIError",
     "PayloadTooLarge",
     "PoolExhausted",
+    "PortForwardError",
     "Problem",
     "RootReplaced",
     "SealingError",
@@ -79,6 +83,10 @@ __all__ = [
     "UnsafePath",
     "VipError",
 ]
+
+
+_SHOWN = 1024  # characters of a path or file name in a problem's line (messages: 4x)
+_NAME = 253  # characters of a name: a DNS name's longest
 
 
 @dataclass(frozen=True, order=True)
@@ -99,12 +107,14 @@ class Problem:
 
     @property
     def where(self) -> str:
-        ident = f"{self.kind}/{self.name}" if self.kind else "document"
-        return f"{self.source}#{self.document} {ident}"
+        """``source#document Kind/name``, escaped: a name (or a file name) may hold any
+        character, and this is printed on terminals (:mod:`meshbridge.excerpt`)."""
+        ident = f"{self.kind}/{escaped(self.name, _NAME)}" if self.kind else "document"
+        return f"{escaped(self.source, _SHOWN)}#{self.document} {ident}"
 
     def __str__(self) -> str:
-        path = f" {self.path}" if self.path else ""
-        return f"{self.where}{path}: {self.message}"
+        path = f" {escaped(self.path, _SHOWN)}" if self.path else ""
+        return f"{self.where}{path}: {escaped(self.message, 4 * _SHOWN)}"
 
 
 
@@ -222,6 +232,12 @@ class Unreachable(ClusterError):
 
 class DiscoveryError(ClusterError):
     """The gateway's address cannot be read from the cluster (the message says why)."""
+
+
+class PortForwardError(ClusterError):
+    """A port inside a pod cannot be reached through the API server's ``pods/portforward``:
+    refused (RBAC, no such pod), the kubelet could not connect to it, or what answered there
+    was not HTTP (the message says which)."""
 
 
 class UnreadableFile(MeshbridgeError):

@@ -9,7 +9,7 @@ import yaml
 from apitest import Api
 from fastapi.testclient import TestClient
 from helpers import EXAMPLES
-from intents import doc, example_yaml
+from intents import doc, example_yaml, server_yaml
 
 from meshbridge.api import create_app
 from meshbridge.loading import Source
@@ -31,7 +31,7 @@ def _local_render(name: str, tmp_path: Path) -> dict[str, tuple[bytes, bool]]:
 
 @pytest.mark.parametrize("example", EXAMPLE_NAMES)
 def test_same_bytes_as_a_local_render(api: Api, example: str, tmp_path: Path) -> None:
-    assert api.apply(example_yaml(example)).status_code == 200
+    assert api.apply(server_yaml(example)).status_code == 200
     local = _local_render(example, tmp_path)
     clusters = sorted({path.split("/", 1)[0] for path in local})
     for cluster in clusters:

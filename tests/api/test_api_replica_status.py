@@ -7,13 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from apitest import Api, LiveServer
+from apitest import Api, LiveServer, viewer_cli_server
 from typer.testing import CliRunner
 
 from meshbridge.cli import app
 from meshbridge.kube import ClusterReport
-from meshbridge.server.tokens import create_token
-from meshbridge.store import SqlStore, open_store
+from meshbridge.store import SqlStore
 from meshbridge.usecases.apply import record_status
 
 
@@ -70,14 +69,7 @@ def backend() -> str:
 
 def test_status_from_the_server(live: Callable[..., LiveServer], db_url: str,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    store = open_store(db_url)
-    try:
-        _history(store)
-        token = create_token(store, "viewer-cli", "viewer")
-    finally:
-        store.close()
-    server = live()
-    monkeypatch.setenv("MESHBRIDGE_TOKEN", token)
+    server = viewer_cli_server(live, db_url, monkeypatch, _history)
     done = CliRunner().invoke(app, ["status", "--server", server.url], catch_exceptions=False)
     assert done.exit_code == 1, done.output  # east's last reconcile failed
     out = done.stdout

@@ -64,12 +64,29 @@ def _render(cli: Cli, intents: Path, tmp_path: Path) -> list[Path]:
     out = tmp_path / "out"
     result = cli(
         "render", "-f", str(intents), "-o", str(out), "--state", str(tmp_path / "state.db"),
-        "--include-secrets",
+        "--include-secrets", *_placed_everywhere(intents, tmp_path),
     )
     assert result.exit_code == 0, result.stdout + result.stderr
     folders = sorted(p for p in out.iterdir() if p.is_dir())
     assert folders, f"render wrote no cluster folder: {result.stdout}"
     return folders
+
+
+def _placed_everywhere(intents: Path, tmp_path: Path) -> list[str]:
+    """For an example with discovered Apps (``discover: {}``), ``--placement`` of a file that
+    places each of them in every Cluster (local and cross-cluster routes, failover between
+    clusters): render reads no cluster, and without a placement such an App runs nowhere."""
+    docs = [doc for path in sorted(intents.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+    clusters = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Cluster")
+    placed = [{"apiVersion": MESHBRIDGE_API, "kind": "App", "metadata": d["metadata"],
+               "spec": {"clusters": clusters}}
+              for d in docs if d["kind"] == "App" and "discover" in d.get("spec", {})]
+    if not placed:
+        return []
+    path = tmp_path / "placement.yaml"
+    path.write_text(yaml.safe_dump_all(placed, sort_keys=False))
+    return ["--placement", str(path)]
 
 
 def _with_api_version(example: Path, api_version: str, into: Path) -> Path:

@@ -9,12 +9,18 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pgcluster import free_port
+
+from meshbridge.server.tokens import create_token
+from meshbridge.store import SqlStore, open_store
 
 
 @dataclass
@@ -41,6 +47,18 @@ class Api:
         headers = {**self.as_(role), "Content-Type": ctype}
         return self.http.post("/api/v1/apply", content=text.encode(), headers=headers, **kw)
 
+
+
+def api_routes(routes: list) -> list[APIRoute]:
+    """Every APIRoute of an app, through included routers (FastAPI keeps those as one route
+    each)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            found.extend(api_routes(route.original_router.routes))
+    return found
 
 
 @dataclass
@@ -84,3 +102,19 @@ def start_server(db: str, log: Path, port: int | None = None, *args: str,
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"meshbridge serve did not start: {log.read_text()[-2000:]}")
+
+
+def viewer_cli_server(start: Callable[..., LiveServer], db_url: str,
+                      monkeypatch: pytest.MonkeyPatch,
+                      prepare: Callable[[SqlStore], None]) -> LiveServer:
+    """A live server on the database ``prepare`` filled, with ``MESHBRIDGE_TOKEN`` set to a
+    viewer's token, for ``meshbridge ... --server URL`` run in-process."""
+    store = open_store(db_url)
+    try:
+        prepare(store)
+        token = create_token(store, "viewer-cli", "viewer")
+    finally:
+        store.close()
+    server = start()
+    monkeypatch.setenv("MESHBRIDGE_TOKEN", token)
+    return server

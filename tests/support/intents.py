@@ -24,6 +24,20 @@ def example_yaml(name: str) -> str:
     return yaml.safe_dump_all(example_docs(name), sort_keys=False)
 
 
+def server_yaml(name: str) -> str:
+    """An example as a meshbridge server stores it: a Cluster's kubeconfig file becomes a
+    credential of the Cluster's name (a server reads no file; rendering needs no credential)."""
+    docs = []
+    for d in example_docs(name):
+        ref = (d.get("spec") or {}).get("kubeconfig") if d["kind"] == "Cluster" else None
+        if ref and "path" in ref:
+            ref = {k: v for k, v in ref.items() if k != "path"} | {
+                "credential": d["metadata"]["name"]}
+            d = {**d, "spec": {**d["spec"], "kubeconfig": ref}}
+        docs.append(d)
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
 def doc(kind: str, name: str, spec: dict[str, Any] | None = None, namespace: str | None = None,
         labels: dict[str, str] | None = None) -> dict[str, Any]:
     meta: dict = {"name": name}

@@ -42,12 +42,14 @@ class LabRun:
     state: dict[str, Any] = field(default_factory=dict)
 
     def up(self, *files: Path, service_protocols: tuple[str, ...] = (),
-           existing_istio: tuple[str, ...] = ()) -> None:
+           deploy: tuple[str, ...] = (), existing_istio: tuple[str, ...] = ()) -> None:
         args = ["up", "--dir", str(self.dir)]
         for f in files:
             args += ["-f", str(f)]
         for sp in service_protocols:
             args += ["--service-protocol", sp]
+        for instance in deploy:
+            args += ["--deploy", instance]
         for cluster in existing_istio:
             args += ["--existing-istio", cluster]
         proc = mesh_lab(*args, timeout=UP_TIMEOUT)
@@ -102,6 +104,15 @@ class LabRun:
         proc = mesh_lab("admin", "--dir", str(self.dir), instance, path)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
+
+    def meshbridge_in_lab(self, *args: str, then_request: tuple[str, str] | None = None,
+                          timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """``meshbridge ARGS`` where the lab's clusters are reached, on the lab's store; with
+        ``then_request`` (APP.NS@CLUSTER, URL), one request sent from there as soon as it
+        exits 0 (its JSON line last on stdout)."""
+        extra = ["--then-request", *then_request] if then_request else []
+        return mesh_lab("meshbridge", "--dir", str(self.dir), *extra, "--", *args,
+                        timeout=timeout)
 
     def stop(self, instance: str) -> None:
         proc = mesh_lab("stop", "--dir", str(self.dir), instance)
@@ -164,6 +175,11 @@ class LabRun:
                     left.append(f"{key} {name} (pid {proc['pid']})")
         if _alive(self.state.get("dns") or {}):
             left.append("dns stand-in")
+        for name, info in self.state.get("clusters", {}).items():
+            for label, proc in (("volumes", info.get("volumes")),
+                                ("kubelet", (info.get("kubelet") or {}).get("proc"))):
+                if _alive(proc or {}):
+                    left.append(f"{name} {label} stand-in")
         record = self.dir / "testenv" / "k8s-testenv.json"
         if record.is_file():
             for name, rec in json.loads(record.read_text()).get("clusters", {}).items():

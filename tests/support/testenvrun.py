@@ -86,6 +86,43 @@ class Cluster:
 
         return Client(config=KubeConfig.from_file(str(self.kubeconfig)))
 
+    def user_kubeconfig(self, user: str, path: Path) -> Path:
+        """A kubeconfig of ``user`` (no group: only what RBAC binds to the name), its client
+        certificate signed by this cluster's CA; written to ``path`` (0600)."""
+        import datetime
+
+        import yaml
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        pki = self.kubeconfig.parent / self.name / "pki"
+        ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+        ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+                .issuer_name(ca.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+        pem = serialization.Encoding.PEM
+        key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        config = self._config()
+        config["users"] = [{"name": user, "user": {
+            "client-certificate-data": base64.b64encode(cert.public_bytes(pem)).decode(),
+            "client-key-data": base64.b64encode(key_pem).decode()}}]
+        for ctx in config["contexts"]:
+            ctx["context"]["user"] = user
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(config))
+        return path
+
 
 class TestEnv:
     """Clusters of one pytest session, all under one k8s-testenv ``--dir``."""
@@ -124,6 +161,13 @@ class TestEnv:
         """k8s-testenv's record of PIDs and ports for this directory."""
         path = self.dir / "k8s-testenv.json"
         return json.loads(path.read_text()) if path.exists() else {"clusters": {}}
+
+    def apiserver(self, action: str, name: str) -> None:
+        """Stop or start one cluster's kube-apiserver (its etcd, port and kubeconfig stay)."""
+        proc = run_testenv("apiserver", action, "--dir", str(self.dir), name, timeout=300)
+        if proc.returncode != 0:
+            pytest.fail(f"k8s-testenv apiserver {action} {name} failed:\n{proc.stderr}",
+                        pytrace=False)
 
     def down(self) -> subprocess.CompletedProcess[str]:
         return run_testenv("down", "--purge", "--dir", str(self.dir), timeout=300)

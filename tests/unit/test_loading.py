@@ -8,22 +8,28 @@ The reference is ``yaml.load_all(text, Loader=CSafeLoader)``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
+from hostile import ESCAPES, HOSTILE, alias_bomb, json_texts, raw_bytes, yaml_texts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from plaindata import plain
 
 from meshbridge.errors import BadRequest, InvalidInput, Problem
+from meshbridge.limits import Limits
 from meshbridge.loading import (
+    BODIES,
     Source,
     _StrictLoader,
     load,
     load_source,
     parse_body,
+    parse_config,
     parse_one,
     read_yaml,
 )
@@ -227,3 +233,161 @@ def test_an_unknown_field_with_no_near_miss_lists_the_known_ones() -> None:
     problem = only_problem(CLUSTER + "spec: {zzz: 1}\n")
     assert (problem.kind, problem.name, problem.path) == ("Cluster", "c1", "spec.zzz")
     assert problem.message == "unknown field (known fields: gateway, kubeconfig)"
+
+
+# ------------------------------------------------------------- issue 26: hostile input, limits
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_input_is_one_located_problem(case: str) -> None:
+    """Each is refused while it is read, as one problem naming where and why: never expanded,
+    converted or recursed into (the CLI and a process limit: tests/unit/cli)."""
+    hostile = HOSTILE[case]
+    try:
+        text = hostile.text.decode("utf-8")
+    except UnicodeDecodeError:
+        with pytest.raises(BadRequest, match=hostile.why):
+            parse_body(hostile.text, hostile.ctype)
+        return
+    if hostile.ctype == "application/json":
+        with pytest.raises(BadRequest) as unreadable:
+            parse_body(hostile.text, hostile.ctype)
+        assert hostile.why in str(unreadable.value)
+        return
+    with pytest.raises(InvalidInput) as caught:
+        load([Source("mesh.yaml", text)])
+    lines = str(caught.value)
+    assert hostile.why in lines
+    assert len(lines) < 2000, "the message echoes the input"
+    assert not any(c in lines for c in "\x1b\x07"), "a control character reached the message"
+
+
+def test_an_alias_bomb_is_refused_where_the_aliases_outgrow_the_limit() -> None:
+    problem = only_problem(alias_bomb("kind"))
+    assert problem.message == (
+        "YAML error at line 5, column 18: the document's aliases stand for more than 100,000 "
+        "values and characters (an alias bomb?)")
+
+
+def test_aliases_within_the_limit_are_read_as_yaml_reads_them() -> None:
+    text = CLUSTER.replace("metadata: {name: c1}", "metadata: {name: c1, labels: &l {a: b}}") + (
+        "spec:\n  gateway: &gw {address: 10.0.0.1}\n")
+    intents = load([Source("mesh.yaml", text)])
+    assert intents.clusters[0].obj.spec.gateway.address == "10.0.0.1"
+    shared = "base: &b {x: 1, y: [1, 2]}\nagain: [*b, *b]\ns: &s text\nt: *s\n"
+    assert read_yaml(shared, "m.yaml") == ([(1, yaml.safe_load(shared))], None)
+
+
+def roomy(**limits: int) -> Limits:
+    """Limits far above the test's input, but for those given."""
+    return replace(Limits(bytes=10**6, nodes=10**6), **limits)
+
+
+@pytest.mark.parametrize(("limit", "text", "message"), [
+    (Limits(bytes=100, nodes=10), "a: " + "x" * 200, "the input is larger than 100 bytes"),
+    (Limits(bytes=10**6, nodes=5), "[1, 2, 3, 4, 5, 6]",
+     "YAML error at line 1, column 14: more than 5 values in the input"),
+    (roomy(document_nodes=3), "a: [1, 2]\n",
+     "YAML error at line 1, column 5: more than 3 values in one document"),
+    (roomy(documents=2), "a: 1\n---\nb: 2\n---\nc: 3\n",
+     "YAML error at line 4, column 1: more than 2 documents in the input"),
+    (roomy(depth=2), "a: {b: {c: 1}}\n",
+     "YAML error at line 1, column 8: nested too deeply (more than 2 levels)"),
+    (roomy(scalar=3), "a: abcd\n",
+     "YAML error at line 1, column 4: a value of 4 characters (at most 3)"),
+    (roomy(int_digits=3), "a: 1_234\n",
+     "YAML error at line 1, column 4: an integer of 4 digits (at most 3)"),
+    (roomy(alias_size=10), "a: &a [x, y, z]\nb: [*a, *a, *a]\n",
+     "YAML error at line 2, column 9: the document's aliases stand for more than 10 values and "
+     "characters (an alias bomb?)"),
+])
+def test_every_limit_of_a_yaml_source_is_a_located_problem(limit: Limits, text: str,
+                                                           message: str) -> None:
+    _, problem = read_yaml(text, "m.yaml", limit)
+    assert problem is not None and problem.message == message
+
+
+@pytest.mark.parametrize(("limit", "body", "message"), [
+    (Limits(bytes=10, nodes=10), b'{"a": "bcdefghijkl"}', "the input is larger than 10 bytes"),
+    (Limits(bytes=10**6, nodes=5), b"[1, 2, 3, 4, 5, 6]",
+     "JSON error: more than 5 values in the input"),
+    (Limits(bytes=10**6, nodes=5), b'["a,b,c,d,e,f,g", 1]', None),  # commas in a string
+    (roomy(nodes=100, documents=2), b"[{}, {}, {}]",
+     "JSON error: more than 2 documents in the input"),
+    (roomy(nodes=100, depth=2), b'{"a": {"b": {"c": 1}}}',
+     "JSON error: nested too deeply (more than 2 levels)"),
+    (roomy(nodes=100, scalar=3), b'{"abcd": 1}',
+     "JSON error: a value of 4 characters (at most 3)"),
+    (roomy(nodes=100, int_digits=3), b'{"a": -1234}',
+     "JSON error: an integer of 4 digits (at most 3)"),
+])
+def test_every_limit_of_a_json_body_is_a_bad_request(limit: Limits, body: bytes,
+                                                     message: str | None) -> None:
+    if message is None:
+        assert parse_body(body, "application/json", limits=limit)
+        return
+    with pytest.raises(BadRequest) as caught:
+        parse_body(body, "application/json", limits=limit)
+    assert str(caught.value) == f"<body>#1 document: {message}"
+
+
+def test_documents_before_the_one_over_a_limit_are_still_checked() -> None:
+    text = CLUSTER.replace("c1", "C1") + "---\n" + alias_bomb("kind")
+    with pytest.raises(InvalidInput) as caught:
+        load([Source("mesh.yaml", text)])
+    assert [(p.document, p.path) for p in caught.value.problems] == [(1, "metadata.name"),
+                                                                     (2, "")]
+
+
+def test_messages_quote_input_bounded_and_escaped() -> None:
+    long_kind = "K" * 10_000
+    problem = only_problem(CLUSTER.replace("kind: Cluster", f"kind: {long_kind}"))
+    assert problem.message.startswith("unknown kind 'KKKK") and len(problem.message) < 200
+    problem = only_problem(CLUSTER.replace("metadata: {name: c1}", "metadata: {name: c1}\n"
+                                           f"? \"{ESCAPES.encode('unicode_escape').decode()}\"\n"
+                                           ": 1"))
+    assert problem.path == "\\x1b]0;pwned\\x07\\x1b[31m"
+    line = str(Problem("m\x1b.yaml", 1, "App", "a\x1bb" * 1000, "spec.\x07", "bad \x1b"))
+    assert "\x1b" not in line and "\x07" not in line
+    assert line.startswith("m\\x1b.yaml#1 App/a\\x1bba\\x1bb") and len(line) < 1500
+
+
+def test_a_kubeconfig_is_read_by_the_same_reader_without_quoting_it() -> None:
+    secret = "token-abc123"
+    for text in (f"users: [{{name: u, user: {{token: {secret}}}}}]\nusers: 1\n",
+                 f"users: [{{name: u, user: {{token: '{secret}}}}}]\n"):
+        with pytest.raises(InvalidInput) as caught:
+            parse_config(text.encode(), "kc", Limits(bytes=10**6, nodes=100))
+        (problem,) = caught.value.problems
+        assert problem.message.startswith("YAML error at line")
+        assert secret not in str(problem)
+    bomb = "a: &a [x, x, x]\nb: [*a, *a]\n"
+    with pytest.raises(InvalidInput, match="alias bomb"):
+        parse_config(bomb.encode(), "kc", roomy(nodes=100, alias_size=3))
+
+
+# ---------------------------------------------------------------- any structure, any bytes
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(yaml_texts, json_texts))
+def test_any_text_is_documents_or_problems_never_an_exception(text: str) -> None:
+    problems: tuple[Problem, ...] = ()
+    try:
+        load([Source("any.yaml", text)])
+    except InvalidInput as exc:
+        problems = exc.problems
+    assert all("\x1b" not in str(p) for p in problems)
+    for ctype in ("application/json", "application/yaml", None):
+        with contextlib.suppress(BadRequest):
+            parse_body(text.encode("utf-8", "surrogatepass"), ctype)
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw_bytes)
+def test_any_bytes_are_documents_or_a_bad_request(data: bytes) -> None:
+    for ctype in ("application/json", "application/yaml", None):
+        with contextlib.suppress(BadRequest):
+            parse_body(data, ctype)
+    with contextlib.suppress(InvalidInput):
+        parse_config(data, "kc", BODIES)

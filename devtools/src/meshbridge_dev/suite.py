@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,15 +117,61 @@ def tools() -> None:
         raise PhaseFailed(f"k8s-testenv build --istio: {e}") from None
 
 
-def pytest(args: list[str]) -> None:
-    # With no path among the arguments, pytest runs its testpaths (pyproject.toml): tests/
-    # and devtools/tests/.
+# With no arguments, the tests run as two pytest processes at once. The first starts real
+# servers (API servers, istiod, Envoys, PostgreSQL for the replicas, Chromium) and spends much
+# of its time waiting on them; the second keeps a core busy in-process. On two cores the halves
+# overlap instead of adding up. Every test folder is in exactly one group (a devtools test
+# holds to that), so none is left out.
+GROUPS: dict[str, list[str]] = {
+    "servers": ["tests/lab", "tests/integration", "tests/istio", "tests/ui"],
+    "in-process": ["tests/unit", "tests/api", "tests/golden", "devtools/tests"],
+}
+
+
+def pytest_command(args: list[str], group: str | None = None) -> list[str]:
     cmd = [str(VENV_BIN / "python"), "-m", "pytest", *args]
-    rc = subprocess.run(cmd, cwd=REPO, stdin=subprocess.DEVNULL, check=False).returncode
+    if group is not None:  # a cache of its own: two processes do not share one
+        cmd += [*GROUPS[group], "-o", f"cache_dir=.pytest_cache/{group}"]
+    return cmd
+
+
+def pytest_status(rc: int, what: str) -> None:
     if rc == 5:
-        raise PhaseFailed("pytest collected no tests")
+        raise PhaseFailed(f"{what} collected no tests")
     if rc != 0:
-        raise PhaseFailed(f"pytest exited {rc}", rc)
+        raise PhaseFailed(f"{what} exited {rc}", rc)
+
+
+def pytest(args: list[str]) -> None:
+    """Arguments given: one pytest with them (its testpaths when no path is among them)."""
+    rc = subprocess.run(pytest_command(args), cwd=REPO, stdin=subprocess.DEVNULL,
+                        check=False).returncode
+    pytest_status(rc, "pytest")
+
+
+def pytest_groups(timings: Timings) -> None:
+    """Both groups at once, each line of their output prefixed with its group's name; each
+    group's time goes in the table."""
+    started = time.monotonic()
+    procs = {g: subprocess.Popen(pytest_command([], g), cwd=REPO, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for g in GROUPS}
+
+    def relay(group: str, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(f"[{group}] {line}", end="", flush=True)
+        rc = proc.wait()
+        result = "ok" if rc == 0 else ("no tests" if rc == 5 else f"FAILED: exit {rc}")
+        timings.rows[f"pytest: {group}"] = (time.monotonic() - started, result)
+
+    threads = [threading.Thread(target=relay, args=item) for item in procs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for group, proc in procs.items():
+        pytest_status(proc.returncode, f"pytest ({group})")
 
 
 @dataclass
@@ -150,13 +197,17 @@ class Timings:
             self.rows[name] = (time.monotonic() - start, result)
 
     def table(self) -> str:
-        width = max(map(len, self.names))
+        """One line per phase, then the phases' total; parts of a phase (``pytest: GROUP``,
+        which ran at once) follow their phase and are not added to the total."""
+        names = list(self.names)
+        names += [n for n in self.rows if n not in names]
+        width = max(map(len, names))
         lines = [f"{'phase':<{width}}  {'seconds':>8}  result"]
-        for name in self.names:
+        for name in names:
             seconds, result = self.rows.get(name, (None, "not run"))
             shown = f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
             lines.append(f"{name:<{width}}  {shown}  {result.splitlines()[0][:100]}")
-        total = sum(s for s, _ in self.rows.values())
+        total = sum(s for n, (s, _) in self.rows.items() if n in self.names)
         lines.append(f"{'total':<{width}}  {total:8.1f}")
         return "\n".join(lines)
 
@@ -178,7 +229,7 @@ def import_linter() -> None:
     run([str(VENV_BIN / "lint-imports"), "--no-cache"], cwd=DEVTOOLS)
 
 
-def phases(args: list[str]) -> list[tuple[str, Callable[[], None]]]:
+def phases(args: list[str], timings: Timings) -> list[tuple[str, Callable[[], None]]]:
     return [
         ("system packages", system_packages),
         ("tools", tools),
@@ -186,14 +237,15 @@ def phases(args: list[str]) -> list[tuple[str, Callable[[], None]]]:
         ("ruff", ruff),
         ("mypy", mypy),
         ("import-linter", import_linter),
-        ("pytest", lambda: pytest(args)),
+        ("pytest", (lambda: pytest(args)) if args else (lambda: pytest_groups(timings))),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    steps = phases(args)
-    timings = Timings([name for name, _ in steps])
+    timings = Timings([])
+    steps = phases(args, timings)
+    timings.names = [name for name, _ in steps]
     status = 0
     try:
         for name, work in steps:

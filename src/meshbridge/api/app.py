@@ -5,8 +5,15 @@
 to every render (see ``meshbridge.usecases.render.MaterialProvider``).
 
 The edge middleware, outermost, does three things for every request: refuses bodies over the
-size limit (413), times and counts it for ``/metrics``, and turns any exception that escaped
-the handlers into a bare ``500 internal error`` while the traceback goes to the log.
+size limit (413), times and counts it for ``/metrics`` (labelled from the route table, never
+from the request: :func:`_labels`), and turns any exception that escaped the handlers into a
+bare ``500 internal error`` while the traceback goes to the log.
+
+A path that misses a route only by a trailing slash is redirected (307) to the one that
+matches, with a relative ``Location`` made of the path alone (:func:`_slash_redirect`):
+Starlette's own redirect builds an absolute URL from the ``Host`` header the client sent.
+There is no ``/docs``: Swagger UI would load its script and styles from a CDN, and a browser
+cannot send the token it needs anyway; ``/openapi.json`` serves the description to any tool.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI
+from starlette.responses import RedirectResponse
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshbridge import __version__
@@ -29,6 +39,7 @@ from meshbridge.api.context import MiB, Server
 from meshbridge.api.errors import internal_error
 from meshbridge.api.metrics import Metrics
 from meshbridge.api.schemas import components
+from meshbridge.api.status import propagation_of
 from meshbridge.errors import PayloadTooLarge
 from meshbridge.kube import ReconcileOptions
 from meshbridge.server.catalog import Catalog
@@ -87,15 +98,53 @@ class EdgeMiddleware:
                 await internal_error()(scope, receive, send)
                 status = 500
         finally:
-            self.server.metrics.observe(
-                _route(scope), str(scope.get("method", "")), status, time.perf_counter() - started
-            )
+            route, method = _labels(scope)
+            self.server.metrics.observe(route, method, status, time.perf_counter() - started)
+
+
+OTHER = "other"
+"""The route or method label of a request that matched no route, or no method of its route."""
 
 
 def _route(scope: Scope) -> str:
+    return _labels(scope)[0]
+
+
+def _labels(scope: Scope) -> tuple[str, str]:
+    """The metrics labels of a request, both from the route table: the template of the route
+    it matched and a method that route has, or :data:`OTHER`. A client chooses its path and
+    method freely (any token of up to 64 KB), so a label taken from the request would let
+    anyone, without a token, grow ``/metrics`` and the process without bound."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "<unmatched>"
+    if not isinstance(path, str):
+        return OTHER, OTHER
+    methods = getattr(route, "methods", None) or ()
+    method = str(scope.get("method", ""))
+    return path, method if method in methods else OTHER
+
+
+def _slash_redirect(app: FastAPI) -> ASGIApp:
+    """The router's answer to a path no route matches: a 307 to the same path with its
+    trailing slash removed or added when that one matches a route (as Starlette's own
+    ``redirect_slashes``), with a relative ``Location``; 404 otherwise."""
+    not_found = app.router.not_found
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in ("", "/"):
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            moved = {**scope, "path": other}
+            if any(r.matches(moved)[0] is not Match.NONE for r in app.router.routes):
+                location = "/" + quote(other.lstrip("/"))  # one slash: never //host
+                query = scope.get("query_string", b"").decode("latin-1")
+                if query:
+                    location += "?" + query
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await not_found(scope, receive, send)
+
+    return default
 
 
 def create_app(
@@ -124,7 +173,7 @@ def create_app(
     if credentials is None and isinstance(store, str):
         credentials = Credentials(opened, lambda: load_sealer(store, opened))
     catalog = Catalog(opened)
-    metrics = Metrics(catalog_counts(opened), cluster_runs(opened))
+    metrics = Metrics(catalog_counts(opened), cluster_runs(opened), propagation_of(opened))
     manifests = Manifests(catalog, material, on_render=metrics.render.observe)
     reconciler = None
     if reconcile_interval > 0:
@@ -137,6 +186,7 @@ def create_app(
             replica=replica or replica_id(),
             lease_ttl=lease_ttl,
             on_run=metrics.reconciled,
+            on_delivered=metrics.delivered,
         )
     server = Server(opened, catalog, manifests, metrics, max_body, metrics_public, reconciler,
                     credentials)
@@ -159,7 +209,9 @@ def create_app(
         openapi_url=None,  # served by ops.router, behind a token like every call but health
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # our own, relative: _slash_redirect
     )
+    app.router.default = _slash_redirect(app)
     app.state.server = server
     errors.install(app)
     app.include_router(ops.router)

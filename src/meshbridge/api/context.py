@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from meshbridge.api.metrics import Metrics
+from meshbridge.limits import Limits, for_bodies
 from meshbridge.server.catalog import Catalog
 from meshbridge.server.credentials import Credentials
 from meshbridge.server.manifests import Manifests
@@ -37,6 +38,11 @@ class Server:
     metrics_public: bool = False
     reconciler: Reconciler | None = None
     credentials: Credentials | None = None
+
+    @property
+    def limits(self) -> Limits:
+        """What a request body may hold (docs/server.md, "Limits"): ``max_body`` bytes."""
+        return for_bodies(self.max_body)
 
 
 def server_of(request: Request) -> Server:

@@ -84,7 +84,8 @@ async def put_credential(
     vault = _vault(server)
     data = await read_body(request, server.max_body)
     try:
-        info, created = await run_in_threadpool(vault.put, name, data, who.name)
+        info, created = await run_in_threadpool(vault.put, name, data, who.name,
+                                                   server.limits)
     except SealingError as exc:
         return _unsealable(exc)
     if server.reconciler is not None:

@@ -15,17 +15,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.exceptions import RequestValidationError
 from fastapi.params import Query
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.security.utils import get_authorization_scheme_param
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from meshbridge.api.bodies import read_body
 from meshbridge.api.context import Admin, Editor, ServerDep, Viewer, principal
 from meshbridge.api.metrics import CONTENT_TYPE
 from meshbridge.errors import StateError
+from meshbridge.limits import Limits
+from meshbridge.loading import parse_one
 from meshbridge.server.manifests import ClusterManifests
 from meshbridge.server.roles import ROLES
 from meshbridge.server.tokens import create_token, list_tokens, revoke_token
@@ -60,13 +63,6 @@ def metrics(request: Request, server: ServerDep) -> Response:
 def openapi(request: Request, _: Viewer) -> JSONResponse:
     """The OpenAPI document of this API (any role)."""
     return JSONResponse(request.app.openapi())
-
-
-@router.get("/docs", include_in_schema=False)
-def docs(_: Viewer) -> HTMLResponse:
-    """Swagger UI over ``/openapi.json`` (any role; the page fetches the document with the
-    same ``Authorization`` header, e.g. one a browser extension adds)."""
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="meshbridge API")
 
 
 def _bearer_credentials(request: Request) -> HTTPAuthorizationCredentials | None:
@@ -127,14 +123,37 @@ class TokenRequest(BaseModel):
     role: str = Field(description=f"One of {', '.join(ROLES)}.")
 
 
+_TOKEN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": TokenRequest.model_json_schema()}},
+    }
+}
+
+
+def _token_request(data: bytes, content_type: str | None, limits: Limits) -> TokenRequest:
+    """The body, read by the one reader (as every body is: never by FastAPI, which would read
+    it before the token is checked, and let a JSON text nested 100,000 deep crash it)."""
+    raw = parse_one(data, content_type, limits=limits)
+    try:
+        return TokenRequest.model_validate(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
 @router.get("/api/v1/tokens", tags=["tokens"], summary="Every token (never the secret)")
 def tokens(server: ServerDep, _: Admin) -> dict[str, Any]:
     return {"items": list_tokens(server.store)}
 
 
-@router.post("/api/v1/tokens", tags=["tokens"], status_code=201, summary="Create a token")
-async def new_token(body: TokenRequest, server: ServerDep, who: Admin) -> dict[str, str]:
+@router.post("/api/v1/tokens", tags=["tokens"], status_code=201, summary="Create a token",
+             openapi_extra=_TOKEN_BODY)
+async def new_token(request: Request, server: ServerDep, who: Admin) -> dict[str, str]:
     """The answer holds the token: it is shown this once and never again."""
+    data = await read_body(request, server.max_body)
+    ctype = request.headers.get("content-type")
+    body = await run_in_threadpool(_token_request, data, ctype, server.limits)
     token = await run_in_threadpool(create_token, server.store, body.name, body.role, who.name)
     return {"name": body.name, "role": body.role, "token": token}
 

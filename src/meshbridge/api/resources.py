@@ -82,7 +82,7 @@ def _handlers(kind: ResourceKind) -> dict[str, Callable[..., Any]]:
         ctype = request.headers.get("content-type")
 
         def work() -> WriteResult:
-            body, expect = strip_server_fields(parse_one(data, ctype))
+            body, expect = strip_server_fields(parse_one(data, ctype, limits=server.limits))
             refuse_kubeconfig_paths([(BODY, 1, body)])  # the server reads no file it is given
             return server.catalog.write([Put(body, BODY, 1, expect, key)], who.name)
 
@@ -180,7 +180,7 @@ async def apply(
     ctype = request.headers.get("content-type")
 
     def work() -> WriteResult:
-        docs = parse_body(data, ctype)
+        docs = parse_body(data, ctype, limits=server.limits)
         if not docs:
             raise BadRequest("the body holds no document")
         refuse_kubeconfig_paths((BODY, index, raw) for index, raw in docs)

@@ -3,6 +3,7 @@ way to ask for a run now, and the stored documents left out of the set (``/api/v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -10,15 +11,20 @@ from fastapi import APIRouter, Query
 from starlette.exceptions import HTTPException
 
 from meshbridge.api.context import Editor, ServerDep, Viewer
+from meshbridge.errors import InvalidInput
 from meshbridge.server.leases import CLUSTER
-from meshbridge.store import ReconcileRun, ResourceStore
+from meshbridge.store import ClusterRuns, ReconcileRun, ResourceStore
+from meshbridge.usecases import delivery, placement
 from meshbridge.usecases.apply import cluster_statuses
 from meshbridge.wire.messages import (
+    ClusterPropagation,
     ClusterStatus,
     ErrorItem,
     FlaggedDocument,
+    PlacementAnswer,
     ProblemsAnswer,
     StatusAnswer,
+    WatchView,
 )
 from meshbridge.wire.resources import source_of
 
@@ -48,12 +54,16 @@ def _run(run: ReconcileRun) -> dict[str, Any]:
 
 def _status(store: ResourceStore) -> dict[str, Any]:
     """Every cluster's last recorded result, with who reconciles it (its lease and last run),
-    its last success and failures since, and the replicas on this database."""
+    its last success and failures since, how far its last change has propagated, and the
+    replicas on this database."""
     with store.reading():
-        items = {s["cluster"]: s for s in cluster_statuses(store)}
+        statuses = cluster_statuses(store)
+        items = {s["cluster"]: s for s in statuses}
         runs = store.cluster_runs()
         now, leases = store.leases(CLUSTER)
         _, replicas = store.replicas()
+        views = delivery.recorded(store, statuses)
+        revision = store.revisions().resources
     held = {lease.name.removeprefix(CLUSTER): lease for lease in leases}
     for cluster in sorted(set(runs) - set(items)):
         items[cluster] = {"cluster": cluster, "state": "Pending", "error": "", "objects": []}
@@ -65,8 +75,11 @@ def _status(store: ResourceStore) -> dict[str, Any]:
         item["failures"] = summary.failures if summary else 0
         item["lease"] = None if lease is None or lease.expires <= now else {
             "holder": lease.holder, "term": lease.term, "expires": _time(lease.expires)}
+        view = views.get(cluster)
+        item["propagation"] = view.to_json() if view else None
     return {
         "items": [items[c] for c in sorted(items)],
+        "propagation": _revision(revision, runs, views),
         "time": _time(now),
         "replicas": [
             {"id": r.id, "host": r.host, "pid": r.pid, "started": _time(r.started),
@@ -76,11 +89,37 @@ def _status(store: ResourceStore) -> dict[str, Any]:
     }
 
 
+def _revision(
+    revision: int, runs: dict[str, ClusterRuns], views: dict[str, ClusterPropagation]
+) -> dict[str, Any]:
+    """Whether the documents' current revision is delivered: every reconciled cluster's last
+    run applied it and its proxies all ACKed it."""
+    pending = sorted(
+        cluster for cluster, summary in runs.items()
+        if summary.last.revision != revision or summary.last.state != "Applied"
+        or cluster not in views or views[cluster].state != "delivered"
+    )
+    return {"items": [views[c].to_json() for c in sorted(views)], "revision": str(revision),
+            "delivered": bool(runs) and not pending, "pending": pending}
+
+
+def propagation_of(store: ResourceStore) -> Callable[[], dict[str, ClusterPropagation]]:
+    """Each cluster's last propagation verdict, read in the store (for ``/metrics``)."""
+
+    def views() -> dict[str, ClusterPropagation]:
+        with store.reading():
+            return delivery.recorded(store, cluster_statuses(store))
+
+    return views
+
+
 @router.get("/api/v1/status", tags=["status"], summary="Last reconcile result of every cluster")
 def all_status(server: ServerDep, _: Viewer) -> dict[str, Any]:
     """Per cluster: state, error, time, each object's state, the last run (replica, lease term,
-    start, end), the last success, failures since, and the lease if one is held now; and the
-    replicas seen on this database (with their last heartbeat)."""
+    start, end), the last success, failures since, the lease if one is held now, and how far
+    its last change has got (``propagation``: applied, observed by istiod, delivered to every
+    proxy); the replicas seen on this database (with their last heartbeat); and whether the
+    documents' current revision is delivered to every cluster."""
     found = {**_status(server.store), "reconciler": server.reconciler is not None}
     return StatusAnswer.model_validate(found).to_json()
 
@@ -154,3 +193,30 @@ def problems(server: ServerDep, _: Viewer) -> dict[str, Any]:
         for f in flagged
     ]
     return ProblemsAnswer(items=items, set=[ErrorItem.of(p) for p in unblamed]).to_json()
+
+
+@router.get(
+    "/api/v1/placements",
+    tags=["status"],
+    summary="Where the Apps with discover: {} run, as the server's watches keep it",
+)
+def placements(server: ServerDep, _: Viewer) -> dict[str, Any]:
+    """Every discovered App's placements (found running, or kept for the grace period since
+    ``gone``, until ``keptUntil``), how each cluster is watched (by which replica; watching, or
+    failing with the error, since when; lists again after 410 Gone), and what the intents'
+    weights and failover priorities do not cover of where the Apps run."""
+    catalog = server.catalog
+    try:
+        with catalog.writing():
+            catalog.sync()
+            snap = catalog.blueprint().snapshot
+    except InvalidInput:
+        return PlacementAnswer(items=[]).to_json()  # nothing can be rendered: /problems says why
+    store = server.store
+    with store.reading():
+        rows = store.placement_rows()
+        watches = store.watch_records()
+        now = store.clock()
+    clusters = [WatchView(cluster=w.cluster, state=w.state, error=w.error, since=_time(w.since),
+                          replica=w.replica, relists=w.relists) for w in watches]
+    return placement.view(snap, rows, clusters, now).to_json()

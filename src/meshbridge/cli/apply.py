@@ -6,11 +6,14 @@ them, not whenever the CLI starts.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from meshbridge.cli import placement as placement_cmd
+from meshbridge.cli import propagation as propagation_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli.common import (
     FilesOption,
@@ -19,6 +22,7 @@ from meshbridge.cli.common import (
     errors_mapped,
     out_console,
     print_object_states,
+    read_local,
     short_time,
     state_path,
 )
@@ -28,7 +32,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from meshbridge.kube import ClusterReport, ReconcileOptions
+    from meshbridge.store import Store
     from meshbridge.usecases.istiod_roots import Finding
+    from meshbridge.wire.messages import ClusterPropagation
 
 ClusterOption = Annotated[
     list[str] | None,
@@ -55,6 +61,7 @@ RetriesOption = Annotated[
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", metavar="SECONDS", min=0.5, help="Seconds to wait for each API request.")
 ]
+WAIT_DEFAULT = "2m"
 
 
 def _summary(reports: list[ClusterReport], title: str) -> Table:
@@ -99,7 +106,10 @@ def _run(
     replace_root: bool = False,
     adopt_mesh_id: str | None = None,
     lease_wait: float = 120.0,
-) -> list[ClusterReport]:
+    wait_for: float | None = None,
+) -> tuple[list[ClusterReport], list[ClusterPropagation]]:
+    """Plan, check the root of trust, write (holding the clusters' leases), record; with
+    ``wait_for`` (seconds), then wait until every changed cluster is delivered."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from meshbridge.server import leases
@@ -159,14 +169,22 @@ def _run(
                     wait=lease_wait,
                     waiting=lambda m: err_console.print(m, style="yellow", markup=False),
                 ):
+                    before = (propagation_cmd.before_writing(prepared.targets, options)
+                              if wait_for is not None else {})
                     reports = apply_service.reconcile(
                         prepared, options, progress=lambda _r: bar.advance(task)
                     )
+                    written = time.monotonic()
             reports = rootguard.merged(checked, reports)
-            istiods = []
+            istiods: list[Finding] = []
+            views: list[ClusterPropagation] = []
             if not options.dry_run:
                 apply_service.finish(store, prepared, reports)
                 istiods = rootguard.record(store, checked, reports, restarts_for(intents))
+                if wait_for is not None:
+                    views = propagation_cmd.wait_after(
+                        store, prepared.targets, reports, before, written, wait_for, options
+                    )
         finally:
             store.close()
     print_istiods(istiods)
@@ -181,7 +199,9 @@ def _run(
             err_console.print(
                 f"{d.cluster}: gateway discovery failed: {d.error}", style="yellow", markup=False
             )
-    return reports
+    placement_cmd.report_placed(prepared.placed, dry_run=options.dry_run)
+    placement_cmd.print_uncovered(prepared.uncovered)
+    return reports, views
 
 
 def print_istiods(found: list[Finding]) -> None:
@@ -228,9 +248,34 @@ def apply(
             "store holds the clusters' live root again (pki import): apply takes it then.",
         ),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="After writing, wait until every cluster the apply changed is delivered: "
+            "istiod holds the objects at the resourceVersions written and every proxy has ACKed "
+            "a push of them (docs/apply.md, 'Propagation'). Exit 1 naming what is missing.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help=f"With --wait: how long to wait (2m, 90s, 1m30s; default {WAIT_DEFAULT}). "
+            "Without --wait, a number of seconds is the per-request timeout, as before "
+            "(now --request-timeout).",
+            show_default=False,
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option("--request-timeout", metavar="SECONDS", min=0.5,
+                     help="Seconds to wait for each API request (default 10).",
+                     show_default=False),
+    ] = None,
     parallel: ParallelOption = 4,
     retries: RetriesOption = 3,
-    timeout: TimeoutOption = 10.0,
     lease_wait: Annotated[
         float,
         typer.Option(
@@ -258,9 +303,11 @@ def apply(
     spec.istio.sidecarInjection is false). Unchanged objects are not written. Before writing to
     any cluster, every cluster's live cacerts is read: if one would get a root it does not trust
     now (a lost state store, a root replaced outside 'pki rotate-root'), nothing is written and
-    apply exits 1 (see --replace-root). Exit 0 when every cluster is applied, 1 when any failed
-    or was unreachable, 2 on invalid input.
+    apply exits 1 (see --replace-root). Exit 0 when every cluster is applied (with --wait:
+    and delivered), 1 when any failed or was unreachable (or, with --wait, is not delivered in
+    time), 2 on invalid input.
     """
+    wait_for, per_request = _timeouts(wait, timeout, request_timeout, dry_run)
     if server:
         if replace_root or adopt_mesh_id:
             err_console.print(
@@ -270,7 +317,8 @@ def apply(
                 markup=False,
             )
             raise typer.Exit(2)
-        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run, server_ca=server_ca)
+        remote_cmd.apply_to_server(files, server, token, dry_run=dry_run, server_ca=server_ca,
+                                   wait_for=wait_for)
         return
     from meshbridge.kube import ReconcileOptions
 
@@ -279,10 +327,10 @@ def apply(
         force_conflicts=force_conflicts,
         parallel=parallel,
         retries=retries,
-        timeout=timeout,
+        timeout=per_request,
     )
     verb = "planning" if dry_run else "applying"
-    reports = _run(
+    reports, views = _run(
         files,
         state,
         options,
@@ -291,6 +339,7 @@ def apply(
         replace_root=replace_root,
         adopt_mesh_id=adopt_mesh_id,
         lease_wait=lease_wait,
+        wait_for=wait_for,
     )
     for r in reports:
         for c in r.outcome.changes:
@@ -301,6 +350,28 @@ def apply(
     out_console.print(_summary(reports, "dry run" if dry_run else "apply"))
     if any(r.state in ("Failed", "Unreachable") for r in reports):
         raise typer.Exit(1)
+    if wait_for is not None:
+        propagation_cmd.report_wait(views, wait_for)
+
+
+def _timeouts(
+    wait: bool, timeout: str | None, request_timeout: float | None, dry_run: bool
+) -> tuple[float | None, float]:
+    """(how long --wait waits, or None without it; seconds per API request). Without
+    --wait, --timeout keeps its former meaning (seconds per request)."""
+    if wait and dry_run:
+        err_console.print("error: --wait with --dry-run: nothing is written, so nothing "
+                          "propagates", style="red", markup=False)
+        raise typer.Exit(2)
+    if wait:
+        return propagation_cmd.duration(timeout or WAIT_DEFAULT), request_timeout or 10.0
+    if timeout is not None:
+        seconds = propagation_cmd.duration(timeout)
+        if request_timeout is None:
+            err_console.print("note: --timeout without --wait is the per-request timeout: "
+                              "--request-timeout is its name now", markup=False)
+            return None, max(0.5, seconds)
+    return None, request_timeout or 10.0
 
 
 def diff(
@@ -321,7 +392,7 @@ def diff(
     options = ReconcileOptions(
         dry_run=True, with_diff=True, parallel=parallel, retries=retries, timeout=timeout
     )
-    reports = _run(files, state, options, cluster, "diffing")
+    reports, _ = _run(files, state, options, cluster, "diffing")
     signs = {"create": "+", "update": "~", "delete": "-", "conflict": "!", "failed": "!"}
     changed = False
     for r in reports:
@@ -342,50 +413,81 @@ def diff(
 
 
 def status_cmd(
+    intent: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[KIND/NAMESPACE/NAME]",
+            help="An intent (e.g. InboundIntent/bar/httpbin): every cluster its objects live "
+            "in and where each stands (istiod read live, as with --propagation).",
+            show_default=False,
+        ),
+    ] = None,
     state: StateOption = None,
     objects: Annotated[
         bool, typer.Option("--objects", help="List every object's state too.")
     ] = False,
+    propagation: Annotated[
+        bool,
+        typer.Option(
+            "--propagation",
+            help="How far each cluster's last apply has got: applied, observed by istiod, "
+            "delivered to every proxy (NACKs, proxies not in sync or disconnected); istiod is "
+            "read live through the API server (docs/apply.md, 'Propagation').",
+        ),
+    ] = False,
+    output: propagation_cmd.OutputOption = "table",
     server: remote_cmd.ServerOption = None,
     token: remote_cmd.TokenOption = None,
     server_ca: remote_cmd.ServerCAOption = None,
 ) -> None:
     """Show the last apply's result per cluster (and per object), from the state store.
 
-    With --server, the server's: each cluster's last reconcile, by which replica, its last
-    success and failures since, and the stored documents left out of renders.
+    With --propagation (or an intent named), how far it has got in each cluster: exit 1 unless
+    every cluster is delivered. With --server, the server's: each cluster's last reconcile, by
+    which replica, its last success and failures since, and the stored documents left out of
+    renders (and what its reconciler last saw of propagation).
 
     Exit 1 when a cluster's last apply failed or could not reach it. A store that does not
     exist is reported as such and not created.
     """
+    propagation_cmd.check_output(output)
+    if intent is not None:
+        intent = propagation_cmd.intent_ref(intent)
     if server:
-        remote_cmd.status_from_server(remote_cmd.Remote(server, token, server_ca), objects=objects)
+        remote = remote_cmd.Remote(server, token, server_ca)
+        if propagation or intent is not None:
+            remote_cmd.propagation_from_server(remote, output, intent)
+            return
+        remote_cmd.status_from_server(remote, objects=objects,
+                                      placements=placement_cmd.status_view)
+        return
+    location = state_path(state)
+    if propagation or intent is not None:
+        propagation_cmd.status_local(location, output, intent)
         return
     from rich.table import Table
 
-    from meshbridge.store import open_store, store_exists
     from meshbridge.usecases import apply as apply_service
     from meshbridge.usecases import istiod_roots
     from meshbridge.usecases import pki as pki_service
 
-    location = state_path(state)
-    if not store_exists(location):
-        err_console.print(f"no state store at {location}: nothing applied yet", markup=False)
+    def read(store: Store) -> tuple[list[dict[str, Any]], list[Finding]]:
+        istiods = istiod_roots.findings(
+            store,
+            sorted(istiod_roots.read_istiod(store)),
+            pki_service.trusted_fingerprints(store),
+            datetime.now(UTC),
+        )
+        return apply_service.cluster_statuses(store), istiods
+
+    read_back = read_local(location, read)
+    if read_back is None:
         return
-    with errors_mapped():
-        store = open_store(location)
-        try:
-            records = apply_service.cluster_statuses(store)
-            istiods = istiod_roots.findings(
-                store,
-                sorted(istiod_roots.read_istiod(store)),
-                pki_service.trusted_fingerprints(store),
-                datetime.now(UTC),
-            )
-        finally:
-            store.close()
+    records, istiods = read_back
     if not records:
         err_console.print("no apply recorded yet", markup=False)
+        with errors_mapped():
+            placement_cmd.status_section(location)
         return
     table = Table(box=None, pad_edge=False)
     for col in ("CLUSTER", "STATE", "OBJECTS", "APPLIED", "FAILED", "PENDING", "TIME (UTC)"):
@@ -411,5 +513,7 @@ def status_cmd(
             for rec in records
             for o in rec.get("objects", [])
         )
+    with errors_mapped():
+        placement_cmd.status_section(location)
     if any(rec["state"] in ("Failed", "Unreachable") for rec in records):
         raise typer.Exit(1)

@@ -7,15 +7,21 @@ everything else (progress, notes, warnings, errors) to stderr.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 
 from meshbridge import plural
 from meshbridge.errors import InvalidInput, MeshbridgeError
+from meshbridge.excerpt import escaped
+
+if TYPE_CHECKING:
+    from meshbridge.store import Store
+
+T = TypeVar("T")
 
 DEFAULT_STATE = ".meshbridge/state.db"
 
@@ -71,6 +77,22 @@ def state_path(option: str | None) -> str:
     return option or os.environ.get("MESHBRIDGE_STATE") or DEFAULT_STATE
 
 
+def read_local(location: str, read: Callable[[Store], T]) -> T | None:
+    """``read(store)`` on the local state store at ``location``; None, said so, when there is
+    none (a store that does not exist is not created: ``status`` only reads)."""
+    from meshbridge.store import open_store, store_exists
+
+    if not store_exists(location):
+        err_console.print(f"no state store at {location}: nothing applied yet", markup=False)
+        return None
+    with errors_mapped():
+        store = open_store(location)
+        try:
+            return read(store)
+        finally:
+            store.close()
+
+
 @contextmanager
 def errors_mapped() -> Iterator[None]:
     """Print meshbridge errors the way users expect and exit with the documented code."""
@@ -87,5 +109,7 @@ def errors_mapped() -> Iterator[None]:
         )
         raise typer.Exit(2) from None
     except MeshbridgeError as exc:
-        err_console.print(f"error: {exc}", style="red", markup=False)
+        # a message may quote a name from a server's answer or a file: escaped, line by line
+        shown = "\n".join(escaped(line, 4096) for line in str(exc).split("\n"))
+        err_console.print(f"error: {shown}", style="red", markup=False)
         raise typer.Exit(1) from None

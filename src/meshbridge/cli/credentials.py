@@ -21,6 +21,7 @@ from meshbridge.cli.common import err_console, errors_mapped, out_console
 from meshbridge.cli.helplayout import Command, Group
 from meshbridge.cli.remote import Remote, ServerCAOption, ServerOption, TokenOption
 from meshbridge.errors import InvalidInput, Problem, UnreadableFile
+from meshbridge.excerpt import escaped, quoted
 
 __all__ = ["app", "flatten_kubeconfig"]
 
@@ -53,10 +54,19 @@ def _remote(server: str | None, token: str | None, server_ca: Path | None) -> Re
 
 
 def _read_file(path: Path, what: str) -> bytes:
+    """The file's bytes, read no further than a file's limit (``/dev/zero`` ends too)."""
+    from meshbridge.limits import FILES
+
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(FILES.bytes + 1)
     except OSError as exc:
-        raise UnreadableFile(f"cannot read {what} {path}: {exc.strerror}") from None
+        raise UnreadableFile(f"cannot read {what} {escaped(str(path))}: {exc.strerror}") from None
+    except ValueError:  # a NUL in the name
+        raise UnreadableFile(f"cannot read {what} {escaped(str(path))}: not a file name") from None
+    if len(data) > FILES.bytes:
+        raise UnreadableFile(f"{what} {escaped(str(path))} is larger than {FILES.bytes:,} bytes")
+    return data
 
 
 def flatten_kubeconfig(
@@ -66,16 +76,18 @@ def flatten_kubeconfig(
     ``context``, only that context, its cluster and user, and it as the current context."""
     out = dict(config)
     for section, inner in (("clusters", "cluster"), ("users", "user")):
+        if not isinstance(out.get(section), list):
+            continue  # absent, or not a list: the server says so
         items = []
-        for item in out.get(section) or []:
+        for item in out[section]:
             if not isinstance(item, dict) or not isinstance(item.get(inner), dict):
                 items.append(item)
                 continue
             fields = dict(item[inner])
             for key, (target, how) in _INLINE.items():
                 if key in fields and isinstance(fields[key], str):
-                    path = (base / Path(fields.pop(key)).expanduser()).resolve()
-                    data = _read_file(path, f"{section[:-1]} {item.get('name')!r}'s {key}")
+                    path = base / Path(fields.pop(key)).expanduser()
+                    data = _read_file(path, f"{section[:-1]} {quoted(item.get('name'))}'s {key}")
                     fields[target] = (
                         base64.b64encode(data).decode("ascii")
                         if how == "base64"
@@ -84,27 +96,33 @@ def flatten_kubeconfig(
             items.append({**item, inner: fields})
         out[section] = items
     if context is not None:
-        contexts = [c for c in out.get("contexts") or [] if c.get("name") == context]
+        contexts = [c for c in _items(out, "contexts") if c.get("name") == context]
         if not contexts:
-            raise UnreadableFile(f"the kubeconfig has no context {context!r}")
-        chosen = contexts[0].get("context") or {}
+            raise UnreadableFile(f"the kubeconfig has no context {quoted(context)}")
+        chosen = contexts[0].get("context")
+        chosen = chosen if isinstance(chosen, dict) else {}
         out["contexts"] = contexts
-        out["clusters"] = [c for c in out["clusters"] if c.get("name") == chosen.get("cluster")]
-        out["users"] = [u for u in out.get("users") or [] if u.get("name") == chosen.get("user")]
+        out["clusters"] = [c for c in _items(out, "clusters") if c.get("name") == chosen.get("cluster")]
+        out["users"] = [u for u in _items(out, "users") if u.get("name") == chosen.get("user")]
         out["current-context"] = context
     return out
 
 
-def _load(path: Path) -> dict[str, Any]:
-    import yaml
+def _items(config: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    """The entries of a section that are mappings (the server names what else is wrong)."""
+    found = config.get(section)
+    return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
 
-    text = _read_file(path.expanduser(), "the kubeconfig")
-    try:
-        data = yaml.load(text, Loader=yaml.CSafeLoader)
-    except yaml.YAMLError:
-        raise UnreadableFile(f"{path} is not a YAML kubeconfig") from None
+
+def _load(path: Path) -> dict[str, Any]:
+    """The admin's kubeconfig, read by the one reader (meshbridge.loading) with a file's
+    limits; InvalidInput (exit 2) naming the line, never its content."""
+    from meshbridge.limits import FILES
+    from meshbridge.loading import parse_config
+
+    data = parse_config(_read_file(path.expanduser(), "the kubeconfig"), str(path), FILES)
     if not isinstance(data, dict):
-        raise UnreadableFile(f"{path} is not a kubeconfig (a mapping)")
+        raise InvalidInput([Problem(str(path), 1, "", "", "", "a kubeconfig is a mapping")])
     return data
 
 

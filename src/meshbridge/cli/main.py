@@ -14,6 +14,7 @@ from meshbridge.cli import apply as apply_cmd
 from meshbridge.cli import credentials as credential_cmd
 from meshbridge.cli import graph as graph_cmd
 from meshbridge.cli import pki as pki_cmd
+from meshbridge.cli import placement as placement_cmd
 from meshbridge.cli import remote as remote_cmd
 from meshbridge.cli import secret_placement
 from meshbridge.cli import server as server_cmd
@@ -115,6 +116,17 @@ def render(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Also list every cluster's object count.")
     ] = False,
+    placement_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--placement",
+            metavar="FILE",
+            help="Where the Apps with discover: {} run: App documents with clusters (the "
+            "output of meshbridge discover -o yaml). Default: the placement last recorded in "
+            "the state store (by apply or a server).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Write every cluster's Istio manifests (GitOps-ready YAML) to a directory.
 
@@ -139,8 +151,9 @@ def render(
         try:
             pki_service.pair_key_file(state_path(state), store)  # kept if the render fails
             material = pki_service.material_provider(state_path(state))
+            found = placement_cmd.render_placement(checked, store, placement_file)
             result, written = render_service.render(
-                checked, output, store, material, placement, progress
+                checked, output, store, material, placement, progress, found
             )
         finally:
             store.close()
@@ -165,6 +178,10 @@ def render(
             markup=False,
         )
     secret_placement.report(written)
+    if found is not None:
+        from meshbridge.compile.placement import coverage
+
+        placement_cmd.print_uncovered(coverage(result.blueprint.snapshot))
 
 
 app.add_typer(pki_cmd.app)
@@ -172,6 +189,8 @@ app.command(cls=Command)(apply_cmd.apply)
 app.command(cls=Command)(apply_cmd.diff)
 app.command(cls=Command)(graph_cmd.graph)
 app.command("status", cls=Command)(apply_cmd.status_cmd)
+app.command(cls=Command)(placement_cmd.discover)
+app.command(cls=Command)(placement_cmd.rbac)
 app.command(cls=Command)(remote_cmd.get)
 app.command(cls=Command)(remote_cmd.delete)
 app.command(cls=Command)(server_cmd.serve)

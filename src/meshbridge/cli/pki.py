@@ -25,6 +25,7 @@ import typer
 from meshbridge import plural
 from meshbridge.cli.common import StateOption, err_console, errors_mapped, out_console, state_path
 from meshbridge.cli.helplayout import Command, Group
+from meshbridge.keyfiles import make_key_dirs
 from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def _write(path: Path, data: str, mode: int) -> None:
 
 def _out_dir(path: Path) -> Path:
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_key_dirs(path)
     except OSError as exc:
         err_console.print(f"error: cannot create {path}: {exc.strerror}", style="red", markup=False)
         raise typer.Exit(1) from None

@@ -31,12 +31,15 @@ from meshbridge.cli.common import (
     short_time,
 )
 from meshbridge.cli.secret_placement import report
-from meshbridge.errors import BadRequest, Conflict
+from meshbridge.errors import BadRequest, Conflict, ServerError
 from meshbridge.usecases.sources import read_sources
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from meshbridge.client import ServerClient
     from meshbridge.output.writer import KeyPlacement
+    from meshbridge.wire.messages import PlacementAnswer
     from meshbridge.wire.resources import ResourceKind
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "apply_to_server",
     "delete",
     "get",
+    "propagation_from_server",
     "render_remote",
     "status_from_server",
 ]
@@ -193,9 +197,12 @@ def apply_to_server(
     prune: bool = False,
     dry_run: bool = False,
     server_ca: Path | None = None,
+    wait_for: float | None = None,
 ) -> None:
     """``apply -f ... --server URL``: what the ``apply`` command does when given a server.
-    With ``dry_run`` the server validates and answers what it would do, and stores nothing."""
+    With ``dry_run`` the server validates and answers what it would do, and stores nothing.
+    With ``wait_for`` (seconds), then wait until the server reports the stored revision
+    delivered to every cluster (its reconciler applies it and watches the proxies)."""
     from meshbridge.client import read_documents  # the HTTP client: only when needed
 
     with errors_mapped():
@@ -211,6 +218,40 @@ def apply_to_server(
     for item in result.items:
         what = _describe(item.kind, item.namespace, item.name)
         out_console.print(f"{what} {item.action}{suffix}", markup=False)
+    if wait_for is not None:
+        _wait_on_server(remote, int(result.metadata.resource_version or 0), wait_for)
+
+
+def _wait_on_server(remote: Remote, revision: int, wait_for: float) -> None:
+    """Poll the server's status until ``revision`` (or a later one) is delivered everywhere;
+    exit 1 naming the clusters that are not, after ``wait_for`` seconds."""
+    import time
+
+    from meshbridge.cli import propagation as propagation_cmd
+
+    deadline = time.monotonic() + wait_for
+    with errors_mapped(), remote.client() as client:
+        while True:
+            found = client.status()
+            answer = found.propagation
+            done = (answer is not None and int(answer.revision or 0) >= revision
+                    and answer.delivered)
+            if done or time.monotonic() + 1 > deadline:
+                break
+            time.sleep(1)
+    views = [rec.propagation for rec in found.items if rec.propagation is not None]
+    if found.propagation is None:
+        err_console.print("error: this server does not report propagation", style="red",
+                          markup=False)
+        raise typer.Exit(1)
+    if done:
+        propagation_cmd.report_wait(views, wait_for)
+        return
+    propagation_cmd.print_views(views, "table")
+    pending = ", ".join(found.propagation.pending) or "the reconciler has not applied it yet"
+    err_console.print(f"error: revision {revision} not delivered after {wait_for:g}s: "
+                      f"{pending}", style="red", markup=False)
+    raise typer.Exit(1)
 
 
 def get(
@@ -303,15 +344,20 @@ def delete(
     out_console.print(f"{_describe(rk.kind, ns, name)} deleted", markup=False)
 
 
-def status_from_server(remote: Remote, *, objects: bool = False) -> None:
+def status_from_server(
+    remote: Remote, *, objects: bool = False,
+    placements: Callable[[PlacementAnswer], None] | None = None,
+) -> None:
     """``status --server``: every cluster's last reconcile on the server, by which replica,
-    its last success and failures since; the replicas; the documents left out of renders.
-    Exit 1 when a cluster's last reconcile failed or could not reach it, or documents are."""
+    its last success and failures since; the replicas; the documents left out of renders; the
+    discovered placements (handed to ``placements``). Exit 1 when a cluster's last reconcile
+    failed or could not reach it, or documents are."""
     from rich.table import Table
 
     with errors_mapped(), remote.client() as client:
         found = client.status()
         flagged = client.problems()
+        placed = _placements(client) if placements is not None else None
     if not found.reconciler:
         err_console.print("this server runs no reconciler (serve --reconcile-interval 0)",
                           markup=False)
@@ -345,6 +391,8 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     if found.replicas:
         seen = ", ".join(f"{r.id} (seen {short_time(r.seen or '')})" for r in found.replicas)
         out_console.print(f"replicas: {seen}", markup=False)
+    if placements is not None and placed is not None:
+        placements(placed)
     for item in flagged.items:
         first = item.problems[0] if item.problems else None
         where = f" {first.path}" if first and first.path else ""
@@ -356,6 +404,28 @@ def status_from_server(remote: Remote, *, objects: bool = False) -> None:
     failed = any(rec.state in ("Failed", "Unreachable") for rec in found.items)
     if failed or flagged.items or flagged.set:
         raise typer.Exit(1)
+
+
+def propagation_from_server(remote: Remote, output: str, intent: str | None) -> None:
+    """``status --propagation --server`` (or an intent named): what the server's reconciler
+    last saw of each cluster's propagation; exit 1 unless every cluster is delivered."""
+    from meshbridge.cli import propagation as propagation_cmd
+
+    with errors_mapped(), remote.client() as client:
+        found = client.status()
+    views = {rec.cluster: rec.propagation for rec in found.items if rec.propagation is not None}
+    statuses = [rec.to_json() for rec in found.items]
+    propagation_cmd.finish(statuses, views, output, intent)
+
+
+def _placements(client: ServerClient) -> PlacementAnswer | None:
+    """The server's discovered placements; None from a server older than them (404)."""
+    try:
+        return client.placements()
+    except ServerError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def render_remote(

@@ -137,6 +137,17 @@ def serve(
     max_body_mib: Annotated[
         int, typer.Option("--max-body-mib", metavar="MIB", min=1, max=1024, help="Largest request body.")
     ] = 8,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            metavar="SECONDS",
+            min=0.1,
+            max=3600,
+            help="Close a connection that sends no complete request head within this time "
+            "(after connecting, or after its last answer).",
+        ),
+    ] = 10.0,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level.")] = "info",
     pki: Annotated[
         bool,
@@ -225,6 +236,7 @@ def serve(
     import uvicorn
 
     from meshbridge.api import create_app
+    from meshbridge.api.transport import KEEP_ALIVE, head_timeout_protocol
     from meshbridge.store import open_store
     from meshbridge.usecases.statekey import load_sealer
 
@@ -269,6 +281,8 @@ def serve(
             port=port,
             log_level=log_level,
             server_header=False,
+            http=head_timeout_protocol(header_timeout),
+            timeout_keep_alive=KEEP_ALIVE,
             ssl_certfile=tls.cert if tls else None,
             ssl_keyfile=tls.key if tls else None,
             ssl_ca_certs=tls.client_ca if tls else None,

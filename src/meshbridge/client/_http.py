@@ -40,6 +40,7 @@ from meshbridge.wire.messages import (
     CredentialView,
     ErrorAnswer,
     ManifestList,
+    PlacementAnswer,
     ProblemsAnswer,
     StatusAnswer,
 )
@@ -299,6 +300,10 @@ class ServerClient:
     def status(self) -> StatusAnswer:
         """Every cluster's last reconcile on the server, and the replicas."""
         return _read(StatusAnswer, self.request("GET", "/api/v1/status"))
+
+    def placements(self) -> PlacementAnswer:
+        """Where the discovered Apps run, as the server's watches keep it."""
+        return _read(PlacementAnswer, self.request("GET", "/api/v1/placements"))
 
     def problems(self) -> ProblemsAnswer:
         """The stored documents left out of renders, and why."""

@@ -7,7 +7,7 @@ Istio install, certificate Secrets), each reading the snapshot's indexes; ``pipe
 
 from __future__ import annotations
 
-from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material
+from meshbridge.compile.inputs import ClusterCA, Context, IngressCredential, Material, Placement
 from meshbridge.compile.pipeline import Blueprint, blueprint, check, each_object, objects
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Context",
     "IngressCredential",
     "Material",
+    "Placement",
     "blueprint",
     "check",
     "each_object",

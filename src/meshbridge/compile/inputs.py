@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+# Where the Apps with ``discover: {}`` were found running, (namespace, app) -> clusters: read
+# from the clusters, recorded in the state store, or given in a file, and handed in like the
+# VIPs (compile never reads a cluster). A discovered App it does not name runs nowhere.
+Placement = Mapping[tuple[str, str], frozenset[str]]
+
 
 @dataclass(frozen=True)
 class ClusterCA:

@@ -24,7 +24,7 @@ from meshbridge.compile import (
     vips,
 )
 from meshbridge.compile.envelope import Obj, ordered
-from meshbridge.compile.inputs import Context, Material
+from meshbridge.compile.inputs import Context, Material, Placement
 from meshbridge.compile.snapshot import Snapshot
 from meshbridge.errors import AddressTaken, InvalidInput, PoolExhausted, Problem
 from meshbridge.model import Intents
@@ -52,11 +52,14 @@ class Blueprint:
     vips: list[VipRecord]
 
 
-def check(intents: Intents, *, before_apply: bool = False) -> Snapshot:
+def check(
+    intents: Intents, *, before_apply: bool = False, found: Placement | None = None
+) -> Snapshot:
     """The snapshot of valid intents, or :class:`InvalidInput` listing every problem.
     ``before_apply``: intents ``meshbridge apply`` will complete (a gateway address it
-    discovers may be missing); such a snapshot is not for compiling."""
-    snap = snapshot.build(intents)
+    discovers may be missing); such a snapshot is not for compiling. ``found``: where the
+    Apps with ``discover: {}`` run (none: nowhere)."""
+    snap = snapshot.build(intents, found)
     problems = validate.check(
         intents, snap, validate.RULES_BEFORE_APPLY if before_apply else validate.RULES
     )
@@ -65,10 +68,12 @@ def check(intents: Intents, *, before_apply: bool = False) -> Snapshot:
     return snap
 
 
-def blueprint(intents: Intents | Snapshot, previous: Iterable[VipRecord]) -> Blueprint:
-    """Validate (unless given an already checked snapshot) and allocate VIPs against the
-    previous allocation table."""
-    snap = intents if isinstance(intents, Snapshot) else check(intents)
+def blueprint(
+    intents: Intents | Snapshot, previous: Iterable[VipRecord], found: Placement | None = None
+) -> Blueprint:
+    """Validate (unless given an already checked snapshot, built with its placement) and
+    allocate VIPs against the previous allocation table."""
+    snap = intents if isinstance(intents, Snapshot) else check(intents, found=found)
     intents = snap.intents
     needs, reserved = vips.vip_needs(snap)
     try:

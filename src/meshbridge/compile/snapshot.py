@@ -4,7 +4,11 @@ Order of construction (each step reads only what the steps before it built):
 
 1. ``clusters``   name -> Cluster, sorted by name
 2. ``apps``       (namespace, name) -> App
-3. ``placement``  (namespace, app) -> sorted clusters it runs in (clusters / clusterSelector)
+3. ``placement``  (namespace, app) -> sorted clusters it runs in: ``clusters``, or the
+                  Clusters ``clusterSelector`` selects, or for ``discover: {}`` where it was
+                  found (the ``Placement`` handed in) plus the clusters its intents' weights
+                  and failover priority name (a declared split is never changed silently:
+                  ``compile.placement``)
 4. ``services``   (namespace, service) -> the intents exposing that Kubernetes Service
 5. ``routes``     the cross-cluster topology: for every client cluster and namespace, which
                   remote hosts it needs, and which hosts each server cluster must export
@@ -23,6 +27,7 @@ from functools import cached_property
 from typing import Any, NamedTuple, TypeVar
 
 from meshbridge.compile import naming
+from meshbridge.compile.inputs import Placement
 from meshbridge.model import App, Cluster, InboundIntent, Intents, Mesh
 
 AppKey = tuple[str, str]  # (namespace, name)
@@ -79,6 +84,8 @@ class Snapshot:
     services: dict[AppKey, tuple[InboundIntent, ...]]
     remote_uses: tuple[RemoteUse, ...] = field(default=())
     balanced_uses: tuple[BalancedUse, ...] = field(default=())
+    # where the discovered Apps were found (the input; ``placement`` is what compiles)
+    found: Placement = field(default_factory=dict)
     # results derived from the indexes by other compile modules, computed once per snapshot
     derived: dict[str, Any] = field(default_factory=dict)
 
@@ -126,10 +133,10 @@ def _group(items: tuple[U, ...], key: Callable[[U], str]) -> dict[str, tuple[U, 
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _placement(app: App, clusters: Mapping[str, Cluster]) -> tuple[str, ...]:
-    if app.spec.clusters is not None:
-        return tuple(sorted(c for c in app.spec.clusters if c in clusters))
-    assert app.spec.cluster_selector is not None
+def selected(app: App, clusters: Mapping[str, Cluster]) -> tuple[str, ...]:
+    """The clusters an App's ``clusterSelector`` selects (every cluster without one), sorted."""
+    if app.spec.cluster_selector is None:
+        return tuple(sorted(clusters))
     wanted = app.spec.cluster_selector.match_labels.items()
     return tuple(
         sorted(
@@ -140,15 +147,46 @@ def _placement(app: App, clusters: Mapping[str, Cluster]) -> tuple[str, ...]:
     )
 
 
-def build(intents: Intents) -> Snapshot:
-    """Build every index of the snapshot, in the order the module docstring gives."""
+def declared(intents: Intents, key: AppKey) -> set[str]:
+    """The clusters the intents of App ``key`` name in ``loadBalancing.weights`` (a weight
+    above 0) or ``failover.priority``."""
+    named: set[str] = set()
+    for d in intents.inbound:
+        spec = d.obj.spec
+        if (d.obj.namespace, spec.app) != key:
+            continue
+        if spec.load_balancing is not None:
+            named.update(c for c, w in spec.load_balancing.weights.items() if w > 0)
+        if spec.failover is not None:
+            named.update(spec.failover.priority or ())
+    return named
+
+
+def _placement(
+    intents: Intents, key: AppKey, app: App, clusters: Mapping[str, Cluster], found: Placement
+) -> tuple[str, ...]:
+    if app.spec.clusters is not None:
+        return tuple(sorted(c for c in app.spec.clusters if c in clusters))
+    allowed = selected(app, clusters)
+    if app.spec.discover is None:
+        return allowed
+    kept = found.get(key, frozenset()) | declared(intents, key)
+    return tuple(c for c in allowed if c in kept)
+
+
+def build(intents: Intents, found: Placement | None = None) -> Snapshot:
+    """Build every index of the snapshot, in the order the module docstring gives; ``found``:
+    where the Apps with ``discover: {}`` run (none: nowhere)."""
+    found = found or {}
     clusters: dict[str, Cluster] = {}
     for c in sorted(intents.clusters, key=lambda d: d.obj.name):
         clusters.setdefault(c.obj.name, c.obj)
     apps: dict[AppKey, App] = {}
     for a in intents.apps:
         apps.setdefault((a.obj.namespace, a.obj.name), a.obj)
-    placement = {key: _placement(app, clusters) for key, app in sorted(apps.items())}
+    placement = {
+        key: _placement(intents, key, app, clusters, found) for key, app in sorted(apps.items())
+    }
     services: dict[AppKey, list[InboundIntent]] = defaultdict(list)
     seen_ports: set[tuple[str, str, int]] = set()
     for d in sorted(intents.inbound, key=lambda d: (d.obj.namespace, d.obj.name)):
@@ -167,6 +205,7 @@ def build(intents: Intents) -> Snapshot:
         apps=apps,
         placement=placement,
         services={k: tuple(v) for k, v in sorted(services.items())},
+        found=found,
     )
     remote, balanced = _routes(snap)
     snap.remote_uses = remote
@@ -181,6 +220,8 @@ def _routes(snap: Snapshot) -> tuple[tuple[RemoteUse, ...], tuple[BalancedUse, .
     for (namespace, service), intents in snap.services.items():
         for intent in intents:
             servers = snap.intent_placement(intent)
+            if not servers:  # a discovered App found nowhere (and in no declared split)
+                continue
             lb = intent.spec.load_balancing
             weights = {c: w for c, w in lb.weights.items() if w > 0 and c in servers} if lb else {}
             for client in intent.spec.clients:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from meshbridge import plural
-from meshbridge.compile.snapshot import RemoteUse, Snapshot
+from meshbridge.compile.snapshot import RemoteUse, Snapshot, selected
 from meshbridge.compile.vips import capacity, vip_needs
 from meshbridge.errors import Problem
 from meshbridge.model import Intents, Located
@@ -47,10 +47,41 @@ def app_placements(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
             for i, name in enumerate(app.spec.clusters):
                 if name not in snap.clusters:
                     yield _problem(doc, f"spec.clusters[{i}]", f"no Cluster named {name!r}")
-        elif not snap.placement.get((app.namespace, app.name)):
+        elif app.spec.cluster_selector is not None and not selected(app, snap.clusters):
             yield _problem(
                 doc, "spec.clusterSelector.matchLabels", "selects no cluster (check the labels)"
             )
+
+
+def discovered_clusters(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
+    """Every Cluster a discovered App may run in can be read (it names a kubeconfig or a
+    server's credential) and reached by other clusters without asking it (a gateway address,
+    or a kubeconfig file ``meshbridge apply`` discovers the address with: a server does not
+    discover gateways, and where a discovered App will run is not known in advance)."""
+    for doc in intents.apps:
+        app = doc.obj
+        if app.spec.discover is None:
+            continue
+        for cluster in selected(app, snap.clusters):
+            spec = snap.clusters[cluster].spec
+            if spec.kubeconfig is None:
+                yield _problem(
+                    doc,
+                    "spec.discover",
+                    f"Cluster {cluster!r} has no spec.kubeconfig, so where App "
+                    f"{app.namespace}/{app.name} runs cannot be read from it: give the Cluster "
+                    "a kubeconfig (or a server's credential), or leave it out with the App's "
+                    "spec.clusterSelector",
+                )
+            elif (spec.gateway is None or spec.gateway.address is None) and not spec.kubeconfig.path:
+                yield _problem(
+                    doc,
+                    "spec.discover",
+                    f"Cluster {cluster!r} has no spec.gateway.address, and a meshbridge server "
+                    f"does not discover gateway addresses: App {app.namespace}/{app.name} may "
+                    "be found running there, and clients elsewhere would need it; give the "
+                    "Cluster spec.gateway.address, or leave it out with spec.clusterSelector",
+                )
 
 
 def external_service_clusters(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
@@ -83,12 +114,12 @@ def load_balancing(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
         lb = doc.obj.spec.load_balancing
         if lb is None or (doc.obj.namespace, doc.obj.spec.app) not in snap.apps:
             continue
-        placed = snap.intent_placement(doc.obj)
+        placed, runs = _placed(snap, doc.obj.namespace, doc.obj.spec.app)
         if len(placed) < 2:
             yield _problem(
                 doc,
                 "spec.loadBalancing",
-                f"app {doc.obj.spec.app!r} runs in {plural.count(len(placed), 'cluster')}; "
+                f"app {doc.obj.spec.app!r} {runs} {plural.count(len(placed), 'cluster')}; "
                 "load balancing needs an app placed in more than one",
             )
         for cluster in lb.weights:
@@ -96,8 +127,8 @@ def load_balancing(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                 yield _problem(
                     doc,
                     f"spec.loadBalancing.weights.{cluster}",
-                    f"app {doc.obj.spec.app!r} does not run in cluster {cluster!r} "
-                    f"(it runs in: {', '.join(placed) or 'none'})",
+                    f"app {doc.obj.spec.app!r} {_not(runs)} in cluster {cluster!r} "
+                    f"(it {runs}: {', '.join(placed) or 'none'})",
                 )
         total = sum(lb.weights.values())
         if total != 100:
@@ -111,8 +142,9 @@ def failover(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
         fo = intent.spec.failover
         if fo is None or (intent.namespace, intent.spec.app) not in snap.apps:
             continue
-        placed = snap.intent_placement(intent)
-        if len(placed) < 2:
+        placed, runs = _placed(snap, intent.namespace, intent.spec.app)
+        # a discovered App may run in one cluster at a time: its clients follow it by name
+        if len(placed) < 2 and runs == "runs in":
             yield _problem(
                 doc,
                 "spec.failover",
@@ -132,8 +164,8 @@ def failover(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                 yield _problem(
                     doc,
                     f"spec.failover.priority[{i}]",
-                    f"app {intent.spec.app!r} does not run in cluster {cluster!r} "
-                    f"(it runs in: {', '.join(placed) or 'none'})",
+                    f"app {intent.spec.app!r} {_not(runs)} in cluster {cluster!r} "
+                    f"(it {runs}: {', '.join(placed) or 'none'})",
                 )
         if fo.priority is not None and intent.spec.load_balancing is not None:
             yield _problem(
@@ -154,6 +186,20 @@ def failover(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
                 f"failover: its failover and loadBalancing must be those of InboundIntent "
                 f"{other.obj.name!r}",
             )
+
+
+def _placed(snap: Snapshot, namespace: str, name: str) -> tuple[tuple[str, ...], str]:
+    """The clusters an App runs in, and how a message says so. For a discovered App, the
+    clusters it may run in: its weights and priority are judged against those, whatever it
+    runs in now (``compile.placement`` reports the difference)."""
+    app = snap.apps[(namespace, name)]
+    if app.spec.discover is not None:
+        return selected(app, snap.clusters), "may run in"
+    return snap.placement.get((namespace, name), ()), "runs in"
+
+
+def _not(runs: str) -> str:
+    return "may not run" if runs == "may run in" else "does not run"
 
 
 def gateway_needs(snap: Snapshot) -> dict[str, RemoteUse]:
@@ -346,6 +392,7 @@ def vip_pool(intents: Intents, snap: Snapshot) -> Iterator[Problem]:
 RULES: tuple[Rule, ...] = (
     duplicate_names,
     app_placements,
+    discovered_clusters,
     external_service_clusters,
     intent_references,
     duplicate_exposures,

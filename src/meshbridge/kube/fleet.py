@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
-import yaml
 from lightkube import ApiError, AsyncClient, ConfigError, KubeConfig
 
 from meshbridge import plural
-from meshbridge.errors import KubeconfigError, Unreachable
+from meshbridge.errors import InvalidInput, KubeconfigError, Unreachable
 from meshbridge.kube.reconcile import ClusterReconciler
 from meshbridge.kube.retry import per_cluster
 from meshbridge.kube.steps import INJECTION_LABEL, ChangeSet, Ownership
+from meshbridge.limits import FILES
+from meshbridge.loading import parse_config
 from meshbridge.loopback import is_loopback
 
 State = Literal["Applied", "Planned", "Failed", "Unreachable"]
@@ -121,10 +122,13 @@ def _client_for(target: ClusterAccess, timeout: float) -> AsyncClient:
         where = f"kubeconfig {path}"
         if not path.is_file():
             raise ConfigError(f"kubeconfig {path} does not exist")
-        try:
-            with path.open("rb") as f:  # the C loader: lightkube's own reading uses the Python one
-                config = KubeConfig.from_dict(yaml.load(f, Loader=yaml.CSafeLoader), fname=path)
-        except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        with path.open("rb") as f:
+            data = f.read(FILES.bytes + 1)
+        try:  # the one reader (C loader, limits), not lightkube's own (the Python loader)
+            config = KubeConfig.from_dict(parse_config(data, str(path), FILES), fname=path)
+        except InvalidInput as exc:
+            raise ConfigError(f"kubeconfig {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"kubeconfig {path} is not a valid kubeconfig: {exc}") from None
     single = config.get(target.context) if target.context else config.get()
     if single is None:

@@ -28,6 +28,7 @@ A dry run does the reads and reports what it would do, writing nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,7 @@ from lightkube.core import resource as lk_resource
 from lightkube.types import PatchType
 
 from meshbridge.compile.envelope import APPLY_ORDER
+from meshbridge.compile.naming import ISTIO_SYSTEM
 from meshbridge.errors import Unreachable
 from meshbridge.kube.kinds import CLUSTER_KINDS, PRUNABLE
 from meshbridge.kube.retry import patiently
@@ -57,6 +59,8 @@ from meshbridge.kube.steps import (
 )
 
 LABELLED_ONLY = frozenset({"Secret"})  # kinds listed by label only (see _list_kind)
+# Kinds meshbridge writes in one namespace only, listed there (kube.access: no more is asked)
+LISTED_IN = {"Secret": ISTIO_SYSTEM}
 
 DEFAULT_VERSIONS = {
     "": "v1",
@@ -151,8 +155,9 @@ class ClusterReconciler:
 
     async def _list_kind(self, kind: str, version: str) -> list[Live] | None:
         """Every object of a kind, or None when the cluster does not serve it."""
-        # Secrets: only meshbridge's (a cluster holds many, and they are not ours to read);
-        # a name collision with someone else's is then found by a read of that one name.
+        # Secrets: only meshbridge's, in istio-system, the one namespace it writes them in (a
+        # cluster holds many, and they are not ours to read); a name collision with someone
+        # else's is then found by a read of that one name.
         selector: dict[str, Any] | None = (
             {MANAGED_BY[0]: MANAGED_BY[1]} if kind in LABELLED_ONLY else None
         )
@@ -172,7 +177,7 @@ class ClusterReconciler:
         res: Any = live_resource(kind, version)  # lightkube's signatures name its own types
         async with self._reads:
             if CLUSTER_KINDS[kind].namespaced:
-                items = self.client.list(res, labels=selector, namespace="*")
+                items = self.client.list(res, labels=selector, namespace=LISTED_IN.get(kind, "*"))
             else:
                 items = self.client.list(res, labels=selector)
             return [i async for i in items]
@@ -232,7 +237,7 @@ class ClusterReconciler:
             return _failed_write(step, exc)
         if action == "create" and managers(answer) - {FIELD_MANAGER}:
             return await self._give_back(step, version, answer)
-        return change
+        return dataclasses.replace(change, resource_version=answer.metadata.resourceVersion)
 
     async def _patch(
         self, kind: str, version: str, name: str, ns: str, body: dict[str, Any], *, force: bool

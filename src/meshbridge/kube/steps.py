@@ -59,12 +59,17 @@ CONTENT_KEYS = ("spec", "data", "stringData", "type", "immutable")
 
 @dataclass(frozen=True)
 class Change:
+    """What happened to one object. ``resource_version``: the object's resourceVersion in the
+    cluster after the reconcile (written, or found in sync); empty when unknown (a dry run, a
+    failure, a deletion)."""
+
     action: Action
     kind: str
     namespace: str
     name: str
     reason: str = ""
     diff: str = ""
+    resource_version: str = ""
 
     @property
     def ref(self) -> str:
@@ -351,12 +356,15 @@ class Step:
         return self.kind, self.namespace, self.name
 
     def change(self, action: Action | None = None, reason: str | None = None) -> Change:
+        done = action or self.action
+        in_sync = done == "unchanged" and self.live is not None  # as listed: its version stays
         return Change(
-            action or self.action,
+            done,
             self.kind,
             self.namespace,
             self.name,
             self.reason if reason is None else reason,
+            resource_version=self.live.metadata.resourceVersion if in_sync and self.live else "",
         )
 
 

@@ -17,6 +17,8 @@ from meshbridge.model.kinds import (
     Cluster,
     ClusterSelector,
     ClusterSpec,
+    Discover,
+    DiscoverySettings,
     Document,
     Endpoint,
     ExternalAccess,
@@ -35,6 +37,7 @@ from meshbridge.model.kinds import (
     Metadata,
     Protocol,
     ServicePort,
+    duration_seconds,
 )
 
 __all__ = [
@@ -48,6 +51,8 @@ __all__ = [
     "Cluster",
     "ClusterSelector",
     "ClusterSpec",
+    "Discover",
+    "DiscoverySettings",
     "Document",
     "Endpoint",
     "ExternalAccess",
@@ -68,4 +73,5 @@ __all__ = [
     "Metadata",
     "Protocol",
     "ServicePort",
+    "duration_seconds",
 ]

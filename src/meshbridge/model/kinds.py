@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from meshbridge.excerpt import LIMIT, escaped, quoted
+
 API_VERSION = "meshbridge.dev/v1alpha1"
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -35,7 +37,7 @@ _PORT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 def _dns_label(value: str) -> str:
     if len(value) > 63 or not _LABEL_RE.match(value):
         raise ValueError(
-            f"{value!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
+            f"{quoted(value)} is not a DNS-1123 label (lower-case letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters)"
         )
     return value
@@ -43,7 +45,7 @@ def _dns_label(value: str) -> str:
 
 def _dns_name(value: str) -> str:
     if not _DNS_NAME_RE.match(value) or any(len(part) > 63 for part in value.split(".")):
-        raise ValueError(f"{value!r} is not a valid DNS name (lower-case, no wildcard)")
+        raise ValueError(f"{quoted(value)} is not a valid DNS name (lower-case, no wildcard)")
     return value
 
 
@@ -52,13 +54,13 @@ def _label_key(value: str) -> str:
     if prefix:
         _dns_name(prefix)
     if not name or len(name) > 63 or not _LABEL_KEY_NAME_RE.match(name):
-        raise ValueError(f"{value!r} is not a valid label key")
+        raise ValueError(f"{quoted(value)} is not a valid label key")
     return value
 
 
 def _label_value(value: str) -> str:
     if value and (len(value) > 63 or not _LABEL_KEY_NAME_RE.match(value)):
-        raise ValueError(f"{value!r} is not a valid label value")
+        raise ValueError(f"{quoted(value)} is not a valid label value")
     return value
 
 
@@ -69,7 +71,7 @@ def _ip_or_dns(value: str) -> str:
         try:
             _dns_name(value)
         except ValueError:
-            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
+            raise ValueError(f"{quoted(value)} is neither an IP address nor a DNS name") from None
     return value
 
 
@@ -77,15 +79,15 @@ def _ip(value: str) -> str:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
+        raise ValueError(f"{quoted(value)} is not an IP address") from None
     return value
 
 
 def _http_path(value: str) -> str:
     if not value.startswith("/") and value != "*" and not value.startswith("*"):
-        raise ValueError(f"{value!r} is not a path: it must start with '/' (or be '*' / '*suffix')")
+        raise ValueError(f"{quoted(value)} is not a path: it must start with '/' (or be '*' / '*suffix')")
     if "*" in value.strip("*"):
-        raise ValueError(f"{value!r}: '*' is only allowed at the start or end of a path")
+        raise ValueError(f"{quoted(value)}: '*' is only allowed at the start or end of a path")
     return value
 
 
@@ -196,6 +198,8 @@ class IstioSettings(_Model):
 
 class MeshSpec(_Model):
     trust_domain: DNSName = "cluster.local"
+    # what `discover: {}` reads from the clusters, and how long a vanished app keeps its routes
+    discovery: DiscoverySettings = Field(default_factory=lambda: DiscoverySettings())
     vip_pool: str = "240.0.0.0/4"
     root_ca: CASettings = Field(default_factory=CASettings, alias="rootCA")
     intermediate_ca: IntermediateCASettings = Field(
@@ -209,11 +213,12 @@ class MeshSpec(_Model):
         try:
             net = ipaddress.ip_network(value, strict=True)
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not a network in CIDR form: {exc}") from None
+            why = escaped(str(exc), 2 * LIMIT)
+            raise ValueError(f"{quoted(value)} is not a network in CIDR form: {why}") from None
         if net.version != 4:
             raise ValueError("only IPv4 VIP pools are supported")
         if net.prefixlen > 30:
-            raise ValueError(f"{value!r} is too small to hold any VIP (at most /30)")
+            raise ValueError(f"{quoted(value)} is too small to hold any VIP (at most /30)")
         return value
 
     @property
@@ -268,16 +273,30 @@ class ClusterSelector(_Model):
         return self
 
 
+class Discover(_Model):
+    """``discover: {}``: the clusters the App runs in are read from the clusters themselves
+    (docs/intents.md, "Discovered placement"); it takes no field yet."""
+
+
 class AppSpec(_Model):
     clusters: list[DNSLabel] | None = None
     cluster_selector: ClusterSelector | None = None
+    discover: Discover | None = None
     service_account: DNSName | None = None
     selector: Labels | None = None
 
     @model_validator(mode="after")
     def _placement(self) -> AppSpec:
-        if (self.clusters is None) == (self.cluster_selector is None):
-            raise ValueError("exactly one of clusters and clusterSelector must be given")
+        if self.discover is not None:
+            if self.clusters is not None:
+                raise ValueError(
+                    "discover reads the clusters the app runs in from the clusters: give "
+                    "clusters or discover, not both (clusterSelector may limit where it is "
+                    "looked for)"
+                )
+        elif (self.clusters is None) == (self.cluster_selector is None):
+            raise ValueError("exactly one of clusters and clusterSelector must be given "
+                             "(or discover: {})")
         if self.clusters is not None:
             if not self.clusters:
                 raise ValueError("clusters must name at least one cluster")
@@ -317,7 +336,7 @@ def _duration(value: str) -> str:
     """An Istio duration as users write it: a whole number and a unit (``500ms``, ``5s``, ``2m``)."""
     m = re.fullmatch(r"([0-9]{1,9})(ms|s|m|h)", value)
     if m is None:
-        raise ValueError(f"{value!r} is not a duration such as 500ms, 5s or 2m")
+        raise ValueError(f"{quoted(value)} is not a duration such as 500ms, 5s or 2m")
     if int(m.group(1)) == 0:
         raise ValueError("a duration must be longer than 0")
     return value
@@ -325,17 +344,30 @@ def _duration(value: str) -> str:
 
 Duration = Annotated[str, AfterValidator(_duration)]
 
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 ISTIO_CERT_TTL = 24 * 3600.0  # pilot-agent's SECRET_TTL default
 MIN_CERT_TTL = 60.0
 MAX_CERT_TTL = 90 * 24 * 3600.0  # istiod's MAX_WORKLOAD_CERT_TTL default
 
 
 def duration_seconds(value: str) -> float:
-    """The seconds of a valid duration (``_duration``)."""
-    m = re.fullmatch(r"([0-9]+)(ms|s|m|h)", value)
-    assert m is not None, value
-    return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    """A valid ``Duration`` in seconds (``500ms`` -> 0.5, ``5m`` -> 300)."""
+    number = value.rstrip("smh")
+    return int(number) * _UNIT_SECONDS[value[len(number):]]
+
+
+class DiscoverySettings(_Model):
+    """How placements of Apps with ``discover: {}`` are read and kept (docs/intents.md,
+    "Discovered placement")."""
+
+    # the label a client-only app's workloads and pods carry: <labelKey>: <App name>
+    label_key: LabelKey = "app"
+    # how long an app gone from every cluster keeps its last known placement
+    grace_period: Duration = "5m"
+
+    @property
+    def grace_seconds(self) -> float:
+        return duration_seconds(self.grace_period)
 
 
 class OutlierDetection(_Model):

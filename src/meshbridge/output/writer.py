@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshbridge.errors import OutputError
+from meshbridge.keyfiles import KEY_DIR, KEY_FILE, make_key_dirs, open_key_file
 from meshbridge.output.emitter import ManifestFile
 from meshbridge.progress import SILENT, Progress
 
@@ -161,7 +162,11 @@ class Staging:
         self.output = output.expanduser()
         self.placement = placement
         self.secrets_dir = placement.secrets_dir.expanduser() if placement.secrets_dir else None
-        for target in (self.secrets_dir, self.output):
+        # A target that is a symbolic link (to a directory, or to where one is to be) is
+        # replaced where it points: the link stays, its directory gets the new tree.
+        self._output = _followed(self.output)
+        self._secrets_dir = _followed(self.secrets_dir) if self.secrets_dir else None
+        for target in (self._secrets_dir, self._output):
             if target is not None:
                 _check_target(target)
         self._staged: list[tuple[Path, Path]] = []  # (staging directory, its target)
@@ -176,25 +181,26 @@ class Staging:
         trees: list[_Tree] = []
         keys_to: Path | None = None
         if self.placement.include:
-            trees.append(_Tree(self.output, files, private=False))
+            trees.append(_Tree(self._output, files, private=False))
             keys_to, count = self.output, len(files)
         else:
-            if self.secrets_dir is not None:
+            if self._secrets_dir is not None:
                 secret = {rel: files[rel] for rel in keys}
-                trees.append(_Tree(self.secrets_dir, secret, private=True))
+                trees.append(_Tree(self._secrets_dir, secret, private=True))
                 keys_to = self.secrets_dir
             manifests = {rel: file for rel, file in files.items() if file[1] is None}
-            trees.append(_Tree(self.output, manifests, private=False))
+            trees.append(_Tree(self._output, manifests, private=False))
             count = len(manifests)
         progress.stage("writing files", sum(len(tree.files) for tree in trees))
         unchanged: set[Path] = set()
         for tree in trees:
             if _as_written(tree):
                 progress.advance(len(tree.files))
-                unchanged.add(tree.target)
+                given = {self._output: self.output, self._secrets_dir: self.secrets_dir}
+                unchanged.add(given.get(tree.target) or tree.target)  # as the caller named it
                 continue  # nothing to replace: the tree stays as it is, and no file is touched
             with _interrupts_held():  # a staging directory is always one we know of
-                staged = _staging_dir(tree.target)
+                staged = _staging_dir(tree.target, tree.private)
                 self._staged.append((staged, tree.target))
             try:
                 _fill(staged, tree, progress)
@@ -222,6 +228,11 @@ class Staging:
             self._staged = []
 
 
+def _followed(target: Path) -> Path:
+    """``target``, or where it points when it is a symbolic link (followed to the end)."""
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
+
+
 def _check_target(target: Path) -> None:
     if target.exists():
         if not target.is_dir():
@@ -233,18 +244,21 @@ def _check_target(target: Path) -> None:
             )
 
 
-def _staging_dir(target: Path) -> Path:
+def _staging_dir(target: Path, private: bool) -> Path:
     parent = target.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))  # 0700
+        if private:  # the directories above a key tree that we make are the keys' too
+            make_key_dirs(parent)
+        else:
+            parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))  # 0700
+        os.chmod(staged, KEY_DIR if private else 0o755)  # manifests are not secret
+        return staged
     except OSError as exc:
         raise OutputError(f"cannot create {parent}: {exc.strerror}") from exc
 
 
 def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
-    if not tree.private:
-        os.chmod(root, 0o755)  # noqa: S103 - manifests are not secret; key files are 0600
     marker = SECRETS_MARKER_TEXT if tree.private else MARKER_TEXT
     _write_file(str(root / MARKER), marker.encode(), 0o600 if tree.private else 0o644)
     made: set[Path] = {root}
@@ -253,7 +267,9 @@ def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
     for directory in directories:  # every directory first: the files can then go in any order
         parent = root / directory
         if parent not in made:
-            _make_dirs(root, parent, 0o700 if tree.private else 0o777, made)
+            _make_dirs(root, parent, KEY_DIR if tree.private else 0o777, made)
+    for directory in _key_directories(tree):  # --include-secrets: those holding keys, 0700
+        os.chmod(root / directory, KEY_DIR)
     previous = tree.target if tree.target.is_dir() else None  # checked: one we wrote
     if previous is not None:
         own = _own_directories(previous, directories)
@@ -277,7 +293,15 @@ def _fill(root: Path, tree: _Tree, progress: Progress) -> None:
 
 
 def _mode(private: bool, holder: str | None) -> int:
-    return 0o600 if private or holder is not None else 0o644
+    return KEY_FILE if private or holder is not None else 0o644
+
+
+def _key_directories(tree: _Tree) -> set[str]:
+    """The directories (relative) of a tree meant for Git that hold a file with a key (only
+    with ``--include-secrets``): 0700, as the key tree's are."""
+    if tree.private:
+        return set()
+    return {os.path.dirname(rel) for rel, (_, holder) in tree.files.items() if holder is not None}
 
 
 def _link_unchanged(
@@ -343,6 +367,8 @@ def _make_dirs(root: Path, directory: Path, mode: int, made: set[Path]) -> None:
         path = path / part
         if path not in made:
             path.mkdir(mode=mode, exist_ok=True)
+            if mode == KEY_DIR:
+                os.chmod(path, KEY_DIR)  # whatever the umask
             made.add(path)
 
 
@@ -384,18 +410,22 @@ def _as_written(tree: _Tree) -> bool:
     umask = _umask()
     if umask is None:
         return False
+    def on_disk(mode: int) -> int:  # what writing gives: key modes exactly, others less umask
+        return mode if mode in (KEY_FILE, KEY_DIR) else mode & ~umask
+
     marker = (SECRETS_MARKER_TEXT if tree.private else MARKER_TEXT).encode()
-    expected = {MARKER: (marker, (0o600 if tree.private else 0o644) & ~umask)}
+    expected = {MARKER: (marker, on_disk(0o600 if tree.private else 0o644))}
     for rel, (data, holder) in tree.files.items():
-        expected[rel] = (data, _mode(tree.private, holder) & ~umask)
+        expected[rel] = (data, on_disk(_mode(tree.private, holder)))
     directories = {""}
     for rel in expected:
         parent = os.path.dirname(rel)
         while parent not in directories:
             directories.add(parent)
             parent = os.path.dirname(parent)
-    root_mode = 0o700 & ~umask if tree.private else 0o755
-    directory_mode = (0o700 if tree.private else 0o777) & ~umask
+    root_mode = KEY_DIR if tree.private else 0o755
+    key_directories = _key_directories(tree)
+    directory_mode = on_disk(KEY_DIR if tree.private else 0o777)
     root = os.fspath(tree.target)
     try:
         info = os.lstat(root)
@@ -410,7 +440,8 @@ def _as_written(tree: _Tree) -> bool:
                     rel = os.path.join(folder, entry.name) if folder else entry.name
                     if entry.is_dir(follow_symlinks=False):
                         mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
-                        if rel not in directories or mode != directory_mode:
+                        want = KEY_DIR if rel in key_directories else directory_mode
+                        if rel not in directories or mode != want:
                             return False
                         found_directories += 1
                         pending.append(rel)
@@ -475,7 +506,10 @@ def _reused(old: str, new: str, data: bytes, mode: int, uid: int) -> bool:
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    if mode == KEY_FILE:
+        fd = open_key_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:

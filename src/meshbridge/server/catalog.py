@@ -5,7 +5,8 @@ request should. A :class:`Catalog` keeps the validated documents, the VIP table 
 :class:`~meshbridge.compile.Blueprint` in memory and updates them on each write it makes itself. It
 notices writes by other processes through the store's change counters (:class:`Revisions`):
 whenever the ``resources`` counter moved, the documents are read again; whenever the ``state``
-counter moved, the VIP table is.
+counter moved, the VIP table is; whenever the ``placements`` counter moved, the recorded
+placement of the discovered Apps (a render input, like the VIPs) is.
 
 Every write validates the *whole resulting set* (``compile.blueprint``: schema, cross-document rules,
 VIP pool) before anything is stored, and stores the documents, their audit entries and the new
@@ -40,12 +41,14 @@ from typing import Any
 
 from meshbridge import compile as mbcompile
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem
+from meshbridge.excerpt import escaped, quoted
 from meshbridge.loading import validate_object
 from meshbridge.model import Intents, Located
 from meshbridge.server.allocation import Needs, replan
 from meshbridge.server.stored import to_object
 from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceRow, ResourceStore, Revisions
+from meshbridge.usecases.placement import placement_of
 from meshbridge.viprecord import VipRecord
 from meshbridge.wire.resources import RESOURCES, ObjectKey, source_of
 
@@ -136,6 +139,7 @@ class Catalog:
         self._needs: Needs | None = None  # what self._vips was allocated for
         self._order: list[ObjectKey] = []  # keys of the last _intents(), sorted
         self._order_keys: set[ObjectKey] = set()
+        self._placement: mbcompile.Placement = {}  # where the discovered Apps run (recorded)
 
     # ----------------------------------------------------------------------- cache control
 
@@ -165,11 +169,11 @@ class Catalog:
 
     def _state(self) -> tuple[Any, ...]:
         return (self._revisions, self._entries, self._broken, self._excluded, self._vips,
-                self._blueprint, self._needs)
+                self._blueprint, self._needs, self._placement)
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
         (self._revisions, self._entries, self._broken, self._excluded, self._vips, self._blueprint,
-         self._needs) = saved
+         self._needs, self._placement) = saved
 
     def sync(self) -> Revisions:
         """Catch up with the store (inside a transaction): read what other writers changed."""
@@ -190,6 +194,11 @@ class Catalog:
                 self._vips = vips
                 self._blueprint = None
                 self._needs = None
+        if self._revisions is None or revs.placements != self._revisions.placements:
+            placement = placement_of(self.store.placement_rows())
+            if placement != self._placement:
+                self._placement = placement
+                self._blueprint = None
         self._revisions = revs
         return revs
 
@@ -296,7 +305,7 @@ class Catalog:
     def _blueprint_for(self, intents: Intents) -> tuple[mbcompile.Blueprint, Needs]:
         """``compile.blueprint(intents, stored VIPs)``, allocating only for the clusters whose VIP
         needs changed since the stored table was made (see ``server.allocation``)."""
-        return replan(mbcompile.check(intents), self._vips, self._needs)
+        return replan(mbcompile.check(intents, found=self._placement), self._vips, self._needs)
 
     def _intents(
         self, entries: dict[ObjectKey, _Entry], excluded: Collection[ObjectKey] = ()
@@ -416,8 +425,8 @@ class _Batch:
         row = current.row if current else broken.row if broken else None
         if row is None:
             kind, namespace, name = change.key
-            where = f" in namespace {namespace}" if namespace else ""
-            raise NotFound(f"{kind} {name!r} not found{where}")
+            where = f" in namespace {escaped(namespace)}" if namespace else ""
+            raise NotFound(f"{kind} {quoted(name)} not found{where}")
         _precondition(change.key, change.expect, row)
         self.deleted.append((change.key, row))
         self.outcomes.append(DocumentWrite(change.key, "deleted", _object(row, current)))
@@ -522,10 +531,10 @@ def _precondition(key: ObjectKey, expect: str | None, current: ResourceRow | Non
     kind, namespace, name = key
     ident = f"{kind} {namespace + '/' if namespace else ''}{name}"
     if current is None:
-        raise Conflict(f"{ident}: resourceVersion {expect} is stale: the object no longer exists")
+        raise Conflict(f"{ident}: resourceVersion {escaped(expect)} is stale: the object no longer exists")
     if str(current.resource_version) != expect:
         raise Conflict(
-            f"{ident}: resourceVersion {expect} is stale (stored: "
+            f"{ident}: resourceVersion {escaped(expect)} is stale (stored: "
             f"{current.resource_version}); read it again and retry"
         )
 
@@ -549,16 +558,18 @@ def _mismatch(change: Put, key: ObjectKey, located: Located[Any]) -> Problem:
     want_kind, want_ns, want_name = change.key
     kind, namespace, name = key
     if kind != want_kind:
-        return _problem(change, located, "kind", f"must be {want_kind!r} at this URL, not {kind!r}")
+        return _problem(change, located, "kind",
+                        f"must be {want_kind!r} at this URL, not {quoted(kind)}")
     if namespace != want_ns:
         return _problem(
             change,
             located,
             "metadata.namespace",
-            f"must be {want_ns!r} (the URL's), not {namespace!r}",
+            f"must be {quoted(want_ns)} (the URL's), not {quoted(namespace)}",
         )
     return _problem(
-        change, located, "metadata.name", f"must be {want_name!r} (the URL's), not {name!r}"
+        change, located, "metadata.name",
+        f"must be {quoted(want_name)} (the URL's), not {quoted(name)}",
     )
 
 

@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from meshbridge.errors import Conflict, InvalidInput, NotFound, Problem, SealingError
+from meshbridge.excerpt import escaped, quoted
 from meshbridge.kube import ClusterAccess
+from meshbridge.limits import Limits
+from meshbridge.loading import BODIES, parse_config
 from meshbridge.pki.sealing import Sealer, row_aad
 from meshbridge.server.tokens import utc_now
 from meshbridge.store import AuditEntry, ResourceStore
@@ -85,7 +86,7 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS label, as C
 
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
-        raise InvalidInput([Problem(SOURCE, 1, AUDIT_KIND, name[:64], "metadata.name",
+        raise InvalidInput([Problem(SOURCE, 1, AUDIT_KIND, escaped(name), "metadata.name",
                                     "a credential's name is a DNS-1123 label (lower-case "
                                     "letters, digits and '-', at most 63 characters)")])
 
@@ -108,7 +109,8 @@ class _Checker:
             self.add(where, "must be a mapping")
             return {}
         for key in data:
-            path = f"{where}.{key}" if where else str(key)
+            shown = escaped(str(key))
+            path = f"{where}.{shown}" if where else shown
             if key in _FILE_FIELDS:
                 self.add(path, f"names a file, and the server reads none: give its content as "
                          f"{_FILE_FIELDS[key]} (meshbridge credential add inlines the files it "
@@ -136,7 +138,9 @@ class _Checker:
                 continue
             extra = set(item) - {"name", inner}
             if extra:
-                self.add(at, f"unknown fields {', '.join(sorted(map(str, extra)))}")
+                shown = sorted(escaped(str(key)) for key in extra)
+                more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+                self.add(at, f"unknown fields {', '.join(shown[:5])}{more}")
             if item["name"] in out:
                 self.add(f"{at}.name", "the name appears twice")
             out[item["name"]] = (f"{at}.{inner}",
@@ -165,18 +169,23 @@ def check_kubeconfig(name: str, data: Any) -> dict[str, Any]:
         if ("client-certificate-data" in fields) != ("client-key-data" in fields):
             check.add(at, "client-certificate-data and client-key-data go together")
     for at, ctx in contexts.values():
-        if ctx.get("cluster") not in clusters:
+        if not _names(ctx.get("cluster"), clusters):
             check.add(f"{at}.cluster", "names no cluster of this kubeconfig")
-        if ctx.get("user") is not None and ctx.get("user") not in users:
+        if ctx.get("user") is not None and not _names(ctx.get("user"), users):
             check.add(f"{at}.user", "names no user of this kubeconfig")
     current = top.get("current-context")
-    if current is not None and current not in contexts:
+    if current is not None and not _names(current, contexts):
         check.add("current-context", "names no context of this kubeconfig")
     if not contexts and not check.problems:
         check.add("contexts", "the kubeconfig holds no context")
     if check.problems:
         raise InvalidInput(check.problems)
     return dict(top)
+
+
+def _names(value: Any, named: Mapping[str, Any]) -> bool:
+    """``value`` is the name of one of ``named`` (a name is a string: ``[x]`` names none)."""
+    return isinstance(value, str) and value in named
 
 
 def _is_base64(value: Any) -> bool:
@@ -189,18 +198,11 @@ def _is_base64(value: Any) -> bool:
     return True
 
 
-def parse_kubeconfig(name: str, text: bytes) -> Any:
-    """A kubeconfig's YAML (or JSON) text as data; InvalidInput naming the line, never its
-    content (the line may hold a token)."""
-    try:
-        return yaml.load(text, Loader=yaml.CSafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        message = f"the kubeconfig is not YAML{where}"
-    except (yaml.YAMLError, ValueError):
-        message = "the kubeconfig is not YAML"
-    raise InvalidInput([Problem(SOURCE, 1, AUDIT_KIND, name, "", message)])
+def parse_kubeconfig(name: str, text: bytes, limits: Limits = BODIES) -> Any:
+    """A kubeconfig's YAML (or JSON) text as data, read by the one reader with a request
+    body's limits; InvalidInput naming the line, never its content (the line may hold a
+    token)."""
+    return parse_config(text, SOURCE, limits, AUDIT_KIND, name)
 
 
 # ------------------------------------------------------------------------------- the registry
@@ -274,11 +276,14 @@ class Credentials:
             self._sealer = self._sealer_of()
         return self._sealer
 
-    def put(self, name: str, text: bytes, actor: str) -> tuple[CredentialInfo, bool]:
-        """Register (or replace) credential ``name`` from a kubeconfig's text; (its public
-        view, whether it is new). InvalidInput for a kubeconfig that cannot be registered."""
+    def put(
+        self, name: str, text: bytes, actor: str, limits: Limits = BODIES
+    ) -> tuple[CredentialInfo, bool]:
+        """Register (or replace) credential ``name`` from a kubeconfig's text, read within
+        ``limits``; (its public view, whether it is new). InvalidInput for a kubeconfig that
+        cannot be registered."""
         _check_name(name)
-        config = check_kubeconfig(name, parse_kubeconfig(name, text))
+        config = check_kubeconfig(name, parse_kubeconfig(name, text, limits))
         sealed = self._seal().seal(json.dumps(config).encode(), row_aad(KIND, name))
         now = utc_now()
         with self.store.transaction():
@@ -307,21 +312,21 @@ class Credentials:
         with self.store.reading():
             header = self._header(name)
         if header is None:
-            raise NotFound(f"no credential named {name!r}")
+            raise NotFound(f"no credential named {quoted(name)}")
         return _info(name, header)
 
     def delete(self, name: str, actor: str, in_use_by: Sequence[str] = ()) -> None:
         """Delete credential ``name``; Conflict while Clusters (``in_use_by``) still name it."""
         if in_use_by:
             raise Conflict(
-                f"credential {name!r} is named by {'the Cluster' if len(in_use_by) == 1 else 'the Clusters'} "
+                f"credential {quoted(name)} is named by {'the Cluster' if len(in_use_by) == 1 else 'the Clusters'} "
                 f"{', '.join(sorted(in_use_by))}: "
                 "point them at another credential (or delete them) first"
             )
         now = utc_now()
         with self.store.transaction():
             if self.store.get_blob(KIND, name) is None:
-                raise NotFound(f"no credential named {name!r}")
+                raise NotFound(f"no credential named {quoted(name)}")
             self.store.delete_blob(KIND, name)
             self.store.add_audit([AuditEntry(0, now, actor, "delete", AUDIT_KIND, "", name, None,
                                               None)])

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from meshbridge.server.catalog import Catalog
 from meshbridge.store import Revisions
+from meshbridge.usecases import delivery
 from meshbridge.usecases import graph as graph_uc
 from meshbridge.usecases.apply import STATUS_KIND
 from meshbridge.wire.graph import MeshGraph
@@ -45,17 +46,22 @@ class Graphs:
         with store.reading():
             revs = store.revisions()
             blobs = store.list_blobs(STATUS_KIND)
+            statuses = [json.loads(data) for _, data in sorted(blobs.items())]
+            delivered = sorted(cluster for cluster, view in
+                               delivery.recorded(store, statuses).items()
+                               if view.state == "delivered")
         digest = hashlib.sha256()
         for name, data in sorted(blobs.items()):
             digest.update(f"{name}\0{len(data)}\0".encode())
             digest.update(data)
+        digest.update("\0".join(delivered).encode())
         key = (revs, digest.hexdigest())
         with self._lock:
             if self._answer is not None and self._answer[0] == key:
                 return self._answer[1]
             topo = self._topology_at(revs)
-            statuses = [json.loads(data) for _, data in sorted(blobs.items())]
-            drawn = self.finish(graph_uc.graph(topo, statuses, f"{revs.resources}.{revs.state}"))
+            drawn = self.finish(graph_uc.graph(topo, statuses, f"{revs.resources}.{revs.state}",
+                                               delivered))
             body = json.dumps(drawn.to_json(), ensure_ascii=False,
                               separators=(",", ":")).encode()
             self._answer = (key, body)

@@ -57,8 +57,8 @@ class ClusterManifests:
 
 
 def _etag(revisions: Revisions) -> str:
-    """The store revision an answer is of: documents and state counters."""
-    return f"{revisions.resources}.{revisions.state}"
+    """The store revision an answer is of: the documents', state's and placements' counters."""
+    return f"{revisions.resources}.{revisions.state}.{revisions.placements}"
 
 
 class Manifests:

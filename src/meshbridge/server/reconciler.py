@@ -7,6 +7,9 @@ servers through the credential their ``spec.kubeconfig`` names, registered by an
 (:mod:`meshbridge.server.credentials`; the server reads no kubeconfig file); clusters without
 ``spec.kubeconfig`` are left out (their manifests are still served for GitOps). Gateway
 discovery is a CLI feature (``meshbridge apply``); the server needs explicit gateway addresses.
+Placements of Apps with ``discover: {}`` are watched (:mod:`meshbridge.server.placements`, on
+this loop): when the recorded set moves (this replica's watch or another's), the mesh is
+rendered again and the clusters whose objects changed are reconciled at once.
 
 **Off the request path.** It runs in a thread of its own with its own event loop: kubeconfig and
 TLS loading, the comparison of live and desired objects, and the render of the clusters'
@@ -23,6 +26,9 @@ older than ``interval``. Every run is recorded
 per-object status beside it (``usecases.apply``). A run whose leases could not be renewed
 is cancelled before they can expire; a replica that dies leaves its leases to expire, and the
 next owner finishes its clusters: within ``lease_ttl`` + ``poll`` of its last renewal.
+
+**Propagation.** Before each run the clusters' istiods are read, and after it the replica that
+wrote watches what it wrote reach every proxy (:mod:`meshbridge.server.propagation`).
 
 **What it refuses to do.** Like ``apply``, it never replaces the root of trust live in a cluster
 (:mod:`meshbridge.usecases.rootguard`): such clusters get no write and a Failed status until the
@@ -44,12 +50,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshbridge import compile as mbcompile
+from meshbridge.compile.snapshot import Snapshot
 from meshbridge.errors import InvalidInput, MeshbridgeError
 from meshbridge.kube import ClusterAccess, ClusterReport, MeshRef, ReconcileOptions, reconcile_all
 from meshbridge.server.catalog import Catalog
 from meshbridge.server.credentials import Credentials, cluster_targets
 from meshbridge.server.leases import DEFAULT_TTL, FENCE, lease_name, owner, replica_id
 from meshbridge.server.manifests import narrowed
+from meshbridge.server.placements import PlacementWatcher
+from meshbridge.server.propagation import Watches
 from meshbridge.store import ClusterRuns, Lease
 from meshbridge.usecases import rootguard
 from meshbridge.usecases.apply import record_status
@@ -67,7 +76,8 @@ SERVER_ADVICE = (
 
 @dataclass(frozen=True)
 class Desired:
-    """What the clusters should hold at one revision of the documents, or why to hold off."""
+    """What the clusters should hold at one revision of the documents and of the discovered
+    placements, or why to hold off."""
 
     revision: int
     targets: list[ClusterAccess]
@@ -75,6 +85,8 @@ class Desired:
     objects: dict[str, list[dict[str, Any]]]
     held: str = ""  # not empty: write to no cluster, report this instead
     made: float = 0.0  # time.monotonic() when computed
+    placements: int = 0  # the placements counter it was computed at
+    snapshot: Snapshot | None = None  # the documents' (None: they cannot be rendered)
 
 
 @dataclass
@@ -97,8 +109,16 @@ class Reconciler:
     lease_ttl: float = DEFAULT_TTL
     retry: float = 10.0  # seconds after a failed run before the next (at most ``interval``)
     on_run: Callable[[str, str], None] | None = None  # (cluster, state) after each run
+    # After each run, propagation is watched (server.propagation) for this long at most; the
+    # seconds from a revision to a cluster's delivery go to ``on_delivered``.
+    propagation_timeout: float = 120.0
+    on_delivered: Callable[[str, float], None] | None = None
+    _watches: Watches | None = None  # while run_forever runs
+    _revision_seen: dict[int, float] = field(default_factory=dict)
     _desired: Desired | None = None
     _forced: bool = False
+    _affected: set[str] = field(default_factory=set)  # clusters a placement change touched
+    _placements: PlacementWatcher | None = None
     _batches: list[_Batch] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _wake: asyncio.Event | None = None
@@ -145,6 +165,11 @@ class Reconciler:
             name="meshbridge-leases", daemon=True,
         )
         keeper.start()
+        self._watches = Watches(self.catalog.store, self.propagation_timeout,
+                                self.options.timeout, self.on_delivered)
+        wake = self._wake
+        self._placements = PlacementWatcher(self.catalog.store, self.replica, self.lease_ttl,
+                                            wake.set, timeout=self.options.timeout)
         try:
             while not self._stopping.is_set():
                 try:
@@ -158,7 +183,10 @@ class Reconciler:
                 self._wake.clear()
         finally:
             stop_keeping.set()
+            await self._watches.stop()
+            self._watches = None
             await asyncio.to_thread(keeper.join)
+            await self._placements.stop()
             for batch in self._batches:
                 if batch.task is not None:
                     batch.task.cancel()
@@ -179,6 +207,9 @@ class Reconciler:
             renewing = time.monotonic()
             batches = list(self._batches)
             held = [lease_name(c) for b in batches for c in b.clusters]
+            watcher = self._placements
+            if watcher is not None:
+                held += watcher.held()
             try:
                 kept = self._beat(held)
             except Exception:  # the database is gone for now: the fences will stop the runs
@@ -189,26 +220,38 @@ class Reconciler:
                     if all(lease_name(c) in kept for c in batch.clusters):
                         with contextlib.suppress(RuntimeError):  # the loop has ended
                             loop.call_soon_threadsafe(_extend, batch, until)
+                if watcher is not None:
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(watcher.renewed, kept, renewing)
             if stop.wait(self.poll):
                 return
 
     async def _tick(self) -> None:
-        now, live, revision = await asyncio.to_thread(self._look)
+        now, live, revision, placements = await asyncio.to_thread(self._look)
         desired = self._desired
         stale = desired is None or time.monotonic() - desired.made >= self.interval
-        if desired is None or stale or desired.revision != revision:
+        moved = desired is not None and desired.placements != placements
+        if desired is None or stale or moved or desired.revision != revision:
             # (also every interval: certificates and VIPs change without a document write)
+            before = desired
             desired = self._desired = await asyncio.to_thread(self._compute, desired)
+            self._revision_seen.setdefault(desired.revision, time.monotonic())
+            for old in sorted(self._revision_seen)[:-16]:  # the last few are enough
+                del self._revision_seen[old]
+            if moved and before is not None:  # the clusters whose objects a placement moved
+                self._affected |= _changed(before, desired)
+        if self._placements is not None:
+            await self._placements.tick(desired.snapshot, desired.targets, live)
         busy = {c for b in self._batches for c in b.clusters}
-        mine = [
-            t.name for t in desired.targets
-            if t.name not in busy and owner(t.name, live) == self.replica
-        ]
+        owned = [t.name for t in desired.targets if owner(t.name, live) == self.replica]
+        mine = [c for c in owned if c not in busy]
+        self._affected &= set(owned)  # the other replicas look after theirs; a busy one waits
         if not mine:
             self._forced = False
             return
         forced, self._forced = self._forced, False
         leases = await asyncio.to_thread(self._due_and_taken, mine, desired, now, forced)
+        self._affected -= set(leases)
         if leases:
             batch = _Batch(sorted(leases), leases)
             batch.task = asyncio.create_task(self._run(batch, desired))
@@ -220,15 +263,15 @@ class Reconciler:
         store.heartbeat(self.replica, socket.gethostname(), os.getpid())
         return store.renew_leases(self.replica, held, self.lease_ttl)
 
-    def _look(self) -> tuple[float, list[str], int]:
-        """The database's time, the live replicas (this one always) and the documents'
-        revision."""
+    def _look(self) -> tuple[float, list[str], int, int]:
+        """The database's time, the live replicas (this one always), the documents' revision
+        and the placements' counter."""
         store = self.catalog.store
         now, replicas = store.replicas()
         live = {r.id for r in replicas if r.seen >= now - self.lease_ttl} | {self.replica}
         with store.reading():
-            revision = store.revisions().resources
-        return now, sorted(live), revision
+            revisions = store.revisions()
+        return now, sorted(live), revisions.resources, revisions.placements
 
     def _due_and_taken(
         self, mine: list[str], desired: Desired, now: float, forced: bool
@@ -239,7 +282,7 @@ class Reconciler:
         taken = {}
         for cluster in mine:
             due = _due(history.get(cluster), desired.revision, now, self.interval, self.retry)
-            if forced or due:
+            if forced or due or cluster in self._affected:
                 lease = store.acquire_lease(lease_name(cluster), self.replica, self.lease_ttl)
                 if lease is not None:
                     taken[cluster] = lease
@@ -251,13 +294,14 @@ class Reconciler:
         catalog = self.catalog
         try:
             with catalog.writing():
-                catalog.sync()
-                revision = catalog.revisions.resources if catalog.revisions else 0
+                revs = catalog.sync()
+                revision, placements = revs.resources, revs.placements
                 blueprint = catalog.blueprint()
                 intents = blueprint.snapshot.intents
                 chosen = cluster_targets(intents, self.credentials)
                 if not chosen:
-                    return Desired(revision, [], None, {}, "", time.monotonic())
+                    return Desired(revision, [], None, {}, "", time.monotonic(), placements,
+                                   blueprint.snapshot)
                 names = {t.name for t in chosen}
                 mesh = mesh_ref(
                     catalog.store,
@@ -269,18 +313,22 @@ class Reconciler:
                     material = self.material(catalog.store, narrowed(blueprint, names))
                 flagged = catalog.has_flagged
         except InvalidInput as exc:  # the stored set cannot be planned at all
-            revision = catalog.revisions.resources if catalog.revisions else 0
+            revs_ = catalog.revisions
+            revision = revs_.resources if revs_ else 0
             held = f"held: the stored documents cannot be rendered ({exc.problems[0]})"
             targets_ = before.targets if before else []
-            return Desired(revision, targets_, None, {}, held, time.monotonic())
+            return Desired(revision, targets_, None, {}, held, time.monotonic(),
+                           revs_.placements if revs_ else 0)
         if flagged:
             held = (
                 "held: stored documents are flagged invalid and left out of renders (GET "
                 "/api/v1/problems); nothing is written, so nothing they rendered is pruned"
             )
-            return Desired(revision, chosen, mesh, {}, held, time.monotonic())
+            return Desired(revision, chosen, mesh, {}, held, time.monotonic(), placements,
+                           blueprint.snapshot)
         objects = mbcompile.objects(blueprint, material, only=names)
-        return Desired(revision, chosen, mesh, objects, "", time.monotonic())
+        return Desired(revision, chosen, mesh, objects, "", time.monotonic(), placements,
+                       blueprint.snapshot)
 
     # ------------------------------------------------------------------------ one batch
 
@@ -369,9 +417,14 @@ class Reconciler:
             await asyncio.to_thread(record_status, store, reports, objects)
             log.warning("%s", message)
             return reports
+        watches = self._watches
+        before = await watches.before(checked.targets) if watches is not None else {}
         found = await reconcile_all(checked.targets, objects, desired.mesh, self.options)
         reports = rootguard.merged(checked, found)
         await asyncio.to_thread(self._record, reports, objects, checked)
+        if watches is not None:
+            seen = self._revision_seen.get(desired.revision, desired.made)
+            watches.after(checked.targets, reports, before, seen)
         for r in reports:
             if r.state != "Applied":
                 log.warning("cluster %s: %s %s", r.cluster, r.state, r.error)
@@ -385,6 +438,14 @@ class Reconciler:
     ) -> None:
         record_status(self.catalog.store, reports, objects)
         rootguard.record(self.catalog.store, checked, reports)
+
+
+def _changed(before: Desired, after: Desired) -> set[str]:
+    """The clusters whose objects differ between two computations (all, when either held)."""
+    if before.held or after.held:
+        return {t.name for t in after.targets}
+    names = set(before.objects) | set(after.objects)
+    return {c for c in names if before.objects.get(c) != after.objects.get(c)}
 
 
 def _extend(batch: _Batch, until: float) -> None:

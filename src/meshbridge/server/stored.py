@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshbridge.errors import BadRequest, NotFound
+from meshbridge.excerpt import escaped, quoted
 from meshbridge.model import API_VERSION
 from meshbridge.store import ResourceRow, ResourceStore
 from meshbridge.wire.resources import ResourceKind
@@ -43,8 +44,8 @@ def get_object(
     with store.reading():
         row = store.get_resource(kind.kind, namespace if kind.namespaced else "", name)
     if row is None:
-        where = f" in namespace {namespace}" if kind.namespaced else ""
-        raise NotFound(f"{kind.kind} {name!r} not found{where}")
+        where = f" in namespace {escaped(namespace)}" if kind.namespaced else ""
+        raise NotFound(f"{kind.kind} {quoted(name)} not found{where}")
     return to_object(row)
 
 
@@ -112,13 +113,13 @@ def parse_selector(text: str | None) -> Selector | None:
         match = _TERM.match(part)
         if match is None:
             raise BadRequest(
-                f"labelSelector: cannot read {part.strip()!r} (use key=value,key2=value2)"
+                f"labelSelector: cannot read {quoted(part.strip())} (use key=value,key2=value2)"
             )
         negate, key, op, value = match.groups()
         if op is None:
             terms.append((key, "!exists" if negate else "exists", ""))
         elif negate:
-            raise BadRequest(f"labelSelector: {part.strip()!r}: '!' only goes before a bare key")
+            raise BadRequest(f"labelSelector: {quoted(part.strip())}: '!' only goes before a bare key")
         else:
             terms.append((key, "!=" if op == "!=" else "=", value))
     return Selector(tuple(terms))

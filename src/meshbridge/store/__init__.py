@@ -7,17 +7,19 @@ by packaged Alembic migrations. The store never sees a private key in clear: the
 before they get here.
 """
 
-from meshbridge.store.base import ReplicaStore, ResourceStore, Store
+from meshbridge.store.base import PlacementStore, ReplicaStore, ResourceStore, Store
 from meshbridge.store.migrate import HEAD as SCHEMA_HEAD
 from meshbridge.store.records import (
     AuditEntry,
     ClusterRuns,
     Lease,
+    PlacementRow,
     ReconcileRun,
     ReplicaRecord,
     ResourceRow,
     Revisions,
     TokenRecord,
+    WatchRecord,
 )
 from meshbridge.store.schema import LEGACY_ADOPTION, PREVIOUS_MESH_ID
 from meshbridge.store.sql import SqlStore, open_store, store_exists, store_url
@@ -29,6 +31,8 @@ __all__ = [
     "AuditEntry",
     "ClusterRuns",
     "Lease",
+    "PlacementRow",
+    "PlacementStore",
     "ReconcileRun",
     "ReplicaRecord",
     "ReplicaStore",
@@ -38,6 +42,7 @@ __all__ = [
     "SqlStore",
     "Store",
     "TokenRecord",
+    "WatchRecord",
     "open_store",
     "store_exists",
     "store_url",

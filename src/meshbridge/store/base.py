@@ -15,11 +15,13 @@ from meshbridge.store.records import (
     AuditEntry,
     ClusterRuns,
     Lease,
+    PlacementRow,
     ReconcileRun,
     ReplicaRecord,
     ResourceRow,
     Revisions,
     TokenRecord,
+    WatchRecord,
 )
 from meshbridge.viprecord import VipRecord
 
@@ -53,6 +55,37 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class PlacementStore(Store, Protocol):
+    """Where the discovered Apps run (``store.placements``), recorded by ``apply`` and by a
+    server's watches, with the changes audited: what the CLI's and the server's stores share."""
+
+    def clock(self) -> float: ...
+
+    def revisions(self) -> Revisions: ...
+
+    def lock_placements(self) -> None: ...
+
+    def placement_rows(self) -> list[PlacementRow]: ...
+
+    def write_placements(
+        self,
+        rows: Sequence[PlacementRow],
+        deleted: Collection[tuple[str, str, str]],
+        *,
+        moved: bool,
+    ) -> None: ...
+
+    def record_watch(
+        self, cluster: str, replica: str, state: str, error: str, relists: int
+    ) -> None: ...
+
+    def forget_watches(self, clusters: Collection[str], replica: str) -> None: ...
+
+    def watch_records(self) -> list[WatchRecord]: ...
+
+    def add_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+
+
 class ReplicaStore(Store, Protocol):
     """What coordinates several replicas (and a CLI apply) on one database: leases with an
     expiry, replica heartbeats, the reconcile history. Times are the database's clock."""
@@ -83,7 +116,7 @@ class ReplicaStore(Store, Protocol):
 
 
 
-class ResourceStore(ReplicaStore, Protocol):
+class ResourceStore(ReplicaStore, PlacementStore, Protocol):
     """A Store that also keeps the API server's documents, audit log and tokens, and
     coordinates the server's replicas."""
 

@@ -18,9 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from meshbridge.errors import StateError
 
-HEAD = "0004"
+HEAD = "0005"
 BASELINE = "0001"
-KNOWN = ("0001", "0002", "0003", "0004")
+KNOWN = ("0001", "0002", "0003", "0004", "0005")
 _PG_LOCK_ID = 0x6D657368  # "mesh": the advisory lock every migrating process takes
 
 

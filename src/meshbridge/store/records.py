@@ -20,6 +20,40 @@ class Revisions:
 
     resources: int
     state: int
+    placements: int = 0  # grows when the set of discovered placements changes
+
+
+@dataclass(frozen=True)
+class PlacementRow:
+    """Where a discovered App is placed: found running in ``cluster`` (``gone`` None) with
+    ``ready`` instances, last read at ``seen``; or found nowhere any more since ``gone`` and
+    kept for the grace period. Times are the database's clock (seconds since the epoch);
+    ``found`` is when this stretch of it running there began."""
+
+    namespace: str
+    app: str
+    cluster: str
+    ready: int
+    found: float
+    seen: float
+    gone: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.namespace, self.app, self.cluster)
+
+
+@dataclass(frozen=True)
+class WatchRecord:
+    """How a server replica's watch of a cluster is doing (``watching`` or ``failing`` with
+    the error), since when (database clock), and how often it listed again after a 410."""
+
+    cluster: str
+    replica: str
+    state: str
+    error: str
+    since: float
+    relists: int
 
 
 @dataclass(frozen=True)

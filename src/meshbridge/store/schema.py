@@ -117,11 +117,33 @@ reconciles_table = Table(
     Column("error", Text, nullable=False, server_default=""),
     Column("objects", Integer, nullable=False, server_default="0"),
 )
+placements_table = Table(
+    "placements",
+    metadata,
+    Column("namespace", String(63), primary_key=True),
+    Column("app", String(63), primary_key=True),
+    Column("cluster", String(63), primary_key=True),
+    Column("ready", Integer, nullable=False),
+    Column("found", Float(precision=53), nullable=False),  # database clock, epoch seconds
+    Column("seen", Float(precision=53), nullable=False),
+    Column("gone", Float(precision=53), nullable=True),
+)
+placement_watches_table = Table(
+    "placement_watches",
+    metadata,
+    Column("cluster", String(63), primary_key=True),
+    Column("replica", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("since", Float(precision=53), nullable=False),
+    Column("relists", Integer, nullable=False, server_default="0"),
+)
 Index("ix_resources_kind_version", resources_table.c.kind, resources_table.c.resource_version)
 Index("ix_reconciles_cluster_id", reconciles_table.c.cluster, reconciles_table.c.id)
 
 RESOURCES = "resources"
 STATE = "state"
+PLACEMENTS = "placements"  # the counter of the placements table's rows (migration 0005)
 
 MESH_ID_KEY = "mesh_id"  # the meta row of the mesh's identity (migration 0003)
 LEGACY_ADOPTION = "legacy-adoption"  # blobs named by cluster: adopt pre-identity objects there
@@ -130,7 +152,9 @@ PREVIOUS_MESH_ID = "mesh-id.previous"  # blobs named by an identity this store c
 # Blob kinds that record what was done rather than feed a render: writing them does not move the
 # ``state`` counter, so they invalidate no server cache (a reconcile's status, written after
 # every run, would otherwise make every replica render every cluster again). The names are the
-# use cases': ``status`` and ``apply-render`` (usecases.apply), ``pki.held``
+# use cases': ``status``, ``propagation`` and ``apply-render`` (usecases.apply), ``pki.held``
 # (usecases.seen_cacerts), ``pki.istiod`` (usecases.istiod_roots); a unit test keeps this set and
 # ``usecases.apply.VOLATILE_KINDS`` equal.
-UNCOUNTED_BLOBS = frozenset({"status", "apply-render", "pki.held", "pki.istiod", LEGACY_ADOPTION})
+UNCOUNTED_BLOBS = frozenset(
+    {"status", "propagation", "apply-render", "pki.held", "pki.istiod", LEGACY_ADOPTION}
+)

@@ -56,13 +56,16 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from meshbridge.errors import StateError, StateLocked, StateUnavailable
+from meshbridge.keyfiles import make_key_dirs, open_key_file
 from meshbridge.store import migrate
 from meshbridge.store.dialect import upsert
+from meshbridge.store.placements import PlacementsMixin
 from meshbridge.store.records import Revisions
 from meshbridge.store.replicas import ReplicasMixin
 from meshbridge.store.rows import RowsMixin
 from meshbridge.store.schema import (
     MESH_ID_KEY,
+    PLACEMENTS,
     PREVIOUS_MESH_ID,
     RESOURCES,
     STATE,
@@ -111,7 +114,7 @@ def _retry_locked(statement: Callable[[], object]) -> None:
             statement()
 
 
-class SqlStore(RowsMixin, ReplicasMixin):
+class SqlStore(RowsMixin, ReplicasMixin, PlacementsMixin):
     """A Store over a SQLAlchemy engine; migrates the database to the current schema."""
 
     def __init__(self, engine: Engine, *, migrate_schema: bool = True) -> None:
@@ -222,7 +225,9 @@ class SqlStore(RowsMixin, ReplicasMixin):
     def revisions(self) -> Revisions:
         with self._connection() as conn:
             rows = dict(conn.execute(select(counters_table.c.name, counters_table.c.value)).all())
-        return Revisions(int(rows.get(RESOURCES, 0)), int(rows.get(STATE, 0)))
+        return Revisions(
+            int(rows.get(RESOURCES, 0)), int(rows.get(STATE, 0)), int(rows.get(PLACEMENTS, 0))
+        )
 
     def bump_resources(self) -> int:
         """Move the documents counter; the new value is the resourceVersion of this write."""
@@ -438,10 +443,9 @@ def _create_sqlite_file(url: str) -> None:
         return
     path = Path(raw).expanduser()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_key_dirs(path.parent)  # the store holds sealed keys, the key file goes beside it
         if not path.exists():
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
+            os.close(open_key_file(path, os.O_CREAT | os.O_WRONLY))
     except OSError as exc:
         raise StateError(f"cannot create the state store {path}: {exc.strerror}") from exc
 

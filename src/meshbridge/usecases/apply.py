@@ -1,7 +1,8 @@
 """apply, diff and status: the rendered desired state reconciled with live clusters.
 
-An apply runs in three steps. ``prepare`` renders exactly as ``render`` does (same VIPs, same
-certificates, kept in the same store) and discovers gateway addresses a Cluster leaves out;
+An apply runs in three steps. ``prepare`` reads where the Apps with ``discover: {}`` run
+(``usecases.placement``), discovers gateway addresses a Cluster leaves out, and renders exactly
+as ``render`` does with that placement (same VIPs, same certificates, kept in the same store);
 ``reconcile`` brings every selected cluster to that state; ``finish`` records per-cluster,
 per-object status in the store for ``status``. Every apply renders: what it sends is what
 ``render`` would write from the same intents and store, never an older render.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from meshbridge.compile.naming import OWNERS_ANNOTATION
 from meshbridge.errors import ClusterError, InvalidInput, Problem
 from meshbridge.kube import (
     ClusterAccess,
@@ -26,23 +28,36 @@ from meshbridge.kube import (
     discover_gateway,
     reconcile_all,
 )
-from meshbridge.store import LEGACY_ADOPTION, Store
+from meshbridge.store import LEGACY_ADOPTION, PlacementStore, Store
 from meshbridge.usecases.istiod_roots import SEEN_ISTIOD_KIND
 from meshbridge.usecases.ownership import mesh_ref, record_adoptions
 from meshbridge.usecases.seen_cacerts import SEEN_CACERTS_KIND
 
 if TYPE_CHECKING:
+    from meshbridge.compile import Placement
+    from meshbridge.compile.placement import Uncovered
+    from meshbridge.kube.placement import Reading
     from meshbridge.model import Cluster, Intents, Located
+    from meshbridge.usecases.placement import Decision
     from meshbridge.usecases.render import MaterialProvider, Rendered
 
 STATUS_KIND = "status"
+# Each cluster's propagation record (usecases.delivery): how far its last apply has got.
+PROPAGATION_KIND = "propagation"
 # Where earlier versions kept the render of the last apply (sealed; it held the clusters' CA
 # keys): a store's next apply deletes it.
 FORMER_RENDER_KIND = "apply-render"
 # The blob kinds that record what was done rather than feed a render; the store does not count
 # their writes as state changes (store.schema.UNCOUNTED_BLOBS, kept equal by a unit test).
 VOLATILE_KINDS = frozenset(
-    {STATUS_KIND, FORMER_RENDER_KIND, LEGACY_ADOPTION, SEEN_CACERTS_KIND, SEEN_ISTIOD_KIND}
+    {
+        STATUS_KIND,
+        PROPAGATION_KIND,
+        FORMER_RENDER_KIND,
+        LEGACY_ADOPTION,
+        SEEN_CACERTS_KIND,
+        SEEN_ISTIOD_KIND,
+    }
 )
 
 # How a change maps to the state of the object it touched.
@@ -100,7 +115,9 @@ def _choose(every: list[ClusterAccess], only: list[str] | None) -> list[ClusterA
     return [known[name] for name in sorted(only)] if only else list(every)
 
 
-async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
+async def _discover_all(
+    intents: Intents, timeout: float, found: Placement | None = None
+) -> list[Discovered]:
     """The gateway of every cluster that needs one (another cluster reaches it) and leaves its
     address out, read from the cluster."""
 
@@ -122,7 +139,7 @@ async def _discover_all(intents: Intents, timeout: float) -> list[Discovered]:
     from meshbridge.compile.snapshot import build as snapshot
     from meshbridge.compile.validate import gateway_needs
 
-    needed = gateway_needs(snapshot(intents))
+    needed = gateway_needs(snapshot(intents, found))
     wanted = [d for d in candidates if d.obj.name in needed]
     return list(await asyncio.gather(*(one(d) for d in wanted)))
 
@@ -168,40 +185,79 @@ def with_discovered_gateways(intents: Intents, found: list[Discovered]) -> Inten
 
 @dataclass
 class Prepared:
-    """What an apply reconciles: the chosen clusters, the mesh and every cluster's objects."""
+    """What an apply reconciles: the chosen clusters, the mesh and every cluster's objects;
+    the gateways and placements it discovered on the way (``placed``: None when no App is
+    discovered) and what the declared splits do not cover of them."""
 
     mesh: MeshRef
     targets: list[ClusterAccess]
     objects: dict[str, list[dict[str, Any]]]
     found: list[Discovered]
+    placed: Placed | None = None
+    uncovered: tuple[Uncovered, ...] = ()
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where the discovered Apps run, as an apply found them: what each cluster said and the
+    decision taken on it (recorded, unless a dry run)."""
+
+    readings: tuple[Reading, ...]
+    decision: Decision
+
+
+def discover_placement(
+    intents: Intents, store: PlacementStore, options: ReconcileOptions, *, keep: bool
+) -> Placed | None:
+    """Read where the discovered Apps run from every cluster they may run in and decide (and,
+    with ``keep``, record) their placement; None when no App is discovered. Invalid intents
+    are refused first (InvalidInput), before any cluster is read."""
+    from meshbridge import compile as mbcompile
+    from meshbridge.usecases import placement
+
+    snap = mbcompile.check(intents, before_apply=True)
+    if not any(a.spec.discover is not None for a in snap.apps.values()):
+        return None
+    access = {d.obj.name: file_target(d.obj) for d in intents.clusters}
+    readings = tuple(placement.read(snap, access, options))
+    if keep:
+        decision = placement.record(store, snap, readings, "apply")
+    else:
+        decision = placement.preview(store, snap, readings)
+    return Placed(readings, decision)
 
 
 def prepare(
     intents: Intents,
-    store: Store,
+    store: PlacementStore,
     state_path: str | None,
     options: ReconcileOptions,
     only: list[str] | None = None,
 ) -> Prepared:
-    """Discover the gateways the intents leave out, then render as ``render`` does (a dry run
-    keeps no new VIP or certificate)."""
+    """Discover where the discovered Apps run (recorded unless a dry run), then the gateways
+    the intents leave out, then render as ``render`` does with that placement (a dry run keeps
+    no new VIP or certificate)."""
+    from meshbridge.compile.placement import coverage
     from meshbridge.usecases import pki as pki_service
     from meshbridge.usecases.render import build
 
     chosen = targets(intents, only)
-    found = asyncio.run(_discover_all(intents, options.timeout))
+    placed = discover_placement(intents, store, options, keep=not options.dry_run)
+    where = placed.decision.placement if placed is not None else None
+    found = asyncio.run(_discover_all(intents, options.timeout, where))
     intents = with_discovered_gateways(intents, found)
     material = pki_service.material_provider(state_path)
     injection = intents.mesh.spec.istio.sidecar_injection
     mesh = mesh_ref(store, intents.mesh.name, sidecar_injection=injection)
     try:
         if options.dry_run:
-            rendered = _render_without_keeping(intents, store, material)
+            rendered = _render_without_keeping(intents, store, material, where)
         else:
-            rendered = build(intents, store, material, serialise=False)
+            rendered = build(intents, store, material, serialise=False, found=where)
     except InvalidInput as exc:
         raise _with_discovery_errors(exc, intents, found) from None
-    return Prepared(mesh, chosen, rendered.objects, found)
+    uncovered = tuple(coverage(rendered.blueprint.snapshot))
+    return Prepared(mesh, chosen, rendered.objects, found, placed, uncovered)
 
 
 def reconcile(
@@ -218,33 +274,49 @@ def reconcile(
 def finish(store: Store, prepared: Prepared, reports: list[ClusterReport]) -> None:
     """Status recorded (not for a dry run: call it only for an apply)."""
     with store.transaction():
-        record_status(store, reports, prepared.objects)
+        record_status(store, reports, prepared.objects, prepared.targets)
         store.delete_blob(FORMER_RENDER_KIND, "last")
 
 
 def record_status(
-    store: Store, reports: list[ClusterReport], objects: dict[str, list[dict[str, Any]]]
+    store: Store,
+    reports: list[ClusterReport],
+    objects: dict[str, list[dict[str, Any]]],
+    targets: list[ClusterAccess] | None = None,
 ) -> None:
     """Keep each cluster's report, per object, for ``status`` (CLI and API); a cluster applied
-    in full has adopted its objects from before mesh identities (``usecases.ownership``)."""
+    in full has adopted its objects from before mesh identities (``usecases.ownership``).
+    ``targets``: the kubeconfig files the CLI reached them with, kept (path and context, never
+    the content) so that ``status --propagation`` can reach them again."""
+    files = {t.name: t for t in targets or () if t.kubeconfig}
     with store.transaction():
         for report in reports:
-            store.put_blob(STATUS_KIND, report.cluster, _status_record(report, objects))
+            record = _status_record(report, objects)
+            if report.cluster in files:
+                target = files[report.cluster]
+                record["kubeconfig"] = {"path": target.kubeconfig, "context": target.context}
+            store.put_blob(STATUS_KIND, report.cluster,
+                           json.dumps(record, sort_keys=True).encode())
         record_adoptions(store, reports)
 
 
 def _render_without_keeping(
-    intents: Intents, store: Store, material: MaterialProvider | None
+    intents: Intents, store: Store, material: MaterialProvider | None, found: Placement | None
 ) -> Rendered:
     """A dry run's render: what apply would write, in a rehearsal that keeps no new VIP or
     certificate."""
     from meshbridge.usecases.render import build
 
     with store.transaction(keep=False):
-        return build(intents, store, material, serialise=False)
+        return build(intents, store, material, serialise=False, found=found)
 
 
-def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]]]) -> bytes:
+def _status_record(
+    report: ClusterReport, objects: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """A cluster's record: its state, and each object's, with the resourceVersion the cluster
+    holds it at (``usecases.propagation`` compares istiod's with it) and the intents it was
+    made for (its ``meshbridge.dev/owners``); ``pruned``: what this apply deleted."""
     now = report.finished_at or datetime.now(UTC).isoformat(timespec="seconds")
     by_ref = {c.ref: c for c in report.outcome.changes}
     entries = []
@@ -252,22 +324,27 @@ def _status_record(report: ClusterReport, objects: dict[str, list[dict[str, Any]
         meta = obj["metadata"]
         ref = f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"
         change = by_ref.get(ref)
+        version = ""
         if report.state == "Unreachable":
             state, reason = "Unreachable", report.error
         elif change is None:
             state, reason = "Pending", report.error or "not attempted"
         else:
             state, reason = OBJECT_STATE[change.action], change.reason or change.action
-        entries.append({"object": ref, "state": state, "reason": reason, "time": now})
-    record = {
+            version = change.resource_version
+        owners = (meta.get("annotations") or {}).get(OWNERS_ANNOTATION, "")
+        entries.append({"object": ref, "state": state, "reason": reason, "time": now,
+                        "resourceVersion": version,
+                        "owners": [o for o in owners.split(",") if o]})
+    return {
         "cluster": report.cluster,
         "state": report.state,
         "error": report.error,
         "time": now,
         "attempts": report.attempts,
         "objects": entries,
+        "pruned": sorted(c.ref for c in report.outcome.changes if c.action == "delete"),
     }
-    return json.dumps(record, sort_keys=True).encode()
 
 
 def cluster_statuses(store: Store) -> list[dict[str, Any]]:

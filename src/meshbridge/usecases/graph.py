@@ -16,14 +16,16 @@ can keep the costly one:
 
 States (``wire.graph.STATES``): an object recorded Applied is ``applied`` (``drift`` when the
 apply put back a change made outside meshbridge), Failed is ``failing``, in an unreachable
-cluster ``unreachable``; an object with no record yet is ``pending``. A cluster, region,
+cluster ``unreachable``; an object with no record yet is ``pending``; an applied object of a
+cluster whose last change every proxy has acknowledged is ``delivered`` (the server's
+propagation records, ``usecases.delivery``). A cluster, region,
 instance, intent or edge shows the most severe state of what it holds.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -241,8 +243,10 @@ def _egress_edges(snap: Snapshot) -> Iterable[_Edge]:
 class _States:
     """Each object's state from the status records, and the most severe of a group."""
 
-    def __init__(self, statuses: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, statuses: Sequence[Mapping[str, Any]],
+                 delivered: Collection[str] = ()) -> None:
         self.clusters: dict[str, Mapping[str, Any]] = {str(s["cluster"]): s for s in statuses}
+        self.delivered = frozenset(delivered)
         self.objects: dict[tuple[str, str], tuple[str, str]] = {}
         for record in statuses:
             cluster = str(record["cluster"])
@@ -250,8 +254,10 @@ class _States:
             for entry in record.get("objects", ()):
                 key = (cluster, str(entry.get("object", "")))
                 reason = str(entry.get("reason", ""))
-                self.objects[key] = ("unreachable", reason) if down else (
-                    _object_state(str(entry.get("state", "")), reason), reason)
+                state = _object_state(str(entry.get("state", "")), reason)
+                if state == "applied" and cluster in self.delivered:
+                    state = "delivered"
+                self.objects[key] = ("unreachable", reason) if down else (state, reason)
 
     def of(self, ref: ObjectRef) -> tuple[str, str]:
         cluster, kind, namespace, name = ref
@@ -261,7 +267,8 @@ class _States:
         record = self.clusters.get(name)
         if record is None:
             return _PENDING
-        return {"Applied": "applied", "Failed": "failing", "Unreachable": "unreachable"}.get(
+        applied = "delivered" if name in self.delivered else "applied"
+        return {"Applied": applied, "Failed": "failing", "Unreachable": "unreachable"}.get(
             str(record.get("state")), _PENDING)
 
 
@@ -277,11 +284,13 @@ def worst(states: Iterable[str], default: str = _PENDING) -> str:
     return default if found is None else found
 
 
-def graph(topo: Topology, statuses: Sequence[Mapping[str, Any]] = (), revision: str = ""
-          ) -> MeshGraph:
-    """The graph of ``topo`` with the states ``statuses`` (records by cluster) give."""
+def graph(topo: Topology, statuses: Sequence[Mapping[str, Any]] = (), revision: str = "",
+          delivered: Collection[str] = ()) -> MeshGraph:
+    """The graph of ``topo`` with the states ``statuses`` (records by cluster) give;
+    ``delivered``: the clusters whose last change every proxy has acknowledged (their applied
+    objects are ``delivered``)."""
     snap = topo.snapshot
-    states = _States(statuses)
+    states = _States(statuses, delivered)
 
     def objects(refs: Iterable[ObjectRef]) -> list[GraphObject]:
         out = []

@@ -58,8 +58,10 @@ def build(
     *,
     serialise: bool = True,
     progress: Progress = SILENT,
+    found: mbcompile.Placement | None = None,
 ) -> Rendered:
     """Blueprint against the store, compile and serialise every cluster's objects; persist new VIPs.
+    ``found``: where the discovered Apps run (a checked snapshot is checked again with it).
 
     Runs in one store transaction, so allocations and certificates land together or not at all.
     Each object is serialised as it is made and not kept (``objects`` is left empty);
@@ -71,7 +73,9 @@ def build(
     with store.transaction():
         progress.stage("allocating VIPs and certificates")
         previous = store.vip_records()
-        blueprint = mbcompile.blueprint(intents, previous)
+        if found is not None and isinstance(intents, Snapshot):
+            intents = intents.intents
+        blueprint = mbcompile.blueprint(intents, previous, found)
         mat = material(store, blueprint) if material is not None else mbcompile.Material()
         if serialise:
             progress.stage("computing and serialising objects")
@@ -96,6 +100,7 @@ def render(
     material: MaterialProvider | None = None,
     keys: KeyPlacement | None = None,
     progress: Progress = SILENT,
+    found: mbcompile.Placement | None = None,
 ) -> tuple[Rendered, Written]:
     """Render every cluster's manifests into ``out_dir`` (replaced whole); Secrets holding a
     private key are left out unless ``keys`` places them (a secrets directory, or ``out_dir``).
@@ -108,7 +113,7 @@ def render(
     """
     with staging(out_dir, keys) as stage:
         with store.transaction():
-            result = build(intents, store, material, progress=progress)
+            result = build(intents, store, material, progress=progress, found=found)
             stage.fill(result.files, progress)
         progress.stage("replacing the previous output")
         written = stage.swap()

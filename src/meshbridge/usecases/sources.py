@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TextIO
 
 from meshbridge.errors import InvalidInput, Problem
+from meshbridge.limits import FILES
 from meshbridge.source import Source
 
 STDIN = "-"
 RENDER_MARKER = ".meshbridge-render"  # output.writer.MARKER; not imported, to keep start-up light
+_TOO_LARGE = f"larger than {FILES.bytes:,} bytes: not read (docs/server.md, \"Limits\")"
 
 
 def _problem(name: str, message: str) -> Problem:
@@ -32,7 +34,11 @@ def read_sources(paths: list[str], stdin: TextIO | None = None) -> list[Source]:
     for raw in paths:
         if raw == STDIN:
             stream = stdin if stdin is not None else sys.stdin
-            sources.append(Source("<stdin>", stream.read()))
+            text = stream.read(FILES.bytes + 1)  # characters: at least as many bytes
+            if len(text) > FILES.bytes:
+                problems.append(_problem("<stdin>", _TOO_LARGE))
+            else:
+                sources.append(Source("<stdin>", text))
             continue
         path = Path(raw).expanduser()
         if path.is_dir():
@@ -66,7 +72,15 @@ def read_sources(paths: list[str], stdin: TextIO | None = None) -> list[Source]:
 
 def _read(path: Path, name: str, sources: list[Source], problems: list[Problem]) -> None:
     try:
-        sources.append(Source(name, path.read_text(encoding="utf-8")))
+        with path.open("rb") as file:
+            data = file.read(FILES.bytes + 1)  # no further: -f /dev/zero ends too
+        if len(data) > FILES.bytes:
+            problems.append(_problem(name, _TOO_LARGE))
+            return
+        text = data.decode("utf-8")
+        if "\r" in text:  # as a file read as text is: universal newlines
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        sources.append(Source(name, text))
     except FileNotFoundError:
         problems.append(_problem(name, "no such file or directory"))
     except UnicodeDecodeError:

@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 
 from meshbridge.errors import SealingError, StateError
+from meshbridge.keyfiles import make_key_dirs, open_key_file
 from meshbridge.pki.sealing import Sealer, new_key_text, parse_key_text, row_aad
 from meshbridge.store.base import Store
 
@@ -74,10 +75,10 @@ def _read_key_file(path: Path) -> Sealer:
 
 
 def _create_key_file(path: Path) -> Sealer:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = new_key_text()
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        make_key_dirs(path.parent)
+        fd = open_key_file(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:  # another meshbridge created it first: use theirs
         return _read_key_file(path)
     except OSError as exc:

@@ -60,6 +60,9 @@ class StateInfo(_Wire):
 
 
 STATES: tuple[StateInfo, ...] = (
+    StateInfo(name="delivered", label="delivered to proxies", severity=0,
+              description="applied, and every proxy of its cluster has acknowledged the "
+                          "cluster's last change"),
     StateInfo(name="applied", label="applied", severity=1,
               description="the last apply wrote it and the cluster holds it"),
     StateInfo(name="pending", label="not applied", severity=2,

@@ -24,20 +24,33 @@ from meshbridge.errors import Problem
 __all__ = [
     "ApplyAnswer",
     "ApplyItem",
+    "ClusterPropagation",
     "ClusterStatus",
     "CredentialList",
     "CredentialView",
     "ErrorAnswer",
     "ErrorItem",
     "FlaggedDocument",
+    "IntentCluster",
+    "IntentObject",
+    "IntentPropagation",
+    "IstiodView",
     "LeaseView",
     "ListMeta",
     "ManifestList",
     "ObjectState",
+    "PlacementAnswer",
+    "PlacementItem",
     "ProblemsAnswer",
+    "PropagationAnswer",
+    "PropagationState",
+    "ProxyNack",
+    "ProxyPending",
     "ReplicaView",
     "RunView",
     "StatusAnswer",
+    "UncoveredItem",
+    "WatchView",
 ]
 
 
@@ -150,6 +163,101 @@ class ObjectState(_Wire):
     state: str
     reason: str = ""
     time: str | None = None
+    resource_version: str = ""  # as the cluster holds it after the apply (empty: unknown)
+    owners: list[str] = Field(default_factory=list)  # the intents it was made for
+
+
+# ------------------------------------------------------------------------------- propagation
+
+PropagationState = Literal[
+    "delivered", "observed", "applied", "nack", "istiod-unreachable", "unreachable"
+]
+
+
+class ProxyNack(_Wire):
+    """A proxy rejected (NACKed) what istiod sent it: Envoy's message."""
+
+    proxy: str  # name.namespace
+    type: str  # the xDS type, short: Cluster, Listener, RouteConfiguration, ...
+    error: str
+
+
+class ProxyPending(_Wire):
+    """A proxy that has not acknowledged the change yet, and why."""
+
+    proxy: str
+    type: str  # "" when about the proxy rather than one type
+    why: str
+
+
+class IstiodView(_Wire):
+    """One istiod replica (pod) as read: its proxies, or why it could not be read."""
+
+    pod: str
+    proxies: int = 0
+    error: str = ""
+
+
+class ClusterPropagation(_Wire):
+    """How far a cluster's last apply has got: ``applied`` (the API server holds it),
+    ``observed`` (every istiod replica holds those resourceVersions), ``delivered`` (every
+    proxy ACKed a push made since); or ``nack`` (a proxy rejected what istiod sent),
+    ``istiod-unreachable``, ``unreachable`` (the API server). ``reason`` says what is missing;
+    ``seconds``: from the end of the write to delivered, when meshbridge watched it happen."""
+
+    cluster: str
+    state: PropagationState
+    reason: str = ""
+    applied: str = ""  # the last apply's state: Applied, Failed, Unreachable
+    since: str | None = None  # when the change was applied
+    objects: int = 0  # Istio objects istiod should hold
+    observed: int = 0  # of those, held at the applied resourceVersion by every replica
+    missing: list[str] = Field(default_factory=list)
+    istiod: list[IstiodView] = Field(default_factory=list)
+    proxies: int = 0  # connected to istiod
+    acked: int = 0  # of those, in sync with what istiod holds
+    nacks: list[ProxyNack] = Field(default_factory=list)
+    pending: list[ProxyPending] = Field(default_factory=list)
+    disconnected: list[str] = Field(default_factory=list)  # connected at the change, not now
+    delivered_at: str | None = None
+    seconds: float | None = None
+    checked: str | None = None
+
+
+class IntentObject(_Wire):
+    """One object made for an intent, in one cluster: its last apply and whether istiod holds
+    it at the resourceVersion applied."""
+
+    object: str
+    applied: str  # Applied, Failed, Pending, Unreachable
+    resource_version: str = ""
+    observed: bool | None = None  # None: not known (istiod not read, or a kind it does not hold)
+
+
+class IntentCluster(_Wire):
+    """A cluster an intent's objects live in, and where the cluster stands."""
+
+    cluster: str
+    state: PropagationState | None  # None: not read (no propagation known)
+    reason: str = ""
+    objects: list[IntentObject] = Field(default_factory=list)
+
+
+class IntentPropagation(_Wire):
+    """``status KIND/NAMESPACE/NAME``: every cluster an intent's objects live in."""
+
+    intent: str
+    clusters: list[IntentCluster]
+
+
+class PropagationAnswer(_Wire):
+    """Every cluster's propagation, and whether the documents' revision the replicas last
+    applied has reached every affected cluster (the server's answer)."""
+
+    items: list[ClusterPropagation]
+    revision: str | None = None
+    delivered: bool = False
+    pending: list[str] = Field(default_factory=list)  # clusters not delivered yet
 
 
 class LeaseView(_Wire):
@@ -184,6 +292,8 @@ class ClusterStatus(_Wire):
     last_success: str | None = None
     failures: int = 0
     lease: LeaseView | None = None
+    pruned: list[str] = Field(default_factory=list)  # what its last apply deleted
+    propagation: ClusterPropagation | None = None
 
 
 class ReplicaView(_Wire):
@@ -199,6 +309,54 @@ class StatusAnswer(_Wire):
     time: str | None
     replicas: list[ReplicaView]
     reconciler: bool
+    propagation: PropagationAnswer | None = None
+
+
+class PlacementItem(_Wire):
+    """A discovered App placed in a cluster: found running there (``gone`` None) with
+    ``ready`` instances, or found nowhere since ``gone`` and kept until ``keptUntil``."""
+
+    namespace: str
+    app: str
+    cluster: str
+    ready: int
+    found: str | None = None
+    seen: str | None = None
+    gone: str | None = None
+    kept_until: str | None = None
+
+
+class WatchView(_Wire):
+    """How a cluster is read for placements: ``watching`` (a server's watch), ``read`` (a
+    one-off read), or ``failing`` with the error (its last known placements stand)."""
+
+    cluster: str
+    state: str
+    error: str = ""
+    since: str | None = None
+    replica: str = ""
+    relists: int = 0
+
+
+class UncoveredItem(_Wire):
+    """A discovered placement an intent's weights or failover priority do not cover."""
+
+    namespace: str
+    app: str
+    cluster: str
+    intent: str
+    message: str
+
+
+class PlacementAnswer(_Wire):
+    """Where the discovered Apps run (``discovered``: every one, ``namespace/name``), how each
+    cluster is read, and what the declared splits do not cover."""
+
+    items: list[PlacementItem]
+    discovered: list[str] = Field(default_factory=list)
+    clusters: list[WatchView] = Field(default_factory=list)
+    uncovered: list[UncoveredItem] = Field(default_factory=list)
+    time: str | None = None
 
 
 class FlaggedDocument(_Wire):

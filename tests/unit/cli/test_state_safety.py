@@ -9,6 +9,7 @@ traceback fails the test.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -117,3 +118,22 @@ def test_the_root_backup_goes_back_into_a_new_store(cli, tmp_path: Path) -> None
     assert cli(*again[1:], "--state", new).exit_code == 0
     assert cli("pki", "show", "--root", "--state", new).stdout == root
     assert len(load_certs(root)) == 1
+
+
+def test_under_umask_000_the_store_and_its_key_are_private(cli, tmp_path: Path) -> None:
+    """Every directory made for the store and its key file, and the export of the root's key,
+    is 0700 and each file 0600: under umask 000 the parents were 0777 (issue 26)."""
+    previous = os.umask(0)
+    try:
+        state = tmp_path / "deep" / "er" / "state.db"
+        result = cli("render", "-f", EXAMPLE, "-o", "out", "--state", str(state))
+        assert result.exit_code == 0, result.stderr
+        exported = cli("pki", "export", "--root", "--dir", "backup/root", "--state", str(state))
+        assert exported.exit_code == 0, exported.stderr
+    finally:
+        os.umask(previous)
+    for directory in (tmp_path / "deep", tmp_path / "deep" / "er", tmp_path / "backup",
+                      tmp_path / "backup" / "root"):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    for key in (state, state.with_name("state.db.key"), tmp_path / "backup" / "root" / "root-ca.key"):
+        assert key.stat().st_mode & 0o777 == 0o600, key

@@ -1,4 +1,4 @@
-"""The two places kube/ relies on lightkube internals fail here, loudly, after an upgrade.
+"""The three places kube/ relies on lightkube internals fail here, loudly, after an upgrade.
 
 pyproject.toml pins lightkube to the minor these were written against. An upgrade that changes
 either internal must fail this file (not an apply against a real cluster):
@@ -7,7 +7,10 @@ either internal must fail this file (not an apply against a real cluster):
   lightkube's public ``delete`` cannot, through ``AsyncClient._client`` (``GenericAsyncClient``:
   ``prepare_request``, ``build_adapter_request``, ``send``, ``raise_for_status``);
 * ``reconcile.live_resource`` makes resource classes whose answers lightkube decodes (msgspec)
-  straight into ``Live`` records, through the class attribute ``_api_info``.
+  straight into ``Live`` records, through the class attribute ``_api_info``;
+* ``portforward.http_client`` opens the port-forward's WebSocket on the httpx2 client lightkube
+  made from the kubeconfig (``AsyncClient._client._client``), so that the kubeconfig's TLS and
+  credentials carry it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import httpx2
 from lightkube import AsyncClient, KubeConfig
 
 from meshbridge.kube.kinds import CLUSTER_KINDS
+from meshbridge.kube.portforward import http_client
 from meshbridge.kube.reconcile import _delete_if, live_resource
 from meshbridge.kube.steps import Live
 
@@ -103,3 +107,27 @@ def test_a_list_is_decoded_into_live_records() -> None:
         "see kube/reconcile.py live_resource"
     )
     assert live.metadata.name == "a" and live.metadata.resourceVersion == "7"
+
+
+def test_the_port_forward_rides_lightkubes_own_http_client_with_its_credentials() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={})
+
+    async def run() -> None:
+        client = _client(handler)
+        try:
+            http = http_client(client)
+            await http.get("/api/v1/namespaces/istio-system/pods")
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+    [request] = seen
+    assert str(request.url).startswith(SERVER), (
+        "the httpx2 client at AsyncClient._client._client is not the kubeconfig's: "
+        "see kube/portforward.py http_client"
+    )
+    assert request.headers["Authorization"] == "Bearer t"

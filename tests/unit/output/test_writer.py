@@ -302,3 +302,50 @@ def test_a_render_stopped_before_its_swap_leaves_the_previous_one_and_nothing_st
         render_whose_commit_fails()
     assert (entries(out), entries(keys)) == before
     assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------- issue 26: links, modes under any umask
+
+
+@pytest.fixture(params=[0o000, 0o077])
+def any_umask(request: pytest.FixtureRequest):
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def test_key_directories_and_files_are_private_whatever_the_umask(tmp_path: Path,
+                                                                  any_umask: int) -> None:
+    """Under umask 000 the directories made on the way to a key tree, and those holding keys
+    in an output with --include-secrets, were 0777."""
+    keys, out, both = tmp_path / "new" / "parents" / "keys", tmp_path / "out", tmp_path / "both"
+    write_render(out, RENDER, KeyPlacement(secrets_dir=keys))
+    write_render(both, RENDER, KeyPlacement(include=True))
+    for made in (tmp_path / "new", tmp_path / "new" / "parents", keys):
+        assert mode(made) == 0o700, made
+    assert {mode(p) for p in keys.rglob("*") if p.is_dir()} == {0o700}
+    assert {mode(p) for p in keys.rglob("*") if p.is_file()} == {0o600}
+    holding = {(both / rel).parent for rel in KEY_FILES}
+    assert {mode(d) for d in holding} == {0o700}
+    assert {mode(both / rel) for rel in KEY_FILES} == {0o600}
+    # and the same render again is recognised as written: nothing is replaced
+    again = write_render(both, RENDER, KeyPlacement(include=True))
+    assert again.unchanged == {both}
+
+
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_an_output_that_is_a_link_is_replaced_where_it_points(tmp_path: Path,
+                                                              target_exists: bool) -> None:
+    """The link stays, its directory holds the render, and nothing is left beside either
+    (each render used to leave a '.out.old.PID' link, and the target kept the old render)."""
+    out, real = tmp_path / "work" / "out", tmp_path / "real" / "render"
+    out.parent.mkdir()
+    if target_exists:
+        real.mkdir(parents=True)
+    out.symlink_to(real)
+    write_render(out, MANIFESTS)
+    write_render(out, changed(MANIFESTS))
+    assert out.is_symlink() and os.readlink(out) == str(real)
+    assert contents(real) == {rel: data for rel, (data, _) in changed(MANIFESTS).items()}
+    assert leftovers(out.parent) == [] and leftovers(real.parent) == []
+    assert write_render(out, changed(MANIFESTS)).unchanged == {out}

@@ -4,10 +4,11 @@ credential may hold."""
 from __future__ import annotations
 
 import pytest
+from hostile import HOSTILE_KUBECONFIGS
 
 from meshbridge.errors import InvalidInput
 from meshbridge.loading import load_objects
-from meshbridge.server.credentials import check_kubeconfig
+from meshbridge.server.credentials import check_kubeconfig, parse_kubeconfig
 from meshbridge.usecases.apply import file_target
 
 API = "meshbridge.dev/v1alpha1"
@@ -77,3 +78,27 @@ def test_every_problem_is_located_and_no_value_quoted() -> None:
     text = str(caught.value)
     for value in ("/secret/path", "/bin/evil", "k@y!", "ca-secret"):
         assert value not in text
+
+
+# ------------------------------------------------------------------ issue 26: hostile kubeconfigs
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_KUBECONFIGS))
+def test_a_hostile_kubeconfig_is_refused_with_a_located_problem(case: str) -> None:
+    """Read by the one reader (parse_kubeconfig), then checked: an alias bomb is never
+    expanded (nor stored: it was once sealed as 5.8 MB), a list where a name goes is a
+    problem, not a TypeError."""
+    text, why = HOSTILE_KUBECONFIGS[case]
+    with pytest.raises(InvalidInput) as caught:
+        check_kubeconfig("prod", parse_kubeconfig("prod", text.encode()))
+    shown = str(caught.value)
+    assert why in shown and shown.startswith("kubeconfig#1 Credential/prod")
+
+
+def test_keys_of_a_kubeconfig_are_shown_bounded_and_escaped() -> None:
+    config = _config(token="t")
+    config["users"][0]["\x1b]0;x\x07" + "k" * 500] = 1
+    with pytest.raises(InvalidInput) as caught:
+        check_kubeconfig("prod", config)
+    (problem,) = caught.value.problems
+    assert "\x1b" not in problem.message and len(problem.message) < 200

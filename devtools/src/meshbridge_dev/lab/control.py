@@ -26,8 +26,11 @@ from typing import Any
 
 import yaml
 
-from . import existing, istio, kube, net
+from meshbridge_dev.testenv import stop_process
+
+from . import existing, istio, kube, net, pki
 from .common import (
+    ISTIOD_POD_PREFIX,
     NODE_NAME,
     READY_TIMEOUT,
     SYNC_QUIET,
@@ -82,8 +85,10 @@ def installs(lab: LabState, plan: Plan, tools: dict[str, Path]) -> dict[str, ist
         if cluster in lab.state.get("existing_istio", []):
             install = existing.before_meshbridge(install)
         lab.path("mesh", f"{cluster}.yaml").write_text(yaml.safe_dump(install.mesh))
+        # `up --istiod-env` settings over the install's (a test's: istiod's timing, say)
+        env = {**install.istiod_env, **lab.state.get("istiod_env", {})}
         lab.path("install", f"{cluster}.json").write_text(json.dumps(
-            {"env": install.istiod_env, "args": install.istiod_args}, indent=1, sort_keys=True))
+            {"env": env, "args": install.istiod_args}, indent=1, sort_keys=True))
         with lab.lock:
             lab.cluster(cluster)["cluster_id"] = install.cluster_id
             out[cluster] = install
@@ -118,7 +123,8 @@ def install_objects(lab: LabState, cluster: str, install: istio.Install) -> None
         node_labels = {key: v for key, v in info["labels"].items()
                        if key.startswith("topology.kubernetes.io/")}
         k.apply([kube.namespace("istio-system"), install.mesh_config_map,
-                 kube.node(NODE_NAME, info["node"], node_labels)])
+                 kube.node(NODE_NAME, info["node"], node_labels,
+                           (info["kubelet"]["address"], net.KUBELET_PORT))])
         info["node_ports"] = node_ports_of(k.apply(install.gateway_objects))
     finally:
         k.close()
@@ -154,6 +160,54 @@ def start_volumes(lab: LabState, cluster: str) -> None:
                  "--volume", f"configmap:istio-system/istio={home / 'etc' / 'istio' / 'config'}")
     lab.cluster(cluster)["volumes"] = lab.spawn(cmd, lab.path(f"volumes-{cluster}.log"))
     lab.save()
+
+
+def start_kubelet(lab: LabState, cluster: str) -> None:
+    """The kubelet stand-in for the streaming endpoint (``programs.kubelet``): pods/portforward
+    to istiod, at the Node's InternalIP, with a serving certificate of the cluster's own CA."""
+    info = lab.cluster(cluster)
+    pki_dir = lab.path("testenv", cluster, "pki")
+    cert, key = pki.server_certificate(pki_dir / "ca.crt", pki_dir / "ca.key",
+                                       lab.path("kubelet", cluster), [info["kubelet"]["address"]])
+    cmd = helper("kubelet", "--kubeconfig", str(lab.kubeconfig(cluster)), "--node", NODE_NAME,
+                 "--listen", f"{info['kubelet']['address']}:{net.KUBELET_PORT}",
+                 "--cert", str(cert), "--key", str(key), "--client-ca", str(pki_dir / "ca.crt"))
+    info["kubelet"]["proc"] = lab.spawn(cmd, lab.path(f"kubelet-{cluster}.log"))
+    lab.save()
+
+
+def publish_istiod(lab: LabState, cluster: str, install: istio.Install) -> None:
+    """What a cluster holds for a running istiod: its Pod (bound to the lab's node, Running, its
+    IP the address istiod serves on; named as istiod's own POD_NAME) with the labels, annotations
+    and container ports of the install's istiod Deployment, the install's ``istiod`` Service and
+    its EndpointSlice."""
+    info = lab.cluster(cluster)
+    name = f"{ISTIOD_POD_PREFIX}{cluster}"  # k8s-testenv gives istiod this POD_NAME
+    template = install.istiod_pod
+    containers = [{"name": c["name"], "ports": c["ports"]} for c in template["containers"]]
+    k = kube.Kube(lab.kubeconfig(cluster))
+    try:
+        k.apply([kube.pod(name, "istio-system", template["labels"], "istiod", NODE_NAME,
+                          containers, template["annotations"]), install.istiod_service])
+        k.set_pod_status(name, "istio-system", kube.pod_status(info["istiod"], info["node"]))
+        ports = [{"name": p["name"], "port": int(p.get("targetPort") or p["port"]),
+                  "protocol": "TCP"} for p in install.istiod_service["spec"]["ports"]]
+        k.apply([kube.endpoint_slice("istiod", "istio-system", ports,
+                                     [(name, info["istiod"], NODE_NAME)])])
+    finally:
+        k.close()
+    info["istiod_pod"] = name
+    lab.save()
+
+
+def stop_istiod(lab: LabState, cluster: str) -> None:
+    """istiod's process stops, as when its container dies; its Pod object stays (a kubelet would
+    report it not ready and restart it: meshbridge does not rely on either)."""
+    record = json.loads(lab.path("testenv", "k8s-testenv.json").read_text())
+    proc = record["clusters"][cluster].get("istiod") or {}
+    if not stop_process(proc, f"{cluster} istiod", grace=5):
+        raise LabError(f"{cluster}: istiod (pid {proc.get('pid')}) survived SIGKILL")
+    log(f"{cluster}: istiod stopped (its Pod object stays)")
 
 
 def start_istiods(lab: LabState, plan: Plan) -> None:
@@ -249,7 +303,8 @@ def apply_and_wait(lab: LabState) -> None:
 
 def expected_proxies(lab: LabState, cluster: str) -> set[str]:
     return {f"{rec['name']}.{rec['namespace']}" for rec in lab.state["pods"].values()
-            if rec["cluster"] == cluster and "proxy" in rec.get("procs", {})}
+            if rec["cluster"] == cluster and "proxy" in rec.get("procs", {})
+            and not rec.get("proxy_stopped")}
 
 
 def istio_objects(lab: LabState) -> dict[str, dict[ObjectKey, str]]:

@@ -15,9 +15,12 @@ from meshbridge.usecases.sources import read_sources
 __all__ = ["Snapshot", "read_snapshot", "source_texts"]
 
 
-def read_snapshot(paths: list[str]) -> Snapshot:
-    """The compiled view of the intents in ``paths`` (files, folders or ``-``)."""
-    return build(load(read_sources(paths)))
+def read_snapshot(
+    paths: list[str], found: dict[tuple[str, str], frozenset[str]] | None = None
+) -> Snapshot:
+    """The compiled view of the intents in ``paths`` (files, folders or ``-``); ``found``:
+    where the Apps with ``discover: {}`` run (the instances the lab deployed)."""
+    return build(load(read_sources(paths)), found)
 
 
 def source_texts(paths: list[str]) -> list[str]:

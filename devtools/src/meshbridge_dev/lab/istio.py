@@ -74,6 +74,8 @@ class Install:
     istiod_env: dict[str, str]  # literal env of istiod's container (fieldRefs left out)
     istiod_args: list[str]
     cluster_id: str  # what the injector sets as ISTIO_META_CLUSTER_ID
+    istiod_service: dict[str, Any]  # the ``istiod`` Service of istio-system
+    istiod_pod: dict[str, Any]  # istiod's pod template: labels, annotations, container ports
 
 
 def _container(doc: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -111,7 +113,8 @@ def manifest(istioctl: Path, operator: Path) -> Install:
             doc["metadata"].pop("annotations", None)
             gateway.append(doc)
     wanted = [("ConfigMap", "istio"), ("ConfigMap", "values"),
-              ("Deployment", "istio-ingressgateway"), ("Deployment", "istiod")]
+              ("Deployment", "istio-ingressgateway"), ("Deployment", "istiod"),
+              ("Service", "istiod")]
     missing = [f"{k} {n}" for k, n in wanted if (k, n) not in found]
     if missing or not gateway:
         raise IstioError(f"istioctl manifest generate -f {operator}: no "
@@ -120,14 +123,28 @@ def manifest(istioctl: Path, operator: Path) -> Install:
     mesh = _stock_envoy(config_map)
     gateway_deployment = found[("Deployment", "istio-ingressgateway")]
     gateway_env, gateway_args = _container(gateway_deployment)
-    istiod_env, istiod_args = _container(found[("Deployment", "istiod")])
+    istiod_deployment = found[("Deployment", "istiod")]
+    istiod_env, istiod_args = _container(istiod_deployment)
     values = json.loads(found[("ConfigMap", "values")]["data"]["merged-values"])
     cluster_id = ((values.get("global") or {}).get("multiCluster") or {}).get("clusterName")
     return Install(
         mesh, config_map, gateway,
         dict(gateway_deployment["spec"]["template"]["metadata"]["labels"]),
         gateway_env, gateway_args, istiod_env, istiod_args, cluster_id or "Kubernetes",
+        found[("Service", "istiod")], _pod_template(istiod_deployment),
     )
+
+
+def _pod_template(deployment: dict[str, Any]) -> dict[str, Any]:
+    """What a pod of the Deployment carries: its template's labels and annotations, and its
+    containers' names and ports."""
+    template = deployment["spec"]["template"]
+    return {
+        "labels": dict(template["metadata"].get("labels") or {}),
+        "annotations": dict(template["metadata"].get("annotations") or {}),
+        "containers": [{"name": c["name"], "ports": list(c.get("ports") or [])}
+                       for c in template["spec"]["containers"]],
+    }
 
 
 def proxy_config(mesh: dict[str, Any], envoy: Path) -> dict[str, Any]:

@@ -18,7 +18,10 @@ from typing import Any
 from lightkube import Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource import NamespacedResource
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import (
+    create_namespaced_resource,
+    load_in_cluster_generic_resources,
+)
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Pod, ServiceAccount
@@ -44,6 +47,37 @@ class Kube:
             out.append(self.client.apply(res, force=True))
         return out
 
+    def apply_any(self, objs: Iterable[dict[str, Any]], field_manager: str) -> list[str]:
+        """Server-side apply objects of any kind the cluster serves (its CRDs' included), as
+        ``kubectl apply --server-side`` would for a user: ``Kind namespace/name`` of each."""
+        load_in_cluster_generic_resources(self.client)
+        user = Client(config=self.client.config, field_manager=field_manager)
+        done = []
+        try:
+            for obj in objs:
+                user.apply(codecs.from_dict(obj), force=True)
+                meta = obj["metadata"]
+                done.append(f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}")
+        finally:
+            user.close()
+        return done
+
+    def delete_any(self, objs: Iterable[dict[str, Any]]) -> list[str]:
+        """Delete objects of any kind the cluster serves; those that were there."""
+        load_in_cluster_generic_resources(self.client)
+        done = []
+        for obj in objs:
+            res: Any = type(codecs.from_dict(obj))  # lightkube types it per scope
+            meta = obj["metadata"]
+            try:
+                self.client.delete(res, meta["name"], namespace=meta.get("namespace"))
+            except ApiError as e:
+                if e.status.code != 404:
+                    raise
+                continue
+            done.append(f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}")
+        return done
+
     def delete(self, objs: Iterable[dict[str, Any]]) -> None:
         for obj in objs:
             res = codecs.from_dict(obj)
@@ -63,11 +97,14 @@ class Kube:
             patch_type=PatchType.MERGE,
         )
 
-    def token(self, service_account: str, namespace: str, audience: str = "istio-ca") -> str:
-        """A projected service-account token, as the kubelet mounts it for istio-proxy."""
+    def token(self, service_account: str, namespace: str, audience: str | None = "istio-ca"
+              ) -> str:
+        """A projected service-account token, as the kubelet mounts it for istio-proxy
+        (``audience`` None: the API server's own, for a client of it)."""
         req = ServiceAccount.Token(
             metadata=ObjectMeta(),
-            spec=TokenRequestSpec(audiences=[audience], expirationSeconds=TOKEN_SECONDS),
+            spec=TokenRequestSpec(audiences=[audience] if audience else [],
+                                  expirationSeconds=TOKEN_SECONDS),
         )
         res = self.client.create(req, name=service_account, namespace=namespace)
         assert res.status is not None
@@ -146,16 +183,28 @@ def service_account(name: str, ns: str) -> dict[str, Any]:
             "metadata": {"name": name, "namespace": ns}}
 
 
-def node(name: str, address: str, labels: dict[str, str]) -> dict[str, Any]:
+def node(name: str, address: str, labels: dict[str, str], kubelet: tuple[str, int]
+         ) -> dict[str, Any]:
+    """The lab's Node: its NodePorts at ``address`` (the ExternalIP, where callers from outside
+    reach the ingress gateway), its kubelet at ``kubelet`` (the InternalIP and the
+    ``daemonEndpoints`` port, where the API server dials it for pods/portforward)."""
+    kubelet_address, kubelet_port = kubelet
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}},
-        "status": {"addresses": [{"type": "InternalIP", "address": address}]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": kubelet_address},
+                          {"type": "ExternalIP", "address": address}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
+        },
     }
 
 
 def pod(name: str, ns: str, labels: dict[str, str], service_account_name: str, node_name: str,
-        containers: list[str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        containers: list[str] | list[dict[str, Any]], annotations: dict[str, str] | None = None
+        ) -> dict[str, Any]:
+    """A Pod bound to ``node_name``; ``containers`` are names, or ``{name, ports}``."""
+    specs = [{"name": c} if isinstance(c, str) else c for c in containers]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": labels,
@@ -163,7 +212,7 @@ def pod(name: str, ns: str, labels: dict[str, str], service_account_name: str, n
         "spec": {
             "serviceAccountName": service_account_name,
             "nodeName": node_name,
-            "containers": [{"name": c, "image": f"mesh-lab/{c}"} for c in containers],
+            "containers": [{**c, "image": f"mesh-lab/{c['name']}"} for c in specs],
         },
     }
 

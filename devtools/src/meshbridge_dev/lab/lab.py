@@ -32,9 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from meshbridge_dev.testenv import TestenvError, recorded_api
 
-from . import control, istio, net, pki, pods, teardown, traffic
+from . import control, instances, istio, kube, net, pki, pods, serve, teardown, traffic
 from .common import (
     SIDECAR_UID,
     LabError,
@@ -49,10 +51,13 @@ from .gateways import start_gateway
 from .plan import Plan, build
 from .state import LabState
 
+USER_FIELD_MANAGER = "mesh-lab-user"  # objects a user applies by hand (`mesh-lab objects`)
 
-def validated_plan(files: list[str]) -> Plan:
+
+def validated_plan(files: list[str], deployed: list[str] | tuple[str, ...] = ()) -> Plan:
     meshbridge("validate", *[a for f in files for a in ("-f", f)])
-    return build(files)
+    plan = build(files)
+    return build(files, instances.checked(plan, list(deployed))) if deployed else plan
 
 
 def inputs(files: list[str]) -> list[str]:
@@ -63,6 +68,8 @@ class Lab(LabState):
     """One lab in one folder: ``up``, ``apply``, ``down``, and its app instances."""
 
     def up(self, files: list[str], service_protocols: dict[str, str] | None = None,
+           istiod_env: dict[str, str] | None = None,
+           deployed: list[str] | None = None,
            existing_istio: list[str] | None = None) -> None:
         if self.state_path.is_file():
             raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
@@ -73,7 +80,7 @@ class Lab(LabState):
             raise LabError(f"the proxies run as uid {SIDECAR_UID} and must reach {self.dir}"
                            f", but {blocked} lets no other user through (chmod o+x it, or pick "
                            f"another --dir)")
-        plan = validated_plan(files)
+        plan = validated_plan(files, deployed or [])
         unknown = sorted(set(existing_istio or []) - set(plan.clusters))
         if unknown:
             raise LabError(f"--existing-istio {', '.join(unknown)}: no such Cluster in the "
@@ -84,6 +91,8 @@ class Lab(LabState):
             "id": secrets.token_hex(3), "clusters": {}, "pods": {}, "next_port": 1,
             "inputs": inputs(files), "netns": {}, "tools": {k: str(v) for k, v in tools.items()},
             "service_protocols": service_protocols or {},
+            "istiod_env": istiod_env or {},
+            "deployed": sorted(set(deployed or [])),
             "existing_istio": sorted(set(existing_istio or [])),
         }
         self.save()
@@ -116,9 +125,10 @@ class Lab(LabState):
                 "index": i, "node": net.node_address(i), "istiod": net.istiod_address(i),
                 "dns": net.dns_address(i), "gateway_port": plan.clusters[name].gateway_port,
                 "labels": plan.clusters[name].labels,
+                "kubelet": {"address": net.kubelet_address(i)},
             }
-            fabric.add_address("ctl", net.istiod_address(i))
-            fabric.add_address("ctl", net.dns_address(i))
+            for address in (net.istiod_address(i), net.dns_address(i), net.kubelet_address(i)):
+                fabric.add_address("ctl", address)
         self.save()
 
     def _up(self, plan: Plan, tools: dict[str, Path]) -> None:
@@ -142,7 +152,9 @@ class Lab(LabState):
             control.apply(self, meshed if len(meshed) < len(clusters) else None)
         for cluster in clusters:
             control.start_volumes(self, cluster)
+            control.start_kubelet(self, cluster)
         control.start_istiods(self, plan)
+        each(lambda c: control.publish_istiod(self, c, installs[c]), clusters)
         control.judge_applied(self)
         control.start_dns(self)
         # The pods first: the gateways resolve Service names (the endpoints of server-side
@@ -150,6 +162,8 @@ class Lab(LabState):
         # Service by its pods (no kube-proxy, no ClusterIP).
         pods.sync_pods(self, plan, tools)
         each(lambda c: start_gateway(self, c, installs[c], tools), clusters)
+        if plan.discovered:  # apply again, as a team would: it now finds the instances
+            control.apply(self)
         control.wait_synced(self)
 
     def apply(self, files: list[str], service_protocols: dict[str, str] | None = None) -> None:
@@ -157,7 +171,7 @@ class Lab(LabState):
         self.load()
         if service_protocols is not None:
             self.state["service_protocols"] = service_protocols
-        plan = validated_plan(files)
+        plan = validated_plan(files, self.state.get("deployed", []))
         if sorted(plan.clusters) != sorted(self.state["clusters"]):
             raise LabError("the intents name other clusters than the running lab "
                            f"({', '.join(self.state['clusters'])}); run `mesh-lab down` and "
@@ -169,6 +183,31 @@ class Lab(LabState):
         traffic.write_intents(self, plan)
         pods.sync_pods(self, plan, tools)
         control.apply_and_wait(self)
+
+    def deploy(self, spec: str, present: bool = True) -> None:
+        """Start (``present``) or remove one instance of a discovered App: its pod, sidecar,
+        Service and EndpointSlice (the Service with its last instance)."""
+        self.load()
+        plan = validated_plan(self.state["inputs"])
+        instances.checked(plan, [spec])
+        deployed = instances.changed(self.state.get("deployed", []), spec, present)
+        if deployed is None:
+            log(f"{spec}: already {'deployed' if present else 'not deployed'}")
+            return
+        enter_netns(self.fabric.ctl)
+        self.state["deployed"] = deployed
+        self.save()
+        tools = {k: Path(v) for k, v in self.state["tools"].items()}
+        pods.sync_pods(self, build(self.state["inputs"], deployed), tools, ready_first=True)
+        log(f"{spec}: {'deployed' if present else 'undeployed'}")
+
+    def serve(self, extra: list[str]) -> None:
+        """``meshbridge serve`` reconciling the lab's clusters (``lab.serve``)."""
+        self.load()
+        enter_netns(self.fabric.ctl)
+        serve.start(self, extra)
+        serve.wait_reconciled(self)
+        control.wait_synced(self)
 
     def instance(self, spec: str) -> tuple[str, dict[str, Any]]:
         self.load()
@@ -186,6 +225,70 @@ class Lab(LabState):
     def start(self, spec: str) -> None:
         pods.restart_stub(self, *self.instance(spec))
 
+    def stop_proxy(self, spec: str) -> None:
+        self.load()
+        rec = self.state["pods"].get(spec)
+        if rec is None or "proxy" not in rec.get("procs", {}):
+            raise LabError(f"no proxy {spec!r} in this lab (known: {self._proxies()})")
+        pods.stop_proxy(self, spec, rec)
+
+    def stop_istiod(self, cluster: str) -> None:
+        self.load()
+        self._known_cluster(cluster)
+        control.stop_istiod(self, cluster)
+
+    def objects(self, cluster: str, action: str, files: list[str]) -> list[str]:
+        """Apply (server-side, field manager ``mesh-lab-user``: a user's own objects, not
+        meshbridge's) or delete the objects of YAML files in a lab cluster."""
+        self.load()
+        self._known_cluster(cluster)
+        docs = [d for f in files for d in yaml.safe_load_all(Path(f).read_text()) if d]
+        enter_netns(self.fabric.ctl)
+        k = kube.Kube(self.kubeconfig(cluster))
+        try:
+            if action == "apply":
+                return k.apply_any(docs, USER_FIELD_MANAGER)
+            return k.delete_any(docs)
+        finally:
+            k.close()
+
+    def token(self, cluster: str, account: str) -> str:
+        """A token of ``NAMESPACE/NAME`` in a lab cluster (audience: the API server's)."""
+        self.load()
+        self._known_cluster(cluster)
+        namespace, sep, name = account.partition("/")
+        if not sep or not namespace or not name:
+            raise LabError(f"{account!r}: expected NAMESPACE/SERVICEACCOUNT", status=2)
+        enter_netns(self.fabric.ctl)
+        k = kube.Kube(self.kubeconfig(cluster))
+        try:
+            return k.token(name, namespace, audience=None)
+        finally:
+            k.close()
+
+    def _known_cluster(self, cluster: str) -> None:
+        if cluster not in self.state["clusters"]:
+            raise LabError(f"no cluster {cluster!r} in this lab "
+                           f"(have {', '.join(self.state['clusters'])})")
+
+    def _proxies(self) -> str:
+        return ", ".join(k for k, r in sorted(self.state["pods"].items())
+                         if "proxy" in r.get("procs", {}))
+
+    def meshbridge_command(self, args: list[str], *,
+                           server: bool = False) -> tuple[list[str], dict[str, str]]:
+        """meshbridge with ``args`` in the lab's control-plane namespace, where its API servers
+        and kubelets are reached, and its environment: on the lab's state store unless
+        ``--state`` is given, or with ``server`` against the lab's ``meshbridge serve``."""
+        self.load()
+        if server:
+            return net.in_netns(self.fabric.ctl, [serve.executable(), *args]), \
+                serve.server_env(self)
+        state = [] if "--state" in args or not args or args[0] in ("-h", "--help") \
+            else self.mb_state()
+        return (net.in_netns(self.fabric.ctl, [serve.executable(), *args, *state]),
+                dict(os.environ))
+
     def client_command(self, args: list[str], key: str | None) -> list[str]:
         return traffic.client_command(self, args, key)
 
@@ -194,9 +297,7 @@ class Lab(LabState):
         self.load()
         rec = self.state["pods"].get(spec)
         if rec is None or "proxy" not in rec.get("procs", {}):
-            known = ", ".join(k for k, r in sorted(self.state["pods"].items())
-                              if "proxy" in r.get("procs", {}))
-            raise LabError(f"no proxy {spec!r} in this lab (known: {known})")
+            raise LabError(f"no proxy {spec!r} in this lab (known: {self._proxies()})")
         return net.in_netns(self.fabric.ns(rec["netns"]), helper("admin", path))
 
     def node_port(self, cluster: str, port: int) -> tuple[str, int]:
@@ -205,9 +306,7 @@ class Lab(LabState):
     def api_get(self, cluster: str, path: str) -> tuple[int, dict[str, Any]]:
         """GET ``path`` of ``cluster``'s API server as its admin (inside the lab's namespace)."""
         self.load()
-        if cluster not in self.state["clusters"]:
-            raise LabError(f"no cluster {cluster!r} in this lab "
-                           f"(have {', '.join(self.state['clusters'])})")
+        self._known_cluster(cluster)
         enter_netns(self.fabric.ctl)
         try:
             return recorded_api(self.path("testenv"), cluster).get_json(path)

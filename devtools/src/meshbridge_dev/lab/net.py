@@ -17,6 +17,8 @@ Addressing (one flat /16 per lab; separate labs have separate bridges, so they m
 ``10.88.<i>.1``             cluster *i*'s node / ingress gateway (its NodePorts)
 ``10.88.<i>.<n>``, n >= 10  pods of cluster *i*
 ``10.88.200.<n>``           stand-ins for services outside the mesh (ExternalService)
+``10.88.201.<i>``           ctl: cluster *i*'s kubelet stand-in (the Node's InternalIP, port
+                            10250), which carries pods/portforward to istiod
 ``10.88.0.53``              the pods' nameserver: nothing listens there; the sidecar's agent
                             answers (Istio DNS capture) and ``/etc/hosts`` is the cluster DNS
 ==========================  ===========================================================
@@ -35,6 +37,8 @@ NETWORK = ipaddress.IPv4Network("10.88.0.0/16")
 CTL_ADDRESS = "10.88.0.2"
 NAMESERVER = "10.88.0.53"
 EXTERNAL_SUBNET = 200
+KUBELET_SUBNET = 201
+KUBELET_PORT = 10250
 MAX_CLUSTERS = 150
 
 
@@ -54,6 +58,12 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def istiod_address(index: int) -> str:
     return f"10.88.0.{10 + index}"
+
+
+def kubelet_address(index: int) -> str:
+    """Where cluster ``index``'s kubelet stand-in listens (the ctl namespace; the Node's
+    InternalIP)."""
+    return f"10.88.{KUBELET_SUBNET}.{index}"
 
 
 def node_address(index: int) -> str:

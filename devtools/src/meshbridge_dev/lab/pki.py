@@ -2,7 +2,9 @@
 
 Stand-in hosts for services outside the mesh, and app stubs on TLS ports, present a server
 certificate from a lab CA, so that a lab client can verify them the way a real client verifies
-a real site (``--cacert DIR/lab-ca/ca.pem``). Keys are EC P-256, files 0600.
+a real site (``--cacert DIR/lab-ca/ca.pem``). The kubelet stand-in presents one of its lab
+cluster's own CA, which the API server checks (``--kubelet-certificate-authority``). Keys are
+EC P-256, files 0600.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def lab_ca(folder: Path) -> tuple[Path, Path]:
 def stub_certificate(ca_folder: Path, folder: Path, names: list[str]) -> tuple[Path, Path]:
     """A server certificate for ``names`` (DNS names or IPs) under the lab CA: (cert, key)."""
     ca_cert_path, ca_key_path = lab_ca(ca_folder)
+    return server_certificate(ca_cert_path, ca_key_path, folder, names)
+
+
+def server_certificate(ca_cert_path: Path, ca_key_path: Path, folder: Path, names: list[str]
+                       ) -> tuple[Path, Path]:
+    """A server certificate for ``names`` (DNS names or IPs) signed by the CA given (the lab's,
+    or a lab cluster's own for its kubelet stand-in): (tls.crt, tls.key) in ``folder``."""
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)

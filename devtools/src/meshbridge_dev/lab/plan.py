@@ -4,7 +4,8 @@ The lab reads the user's intents with meshbridge's own loader and snapshot (so i
 the placement meshbridge compiles), and derives:
 
 * one Kubernetes cluster per Cluster document, with an ingress gateway;
-* one pod per App placement (cluster, namespace, app): a stub workload behind a sidecar,
+* one pod per App placement (cluster, namespace, app), a discovered App's being the instances
+  the lab was told to deploy (``up --deploy``, ``deploy``): a stub workload behind a sidecar,
   answering on every port of the app's InboundIntents (on TLS and HTTPS ports with a lab
   certificate for the pod's name and the external hosts of its intents: a PASSTHROUGH caller
   reaches the stub itself and verifies that name);
@@ -87,6 +88,7 @@ class Plan:
     trust_domain: str
     node_port: int
     docs: list[dict[str, Any]] = field(default_factory=list)
+    discovered: frozenset[tuple[str, str]] = frozenset()  # Apps with discover: {}
 
 
 def _raw_documents(paths: list[str]) -> list[dict[str, Any]]:
@@ -98,9 +100,23 @@ def _raw_documents(paths: list[str]) -> list[dict[str, Any]]:
     return docs
 
 
-def build(paths: list[str]) -> Plan:
-    """The lab for the intents in ``paths`` (already validated by ``meshbridge validate``)."""
-    snap = read_snapshot(paths)
+def instance_key(spec: str) -> tuple[str, str, str]:
+    """``APP.NAMESPACE@CLUSTER`` -> (namespace, app, cluster); ValueError if it is not one."""
+    app_ns, at, cluster = spec.partition("@")
+    app, dot, namespace = app_ns.partition(".")
+    if not (at and dot and app and namespace and cluster):
+        raise ValueError(f"{spec!r} is not APP.NAMESPACE@CLUSTER")
+    return namespace, app, cluster
+
+
+def build(paths: list[str], deployed: list[str] | tuple[str, ...] = ()) -> Plan:
+    """The lab for the intents in ``paths`` (already validated by ``meshbridge validate``);
+    ``deployed``: the instances (``APP.NAMESPACE@CLUSTER``) of discovered Apps."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for spec in deployed:
+        where_ns, where_app, where = instance_key(spec)
+        found.setdefault((where_ns, where_app), set()).add(where)
+    snap = read_snapshot(paths, {k: frozenset(v) for k, v in found.items()})
     clusters = {}
     for name, cluster in snap.clusters.items():
         port = snap.gateway_port(name) if cluster.spec.gateway is not None else None
@@ -128,6 +144,8 @@ def build(paths: list[str]) -> Plan:
             }
         )
         labels = dict(app.spec.selector) if app.spec.selector else {"app": app_name}
+        if app.spec.discover is not None:  # only where deployed (a declared split aside)
+            placed = tuple(c for c in placed if c in found.get((namespace, app_name), ()))
         for where in placed:
             inst = Instance(
                 where,
@@ -157,6 +175,7 @@ def build(paths: list[str]) -> Plan:
         trust_domain=snap.mesh.spec.trust_domain,
         node_port=snap.mesh.spec.istio.gateway_node_port,
         docs=_raw_documents(paths),
+        discovered=frozenset(k for k, a in snap.apps.items() if a.spec.discover is not None),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -134,8 +135,12 @@ def mount_published_root(lab: LabState, key: str, rec: Pod, folder: Path) -> Non
                READY_TIMEOUT)
 
 
-def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
-    """Start the pods the plan has and the lab lacks; stop the ones it no longer has."""
+def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path], *,
+              ready_first: bool = False) -> None:
+    """Start the pods the plan has and the lab lacks; stop the ones it no longer has.
+    ``ready_first``: publish a new pod's endpoint once its proxy is ready, as a kubelet marks
+    a pod's endpoint ready only once its readiness probe passes (``deploy``: what finds it
+    running must not route to it before it can answer)."""
     wanted = dict(plan.instances)
     for key, rec in list(lab.state["pods"].items()):
         if rec["kind"] in ("app", "external") and key not in wanted and \
@@ -157,7 +162,11 @@ def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path]) -> None:
             start_external(lab, key, ext)
     if OUTSIDE_KEY not in lab.state["pods"]:
         start_outside(lab)
+    if ready_first:
+        wait_ready(lab)
     publish_endpoints(lab, plan)
+    if ready_first:  # when what watches the clusters could first find the new pods
+        log(f"endpoints published at {time.time():.3f}")
     write_zones(lab)
     wait_ready(lab)
 
@@ -295,7 +304,7 @@ def remove_pod(lab: LabState, key: str) -> None:
 def not_ready(key: str, rec: Pod) -> str | None:
     """Why the pod's proxy is not ready yet (None when it is); LabError when it died."""
     proc = rec.get("procs", {}).get("proxy")
-    if proc is None:
+    if proc is None or rec.get("proxy_stopped"):
         return None
     if not is_ours(proc):
         raise LabError(f"{key}: the proxy exited; last lines of {proc['log']}:\n"
@@ -336,6 +345,19 @@ def stop_stub(lab: LabState, key: str, rec: Pod) -> None:
     rec["stopped"] = True
     lab.save()
     log(f"{key}: stub stopped (its sidecar stays)")
+
+
+def stop_proxy(lab: LabState, key: str, rec: Pod) -> None:
+    """The pod's proxy stops (pilot-agent and its Envoy, as when the istio-proxy container
+    dies): it disconnects from istiod; the app, the Pod object and its endpoint stay."""
+    proc = rec["procs"].get("proxy")
+    if proc is None:
+        raise LabError(f"{key} has no proxy")
+    if not stop_process(proc, f"{key} proxy", grace=5):
+        raise LabError(f"{key}: its proxy (pid {proc['pid']}) survived SIGKILL")
+    rec["proxy_stopped"] = True
+    lab.save()
+    log(f"{key}: proxy stopped (the app and its Pod object stay)")
 
 
 def restart_stub(lab: LabState, key: str, rec: Pod) -> None:

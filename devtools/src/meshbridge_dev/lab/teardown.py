@@ -23,9 +23,13 @@ def recorded_processes(lab: LabState) -> list[tuple[str, Record]]:
             recs.append((f"{key} {name}", proc))
     if lab.state.get("dns"):
         recs.append(("dns", lab.state["dns"]))
+    if lab.state.get("serve"):
+        recs.append(("meshbridge serve", lab.state["serve"]["proc"]))
     for name, info in lab.state.get("clusters", {}).items():
         if info.get("volumes"):
             recs.append((f"{name} volumes", info["volumes"]))
+        if (info.get("kubelet") or {}).get("proc"):
+            recs.append((f"{name} kubelet", info["kubelet"]["proc"]))
     return recs
 
 

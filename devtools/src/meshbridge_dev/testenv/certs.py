@@ -12,6 +12,7 @@ from pathlib import Path
 from .common import TestenvError, run
 
 ADMIN_USER = "meshbridge-admin"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 CA_EXTENSIONS = ["-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"]
@@ -37,7 +38,9 @@ def openssl_in(folder: Path, label: str) -> Callable[..., None]:
 
 def gen_pki(pki: Path, name: str) -> None:
     """The cluster's CA, the API server's serving certificate, the admin client certificate
-    (user ADMIN_USER in system:masters) and the service-account signing key pair."""
+    (user ADMIN_USER in system:masters), the API server's client certificate for kubelets
+    (``kubelet-client``: what it presents to a node's streaming endpoint, as kubeadm's
+    ``apiserver-kubelet-client``) and the service-account signing key pair."""
     o = openssl_in(pki, name)
     o("req", "-x509", *EC_KEY, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
       "-subj", f"/CN=k8s-testenv-{name}-ca", *CA_EXTENSIONS)
@@ -52,7 +55,8 @@ def gen_pki(pki: Path, name: str) -> None:
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=clientAuth\n")
     for stem, subj in (("server", "/CN=kube-apiserver"),
-                       ("admin", f"/O=system:masters/CN={ADMIN_USER}")):
+                       ("admin", f"/O=system:masters/CN={ADMIN_USER}"),
+                       ("kubelet-client", f"/O=system:masters/CN={KUBELET_CLIENT_USER}")):
         o("req", "-new", *EC_KEY, "-keyout", f"{stem}.key", "-out", f"{stem}.csr", "-subj", subj)
         o("x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
           "-CAcreateserial", "-days", "3650", "-out", f"{stem}.crt",

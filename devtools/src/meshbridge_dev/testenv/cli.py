@@ -228,6 +228,37 @@ def cmd_istiod(args: argparse.Namespace) -> None:
             save_state(d, state)
 
 
+# --------------------------------------------------------------------- apiserver stop/start
+
+
+def cmd_apiserver(args: argparse.Namespace) -> None:
+    """Stop or start one cluster's kube-apiserver, its etcd left running: the cluster keeps
+    its objects, port, certificates and kubeconfig (a client sees an API server restart, or
+    a cluster down for a while)."""
+    d = Path(args.dir).resolve()
+    with file_lock(d / LOCK_FILE):
+        state = load_state(d)
+        if args.name not in state["clusters"]:
+            raise TestenvError(f"no cluster {args.name!r} recorded in {d} (`up` first)")
+        c = Cluster.recorded(d, args.name, state["clusters"][args.name])
+        if args.action == "stop":
+            if not stop_process(c.apiserver, f"{c.name}: kube-apiserver"):
+                raise TestenvError(f"{c.name}: kube-apiserver survived SIGKILL")
+            wait_reaped(c.apiserver)
+            log(f"{c.name}: kube-apiserver stopped (etcd keeps running)")
+            return
+        if c.apiserver and is_ours(c.apiserver):
+            raise TestenvError(f"{c.name}: kube-apiserver already runs")
+        binary, _, _ = ensure_built()
+        start_apiserver(c, binary)  # the recorded port: the kubeconfig stays valid
+        state["clusters"][c.name] = c.record()
+        save_state(d, state)
+        wait_for(f"{c.name}: kube-apiserver /readyz", functools.partial(apiserver_ready, c),
+                 time.monotonic() + args.timeout, [(f"{c.name}: kube-apiserver", c.apiserver)])
+        log(f"{c.name}: kube-apiserver pid {c.apiserver['pid']} on "
+            f"https://127.0.0.1:{c.api_port}, /readyz ok")
+
+
 # ------------------------------------------------------------------------------ down / status
 
 
@@ -412,6 +443,13 @@ def parser() -> argparse.ArgumentParser:
     dn.add_argument("--purge", action="store_true",
                     help="also delete the clusters' certificates and logs (etcd data always goes)")
     dn.set_defaults(func=cmd_down)
+    api = sub.add_parser("apiserver", help="stop or start one cluster's kube-apiserver (its "
+                                           "etcd, objects, port and kubeconfig stay)")
+    api.add_argument("action", choices=("stop", "start"))
+    api.add_argument("--dir", required=True)
+    api.add_argument("--timeout", type=float, default=120)
+    api.add_argument("name", metavar="NAME")
+    api.set_defaults(func=cmd_apiserver)
     st = sub.add_parser("status", help="show the clusters recorded in DIR")
     st.add_argument("--dir", required=True)
     st.set_defaults(func=cmd_status)

@@ -179,6 +179,12 @@ def start_apiserver(c: Cluster, binary: Path) -> None:
            f"--tls-cert-file={p / 'server.crt'}",
            f"--tls-private-key-file={p / 'server.key'}",
            f"--client-ca-file={p / 'ca.crt'}",
+           # How it reaches a node's kubelet (pods/portforward, exec, logs): with its own
+           # client certificate, checking the kubelet's serving certificate against the
+           # cluster's CA. Test clusters have no kubelet; the mesh lab runs a stand-in.
+           f"--kubelet-client-certificate={p / 'kubelet-client.crt'}",
+           f"--kubelet-client-key={p / 'kubelet-client.key'}",
+           f"--kubelet-certificate-authority={p / 'ca.crt'}",
            f"--service-account-issuer=https://127.0.0.1:{c.api_port}",
            f"--service-account-key-file={p / 'sa.pub'}",
            f"--service-account-signing-key-file={p / 'sa.key'}",

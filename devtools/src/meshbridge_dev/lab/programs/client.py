@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timing",
         action="store_true",
-        help='add "ms": the time each request took, and "t": seconds since the first began',
+        help='add "ms": the time each request took, "t": seconds since the first began, and '
+             '"at": when it began (seconds since the epoch)',
     )
     parser.add_argument(
         "--interval", type=float, default=0.0, help="seconds between request starts (default 0)"
@@ -283,11 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             pause = first + i * args.interval - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         result: dict[str, Any] = {"error": setup_error} if setup_error else send(request)
         if args.timing:
             result["ms"] = round((time.perf_counter() - started) * 1000, 3)
             result["t"] = round(started - first, 3)
+            result["at"] = round(began, 3)
         answered = answered and "status" in result
         print(json.dumps(result), flush=True)
     return 0 if answered else 1

@@ -515,3 +515,60 @@ def test_stub_exits_cleanly_on_sigterm_with_a_connection_open(tmp_path: Path, pk
         assert running.process.wait(timeout=5) == 0
         conn.close()
     assert "Traceback" not in running.log.read_text()
+
+
+# ------------------------------------------------------------------------------ long-lived
+
+
+def test_a_tcp_client_that_keeps_talking_gets_a_line_for_each_line(stub: Stub) -> None:
+    with socket.create_connection((LOOPBACK, stub.other_port), timeout=RUN_TIMEOUT) as sock:
+        reader = sock.makefile("rb")
+        lines = [json.loads(reader.readline())]  # the greeting, after the client's silence
+        for _ in range(3):
+            sock.sendall(b"again\n")
+            lines.append(json.loads(reader.readline()))
+    assert [line["app"] for line in lines] == ["httpbin"] * 4
+
+
+def steady(tmp_path: Path, *args: str, seconds: float = 1.5) -> dict[str, Any]:
+    """Run ``programs.steady`` for ``seconds``, stop it as the lab does (SIGTERM): its report."""
+    out = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshbridge_dev.lab.programs.steady", "--out", str(out),
+         "--interval", "0.05", "--timeout", "2", *args],
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert report["running"] is False
+    return report
+
+
+def test_steady_traffic_counts_every_request_on_new_and_held_connections(
+    stub: Stub, tmp_path: Path
+) -> None:
+    http_url, tcp_url = f"http://{LOOPBACK}:{stub.port}/", f"tcp://{LOOPBACK}:{stub.other_port}"
+    report = steady(tmp_path, "--new", http_url, "--held", http_url, "--new", tcp_url,
+                    "--held", tcp_url)
+    callers = report["callers"]
+    assert report["failed"] == 0 and report["failures"] == [], report
+    assert report["ok"] == sum(c["ok"] for c in callers.values())
+    for name, counts in callers.items():
+        assert counts["ok"] >= 3, (name, counts)
+        assert counts["answered_by"] == {"c1/httpbin": counts["ok"]}
+        # a held caller used one connection throughout; a new one, one per request
+        expected = 1 if name.startswith("held ") else counts["ok"]
+        assert counts["connections"] == expected, (name, counts)
+
+
+def test_steady_traffic_counts_every_failure_with_its_reason(stub: Stub, tmp_path: Path) -> None:
+    refused = f"tcp://{LOOPBACK}:{free_port()}"
+    report = steady(tmp_path, "--new", f"http://{LOOPBACK}:{stub.port}/status/503",
+                    "--held", refused)
+    callers = report["callers"]
+    assert report["ok"] == 0 and report["failed"] == sum(c["failed"] for c in callers.values())
+    assert all(c["failed"] >= 3 for c in callers.values()), callers
+    reasons = {(f["caller"].split()[0], f["error"]) for f in report["failures"]}
+    assert reasons == {("new", "status 503"), ("held", "connection refused")}

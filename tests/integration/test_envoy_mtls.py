@@ -399,7 +399,7 @@ def test_root_rotation_keeps_every_cluster_talking_in_every_phase(tmp_path: Path
         new_server = workload(p2.cacerts["cluster-a"], SERVER_ID)
         new_client = workload(p2.cacerts["cluster-b"], CLIENT_ID)
         with store.transaction():
-            service.rotate_root_finish(store, force=True)
+            service.rotate_root_finish(store, MESH, now, force=True)
         p3 = material(store, sealer, clusters)
 
     def trust(m: Material, cluster: str) -> str:

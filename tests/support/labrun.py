@@ -42,7 +42,7 @@ class LabRun:
     state: dict[str, Any] = field(default_factory=dict)
 
     def up(self, *files: Path, service_protocols: tuple[str, ...] = (),
-           deploy: tuple[str, ...] = ()) -> None:
+           deploy: tuple[str, ...] = (), existing_istio: tuple[str, ...] = ()) -> None:
         args = ["up", "--dir", str(self.dir)]
         for f in files:
             args += ["-f", str(f)]
@@ -50,6 +50,8 @@ class LabRun:
             args += ["--service-protocol", sp]
         for instance in deploy:
             args += ["--deploy", instance]
+        for cluster in existing_istio:
+            args += ["--existing-istio", cluster]
         proc = mesh_lab(*args, timeout=UP_TIMEOUT)
         assert proc.returncode == 0, f"mesh-lab up failed:\n{proc.stderr[-6000:]}"
         self.state = json.loads((self.dir / "lab.json").read_text())

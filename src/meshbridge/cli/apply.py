@@ -7,7 +7,8 @@ them, not whenever the CLI starts.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from meshbridge.kube import ClusterReport, ReconcileOptions
+    from meshbridge.store import Store
+    from meshbridge.usecases.istiod_roots import Finding
     from meshbridge.wire.messages import ClusterPropagation
 
 ClusterOption = Annotated[
@@ -113,6 +116,7 @@ def _run(
     from meshbridge.store import open_store
     from meshbridge.usecases import apply as apply_service
     from meshbridge.usecases import rootguard
+    from meshbridge.usecases.istiod_roots import restarts_for
     from meshbridge.usecases.render import parse
 
     with errors_mapped():
@@ -172,16 +176,18 @@ def _run(
                     )
                     written = time.monotonic()
             reports = rootguard.merged(checked, reports)
+            istiods: list[Finding] = []
             views: list[ClusterPropagation] = []
             if not options.dry_run:
                 apply_service.finish(store, prepared, reports)
-                rootguard.record(store, checked, reports)
+                istiods = rootguard.record(store, checked, reports, restarts_for(intents))
                 if wait_for is not None:
                     views = propagation_cmd.wait_after(
                         store, prepared.targets, reports, before, written, wait_for, options
                     )
         finally:
             store.close()
+    print_istiods(istiods)
     for d in prepared.found:
         if d.address is not None:
             err_console.print(
@@ -196,6 +202,14 @@ def _run(
     placement_cmd.report_placed(prepared.placed, dry_run=options.dry_run)
     placement_cmd.print_uncovered(prepared.uncovered)
     return reports, views
+
+
+def print_istiods(found: list[Finding]) -> None:
+    """Each istiod not signing with the cacerts its cluster holds: why, and what to do."""
+    for f in found:
+        style = None if f.state == "loading" else "yellow"
+        for line in f.describe():
+            err_console.print(line, style=style, markup=False, soft_wrap=True)
 
 
 def apply(
@@ -454,10 +468,22 @@ def status_cmd(
     from rich.table import Table
 
     from meshbridge.usecases import apply as apply_service
+    from meshbridge.usecases import istiod_roots
+    from meshbridge.usecases import pki as pki_service
 
-    records = read_local(location, apply_service.cluster_statuses)
-    if records is None:
+    def read(store: Store) -> tuple[list[dict[str, Any]], list[Finding]]:
+        istiods = istiod_roots.findings(
+            store,
+            sorted(istiod_roots.read_istiod(store)),
+            pki_service.trusted_fingerprints(store),
+            datetime.now(UTC),
+        )
+        return apply_service.cluster_statuses(store), istiods
+
+    read_back = read_local(location, read)
+    if read_back is None:
         return
+    records, istiods = read_back
     if not records:
         err_console.print("no apply recorded yet", markup=False)
         with errors_mapped():
@@ -480,6 +506,7 @@ def status_cmd(
             rec["error"],
         )
     out_console.print(table)
+    print_istiods(istiods)
     if objects:
         print_object_states(
             (rec["cluster"], o["object"], o["state"], o["reason"])

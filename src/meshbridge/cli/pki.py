@@ -597,6 +597,23 @@ def rotate_cmd(
     _done(f"re-issued {_cert_line(summary)}; render and apply to roll it out")
 
 
+def _observe_istiods(state: str | None, files: list[str]) -> None:
+    """What the intents' clusters' istiod publish now, kept for the rotation's checks."""
+    from meshbridge.kube import ReconcileOptions
+    from meshbridge.store import open_store
+    from meshbridge.usecases import rootguard
+
+    intents = _intents(files)
+    assert intents is not None
+    store = open_store(state_path(state))
+    try:
+        unread = rootguard.observe(store, intents, ReconcileOptions(retries=1))
+    finally:
+        store.close()
+    for line in unread:
+        err_console.print(f"warning: istiod not read: {line}", style="yellow", markup=False)
+
+
 class Phase(StrEnum):
     BEGIN = "begin"
     ADVANCE = "advance"
@@ -605,10 +622,11 @@ class Phase(StrEnum):
 
 
 _NEXT_STEP = {
-    1: "render and apply every cluster (root-cert.pem now carries both roots), then run "
-    "'pki rotate-root advance'",
+    1: "render and apply every cluster (root-cert.pem now carries both roots); once every "
+    "istiod publishes both roots and workload certificates have renewed, run "
+    "'pki rotate-root advance -f INTENTS'",
     2: "render and apply every cluster (new intermediates, both roots trusted); once all "
-    "workloads have renewed their certificates, run 'pki rotate-root finish'",
+    "workloads have renewed their certificates, run 'pki rotate-root finish -f INTENTS'",
     0: "render and apply every cluster: root-cert.pem now carries only the new root",  # finish
 }
 
@@ -632,24 +650,40 @@ def rotate_root_cmd(
         Path | None,
         typer.Option("--chain", metavar="FILE", help="begin only: its chain up to your root."),
     ] = None,
-    files: MeshFilesOption = None,
+    files: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-f",
+            "--filename",
+            metavar="FILE|DIR|-",
+            help="The intents you apply: their Mesh's CA settings and workload certificate "
+            "lifetime; with advance and finish, their Clusters are read too (the roots each "
+            "istiod publishes now). Without -f: the settings of the last render, and what "
+            "apply last saw.",
+            show_default=False,
+        ),
+    ] = None,
     state: StateOption = None,
     force: Annotated[
         bool,
         typer.Option(
             "--force",
-            help="advance/finish even though apply has not recorded every cluster as holding "
-            "the current phase's cacerts (for cacerts rolled out another way: GitOps, export).",
+            help="advance/finish without the checks: for cacerts rolled out another way "
+            "(GitOps, export), an istiod meshbridge cannot read, or workloads you know have "
+            "all restarted since the phase reached their istiod.",
         ),
     ] = False,
 ) -> None:
     """Replace the mesh root in three phases, so no cluster ever distrusts another mid-way.
 
-    Apply every cluster's rendered cacerts after each phase before starting the next one:
-    advance and finish refuse, naming the clusters, until apply has recorded every cluster
-    (every cluster with an intermediate CA in the store) as holding the current phase's
-    cacerts. A new root issued by 'begin' gets a subject of its own (OU=generation N) when
-    rootCA would repeat the current root's. 'pki status' shows the phase.
+    Apply every cluster's rendered cacerts after each phase before starting the next one.
+    advance and finish refuse, naming the clusters and what to wait for, until every cluster
+    (every cluster with an intermediate CA in the store) is recorded by apply as holding the
+    current phase's cacerts, its istiod is seen publishing the phase's roots, and a workload
+    certificate lifetime has passed since (workloads renew within it): since istiod first
+    published them for advance, since apply wrote phase 2's cacerts (plus 2 minutes for the
+    kubelet) for finish. A new root issued by 'begin' gets a subject of its own (OU=generation
+    N) when rootCA would repeat the current root's. 'pki status' shows the phase.
     """
     from meshbridge.usecases import pki as service
 
@@ -659,13 +693,15 @@ def rotate_root_cmd(
         _bad_input("--force goes with 'advance' and 'finish'")
     with errors_mapped():
         imported = _read_files(cert, key, chain) if cert and key else None
+        if files and phase in (Phase.ADVANCE, Phase.FINISH) and not force:
+            _observe_istiods(state, files)
         with _session(state, files) as (store, sealer, mesh):
             if phase is Phase.BEGIN:
                 trust = service.rotate_root_begin(store, _need(sealer), mesh, _now(), imported)
             elif phase is Phase.ADVANCE:
                 trust = service.rotate_root_advance(store, _need(sealer), mesh, _now(), force=force)
             elif phase is Phase.FINISH:
-                trust = service.rotate_root_finish(store, force=force)
+                trust = service.rotate_root_finish(store, mesh, _now(), force=force)
             else:
                 trust = service.rotate_root_abort(store)
     if phase is Phase.ABORT:

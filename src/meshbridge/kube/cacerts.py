@@ -9,6 +9,12 @@ mesh runs on as much as one meshbridge wrote.
 
 Only ``root-cert.pem``, ``ca-cert.pem`` and ``cert-chain.pem`` leave this module; the key
 (``ca-key.pem``) is dropped with the answer and never decoded.
+
+With it, a second GET reads what istiod publishes: ``root-cert.pem`` of the ConfigMap
+``istio-ca-root-cert`` in istio-system, the roots of the CA istiod signs with now (istiod
+writes it into every namespace, from the CA it loaded: ``usecases.istiod_roots``). It is read
+even where there is no ``cacerts`` (istiod on a CA of its own), and a failure to read it fails
+nothing: that cluster's istiod is then unseen.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx2
-from lightkube import ApiError, ConfigError
-from lightkube.resources.core_v1 import Secret
+from lightkube import ApiError, AsyncClient, ConfigError
+from lightkube.resources.core_v1 import ConfigMap, Secret
 
 from meshbridge.errors import KubeconfigError
 from meshbridge.kube.fleet import ClusterAccess, ReconcileOptions, client_for
@@ -32,6 +38,7 @@ from meshbridge.kube.steps import MESH_ID_LABEL, MESH_LABEL
 __all__ = ["CACERTS", "LiveCacerts", "read_cacerts"]
 
 CACERTS = ("istio-system", "cacerts")
+PUBLISHED_ROOT = ("istio-system", "istio-ca-root-cert")  # istiod's roots, as it publishes them
 _PUBLIC = ("root-cert.pem", "ca-cert.pem", "cert-chain.pem")
 
 # unconfigured: no client could be made (kubeconfig); the reconcile reports that itself.
@@ -48,6 +55,8 @@ class LiveCacerts:
     error: str = ""
     attempts: int = 0
     owner: tuple[str, str] | None = None  # (mesh name, mesh-id) of meshbridge's labels, if any
+    # root-cert.pem of istio-ca-root-cert: what istiod signs under (None: not published/read)
+    published: str | None = None
 
 
 def _public(secret: Secret) -> dict[str, str]:
@@ -81,7 +90,8 @@ async def _read_one(target: ClusterAccess, options: ReconcileOptions) -> LiveCac
         secret = await per_cluster(attempt, attempts=options.retries, backoff=options.backoff)
     except ApiError as exc:
         if exc.status.code == 404:
-            return LiveCacerts(target.name, "absent", attempts=attempts)
+            published = await _published(client)
+            return LiveCacerts(target.name, "absent", attempts=attempts, published=published)
         error = f"{exc.status.code}: {exc.status.message}"
         return LiveCacerts(target.name, "failed", error=error, attempts=attempts)
     except (httpx2.TransportError, OSError) as exc:
@@ -93,13 +103,27 @@ async def _read_one(target: ClusterAccess, options: ReconcileOptions) -> LiveCac
     except ConfigError as exc:  # credentials that fail when used (an exec plugin, a token file)
         return LiveCacerts(target.name, "unconfigured", error=f"kubeconfig: {exc}",
                            attempts=attempts)
+    else:
+        published = await _published(client)
     finally:
         await client.close()
     labels = (secret.metadata.labels if secret.metadata else None) or {}
     owner = None
     if labels.get(MESH_LABEL) and labels.get(MESH_ID_LABEL):
         owner = (labels[MESH_LABEL], labels[MESH_ID_LABEL])
-    return LiveCacerts(target.name, "found", _public(secret), attempts=attempts, owner=owner)
+    return LiveCacerts(
+        target.name, "found", _public(secret), attempts=attempts, owner=owner, published=published
+    )
+
+
+async def _published(client: AsyncClient) -> str | None:
+    """root-cert.pem of istio-ca-root-cert in istio-system; None when it cannot be had (one
+    try: what it tells is an observation, and the next apply looks again)."""
+    try:
+        found = await client.get(ConfigMap, PUBLISHED_ROOT[1], namespace=PUBLISHED_ROOT[0])
+    except (ApiError, httpx2.TransportError, httpx2.HTTPStatusError, OSError, ConfigError):
+        return None
+    return (found.data or {}).get("root-cert.pem")
 
 
 async def read_cacerts(targets: list[ClusterAccess], options: ReconcileOptions) -> list[LiveCacerts]:

@@ -173,6 +173,27 @@ class IstioSettings(_Model):
     api_version: Literal["v1beta1", "v1"] = "v1beta1"
     # namespaces `apply` creates are labelled istio-injection=enabled (existing ones: untouched)
     sidecar_injection: bool = True
+    # how long workload certificates live (pilot-agent's SECRET_TTL); None: Istio's 24 hours
+    workload_cert_ttl: str | None = Field(default=None, alias="workloadCertTTL")
+
+    @field_validator("workload_cert_ttl")
+    @classmethod
+    def _ttl(cls, value: str | None) -> str | None:
+        if value is not None:
+            seconds = duration_seconds(_duration(value))
+            if not MIN_CERT_TTL <= seconds <= MAX_CERT_TTL:
+                raise ValueError(
+                    f"{value!r}: a workload certificate lifetime is 1m to 2160h (90 days, "
+                    "istiod's MAX_WORKLOAD_CERT_TTL)"
+                )
+        return value
+
+    @property
+    def cert_ttl_seconds(self) -> float:
+        """How long a workload certificate lives: the setting, else Istio's default (24 h)."""
+        if self.workload_cert_ttl is None:
+            return ISTIO_CERT_TTL
+        return duration_seconds(self.workload_cert_ttl)
 
 
 class MeshSpec(_Model):
@@ -324,6 +345,9 @@ def _duration(value: str) -> str:
 Duration = Annotated[str, AfterValidator(_duration)]
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+ISTIO_CERT_TTL = 24 * 3600.0  # pilot-agent's SECRET_TTL default
+MIN_CERT_TTL = 60.0
+MAX_CERT_TTL = 90 * 24 * 3600.0  # istiod's MAX_WORKLOAD_CERT_TTL default
 
 
 def duration_seconds(value: str) -> float:

@@ -153,7 +153,8 @@ PREVIOUS_MESH_ID = "mesh-id.previous"  # blobs named by an identity this store c
 # ``state`` counter, so they invalidate no server cache (a reconcile's status, written after
 # every run, would otherwise make every replica render every cluster again). The names are the
 # use cases': ``status``, ``propagation`` and ``apply-render`` (usecases.apply), ``pki.held``
-# (usecases.seen_cacerts); a unit test keeps this set and ``usecases.apply.VOLATILE_KINDS`` equal.
+# (usecases.seen_cacerts), ``pki.istiod`` (usecases.istiod_roots); a unit test keeps this set and
+# ``usecases.apply.VOLATILE_KINDS`` equal.
 UNCOUNTED_BLOBS = frozenset(
-    {"status", "propagation", "apply-render", "pki.held", LEGACY_ADOPTION}
+    {"status", "propagation", "apply-render", "pki.held", "pki.istiod", LEGACY_ADOPTION}
 )

@@ -29,6 +29,7 @@ from meshbridge.kube import (
     reconcile_all,
 )
 from meshbridge.store import LEGACY_ADOPTION, PlacementStore, Store
+from meshbridge.usecases.istiod_roots import SEEN_ISTIOD_KIND
 from meshbridge.usecases.ownership import mesh_ref, record_adoptions
 from meshbridge.usecases.seen_cacerts import SEEN_CACERTS_KIND
 
@@ -49,7 +50,14 @@ FORMER_RENDER_KIND = "apply-render"
 # The blob kinds that record what was done rather than feed a render; the store does not count
 # their writes as state changes (store.schema.UNCOUNTED_BLOBS, kept equal by a unit test).
 VOLATILE_KINDS = frozenset(
-    {STATUS_KIND, PROPAGATION_KIND, FORMER_RENDER_KIND, LEGACY_ADOPTION, SEEN_CACERTS_KIND}
+    {
+        STATUS_KIND,
+        PROPAGATION_KIND,
+        FORMER_RENDER_KIND,
+        LEGACY_ADOPTION,
+        SEEN_CACERTS_KIND,
+        SEEN_ISTIOD_KIND,
+    }
 )
 
 # How a change maps to the state of the object it touched.

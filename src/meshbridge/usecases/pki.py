@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -69,6 +69,7 @@ from meshbridge.pki.records import CertRecord
 from meshbridge.pki.sealing import Sealer, row_aad
 from meshbridge.pki.trust import Trust
 from meshbridge.store.base import Store
+from meshbridge.usecases.istiod_roots import rollout_waits
 from meshbridge.usecases.seen_cacerts import not_holding_expected
 from meshbridge.usecases.statekey import (
     CHECK_NAME,
@@ -112,6 +113,7 @@ __all__ = [
     "rotate_root_begin",
     "rotate_root_finish",
     "rotate_server",
+    "trusted_fingerprints",
 ]
 
 SERVER_CERT_DAYS = 365
@@ -174,15 +176,25 @@ def _root(store: Store, root_id: str) -> CertRecord:
 # ================================================================================= settings
 
 
+# What commands without -f take from the last render: the CA settings, and the workload
+# certificate lifetime root rotations wait for.
+_REMEMBERED: dict[str, bool | set[str]] = {
+    "root_ca": True,
+    "intermediate_ca": True,
+    "istio": {"workload_cert_ttl"},
+}
+
+
 def _remember(store: Store, mesh: Mesh) -> None:
-    spec = mesh.spec.model_dump(mode="json", by_alias=True, include={"root_ca", "intermediate_ca"})
+    spec = mesh.spec.model_dump(mode="json", by_alias=True, include=_REMEMBERED)
     data = json.dumps(spec, sort_keys=True).encode()
     if store.get_blob(KIND_SETTINGS, _MESH) != data:
         store.put_blob(KIND_SETTINGS, _MESH, data)
 
 
 def mesh_for(store: Store, given: Mesh | None) -> Mesh:
-    """The Mesh to take CA settings from: ``given`` (-f), else the one last used, else defaults."""
+    """The Mesh to take CA settings (and the workload certificate lifetime) from: ``given``
+    (-f), else the one last used, else defaults."""
     if given is not None:
         return given
     data = store.get_blob(KIND_SETTINGS, _MESH)
@@ -496,7 +508,7 @@ def _distinct_unit(active: x509.Certificate, settings: CASettings) -> str | None
 
 def _phase_cacerts(store: Store, trust: Trust) -> dict[str, CacertsFacts]:
     """What every cluster's cacerts holds in the current phase, as fingerprints."""
-    roots = tuple(fingerprint(_root(store, rid).anchor) for rid in trust.trusted)
+    roots = trusted_fingerprints(store)
     out = {}
     for cluster, data in store.list_blobs(KIND_INTERMEDIATE).items():
         inter = CertRecord.from_json(data, f"{KIND_INTERMEDIATE}/{cluster}")
@@ -510,11 +522,15 @@ _BREAKS = {
 }
 
 
-def _require_rolled_out(store: Store, trust: Trust, verb: str, force: bool) -> None:
-    """Refuse to leave a phase before every cluster holds its cacerts, as apply recorded it."""
+def _require_rolled_out(
+    store: Store, trust: Trust, verb: str, force: bool, mesh: Mesh, now: datetime
+) -> None:
+    """Refuse to leave a phase before every cluster holds its cacerts, as apply recorded it,
+    and before every cluster's istiod and workloads can be on it (``istiod_roots``)."""
     if force:
         return
-    behind = not_holding_expected(store, _phase_cacerts(store, trust))
+    expected = _phase_cacerts(store, trust)
+    behind = not_holding_expected(store, expected)
     if behind:
         raise PKIError(
             f"not every cluster holds the cacerts of phase {trust.phase} yet, and after '{verb}' "
@@ -522,6 +538,24 @@ def _require_rolled_out(store: Store, trust: Trust, verb: str, force: bool) -> N
             + "\n  ".join(behind)
             + f"\nrender and apply those clusters, then run 'pki rotate-root {verb}' again; if "
             "their cacerts reached them another way (GitOps, pki export), pass --force"
+        )
+    roots = next(iter(expected.values())).roots if expected else ()
+    waits = rollout_waits(
+        store,
+        roots,
+        list(expected),
+        count_from="istiod" if trust.phase == 1 else "cacerts",  # phase 2 keeps phase 1's roots
+        cert_ttl=timedelta(seconds=mesh.spec.istio.cert_ttl_seconds),
+        now=now,
+    )
+    if waits:
+        raise PKIError(
+            f"every cluster holds the cacerts of phase {trust.phase}, but not every istiod and "
+            f"its workloads are known to run on it, and after '{verb}' {_BREAKS[verb]}:\n  "
+            + "\n  ".join(waits)
+            + f"\nistiod is seen by apply (the roots it publishes in istio-ca-root-cert): run "
+            f"'pki rotate-root {verb} -f INTENTS' to look at the clusters now. If you know "
+            "better (every workload restarted since), pass --force"
         )
 
 
@@ -560,25 +594,27 @@ def rotate_root_advance(
 ) -> Trust:
     """Phase 2: every cluster's intermediate re-issued under the new root; both still trusted.
 
-    Refused (unless ``force``) while a cluster is not recorded as holding phase 1's cacerts.
+    Refused (unless ``force``) while a cluster is not recorded as holding phase 1's cacerts,
+    or its istiod is not seen publishing both roots, or its workloads may not have them yet.
     """
     current = _require_trust(store)
     trust = current.advance()
-    _require_rolled_out(store, current, "advance", force)
+    _require_rolled_out(store, current, "advance", force, mesh, now)
     for cluster in sorted(store.list_blobs(KIND_INTERMEDIATE)):
         _issue_intermediate(store, sealer, mesh, cluster, trust.signing, now)
     store.put_blob(KIND_TRUST, _MESH, trust.to_json())
     return trust
 
 
-def rotate_root_finish(store: Store, *, force: bool = False) -> Trust:
+def rotate_root_finish(store: Store, mesh: Mesh, now: datetime, *, force: bool = False) -> Trust:
     """Phase 3: the old root is dropped from every root-cert.pem and from the store.
 
-    Refused (unless ``force``) while a cluster is not recorded as holding phase 2's cacerts.
+    Refused (unless ``force``) while a cluster is not recorded as holding phase 2's cacerts,
+    or its workloads may still hold certificates under phase 1's intermediates.
     """
     old = _require_trust(store)
     trust = old.finish()
-    _require_rolled_out(store, old, "finish", force)
+    _require_rolled_out(store, old, "finish", force, mesh, now)
     store.delete_blob(KIND_ROOT, old.active)
     store.put_blob(KIND_TRUST, _MESH, trust.to_json())
     return trust
@@ -671,6 +707,14 @@ def ingress_server_ca_pem(store: Store) -> str:
     if record is None:
         raise PKIError("no ingress server CA yet: render an intent with external access first")
     return record.cert_pem
+
+
+def trusted_fingerprints(store: Store) -> tuple[str, ...]:
+    """The SHA-256 fingerprints of the roots the mesh trusts now (none before its first root)."""
+    trust = _trust(store)
+    if trust is None:
+        return ()
+    return tuple(fingerprint(_root(store, rid).anchor) for rid in trust.trusted)
 
 
 def root_bundle_pem(store: Store) -> str:

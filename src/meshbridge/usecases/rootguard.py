@@ -13,7 +13,9 @@ A cluster whose ``cacerts`` cannot be read is not written this run either (it is
 Unreachable or Failed like a cluster apply could not reach); the others go ahead.
 
 After an apply, :func:`record` keeps per cluster what its ``cacerts`` now holds
-(:mod:`meshbridge.usecases.seen_cacerts`): root rotation phases wait for it. The server's background
+(:mod:`meshbridge.usecases.seen_cacerts`) and which roots its istiod publishes
+(:mod:`meshbridge.usecases.istiod_roots`): root rotation phases wait for both, and apply says
+when an istiod signs with a root outside the mesh. The server's background
 reconciler runs the same :func:`check` and reports a refusal as every cluster's status.
 """
 
@@ -33,9 +35,12 @@ from meshbridge import plural
 from meshbridge.errors import InvalidInput, Problem, RootReplaced, StateError
 from meshbridge.kube import ClusterAccess, ClusterReport, MeshRef, ReconcileOptions, read_cacerts
 from meshbridge.kube.fleet import State
+from meshbridge.model import Intents
 from meshbridge.pki.bundle import PUBLIC_FILES, CacertsFacts, keeps_trust
 from meshbridge.store import Store
 from meshbridge.usecases.apply import Prepared
+from meshbridge.usecases.apply import targets as apply_targets
+from meshbridge.usecases.istiod_roots import Finding, findings, published_roots, record_istiod
 from meshbridge.usecases.seen_cacerts import record_seen
 from meshbridge.usecases.statekey import pair_key_file
 
@@ -47,6 +52,7 @@ __all__ = [
     "desired_facts",
     "identity_to_take",
     "merged",
+    "observe",
     "prepare",
     "record",
     "refused",
@@ -91,6 +97,8 @@ class Checked:
     # (mesh name, mesh-id) meshbridge's labels give each live cacerts, where it has them
     owners: Mapping[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     took: str | None = None  # the mesh identity this store took over in this apply
+    # the roots each read cluster's istiod publishes (istio-ca-root-cert; empty: none read)
+    published: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------- checking
@@ -139,9 +147,12 @@ async def check(
     unread: list[ClusterReport] = []
     names = {t.name for t in chosen}
     owners: dict[str, tuple[str, str]] = {}
+    published: dict[str, tuple[str, ...]] = {}
     for found in await read_cacerts(reading, options) if reading else []:
         if found.owner is not None:
             owners[found.cluster] = found.owner
+        if found.state in ("found", "absent"):
+            published[found.cluster] = published_roots(found.published)
         if found.state == "absent":
             live[found.cluster] = None
         elif found.state == "found":
@@ -167,6 +178,7 @@ async def check(
         desired=desired,
         replacements=_replacements(sorted(names), desired, live),
         owners=owners,
+        published=published,
     )
 
 
@@ -319,9 +331,50 @@ def _known(targets: list[ClusterAccess], only: list[str] | None) -> None:
         )
 
 
-def record(store: Store, checked: Checked, reports: list[ClusterReport]) -> None:
-    """Keep what each cluster's ``cacerts`` holds after an apply (see ``seen_cacerts``)."""
+def record(
+    store: Store,
+    checked: Checked,
+    reports: list[ClusterReport],
+    restarts_for: Callable[[str, str], list[str]] | None = None,
+) -> list[Finding]:
+    """Keep what each cluster's ``cacerts`` holds after an apply (see ``seen_cacerts``) and the
+    roots its istiod published when apply read it (``istiod_roots``); how each of those istiod
+    stands. ``restarts_for(cluster, mesh root)``: the restarts of a cluster whose istiod signs
+    with a root outside the mesh, kept with it."""
     now = _now()
+    _record_held(store, checked, reports, now)
+    clusters = [r.cluster for r in reports if r.cluster in checked.published]
+    mesh_roots = sorted({r for facts in checked.desired.values() for r in facts.roots})
+    with store.transaction():
+        for cluster in clusters:
+            record_istiod(store, cluster, checked.published[cluster], now)
+        found = findings(store, clusters, mesh_roots, datetime.fromisoformat(now))
+        for i, f in enumerate(found):
+            if f.state == "outside" and restarts_for is not None:
+                plan = restarts_for(f.cluster, f.wanted[0])
+                record_istiod(store, f.cluster, f.published, now, plan)
+                found[i] = dataclasses.replace(f, restarts=tuple(plan))
+    return found
+
+
+def observe(store: Store, intents: Intents, options: ReconcileOptions) -> list[str]:
+    """Read what every Cluster's istiod publishes now, and keep it (``istiod_roots``): what a
+    root rotation waits for, seen without an apply. The clusters that could not be read, with
+    why."""
+    targets = [t for t in apply_targets(intents) if t.kubeconfig is not None]
+    now = _now()
+    unread = []
+    found = asyncio.run(read_cacerts(targets, options)) if targets else []
+    with store.transaction():
+        for live in found:
+            if live.state in ("found", "absent"):
+                record_istiod(store, live.cluster, published_roots(live.published), now)
+            else:
+                unread.append(f"{live.cluster}: {live.error or live.state}")
+    return unread
+
+
+def _record_held(store: Store, checked: Checked, reports: list[ClusterReport], now: str) -> None:
     with store.transaction():
         for report in reports:
             cluster = report.cluster

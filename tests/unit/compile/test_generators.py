@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from intents import base, doc, intent
+from intents import assert_rejected, base, doc, intent
 
 from meshbridge import compile as mbcompile
 from meshbridge.compile.envelope import Obj, ordered
@@ -487,8 +487,35 @@ def test_the_istio_operator_follows_the_meshs_istio_settings() -> None:
     assert operator["spec"]["profile"] == "default"
     config = operator["spec"]["meshConfig"]
     assert config["outboundTrafficPolicy"] == {"mode": "ALLOW_ANY"}
-    assert "defaultConfig" not in config
+    assert "ISTIO_META_DNS_CAPTURE" not in config["defaultConfig"]["proxyMetadata"]
     assert gateway_ports(operator)[15443]["nodePort"] == 32001
+
+
+def test_every_istio_operator_lets_roots_change_under_traffic() -> None:
+    # istiod loads a cacerts whose roots changed, publishes and pushes them (ISTIO_MULTIROOT_MESH);
+    # the proxies take the push at once (PROXY_CONFIG_XDS_AGENT): docs/pki.md
+    for settings, ttl in (({}, None), ({"workloadCertTTL": "1m"}, "1m")):
+        out, _ = generated(mbcompile.istio_operator, [mesh(istio=settings), *base()])
+        for (operator,) in out.values():
+            metadata = operator["spec"]["meshConfig"]["defaultConfig"]["proxyMetadata"]
+            env = operator["spec"]["values"]["pilot"]["env"]
+            assert env["ISTIO_MULTIROOT_MESH"] == "true"
+            assert metadata["PROXY_CONFIG_XDS_AGENT"] == "true"
+            # a workload certificate lifetime is asked by each proxy, and istiod's default too
+            assert metadata.get("SECRET_TTL") == ttl
+            assert env.get("DEFAULT_WORKLOAD_CERT_TTL") == ttl
+
+
+@pytest.mark.parametrize(("ttl", "message"), [
+    ("30s", "'30s': a workload certificate lifetime is 1m to 2160h"),
+    ("2161h", "'2161h': a workload certificate lifetime is 1m to 2160h"),
+    ("1d", "'1d' is not a duration such as 500ms, 5s or 2m"),
+])
+def test_a_workload_certificate_lifetime_istio_would_not_issue_is_refused(
+    cli, tmp_path, ttl: str, message: str
+) -> None:
+    assert_rejected(cli, tmp_path, [mesh(istio={"workloadCertTTL": ttl}), *base()],
+                    f"Mesh/default spec.istio.workloadCertTTL: {message}")
 
 
 # -------------------------------------------------------------------------------- pki_secrets

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from meshbridge.compile.inputs import ClusterCA, Material
 from meshbridge.errors import PKIError, SealingError
 from meshbridge.model import KeyAlgorithm, Mesh
-from meshbridge.pki.bundle import CacertsFacts
+from meshbridge.pki.bundle import CacertsFacts, pem_fingerprints
 from meshbridge.pki.certs import Issued, issue_workload
 from meshbridge.pki.chain import Health, fingerprint, load_cert, load_certs, pem_of
 from meshbridge.pki.keys import generate_key, key_pem, load_key_pem
@@ -22,6 +22,7 @@ from meshbridge.pki.records import CertRecord
 from meshbridge.pki.sealing import Sealer
 from meshbridge.store import SqlStore, open_store
 from meshbridge.usecases import pki as service
+from meshbridge.usecases.istiod_roots import record_istiod
 from meshbridge.usecases.seen_cacerts import record_seen
 
 NOW = datetime(2030, 1, 2, tzinfo=UTC)
@@ -74,6 +75,14 @@ def hold(store: SqlStore, material: Material, clusters: list[str]) -> None:
         files = {"root-cert.pem": ca.root_cert, "ca-cert.pem": ca.ca_cert,
                  "cert-chain.pem": ca.cert_chain}
         record_seen(store, cluster, CacertsFacts.of(files), "applied", "2030-01-02T00:00:00+00:00")
+
+
+def istiod_on(store: SqlStore, material: Material, clusters: list[str], since: datetime) -> None:
+    """Record, as apply does when it reads them, that ``clusters``' istiod publish the roots of
+    ``material``'s cacerts, first seen at ``since``."""
+    for cluster in clusters:
+        roots = pem_fingerprints(material.cacerts[cluster].root_cert)
+        record_istiod(store, cluster, roots, since.isoformat(timespec="seconds"))
 
 
 def chain_certs(ca: ClusterCA) -> list[x509.Certificate]:
@@ -329,8 +338,25 @@ def test_root_rotation_phases(store: SqlStore, sealer: Sealer, tmp_path: Path) -
     assert "\n  c1:" not in str(refused.value)
     assert service.pki_status(store, NOW).phase == 1
     hold(store, phase1, ["c2", "c3"])
+    # nor until every istiod publishes both roots, and its workloads could renew since
+    with pytest.raises(PKIError, match=r"c1: istiod not seen"), store.transaction():
+        service.rotate_root_advance(store, sealer, MESH, NOW)
+    istiod_on(store, phase0, ["c1"], NOW)
+    istiod_on(store, phase1, ["c2", "c3"], NOW)
+    with pytest.raises(PKIError) as refused, store.transaction():
+        service.rotate_root_advance(store, sealer, MESH, NOW + timedelta(hours=1))
+    assert "c1: istiod publishes sha256:" in str(refused.value)
+    assert "not yet this phase's" in str(refused.value)
+    istiod_on(store, phase1, ["c1"], NOW)
+    with pytest.raises(PKIError) as refused, store.transaction():
+        service.rotate_root_advance(store, sealer, MESH, NOW + timedelta(hours=1))
+    # workload certificates live 24 hours (Istio's default: the Mesh sets no other)
+    assert "c2: workloads may hold certificates from before 2030-01-02T00:00:00+00:00" in str(
+        refused.value)
+    assert "wait until 2030-01-03T00:00:00+00:00" in str(refused.value)
+    assert service.pki_status(store, NOW).phase == 1
     with store.transaction():
-        assert service.rotate_root_advance(store, sealer, MESH, NOW).phase == 2
+        assert service.rotate_root_advance(store, sealer, MESH, NOW + timedelta(days=1)).phase == 2
     phase2 = ensure(store, sealer, ["c1", "c2", "c3"])
     for cluster in ("c1", "c2", "c3"):
         ca = phase2.cacerts[cluster]
@@ -344,10 +370,15 @@ def test_root_rotation_phases(store: SqlStore, sealer: Sealer, tmp_path: Path) -
 
     # same roots as phase 1, but the old intermediates
     with pytest.raises(PKIError, match=r"c1: holds roots .*, with another intermediate"):
-        service.rotate_root_finish(store)
-    hold(store, phase2, ["c1", "c2", "c3"])
+        service.rotate_root_finish(store, MESH, LATER)
+    hold(store, phase2, ["c1", "c2", "c3"])  # applied at NOW
+    # istiod publishes the same roots in phase 2: the wait counts from apply (plus the time the
+    # kubelet may take to hand istiod its new cacerts), a certificate lifetime
+    with pytest.raises(PKIError, match=r"wait until 2030-01-03T00:02:00\+00:00"):
+        service.rotate_root_finish(store, MESH, NOW + timedelta(days=1))
     with store.transaction():
-        assert service.rotate_root_finish(store).phase == 0
+        done = service.rotate_root_finish(store, MESH, NOW + timedelta(days=1, minutes=2))
+        assert done.phase == 0
     phase3 = ensure(store, sealer, ["c1", "c2", "c3"])
     for cluster in ("c1", "c2", "c3"):
         assert phase3.cacerts[cluster].root_cert == new_root
@@ -363,7 +394,7 @@ def test_rotation_abort_and_wrong_order(store: SqlStore, sealer: Sealer) -> None
     with store.transaction():
         service.rotate_root_begin(store, sealer, MESH, NOW)
     with pytest.raises(PKIError, match="advance"), store.transaction():
-        service.rotate_root_finish(store, force=True)
+        service.rotate_root_finish(store, MESH, NOW, force=True)
     with store.transaction():
         service.rotate_root_abort(store)
     assert ensure(store, sealer, ["c1"]) == phase0

@@ -8,13 +8,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from meshbridge_dev.testenv import is_ours
 
-from . import istio
-from .common import LabError, log
+from . import certs, istio, restarts, steady
+from .common import LabError, enter_netns, log
 from .lab import Lab
 from .services import parse_service_protocols
 from .traffic import lab_ca_args
@@ -60,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--deploy", action="append", default=[], metavar="APP.NAMESPACE@CLUSTER",
                     help="an instance of an App with discover: {} to run from the start "
                          "(repeatable); `deploy` and `undeploy` change them later")
+    up.add_argument("--existing-istio", action="append", default=[], metavar="CLUSTER",
+                    help="start CLUSTER as one that ran Istio before meshbridge: istiod on a CA "
+                         "of its own, its workloads with certificates from it, nothing applied "
+                         "to it (repeatable)")
     for p in (up, apply):
         p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                        help="intent file or folder (repeatable)")
@@ -111,6 +117,18 @@ def _parser() -> argparse.ArgumentParser:
                                   "admin) and print the JSON answer"))
     api.add_argument("cluster")
     api.add_argument("path", metavar="PATH", help="e.g. /api/v1/namespaces/istio-system/secrets")
+    certs = with_dir(sub.add_parser("certs", help="the certificate an app instance's sidecar "
+                                    "presents now, as JSON: spiffe, chain, root, trusts"))
+    certs.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
+                       help="an app instance, or istio-ingressgateway.istio-system@CLUSTER")
+    restart_istiod = with_dir(sub.add_parser("restart-istiod", help="restart a cluster's istiod "
+                                             "(as kubectl rollout restart deployment/istiod)"))
+    restart_istiod.add_argument("cluster")
+    restart = with_dir(sub.add_parser("restart", help="restart the sidecars of every pod of a "
+                                      "namespace (as kubectl rollout restart deployment -n NS)"))
+    restart.add_argument("cluster")
+    restart.add_argument("namespace")
+    _traffic_parser(sub, with_dir)
     sp = with_dir(sub.add_parser("stop-proxy", help="stop one proxy (pilot-agent and its Envoy): "
                                  "it disconnects from istiod; the app and its Pod object stay"))
     sp.add_argument("instance", metavar="APP.NAMESPACE@CLUSTER",
@@ -147,6 +165,24 @@ def _parser() -> argparse.ArgumentParser:
     with_dir(sub.add_parser("down", help="stop everything the lab started and delete its "
                             "network namespaces"))
     return ap
+
+
+def _traffic_parser(sub: Any, with_dir: Callable[[argparse.ArgumentParser],
+                                                  argparse.ArgumentParser]) -> None:
+    traffic = sub.add_parser("traffic", help="steady traffic in the background, every request "
+                             "and failure counted: start, report, stop")
+    verbs = traffic.add_subparsers(dest="verb", required=True, metavar="VERB")
+    start = with_dir(verbs.add_parser("start", help="from one app instance: callers that never "
+                                      "pause, until stopped"))
+    start.add_argument("--from", dest="source", required=True, metavar="APP.NAMESPACE@CLUSTER")
+    start.add_argument("--interval", type=float, default=0.5,
+                       help="seconds between one caller's requests (default 0.5)")
+    start.add_argument("--new", action="append", default=[], metavar="URL",
+                       help="a caller with a new connection for each request (repeat)")
+    start.add_argument("--held", action="append", default=[], metavar="URL",
+                       help="a caller reusing one connection for every request (repeat)")
+    with_dir(verbs.add_parser("report", help="every traffic program's counts so far (JSON)"))
+    with_dir(verbs.add_parser("stop", help="stop them all; their final counts (JSON)"))
 
 
 def _client_options(p: argparse.ArgumentParser) -> None:
@@ -190,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         lab = Lab(args.dir)
         if args.command == "up":
             lab.up(args.filename, parse_service_protocols(args.service_protocol),
-                   _env(args.istiod_env), args.deploy)
+                   _env(args.istiod_env), args.deploy, args.existing_istio)
         elif args.command == "apply":
             t0 = time.monotonic()
             lab.apply(args.filename, parse_service_protocols(args.service_protocol)
@@ -230,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{done} {'applied' if args.action == 'apply' else 'deleted'}")
         elif args.command == "admin":
             return _run_client(lab.admin_command(args.instance, args.path))
+        elif args.command == "certs":
+            print(json.dumps(certs.read(lab.admin_command(args.instance, certs.SECRETS_PATH))))
+        elif args.command in ("restart-istiod", "restart", "traffic"):
+            return _in_lab(lab, args)
         elif args.command == "api":
             status, answer = lab.api_get(args.cluster, args.path)
             print(json.dumps(answer, indent=1, sort_keys=True))
@@ -240,6 +280,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted")
         return 130
+    return 0
+
+
+def _in_lab(lab: Lab, args: argparse.Namespace) -> int:
+    """Commands that act inside the lab's network (its API servers, its pods)."""
+    lab.load()
+    enter_netns(lab.fabric.ctl)
+    if args.command == "restart-istiod":
+        restarts.restart_istiod(lab, args.cluster)
+    elif args.command == "restart":
+        restarts.restart_namespace(lab, args.cluster, args.namespace)
+    elif args.verb == "start":
+        key, rec = lab.instance(args.source)
+        if not args.new and not args.held:
+            raise LabError("give at least one --new or --held URL", status=2)
+        steady.start(lab, key, rec, args.new, args.held, args.interval)
+    else:
+        report = steady.stop(lab) if args.verb == "stop" else steady.reports(lab)
+        print(json.dumps(report, indent=1, sort_keys=True))
     return 0
 
 

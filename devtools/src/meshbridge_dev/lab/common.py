@@ -23,6 +23,7 @@ NODE_NAME = "lab-node"
 ISTIOD_POD_PREFIX = "istiod-"  # k8s-testenv names istiod's POD_NAME istiod-<cluster>
 OUTSIDE_HOST = "outside.mesh-lab"
 OUTSIDE_KEY = "outside@external"
+ROOT_CERT_DIR = "var/run/secrets/istio"  # istio-proxy's mount of istio-ca-root-cert
 # k8s-testenv, run by the lab's own interpreter (it is a package installed beside the lab).
 TESTENV = [sys.executable, "-m", "meshbridge_dev.testenv"]
 

@@ -28,7 +28,7 @@ import yaml
 
 from meshbridge_dev.testenv import stop_process
 
-from . import istio, kube, net, pki
+from . import existing, istio, kube, net, pki
 from .common import (
     ISTIOD_POD_PREFIX,
     NODE_NAME,
@@ -82,6 +82,8 @@ def installs(lab: LabState, plan: Plan, tools: dict[str, Path]) -> dict[str, ist
         if not operator.is_file():
             raise LabError(f"meshbridge rendered no IstioOperator for {cluster} at {operator}")
         install = istio.manifest(tools["istioctl"], operator)
+        if cluster in lab.state.get("existing_istio", []):
+            install = existing.before_meshbridge(install)
         lab.path("mesh", f"{cluster}.yaml").write_text(yaml.safe_dump(install.mesh))
         # `up --istiod-env` settings over the install's (a test's: istiod's timing, say)
         env = {**install.istiod_env, **lab.state.get("istiod_env", {})}
@@ -210,25 +212,36 @@ def stop_istiod(lab: LabState, cluster: str) -> None:
 
 def start_istiods(lab: LabState, plan: Plan) -> None:
     """istiod per cluster, once the kubelet stand-in has delivered the ``cacerts`` apply wrote
-    (istiod would otherwise make a CA of its own), with the install's environment."""
+    (istiod would otherwise make a CA of its own), with the install's environment. A cluster
+    started as one that already ran Istio (``up --existing-istio``) has no ``cacerts`` yet:
+    its istiod makes its own CA, as on the day it was installed."""
+    existing = set(lab.state.get("existing_istio", []))
 
     def delivered() -> str | None:
         for cluster in plan.clusters:
             etc = istiod_home(lab, cluster) / "etc"
             for need in ("cacerts/root-cert.pem", "istio/config/mesh"):
+                if need.startswith("cacerts") and cluster in existing:
+                    continue
                 if not (etc / need).is_file():
                     return f"{cluster}: {need} not delivered yet (see volumes-{cluster}.log)"
         return None
     wait_until("the cacerts Secret and the istio ConfigMap in istiod's volumes", delivered,
                READY_TIMEOUT)
+    log(f"starting istiod in {len(plan.clusters)} clusters")
+    run_testenv(istiod_command(lab, list(plan.clusters)), "istiod")
+
+
+def istiod_command(lab: LabState, clusters: list[str]) -> list[str]:
+    """k8s-testenv ``istiod`` for ``clusters``: each in its home, with its install, at its
+    address."""
     args = [*TESTENV, "istiod", "--dir", str(lab.path("testenv"))]
-    for cluster in plan.clusters:
+    for cluster in clusters:
         info = lab.cluster(cluster)
         args += ["--home", f"{cluster}={istiod_home(lab, cluster)}",
                  "--install", f"{cluster}={lab.path('install', cluster + '.json')}",
                  "--address", f"{cluster}={info['istiod']}"]
-    log(f"starting istiod in {len(plan.clusters)} clusters")
-    run_testenv([*args, *plan.clusters], "istiod")
+    return [*args, *clusters]
 
 
 def judge_applied(lab: LabState) -> None:
@@ -269,10 +282,12 @@ def start_dns(lab: LabState) -> None:
     lab.save()
 
 
-def apply(lab: LabState) -> None:
-    """``meshbridge apply`` of the lab's intents; its output is kept in DIR/apply.log."""
+def apply(lab: LabState, clusters: list[str] | None = None) -> None:
+    """``meshbridge apply`` of the lab's intents (to ``clusters`` only, when given); its output
+    is kept in DIR/apply.log."""
     log("meshbridge apply")
-    proc = meshbridge("apply", *lab.mb_state(), "-f", str(lab.path("intents.yaml")),
+    only = [a for c in clusters or [] for a in ("--cluster", c)]
+    proc = meshbridge("apply", *lab.mb_state(), "-f", str(lab.path("intents.yaml")), *only,
                       check=False)
     with lab.path("apply.log").open("a") as out:
         out.write(proc.stdout + proc.stderr)

@@ -198,17 +198,16 @@ def pod_env(*, name: str, namespace: str, address: str, node: str, node_address:
     return env
 
 
-def prepare_pod_dir(root: Path, *, token: str, root_cert: bytes, template: Path,
-                    labels: dict[str, str], annotations: dict[str, str], hosts: str,
-                    resolv: str) -> None:
-    """The istio-proxy container's file system, as far as pilot-agent reads or writes it."""
+def prepare_pod_dir(root: Path, *, token: str, template: Path, labels: dict[str, str],
+                    annotations: dict[str, str], hosts: str, resolv: str) -> None:
+    """The istio-proxy container's file system, as far as pilot-agent reads or writes it (its
+    ``var/run/secrets/istio``, the mesh root, is a config-map volume: see pods)."""
     for sub in ("var/run/secrets/tokens", "var/run/secrets/istio", "var/lib/istio/envoy",
                 "var/lib/istio/data", "etc/istio/pod", "etc/istio/proxy",
                 "var/run/secrets/workload-spiffe-uds", "var/run/secrets/workload-spiffe-credentials",
                 "var/run/secrets/credential-uds"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "var/run/secrets/tokens/istio-token").write_text(token)
-    (root / "var/run/secrets/istio/root-cert.pem").write_bytes(root_cert)
     (root / "var/lib/istio/envoy/envoy_bootstrap_tmpl.json").write_bytes(template.read_bytes())
     (root / "etc/istio/pod/labels").write_text(
         "".join(f'{k}="{v}"\n' for k, v in sorted(labels.items())))

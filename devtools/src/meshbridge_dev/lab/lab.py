@@ -69,7 +69,8 @@ class Lab(LabState):
 
     def up(self, files: list[str], service_protocols: dict[str, str] | None = None,
            istiod_env: dict[str, str] | None = None,
-           deployed: list[str] | None = None) -> None:
+           deployed: list[str] | None = None,
+           existing_istio: list[str] | None = None) -> None:
         if self.state_path.is_file():
             raise LabError(f"a lab is already recorded in {self.dir}: use `mesh-lab apply` to "
                            f"change its intents, or `mesh-lab down` first")
@@ -80,6 +81,10 @@ class Lab(LabState):
                            f", but {blocked} lets no other user through (chmod o+x it, or pick "
                            f"another --dir)")
         plan = validated_plan(files, deployed or [])
+        unknown = sorted(set(existing_istio or []) - set(plan.clusters))
+        if unknown:
+            raise LabError(f"--existing-istio {', '.join(unknown)}: no such Cluster in the "
+                           f"intents ({', '.join(plan.clusters)})", status=2)
         t0 = time.monotonic()
         tools = istio.tools()
         self.state = {
@@ -88,6 +93,7 @@ class Lab(LabState):
             "service_protocols": service_protocols or {},
             "istiod_env": istiod_env or {},
             "deployed": sorted(set(deployed or [])),
+            "existing_istio": sorted(set(existing_istio or [])),
         }
         self.save()
         try:
@@ -140,7 +146,10 @@ class Lab(LabState):
             installs = control.installs(self, plan, tools)
             servers.result()
         each(lambda c: control.install_objects(self, c, installs[c]), clusters)
-        control.apply(self)
+        # A cluster that already runs Istio gets nothing from meshbridge before Istio runs.
+        meshed = [c for c in clusters if c not in self.state["existing_istio"]]
+        if meshed:
+            control.apply(self, meshed if len(meshed) < len(clusters) else None)
         for cluster in clusters:
             control.start_volumes(self, cluster)
             control.start_kubelet(self, cluster)

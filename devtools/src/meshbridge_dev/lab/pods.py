@@ -28,6 +28,7 @@ from .common import (
     OUTSIDE_HOST,
     OUTSIDE_KEY,
     READY_TIMEOUT,
+    ROOT_CERT_DIR,
     SIDECAR_UID,
     LabError,
     each,
@@ -100,9 +101,9 @@ def start_proxy(lab: LabState, key: str, rec: Pod, tools: dict[str, Path], env: 
     if root.exists():
         shutil.rmtree(root)
     hosts, resolv = hosts_and_resolv(lab, rec)
-    istio.prepare_pod_dir(root, token=token, root_cert=published_root(lab, rec),
-                          template=tools["envoy-bootstrap-template"], labels=labels,
-                          annotations={}, hosts=hosts, resolv=resolv)
+    istio.prepare_pod_dir(root, token=token, template=tools["envoy-bootstrap-template"],
+                          labels=labels, annotations={}, hosts=hosts, resolv=resolv)
+    mount_published_root(lab, key, rec, root / ROOT_CERT_DIR)
     cmd = net.in_netns(lab.fabric.ns(rec["netns"]), [str(tools["pilot-agent"]), *args],
                        hosts=root / "hosts", resolv=root / "resolv.conf", cwd=root,
                        uid=SIDECAR_UID)
@@ -111,27 +112,27 @@ def start_proxy(lab: LabState, key: str, rec: Pod, tools: dict[str, Path], env: 
     logfile.touch()
     os.chown(logfile, SIDECAR_UID, SIDECAR_UID)
     rec["procs"]["proxy"] = lab.spawn(cmd, logfile, env=env)
+    rec["proxy"] = {"env": env, "labels": labels, "args": args}  # for a restart (restarts.py)
     lab.save()
 
 
-def published_root(lab: LabState, rec: Pod) -> bytes:
+def mount_published_root(lab: LabState, key: str, rec: Pod, folder: Path) -> None:
     """The mesh root a pod trusts: the ``istio-ca-root-cert`` ConfigMap istiod publishes in the
-    pod's namespace (the kubelet mounts it into istio-proxy), once istiod has written it."""
-    found: dict[str, bytes] = {}
-
-    def published() -> str | None:
-        k = kube.Kube(lab.kubeconfig(rec["cluster"]))
-        try:
-            data = k.config_map(rec["namespace"], "istio-ca-root-cert")
-        finally:
-            k.close()
-        if not data or "root-cert.pem" not in data:
-            return f"no istio-ca-root-cert in namespace {rec['namespace']} yet"
-        found["root"] = data["root-cert.pem"].encode()
-        return None
-    wait_until(f"istiod to publish its root in {rec['namespace']}@{rec['cluster']}", published,
+    pod's namespace, kept in istio-proxy's ``var/run/secrets/istio`` as the kubelet keeps a
+    config-map volume (the lab's ``programs.volumes``): pilot-agent verifies istiod with it,
+    and watches it, so when istiod publishes other roots (a rotation, a restart onto another CA)
+    the pod follows, as in a cluster. Returns once istiod has published it and it is there."""
+    old = rec["procs"].get("volumes")
+    if old is not None:
+        stop_process(old, f"{key} volumes", grace=5)
+    cmd = helper("volumes", "--kubeconfig", str(lab.kubeconfig(rec["cluster"])), "--volume",
+                 f"configmap:{rec['namespace']}/istio-ca-root-cert={folder}")
+    rec["procs"]["volumes"] = lab.spawn(cmd, lab.pod_file(key, ".volumes.log"))
+    lab.save()
+    wait_until(f"istiod to publish its root in {rec['namespace']}@{rec['cluster']}",
+               lambda: None if (folder / "root-cert.pem").is_file()
+               else f"no istio-ca-root-cert in namespace {rec['namespace']} yet",
                READY_TIMEOUT)
-    return found["root"]
 
 
 def sync_pods(lab: LabState, plan: Plan, tools: dict[str, Path], *,

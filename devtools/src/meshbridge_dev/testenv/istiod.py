@@ -227,11 +227,16 @@ def register_webhook(c: Cluster, root_pem: bytes, deadline: float) -> None:
              interval=0.2)
 
 
-def istiod_ca(c: Cluster, given: str | None, home: Path | None) -> Path:
+def istiod_ca(c: Cluster, given: str | None, home: Path | None) -> Path | None:
     """istiod's CA folder: the one given, ``home/etc/cacerts`` (a pod's volume; istiod reads it
-    there itself), or one generated for the test cluster."""
+    there itself), or one generated for the test cluster. None: ``home``'s volume is empty (an
+    optional ``cacerts`` not there yet), and istiod makes a CA of its own (self-signed, kept in
+    the Secret ``istio-ca-secret``), as an install without ``cacerts`` does."""
     if home is not None:
         ca = home / "etc" / "cacerts"
+        if not any((ca / f).exists() for f in CACERTS_FILES):
+            log(f"{c.name}: no cacerts in istiod's volume: istiod makes a CA of its own")
+            return None
     else:
         ca = Path(given).resolve() if given else c.root / "istio-ca"
         if not given:
@@ -241,6 +246,23 @@ def istiod_ca(c: Cluster, given: str | None, home: Path | None) -> Path:
     if missing:
         raise TestenvError(f"{c.name}: istiod's CA {ca}: missing {', '.join(missing)}")
     return ca
+
+
+def published_root(c: Cluster, deadline: float) -> bytes:
+    """The root istiod publishes (ConfigMap ``istio-ca-root-cert`` in istio-system)."""
+    found: list[bytes] = []
+
+    def published() -> bool:
+        status, data = c.api.request(
+            "GET", "/api/v1/namespaces/istio-system/configmaps/istio-ca-root-cert")
+        if status == 200:
+            pem = (json.loads(data).get("data") or {}).get("root-cert.pem")
+            if pem:
+                found.append(pem.encode())
+        return bool(found)
+    wait_for(f"{c.name}: istiod's root published", published, deadline,
+             [(f"{c.name}: istiod", c.istiod)], interval=0.2)
+    return found[0]
 
 
 def create_istio_system(c: Cluster) -> None:
@@ -268,7 +290,8 @@ def start_istiods(clusters: list[Cluster], binary: Path, args: argparse.Namespac
         create_istio_system(c)
         home = Path(homes[c.name]).resolve() if c.name in homes else None
         ca = istiod_ca(c, cacerts.get(c.name), home)
-        roots[c.name] = (ca / "root-cert.pem").read_bytes()
+        if ca is not None:
+            roots[c.name] = (ca / "root-cert.pem").read_bytes()
         mesh = Path(meshes[c.name]).resolve() if c.name in meshes else None
         if mesh and not mesh.is_file():
             raise TestenvError(f"--istiod-mesh {c.name}={mesh}: no such file")
@@ -281,5 +304,7 @@ def start_istiods(clusters: list[Cluster], binary: Path, args: argparse.Namespac
     for c in clusters:
         wait_for(f"{c.name}: istiod /ready", functools.partial(istiod_ready, c), deadline,
                  [(f"{c.name}: istiod", c.istiod)])
+        if c.name not in roots:  # its own CA: the root it publishes signs its serving cert
+            roots[c.name] = published_root(c, deadline)
         register_webhook(c, roots[c.name], deadline)
         log(f"{c.name}: istiod ready, validating webhook enforced")

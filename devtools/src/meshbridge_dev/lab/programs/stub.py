@@ -11,8 +11,9 @@ One port speaks whatever the sidecar speaks to it, found from the first bytes of
 * HTTP/1.x: any method and path; ``/status/NNN`` answers status NNN (as httpbin does);
 * HTTP/2 with prior knowledge (h2c), which Envoy uses toward ports declared HTTP2 or GRPC,
   served with the ``h2`` state machine;
-* anything else, including a client that sends nothing within 0.3 s (server-first protocols such
-  as MySQL): one JSON line with the request fields null, then close.
+* anything else: one JSON line with the request fields null, then close; a client that sends
+  nothing within 0.3 s (server-first protocols such as MySQL) gets the line, and then one more
+  for every line it sends, until it closes.
 
 Run as ``python -m meshbridge_dev.lab.programs.stub --cluster C --namespace NS --app A --port P
 [--tls-port P --cert F --key F]``. One line per request goes to stderr.
@@ -234,10 +235,29 @@ async def first_bytes(reader: asyncio.StreamReader) -> tuple[str, bytes]:
     return kind, data
 
 
-async def serve_tcp(writer: asyncio.StreamWriter, workload: Workload, log: Log) -> None:
-    writer.write(json.dumps(describe(workload)).encode() + b"\n")
-    await writer.drain()
-    log("TCP - - -")
+async def serve_tcp(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    workload: Workload,
+    log: Log,
+    converse: bool,
+) -> None:
+    """One line at once. A client that spoke first (something not HTTP) then gets a close; one
+    that waited (``converse``) gets one more line for every line it sends, until it closes: it
+    reads a line and hangs up as on a server-first protocol, or keeps talking on a long-lived
+    connection (the lab's steady traffic)."""
+    line = json.dumps(describe(workload)).encode() + b"\n"
+    while True:
+        writer.write(line)
+        await writer.drain()
+        log("TCP - - -")
+        if not converse:
+            return
+        try:
+            if not await reader.readline():
+                return
+        except ValueError:  # a line longer than the stream's limit: not a lab client
+            return
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
@@ -398,7 +418,7 @@ async def serve_connection(
     elif kind == "http1":
         await serve_http1(Buffered(reader, data), writer, workload, log)
     else:
-        await serve_tcp(writer, workload, log)
+        await serve_tcp(reader, writer, workload, log, converse=not data)
 
 
 # ------------------------------------------------------------------------------ process

@@ -117,13 +117,15 @@ def tools() -> None:
         raise PhaseFailed(f"k8s-testenv build --istio: {e}") from None
 
 
-# With no arguments, the tests run as two pytest processes at once. The first starts real
-# servers (API servers, istiod, Envoys, PostgreSQL for the replicas, Chromium) and spends much
-# of its time waiting on them; the second keeps a core busy in-process. On two cores the halves
-# overlap instead of adding up. Every test folder is in exactly one group (a devtools test
-# holds to that), so none is left out.
+# With no arguments, the tests run as three pytest processes at once. The first two start real
+# servers and spend most of their time waiting on them: the mesh lab (istiods and Envoys, whose
+# rotations wait out certificate lifetimes) and the rest (API servers, istioctl, PostgreSQL for
+# the replicas, Chromium); the third keeps a core busy in-process. On two cores they overlap
+# instead of adding up. Every test folder is in exactly one group (a devtools test holds to
+# that), so none is left out.
 GROUPS: dict[str, list[str]] = {
-    "servers": ["tests/lab", "tests/integration", "tests/istio", "tests/ui"],
+    "lab": ["tests/lab"],
+    "servers": ["tests/integration", "tests/istio", "tests/ui"],
     "in-process": ["tests/unit", "tests/api", "tests/golden", "devtools/tests"],
 }
 
@@ -150,7 +152,7 @@ def pytest(args: list[str]) -> None:
 
 
 def pytest_groups(timings: Timings) -> None:
-    """Both groups at once, each line of their output prefixed with its group's name; each
+    """Every group at once, each line of their output prefixed with its group's name; each
     group's time goes in the table."""
     started = time.monotonic()
     procs = {g: subprocess.Popen(pytest_command([], g), cwd=REPO, stdin=subprocess.DEVNULL,

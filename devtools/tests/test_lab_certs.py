@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from meshbridge_dev.lab.certs import describe, fingerprint
+from meshbridge_dev.lab.ops.certs import describe, fingerprint
 
 NOW = dt.datetime.now(dt.UTC)
 SPIFFE = "spiffe://cluster.local/ns/bar/sa/httpbin"

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 from meshbridge_dev.testenv import is_ours
 
-from . import certs, istio, restarts, steady
+from . import istio
 from .common import LabError, enter_netns, log
 from .lab import Lab
+from .ops import certs, restarts, steady
 from .services import parse_service_protocols
 from .traffic import lab_ca_args
 

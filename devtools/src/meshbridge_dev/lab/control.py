@@ -28,7 +28,7 @@ import yaml
 
 from meshbridge_dev.testenv import stop_process
 
-from . import existing, istio, kube, net, pki
+from . import istio, kube, net, pki
 from .common import (
     ISTIOD_POD_PREFIX,
     NODE_NAME,
@@ -42,7 +42,8 @@ from .common import (
     meshbridge,
     wait_until,
 )
-from .plan import Plan
+from .scenario import existing
+from .scenario.plan import Plan
 from .state import LabState
 from .traffic import write_zones
 

@@ -36,7 +36,7 @@ import yaml
 
 from meshbridge_dev.testenv import TestenvError, recorded_api
 
-from . import control, instances, istio, kube, net, pki, pods, serve, teardown, traffic
+from . import control, istio, kube, net, pki, pods, teardown, traffic
 from .common import (
     SIDECAR_UID,
     LabError,
@@ -48,7 +48,9 @@ from .common import (
     untraversable,
 )
 from .gateways import start_gateway
-from .plan import Plan, build
+from .ops import serve
+from .scenario import instances
+from .scenario.plan import Plan, build
 from .state import LabState
 
 USER_FIELD_MANAGER = "mesh-lab-user"  # objects a user applies by hand (`mesh-lab objects`)

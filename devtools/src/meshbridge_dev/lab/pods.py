@@ -36,7 +36,7 @@ from .common import (
     log,
     wait_until,
 )
-from .plan import TLS_PROTOCOLS, External, Instance, Plan
+from .scenario.plan import TLS_PROTOCOLS, External, Instance, Plan
 from .services import publish_endpoints
 from .state import LabState
 from .traffic import write_zones

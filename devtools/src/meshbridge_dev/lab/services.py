@@ -11,7 +11,7 @@ from typing import Any
 
 from . import kube
 from .common import NODE_NAME, LabError
-from .plan import Instance, Plan
+from .scenario.plan import Instance, Plan
 from .state import LabState
 
 PROTOCOLS = ("TCP", "HTTP", "HTTP2", "GRPC", "TLS", "HTTPS")

@@ -15,7 +15,7 @@ import yaml
 
 from . import net
 from .common import OUTSIDE_HOST, LabError, helper
-from .plan import Plan, rewrite
+from .scenario.plan import Plan, rewrite
 from .state import LabState
 
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
-from .common import READY_TIMEOUT, LabError, log, python_env, wait_until
-from .state import LabState
+from ..common import READY_TIMEOUT, LabError, log, python_env, wait_until
+from ..state import LabState
 
 SERVE_DIR = "serve"
 

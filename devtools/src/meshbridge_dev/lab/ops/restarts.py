@@ -27,10 +27,10 @@ from pathlib import Path
 
 from meshbridge_dev.testenv import stop_process
 
-from . import control, kube
-from .common import GATEWAY_NAME, GATEWAY_SERVICE_ACCOUNT, LabError, log
-from .pods import Pod, start_proxy, wait_ready
-from .state import LabState
+from .. import control, kube
+from ..common import GATEWAY_NAME, GATEWAY_SERVICE_ACCOUNT, LabError, log
+from ..pods import Pod, start_proxy, wait_ready
+from ..state import LabState
 
 
 def restart_istiod(lab: LabState, cluster: str) -> None:

@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from .common import LabError
+from ..common import LabError
 
 SECRETS_PATH = "/config_dump?resource=dynamic_active_secrets"
 

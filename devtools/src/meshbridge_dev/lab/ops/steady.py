@@ -19,9 +19,9 @@ from typing import Any
 
 from meshbridge_dev.testenv import is_ours, stop_process
 
-from . import net
-from .common import LabError, helper, log, wait_until
-from .state import LabState
+from .. import net
+from ..common import LabError, helper, log, wait_until
+from ..state import LabState
 
 STOP_TIMEOUT = 30.0
 

@@ -10,7 +10,7 @@ clusters: ``serve``) then finds the App where it now runs.
 
 from __future__ import annotations
 
-from .common import LabError
+from ..common import LabError
 from .plan import Plan, instance_key
 
 

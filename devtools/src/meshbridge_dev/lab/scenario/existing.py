@@ -20,7 +20,7 @@ import dataclasses
 
 import yaml
 
-from .istio import Install
+from ..istio import Install
 
 MESHBRIDGE_ISTIOD_ENV = ("ISTIO_MULTIROOT_MESH",)
 MESHBRIDGE_PROXY_METADATA = ("PROXY_CONFIG_XDS_AGENT",)

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from . import net
+from .. import net
 from .intents import read_snapshot, source_texts
 
 TLS_PROTOCOLS = ("TLS", "HTTPS")

@@ -141,6 +141,11 @@ def test_discovery_and_apply_as_the_documented_role(testenv, cli, tmp_path: Path
         applied = cli("apply", "-f", str(src))
         assert applied.exit_code == 0 and "forbidden" not in applied.stdout + applied.stderr, \
             applied.stdout + applied.stderr
+        # the role lets apply read what each istiod publishes (k8s-testenv's signs with a CA of
+        # its own, so apply names it): with no right to, apply would stay silent about it
+        for name in ("cluster1", "cluster2"):
+            assert f"{name}: istiod signs with a root outside the mesh" in applied.stderr, \
+                applied.stderr
 
         # discovery without its EndpointSlice rule in cluster1: named, and cluster2 carries on
         _without(c1, "ClusterRole", "meshbridge-discovery", "endpointslices")

@@ -11,7 +11,9 @@ taken away). A request added to kube/ without its rule here fails those tests.
   ``create``, which the API server asks of an apply that makes an object) and prunes
   (``delete``); it creates namespaces. Its
   Secrets (``cacerts``, ingress credentials) live in ``istio-system`` only, so Secrets are read
-  and written there and nowhere else. The root guard reads ``istio-system/cacerts``.
+  and written there and nowhere else. The root guard reads ``istio-system/cacerts``, and the
+  ConfigMap ``istio-system/istio-ca-root-cert`` (the roots istiod signs under; refused, that
+  cluster's istiod is only left unjudged, and a root rotation waits for it).
 * **gateway discovery** (a Cluster without ``spec.gateway.address``): the
   ``istio-system/istio-ingressgateway`` Service and the nodes.
 * **placement discovery** (Apps with ``discover: {}``): lists and watches, read-only, of
@@ -65,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     Rule("apply", "security.istio.io", ("authorizationpolicies",), _WRITE),
     Rule("apply", "install.istio.io", ("istiooperators",), _WRITE),
     Rule("apply", "", ("secrets",), ("get", *_WRITE), ISTIO_SYSTEM),
+    Rule("apply", "", ("configmaps",), ("get",), ISTIO_SYSTEM),
     Rule("gateway discovery", "", ("services",), ("get",), ISTIO_SYSTEM),
     Rule("gateway discovery", "", ("nodes",), ("list",)),
     Rule("placement discovery", "", ("services", "pods"), ("list", "watch")),

@@ -240,9 +240,12 @@ def wait_crd_served(c: Cluster, obj: dict[str, Any], deadline: float) -> None:
 
     def established() -> bool:
         status, cur = c.api.get_json(f"{CRDS}/{name}")
-        conds = {x["type"]: x["status"] for x in cur.get("status", {}).get("conditions", [])}
-        return status == 200 and conds.get("Established") == "True" \
-            and conds.get("NamesAccepted") == "True"
+        if status != 200:
+            return False
+        # a CRD just created may answer "conditions": null until its controller has run
+        found = (cur.get("status") or {}).get("conditions") or []
+        conds = {x["type"]: x["status"] for x in found}
+        return conds.get("Established") == "True" and conds.get("NamesAccepted") == "True"
     wait_for(f"{c.name}: CRD {name} Established", established, deadline, procs)
     group, plural = obj["spec"]["group"], obj["spec"]["names"]["plural"]
     for v in obj["spec"]["versions"]:

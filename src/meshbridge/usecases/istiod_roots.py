@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from meshbridge.compile.snapshot import Snapshot
 from meshbridge.compile.snapshot import build as snapshot
 from meshbridge.errors import StateError
 from meshbridge.model import Intents
@@ -197,8 +198,12 @@ def restarts_for(intents: Intents) -> Callable[[str, str], list[str]]:
     """:func:`restarts` of a Cluster of ``intents``, given its name and the mesh's root: its
     kubeconfig, and the namespaces its Apps run in."""
 
+    snap: Snapshot | None = None  # built once, at the first cluster that needs restarts
+
     def plan(cluster: str, root: str) -> list[str]:
-        snap = snapshot(intents)
+        nonlocal snap
+        if snap is None:
+            snap = snapshot(intents)
         namespaces = [ns for (ns, _), where in snap.placement.items() if cluster in where]
         ref = snap.clusters[cluster].spec.kubeconfig
         path, context = (ref.path, ref.context) if ref is not None else (None, None)
